@@ -1,0 +1,93 @@
+"""Atomic writes and safe, checked loading of every artifact the pipeline passes between stages.
+
+Every file is written to a temporary name beside its target and renamed into place, so a killed
+stage never leaves a truncated artifact. Every torch file is read with ``weights_only=True``: a
+file that needs arbitrary unpickling is refused, its code never runs.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from pdiff import PdiffError
+
+
+class ArtifactError(PdiffError):
+    pass
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path in the target's folder; rename it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return Path(path)
+
+
+def save_torch(obj, path: str | Path) -> Path:
+    return write_atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def save_json(obj, path: str | Path) -> Path:
+    return write_atomic(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n"))
+
+
+def save_text(text: str, path: str | Path) -> Path:
+    return write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def load_torch(path: str | Path, produced_by: str, required: tuple[str, ...] = ()) -> dict:
+    """Load a dict of tensors and plain values with ``weights_only=True``; clear errors otherwise."""
+    path = Path(path)
+    rerun = f"Run `dvc repro {produced_by}` to (re)create it."
+    if not path.exists():
+        raise ArtifactError(f"{path} is missing; it is written by the `{produced_by}` stage. {rerun}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt, truncated, or a pickle that needs code to run
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(f"{path} (written by the `{produced_by}` stage) cannot be read safely: it is "
+                            f"truncated, corrupt or not a pdiff artifact ({reason[:200]}). {rerun}") from None
+    if not isinstance(obj, dict):
+        raise ArtifactError(f"{path} (written by the `{produced_by}` stage) holds a {type(obj).__name__}, not "
+                            f"the expected mapping. {rerun}")
+    missing = [k for k in required if k not in obj]
+    if missing:
+        raise ArtifactError(f"{path} (written by the `{produced_by}` stage) lacks the entries {missing}. {rerun}")
+    return obj
+
+
+def load_vectors(path: str | Path, produced_by: str) -> dict:
+    """Load a parameter-vector file: ``params`` [M, D] float, ``names`` and ``shapes`` of the selection."""
+    obj = load_torch(path, produced_by, required=("params", "names", "shapes"))
+    params, names, shapes = obj["params"], obj["names"], obj["shapes"]
+    if not isinstance(params, torch.Tensor) or params.dim() != 2 or not params.is_floating_point():
+        shape = tuple(params.shape) if isinstance(params, torch.Tensor) else type(params).__name__
+        raise ArtifactError(f"{path} (written by `{produced_by}`): `params` must be a float tensor [M, D], got "
+                            f"{shape}.")
+    d = sum(int(torch.Size(s).numel()) for s in shapes)
+    if len(names) != len(shapes) or d != params.shape[1]:
+        raise ArtifactError(f"{path} (written by `{produced_by}`): {len(names)} names / {len(shapes)} shapes "
+                            f"covering {d} values do not match params of shape {tuple(params.shape)}.")
+    return obj

@@ -1,0 +1,66 @@
+"""Latent diffusion (step 4) and generation (step 5): train a denoiser on standardized AE latents,
+then sample latents and decode them back to parameter vectors."""
+from __future__ import annotations
+
+import math
+
+import torch
+from tqdm import tqdm
+
+from pdiff.autoencoder import Normalizer, ParamAE
+from pdiff.diffusion import GaussianDiffusion
+from pdiff.tracking import Tracker, check_finite
+
+
+def train_denoiser(denoiser, diffusion: GaussianDiffusion, z: torch.Tensor, cfg, device, gen: torch.Generator,
+                   tracker: Tracker, log_every: int = 25) -> float:
+    """Fit ``denoiser`` to the DDPM objective on latents ``z`` [K, C, L]; returns the last logged loss."""
+    denoiser.to(device).train()
+    z = z.to(device)
+    opt = torch.optim.AdamW(denoiser.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
+    last = float("nan")
+    for step in tqdm(range(1, cfg.steps + 1), desc="train_ldm", unit="step", mininterval=1.0):
+        idx = torch.randint(len(z), (cfg.batch_size,), generator=gen).to(device)
+        loss = diffusion.training_loss(denoiser, z[idx], gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % log_every == 0 or step == cfg.steps:
+            last = loss.item()
+            check_finite(last, step, "train_ldm")
+            tracker.log(step, loss=last)
+    denoiser.eval()
+    return last
+
+
+@torch.no_grad()
+def sample_vectors(ae: ParamAE, normalizer: Normalizer, denoiser, diffusion: GaussianDiffusion,
+                   latent_mean: float, latent_std: float, num: int, batch_size: int, gen: torch.Generator,
+                   device, sampler: str = "ddpm", steps: int = 100) -> torch.Tensor:
+    """Sample ``num`` latents, undo the latent standardization, decode and de-normalize: [num, D]."""
+    ae.to(device).eval()
+    denoiser.to(device).eval()
+    normalizer.to(device)
+    out = []
+    for start in range(0, num, batch_size):
+        shape = (min(batch_size, num - start), *ae.latent_shape)
+        if sampler == "ddim":
+            z = diffusion.ddim_sample_loop(denoiser, shape, steps, gen=gen, device=device)
+        else:
+            z = diffusion.p_sample_loop(denoiser, shape, gen=gen, device=device)
+        out.append(normalizer.inverse(ae.decode(z * latent_std + latent_mean)).float().cpu())
+    return torch.cat(out)
+
+
+def load_ldm(path: str = "models/ldm.pt"):
+    """(denoiser in eval mode, GaussianDiffusion, checkpoint dict with latent_mean / latent_std)."""
+    from pdiff.artifacts import load_torch
+    from pdiff.denoiser import UNet1D
+    from pdiff.diffusion import linear_betas
+
+    ckpt = load_torch(path, "train_ldm", required=("state_dict", "config", "schedule", "latent_mean", "latent_std"))
+    denoiser = UNet1D(**ckpt["config"])
+    denoiser.load_state_dict(ckpt["state_dict"])
+    return denoiser.eval(), GaussianDiffusion(linear_betas(**ckpt["schedule"])), ckpt

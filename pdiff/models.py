@@ -1,0 +1,51 @@
+"""Architectures. Every model is an ``nn.Sequential`` of named blocks, so the part of the network
+before the first generated parameter can be run once and cached (see `pdiff.evaluation`)."""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import nn
+
+from pdiff import PdiffError
+
+
+class SmallCNN(nn.Sequential):
+    """Three conv+BN blocks and a BN'd MLP head. Its last two norm layers (``bn3``: the last convolution's
+    BatchNorm2d, ``bn4``: the head's BatchNorm1d) are the paper's default selection, placed late, as in
+    ResNet-18, so the network after them is a small share of the compute. width=16 gives 192 values."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 16):
+        w = width
+        super().__init__(OrderedDict([
+            ("conv1", nn.Conv2d(in_channels, w, 3, padding=1, bias=False)), ("bn1", nn.BatchNorm2d(w)),
+            ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
+            ("conv2", nn.Conv2d(w, 2 * w, 3, padding=1, bias=False)), ("bn2", nn.BatchNorm2d(2 * w)),
+            ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
+            ("conv3", nn.Conv2d(2 * w, 2 * w, 3, padding=1, bias=False)), ("bn3", nn.BatchNorm2d(2 * w)),
+            ("relu3", nn.ReLU()), ("gap", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten()),
+            ("fc1", nn.Linear(2 * w, 4 * w, bias=False)), ("bn4", nn.BatchNorm1d(4 * w)), ("relu4", nn.ReLU()),
+            ("fc2", nn.Linear(4 * w, num_classes)),
+        ]))
+
+
+ARCHS = {"small_cnn": lambda in_ch, n_cls, size, width: SmallCNN(in_ch, n_cls, width)}
+
+
+def build_model(arch: str, in_channels: int, num_classes: int, image_size: int, width: int = 16) -> nn.Module:
+    if arch not in ARCHS:
+        raise PdiffError(f"params: `model.arch` = {arch!r} is unknown; choose one of: {', '.join(ARCHS)}.")
+    return ARCHS[arch](in_channels, num_classes, image_size, width)
+
+
+def load_base_model(path: str = "models/base.pt") -> nn.Module:
+    """Rebuild the base model from its checkpoint (architecture recorded beside the weights), in eval mode."""
+    from pdiff.artifacts import ArtifactError, load_torch
+
+    ckpt = load_torch(path, "train", required=("state_dict", "arch"))
+    model = build_model(**ckpt["arch"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise ArtifactError(f"{path} (written by the `train` stage) does not fit architecture {ckpt['arch']}: "
+                            f"{str(exc).splitlines()[0]}. Run `dvc repro train`.") from None
+    return model.eval()

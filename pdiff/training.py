@@ -1,0 +1,101 @@
+"""SGD training of the base model (step 1) and snapshot collection (step 2)."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from pdiff import PdiffError
+from pdiff.selection import flatten
+from pdiff.tracking import Tracker, check_finite
+
+
+def minibatches(n: int, batch_size: int, gen: torch.Generator):
+    """Index tensors of one shuffled epoch (the last batch may be smaller)."""
+    perm = torch.randperm(n, generator=gen)
+    yield from torch.split(perm, batch_size)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device, batch_size: int = 1000) -> float:
+    was_training = model.training
+    model.eval()
+    correct = sum((model(x[i:i + batch_size].to(device)).argmax(1).cpu() == y[i:i + batch_size]).sum().item()
+                  for i in range(0, len(x), batch_size))
+    model.train(was_training)
+    return 100.0 * correct / len(x)
+
+
+def train_classifier(model: nn.Module, data: dict, cfg, device, gen: torch.Generator, tracker: Tracker) -> dict:
+    """Plain SGD with momentum, weight decay and a cosine schedule; logs loss and validation accuracy."""
+    x, y = data["train_x"], data["train_y"]
+    steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    step = 0
+    val_acc = float("nan")
+    for epoch in tqdm(range(cfg.epochs), desc="train", unit="epoch"):
+        model.train()
+        running = 0.0
+        for idx in minibatches(len(x), cfg.batch_size, gen):
+            loss = F.cross_entropy(model(x[idx].to(device)), y[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            running += loss.item()
+            check_finite(loss.item(), step, "train")
+        val_acc = accuracy(model, data["val_x"], data["val_y"], device)
+        tracker.log(epoch + 1, train_loss=running / steps_per_epoch, val_acc=val_acc)
+    return {"val_acc": val_acc, "steps": step}
+
+
+def snapshot_steps(total_steps: int, k: int) -> list[int]:
+    """K distinct steps (1-based) spread evenly over ``total_steps``, the last one being the final step."""
+    if k > total_steps:
+        raise PdiffError(f"params: `collect.num_snapshots` = {k} exceeds the {total_steps} optimizer steps that "
+                         f"`collect.epochs` and `collect.batch_size` give; lower K, add epochs or use smaller "
+                         f"batches.")
+    return [((i + 1) * total_steps) // k for i in range(k)]
+
+
+def collect_snapshots(model: nn.Module, data: dict, names: list[str], cfg, device, gen: torch.Generator,
+                      tracker: Tracker) -> tuple[torch.Tensor, list[int]]:
+    """Train only ``names`` (all else frozen, norm running statistics frozen by eval mode, so each snapshot
+    is exactly the model at that step) and return K flat snapshots [K, D] and their steps."""
+    x, y = data["train_x"], data["train_y"]
+    chosen = set(names)
+    params = []
+    for n, p in model.named_parameters():
+        p.requires_grad_(n in chosen)
+        if n in chosen:
+            params.append(p)
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
+    save_at = snapshot_steps(cfg.epochs * steps_per_epoch, cfg.num_snapshots)
+    wanted = set(save_at)
+    model.eval()
+    snaps, step = [], 0
+    bar = tqdm(total=len(save_at), desc="collect", unit="snapshot")
+    for _ in range(cfg.epochs):
+        for idx in minibatches(len(x), cfg.batch_size, gen):
+            loss = F.cross_entropy(model(x[idx].to(device)), y[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            check_finite(loss.item(), step, "collect")
+            if step in wanted:
+                snaps.append(flatten(model, names))
+                tracker.log(step, loss=loss.item())
+                bar.update()
+    bar.close()
+    return torch.stack(snaps), save_at

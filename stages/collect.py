@@ -1,0 +1,34 @@
+"""Stage `collect`: keep training only the selected parameters and save K snapshots -> models/snapshots.pt
+(one tensor [K, D] plus names, shapes and the steps they were taken at)."""
+import _bootstrap  # noqa: F401  (repo root on sys.path)
+from pdiff.artifacts import save_torch
+from pdiff.cli import run_stage
+from pdiff.config import load_params
+from pdiff.data import load_prepared
+from pdiff.models import load_base_model
+from pdiff.plots import loss_curves
+from pdiff.selection import numels, select, shapes_of
+from pdiff.tracking import Tracker
+from pdiff.training import collect_snapshots
+from pdiff.utils import resolve_device, seed_everything, setup_torch
+
+
+def main() -> None:
+    p = load_params()
+    setup_torch(p.threads)
+    gen = seed_everything(p.seed, "collect")
+    device = resolve_device(p.device)
+    data = load_prepared()
+    model = load_base_model("models/base.pt").to(device)
+    names = select(model, p.collect.params)
+    shapes = shapes_of(model, names)
+    total = sum(numels(shapes))
+    print(f"generating {total} values: {', '.join(names)}")
+    tracker = Tracker(None)
+    snaps, steps = collect_snapshots(model, data, names, p.collect, device, gen, tracker)
+    save_torch({"params": snaps, "names": names, "shapes": shapes, "steps": steps}, "models/snapshots.pt")
+    loss_curves(tracker.history, "plots/collect/loss.png", "collection (selected parameters only)")
+
+
+if __name__ == "__main__":
+    run_stage("collect", main)

@@ -1,0 +1,35 @@
+"""Stage `train`: train the base model with SGD to convergence -> models/base.pt."""
+import _bootstrap  # noqa: F401  (repo root on sys.path)
+from pdiff.artifacts import save_torch
+from pdiff.cli import run_stage
+from pdiff.config import load_params
+from pdiff.data import load_prepared
+from pdiff.models import build_model
+from pdiff.plots import loss_curves
+from pdiff.tracking import Tracker
+from pdiff.training import accuracy, train_classifier
+from pdiff.utils import resolve_device, seed_everything, setup_torch
+
+
+def main() -> None:
+    p = load_params()
+    setup_torch(p.threads)
+    gen = seed_everything(p.seed, "train")
+    device = resolve_device(p.device)
+    data = load_prepared()
+    arch = dict(arch=p.model.arch, in_channels=data["in_channels"], num_classes=data["num_classes"],
+                image_size=data["image_size"], width=p.model.width)
+    model = build_model(**arch).to(device)
+    tracker = Tracker("metrics/train")
+    result = train_classifier(model, data, p.train, device, gen, tracker)
+    tracker.close()
+    test_acc = accuracy(model, data["test_x"], data["test_y"], device)
+    print(f"base model: val acc {result['val_acc']:.2f}%, test acc {test_acc:.2f}%")
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    save_torch({"state_dict": state, "arch": arch, "val_acc": result["val_acc"], "test_acc": test_acc},
+               "models/base.pt")
+    loss_curves(tracker.history, "plots/train/curves.png", "base model training", xlabel="epoch")
+
+
+if __name__ == "__main__":
+    run_stage("train", main)

@@ -1,0 +1,41 @@
+"""Stage `train_ldm`: fit the latent DDPM on the AE latents of the K snapshots -> models/ldm.pt."""
+import _bootstrap  # noqa: F401  (repo root on sys.path)
+import torch
+
+from pdiff.artifacts import load_vectors, save_torch
+from pdiff.autoencoder import load_autoencoder
+from pdiff.cli import run_stage
+from pdiff.config import load_params
+from pdiff.denoiser import UNet1D
+from pdiff.diffusion import GaussianDiffusion, linear_betas
+from pdiff.ldm import train_denoiser
+from pdiff.plots import loss_curves
+from pdiff.tracking import Tracker
+from pdiff.utils import resolve_device, seed_everything, setup_torch
+
+
+def main() -> None:
+    p = load_params()
+    setup_torch(p.threads)
+    gen = seed_everything(p.seed, "train_ldm")
+    device = resolve_device(p.device)
+    ae, normalizer, _ = load_autoencoder("models/ae.pt")
+    x = load_vectors("models/snapshots.pt", "collect")["params"]
+    with torch.no_grad():
+        z = ae.encode(normalizer(x))
+    latent_mean, latent_std = z.mean().item(), z.std().item()
+    schedule = dict(timesteps=p.ldm.timesteps, beta_start=p.ldm.beta_start, beta_end=p.ldm.beta_end)
+    diffusion = GaussianDiffusion(linear_betas(**schedule))
+    config = dict(in_channels=z.shape[1], base=p.ldm.channels)
+    denoiser = UNet1D(**config)
+    tracker = Tracker("metrics/train_ldm")
+    loss = train_denoiser(denoiser, diffusion, (z - latent_mean) / latent_std, p.ldm, device, gen, tracker)
+    tracker.close()
+    print(f"LDM: latents {tuple(z.shape)}, final loss {loss:.4g}")
+    save_torch({"state_dict": {k: v.cpu() for k, v in denoiser.state_dict().items()}, "config": config,
+                "schedule": schedule, "latent_mean": latent_mean, "latent_std": latent_std}, "models/ldm.pt")
+    loss_curves(tracker.history, "plots/train_ldm/loss.png", "latent diffusion (noise-prediction MSE)", log_y=True)
+
+
+if __name__ == "__main__":
+    run_stage("train_ldm", main)
