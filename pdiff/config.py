@@ -73,25 +73,25 @@ class AEConfig:
     normalize: str = opt("per_param", "how vectors are normalized before the AE: per_param (z-score of each "
                          "value over the K snapshots), per_tensor, global, none",
                          choices=("per_param", "per_tensor", "global", "none"))
-    channels: typing.List[int] = opt([64, 128, 128], "encoder conv channels; each level halves the length")
+    channels: typing.List[int] = opt([16, 32, 64], "encoder conv channels; each level halves the length")
     latent_channels: int = opt(4, "channels of the latent (latent length = padded D / 2^levels)", ge=1)
     input_noise: float = opt(0.001, "sigma of Gaussian noise added to the normalized input vectors", ge=0)
     latent_noise: float = opt(0.1, "sigma of Gaussian noise added to the latents while training", ge=0)
     lr: float = opt(1e-3, "AdamW learning rate", gt=0)
     weight_decay: float = opt(2e-6, "AdamW weight decay", ge=0)
-    steps: int = opt(3000, "training steps", ge=1)
+    steps: int = opt(2000, "training steps", ge=1)
     batch_size: int = opt(64, "minibatch size (drawn with replacement from the K snapshots)", ge=1)
 
 
 @dataclass
 class LDMConfig:
-    channels: int = opt(64, "base width of the 1-D UNet denoiser", ge=1)
+    channels: int = opt(32, "base width of the 1-D UNet denoiser", ge=1)
     timesteps: int = opt(1000, "DDPM steps T", ge=1)
     beta_start: float = opt(1e-4, "first beta of the linear schedule", gt=0, le=1)
     beta_end: float = opt(2e-2, "last beta of the linear schedule", gt=0, le=1)
     lr: float = opt(1e-3, "AdamW learning rate", gt=0)
     weight_decay: float = opt(0.0, "AdamW weight decay", ge=0)
-    steps: int = opt(4000, "training steps", ge=1)
+    steps: int = opt(1500, "training steps", ge=1)
     batch_size: int = opt(64, "minibatch size (drawn with replacement from the K latents)", ge=1)
 
 

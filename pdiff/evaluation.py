@@ -1,6 +1,8 @@
 """Accuracy of many parameter vectors on one base model, plus summary statistics."""
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import torch
 from torch import nn
@@ -15,12 +17,29 @@ def predict(model: nn.Module, x: torch.Tensor, device, batch_size: int = 1000) -
     return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
 
 
+def split_at_selection(model: nn.Module, names: list[str]) -> tuple[nn.Module, nn.Module]:
+    """(prefix, suffix) of a Sequential model such that no selected parameter lies in the prefix, so the
+    prefix's output is the same for every candidate vector. Other models: (Identity, model)."""
+    if isinstance(model, nn.Sequential):
+        children = list(model.named_children())
+        for i, (child, _) in enumerate(children):
+            if any(n.startswith(child + ".") for n in names):
+                return nn.Sequential(OrderedDict(children[:i])), nn.Sequential(OrderedDict(children[i:]))
+    return nn.Identity(), model
+
+
 @torch.no_grad()
 def evaluate_vectors(model: nn.Module, names: list[str], vectors: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                     device, batch_size: int = 1000, desc: str = "evaluate") -> torch.Tensor:
+                     device, batch_size: int = 1000, desc: str = "evaluate", cache_prefix: bool = True) -> torch.Tensor:
     """Per-sample correctness [M, n] (bool) of each of the M vectors loaded into ``model``.
-    Non-finite vectors are not run; their rows are all False (see `summarize`'s ``failed``).
-    The model's own values of ``names`` are restored afterwards."""
+
+    With ``cache_prefix`` the layers before the first generated parameter run once per test batch and
+    only the rest of the network runs per vector (identical predictions, far less compute when the
+    generated layers are late). Non-finite vectors are not run; their rows are all False (see
+    `summarize`'s ``failed``). The model's own values of ``names`` are restored afterwards."""
+    model.eval()
+    prefix, suffix = split_at_selection(model, names) if cache_prefix else (nn.Identity(), model)
+    inputs = [prefix(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
     original = flatten(model, names)
     correct = torch.zeros(len(vectors), len(y), dtype=torch.bool)
     try:
@@ -28,7 +47,7 @@ def evaluate_vectors(model: nn.Module, names: list[str], vectors: torch.Tensor, 
             if not torch.isfinite(vec).all():
                 continue
             load_vector(model, names, vec)
-            correct[i] = predict(model, x, device, batch_size) == y
+            correct[i] = torch.cat([suffix(h).argmax(1).cpu() for h in inputs]) == y
     finally:
         load_vector(model, names, original)
     return correct

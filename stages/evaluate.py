@@ -1,6 +1,6 @@
 """Stage `evaluate`: load every original snapshot and every generated vector into the base model and
-import _bootstrap  # noqa: F401  (repo root on sys.path)
 measure accuracy -> metrics/evaluate.json (test split; validation split under "val") and plots/evaluate/."""
+import _bootstrap  # noqa: F401  (repo root on sys.path)
 from pdiff.artifacts import load_vectors, save_json, save_text
 from pdiff.cli import run_stage
 from pdiff.config import load_params

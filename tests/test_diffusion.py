@@ -1,0 +1,61 @@
+import torch
+
+from pdiff.denoiser import UNet1D
+from pdiff.diffusion import GaussianDiffusion, linear_betas
+
+
+def test_schedule_matches_paper_defaults():
+    b = linear_betas(1000, 1e-4, 2e-2)
+    assert len(b) == 1000 and abs(b[0].item() - 1e-4) < 1e-12 and abs(b[-1].item() - 2e-2) < 1e-12
+    d = GaussianDiffusion(b)
+    assert torch.allclose(d.alphas_cumprod, torch.cumprod(1 - b, 0))
+
+
+def test_forward_process_closed_form_matches_iterating_the_chain():
+    """q(x_t | x_0) in closed form has the same mean and variance as t single steps
+    x_s = sqrt(1 - beta_s) x_{s-1} + sqrt(beta_s) eps."""
+    d = GaussianDiffusion(linear_betas(100, 1e-3, 5e-2))
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.full((20000, 1), 2.0)
+    t = 60
+    x = x0.clone()
+    for s in range(t + 1):
+        x = (1 - d.betas[s]).sqrt().float() * x + d.betas[s].sqrt().float() * torch.randn(x.shape, generator=gen)
+    closed = d.q_sample(x0, torch.full((len(x0),), t), torch.randn(x0.shape, generator=gen))
+    abar = d.alphas_cumprod[t].item()
+    for sample in (x, closed):
+        assert abs(sample.mean().item() - 2.0 * abar ** 0.5) < 0.03
+        assert abs(sample.var().item() - (1 - abar)) < 0.03
+
+
+def test_predict_x0_inverts_q_sample():
+    d = GaussianDiffusion(linear_betas(1000))
+    x0 = torch.randn(8, 4, 6)
+    t = torch.randint(1000, (8,))
+    noise = torch.randn_like(x0)
+    assert torch.allclose(d.predict_x0(d.q_sample(x0, t, noise), t, noise), x0, atol=1e-3)
+
+
+def _oracle(d, target):
+    """The exact noise predictor when the data is the single point ``target``."""
+    def model(xt, t):
+        a = d.alphas_cumprod[t].float().reshape(-1, 1, 1)
+        return (xt - a.sqrt() * target) / (1 - a).sqrt()
+    return model
+
+
+def test_ddpm_and_ddim_recover_a_point_mass_with_the_exact_denoiser():
+    d = GaussianDiffusion(linear_betas(1000))
+    target = torch.randn(1, 2, 5)
+    gen = torch.Generator().manual_seed(0)
+    x = d.p_sample_loop(_oracle(d, target), (3, 2, 5), gen=gen, progress=False)
+    assert torch.allclose(x, target.expand(3, 2, 5), atol=1e-3)
+    x = d.ddim_sample_loop(_oracle(d, target), (3, 2, 5), steps=20, gen=gen, progress=False)
+    assert torch.allclose(x, target.expand(3, 2, 5), atol=1e-3)
+
+
+def test_unet_shapes_any_length():
+    net = UNet1D(4, base=16)
+    for length in (24, 13):
+        x = torch.randn(3, 4, length)
+        assert net(x, torch.tensor([0, 500, 999])).shape == x.shape

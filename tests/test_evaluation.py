@@ -1,0 +1,47 @@
+import torch
+
+from pdiff.evaluation import evaluate_vectors, split_at_selection, summarize
+from pdiff.models import SmallCNN
+from pdiff.selection import flatten, select
+
+
+def _model_and_vectors(m=6):
+    torch.manual_seed(0)
+    model = SmallCNN(1, 10, 8).eval()
+    names = select(model, "auto")
+    base = flatten(model, names)
+    vectors = base + 0.5 * torch.randn(m, base.numel())
+    x, y = torch.randn(50, 1, 12, 12), torch.randint(10, (50,))
+    return model, names, vectors, x, y
+
+
+def test_cached_prefix_gives_identical_predictions_and_restores_model():
+    model, names, vectors, x, y = _model_and_vectors()
+    before = flatten(model, names)
+    fast = evaluate_vectors(model, names, vectors, x, y, "cpu", batch_size=16, cache_prefix=True)
+    slow = evaluate_vectors(model, names, vectors, x, y, "cpu", batch_size=16, cache_prefix=False)
+    assert torch.equal(fast, slow)
+    assert torch.equal(flatten(model, names), before)
+    assert fast.float().mean(1).std() > 0  # the vectors really differ
+
+
+def test_split_puts_no_selected_parameter_in_prefix():
+    model = SmallCNN(1, 10, 8)
+    prefix, suffix = split_at_selection(model, ["bn3.weight"])
+    prefix_names = {n for n, _ in prefix.named_parameters()}
+    assert "bn3.weight" not in prefix_names and "conv3.weight" in prefix_names
+
+
+def test_nan_vectors_are_not_run_and_counted_as_failed():
+    model, names, vectors, x, y = _model_and_vectors(3)
+    vectors[1, 0] = float("nan")
+    correct = evaluate_vectors(model, names, vectors, x, y, "cpu")
+    assert not correct[1].any()
+    s = summarize([90.0, 92.0], failed=1)
+    assert s["count"] == 2 and s["failed"] == 1 and s["acc_median"] == 91.0 and s["acc_max"] == 92.0
+
+
+def test_summarize_statistics():
+    s = summarize(torch.tensor([1.0, 2.0, 3.0, 10.0]))
+    assert s == {"count": 4, "failed": 0, "acc_mean": 4.0, "acc_median": 2.5, "acc_max": 10.0, "acc_min": 1.0,
+                 "acc_std": round(float(torch.tensor([1.0, 2, 3, 10]).std(unbiased=False)), 4)}

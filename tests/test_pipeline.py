@@ -1,0 +1,103 @@
+"""End to end: the real `dvc repro` on tiny params in a temporary copy of the repository."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+TINY = {
+    "data": {"name": "digits", "val_size": 200, "test_size": 300},
+    "model": {"width": 4},
+    "train": {"epochs": 3},
+    "collect": {"num_snapshots": 10, "batch_size": 64},
+    "ae": {"channels": [8, 16], "steps": 60, "batch_size": 10},
+    "ldm": {"channels": 8, "steps": 60, "timesteps": 50, "batch_size": 10},
+    "generate": {"num_models": 8},
+}
+COPY = ["pdiff", "stages", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
+
+
+def _env():
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    return env
+
+
+def run(cmd, cwd, check=True):
+    res = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, shell=isinstance(cmd, str))
+    if check and res.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    return res
+
+
+def merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(base.get(k, {}), v) if isinstance(v, dict) else v
+    return out
+
+
+def make_tiny_repo(dest: Path, overrides: dict | None = None) -> Path:
+    """A git+DVC copy of the project with tiny params, committed so that `dvc exp` works."""
+    for item in COPY:
+        src = ROOT / item
+        target = dest / item
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, target)
+    params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), merge(TINY, overrides or {}))
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run("git init -q && git config user.email t@t && git config user.name t && git add -A && "
+        "git commit -qm init", dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory):
+    repo = make_tiny_repo(tmp_path_factory.mktemp("pipeline"))
+    run(["dvc", "repro"], repo)
+    return repo
+
+
+def test_repro_writes_metrics_and_figures(tiny_repo):
+    metrics = json.loads((tiny_repo / "metrics/evaluate.json").read_text())
+    assert metrics["original"]["count"] == 10 and metrics["generated"]["count"] == 8
+    for method in ("original", "generated"):
+        for key in ("acc_mean", "acc_median", "acc_max", "acc_min", "acc_std"):
+            assert 0.0 <= metrics[method][key] <= 100.0
+        assert metrics["original"]["acc_median"] > 30  # digits: a real classifier, far above chance
+    for png in ("plots/evaluate/accuracy_hist.png", "plots/train_ae/loss.png", "plots/train_ldm/loss.png",
+                "plots/train/curves.png"):
+        assert (tiny_repo / png).read_bytes()[:4] == b"\x89PNG", png
+    assert (tiny_repo / "metrics/train_ldm/plots/metrics/loss.tsv").exists()
+
+
+def _changed_stages(repo: Path) -> set[str]:
+    return set(json.loads(run(["dvc", "status", "--json"], repo).stdout or "{}"))
+
+
+def test_changing_ldm_lr_reruns_only_downstream(tiny_repo):
+    assert _changed_stages(tiny_repo) == set()
+    params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
+    params["ldm"]["lr"] = 0.002
+    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _changed_stages(tiny_repo) == {"train_ldm"}
+    dry = run(["dvc", "repro", "--dry"], tiny_repo).stdout
+    assert "Running stage 'train_ldm'" in dry
+    for stage in ("prepare", "train", "collect", "train_ae"):
+        assert f"Running stage '{stage}'" not in dry
+    params["ae"]["lr"] = 0.002
+    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dry = run(["dvc", "repro", "--dry"], tiny_repo).stdout
+    assert "Running stage 'train_ae'" in dry
+    for stage in ("prepare", "train", "collect"):
+        assert f"Running stage '{stage}'" not in dry

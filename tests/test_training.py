@@ -1,0 +1,34 @@
+import pytest
+import torch
+
+from pdiff import PdiffError
+from pdiff.config import CollectConfig
+from pdiff.models import SmallCNN
+from pdiff.selection import flatten, select
+from pdiff.tracking import Tracker
+from pdiff.training import collect_snapshots, snapshot_steps
+
+
+def test_snapshot_steps_are_even_distinct_and_end_at_the_last_step():
+    steps = snapshot_steps(219, 200)
+    assert len(set(steps)) == 200 and steps[-1] == 219 and steps == sorted(steps)
+    assert snapshot_steps(10, 5) == [2, 4, 6, 8, 10]
+    with pytest.raises(PdiffError, match="collect.num_snapshots"):
+        snapshot_steps(10, 11)
+
+
+def test_collect_trains_only_the_selection_and_freezes_running_stats():
+    torch.manual_seed(0)
+    model = SmallCNN(1, 10, 4)
+    data = {"train_x": torch.randn(40, 1, 8, 8), "train_y": torch.randint(10, (40,))}
+    names = select(model, "auto")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = CollectConfig(num_snapshots=5, lr=0.1, batch_size=8, epochs=1)
+    snaps, steps = collect_snapshots(model, data, names, cfg, "cpu", torch.Generator().manual_seed(0), Tracker(None))
+    assert snaps.shape == (5, flatten(model, names).numel()) and steps == [1, 2, 3, 4, 5]
+    assert torch.equal(snaps[-1], flatten(model, names))
+    assert not torch.equal(snaps[0], snaps[-1])
+    after = model.state_dict()
+    for k in before:
+        if k not in names:
+            assert torch.equal(before[k], after[k]), k  # incl. running_mean / running_var
