@@ -119,13 +119,14 @@ def train_autoencoder(ae: ParamAE, x: torch.Tensor, cfg, device, gen: torch.Gene
         idx = torch.randint(len(x), (cfg.batch_size,), generator=gen).to(device)
         batch = x[idx]
         loss = F.mse_loss(ae(batch, cfg.input_noise, cfg.latent_noise, gen), batch)
+        value = loss.item()
+        check_finite(value, step, "train_ae")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         if step % log_every == 0 or step == cfg.steps:
-            check_finite(loss.item(), step, "train_ae")
-            tracker.log(step, loss=loss.item())
+            tracker.log(step, loss=value)
     ae.eval()
     with torch.no_grad():
         return F.mse_loss(ae(x), x).item()

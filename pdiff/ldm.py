@@ -23,13 +23,14 @@ def train_denoiser(denoiser, diffusion: GaussianDiffusion, z: torch.Tensor, cfg,
     for step in tqdm(range(1, cfg.steps + 1), desc="train_ldm", unit="step", mininterval=1.0):
         idx = torch.randint(len(z), (cfg.batch_size,), generator=gen).to(device)
         loss = diffusion.training_loss(denoiser, z[idx], gen)
+        value = loss.item()
+        check_finite(value, step, "train_ldm")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         if step % log_every == 0 or step == cfg.steps:
-            last = loss.item()
-            check_finite(last, step, "train_ldm")
+            last = value
             tracker.log(step, loss=last)
     denoiser.eval()
     return last

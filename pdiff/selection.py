@@ -74,6 +74,15 @@ def check_compatible(model: nn.Module, names: list[str], shapes: list[list[int]]
         raise PdiffError(f"{source}: shapes {shapes} do not match the model's {model_shapes} for {names}.")
 
 
+def check_same_selection(reference: dict, other: dict, source: str) -> None:
+    """Refuse a vector file whose selection (names, shapes, length) differs from the reference file's."""
+    ref = (list(reference["names"]), [list(s) for s in reference["shapes"]], reference["params"].shape[1])
+    got = (list(other["names"]), [list(s) for s in other["shapes"]], other["params"].shape[1])
+    if ref != got:
+        raise PdiffError(f"{source}: vectors of length {got[2]} over {got[0]} with shapes {got[1]} do not match "
+                         f"the snapshots' selection: length {ref[2]} over {ref[0]} with shapes {ref[1]}.")
+
+
 @torch.no_grad()
 def load_vector(model: nn.Module, names: list[str], vector: torch.Tensor) -> None:
     params = dict(model.named_parameters())

@@ -9,6 +9,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pdiff import PdiffError
+from pdiff.accel import BatchLoss
 from pdiff.selection import flatten
 from pdiff.tracking import Tracker, check_finite
 
@@ -29,9 +30,12 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device, batch_s
     return 100.0 * correct / len(x)
 
 
-def train_classifier(model: nn.Module, data: dict, cfg, device, gen: torch.Generator, tracker: Tracker) -> dict:
-    """Plain SGD with momentum, weight decay and a cosine schedule; logs loss and validation accuracy."""
+def train_classifier(model: nn.Module, data: dict, cfg, device, gen: torch.Generator, tracker: Tracker,
+                     precision: str = "fp32") -> dict:
+    """Plain SGD with momentum, weight decay and a cosine schedule; logs loss and validation accuracy.
+    The dataset's ``augment`` and ``precision`` (see `pdiff.accel`) apply to every minibatch."""
     x, y = data["train_x"], data["train_y"]
+    batch_loss = BatchLoss(model, x, y, device, gen, data.get("augment"), precision)
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -42,14 +46,14 @@ def train_classifier(model: nn.Module, data: dict, cfg, device, gen: torch.Gener
         model.train()
         running = 0.0
         for idx in minibatches(len(x), cfg.batch_size, gen):
-            loss = F.cross_entropy(model(x[idx].to(device)), y[idx].to(device))
+            loss = batch_loss(idx)
+            step += 1
+            check_finite(loss.item(), step, "train")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            step += 1
             running += loss.item()
-            check_finite(loss.item(), step, "train")
         val_acc = accuracy(model, data["val_x"], data["val_y"], device)
         tracker.log(epoch + 1, train_loss=running / steps_per_epoch, val_acc=val_acc)
     return {"val_acc": val_acc, "steps": step}
@@ -65,7 +69,7 @@ def snapshot_steps(total_steps: int, k: int) -> list[int]:
 
 
 def collect_snapshots(model: nn.Module, data: dict, names: list[str], cfg, device, gen: torch.Generator,
-                      tracker: Tracker) -> tuple[torch.Tensor, list[int]]:
+                      tracker: Tracker, precision: str = "fp32") -> tuple[torch.Tensor, list[int]]:
     """Train only ``names`` (all else frozen, norm running statistics frozen by eval mode, so each snapshot
     is exactly the model at that step) and return K flat snapshots [K, D] and their steps."""
     x, y = data["train_x"], data["train_y"]
@@ -83,16 +87,17 @@ def collect_snapshots(model: nn.Module, data: dict, names: list[str], cfg, devic
     save_at = snapshot_steps(cfg.epochs * steps_per_epoch, cfg.num_snapshots)
     wanted = set(save_at)
     model.eval()
+    batch_loss = BatchLoss(model, x, y, device, gen, data.get("augment"), precision)
     snaps, step = [], 0
     bar = tqdm(total=len(save_at), desc="collect", unit="snapshot")
     for _ in range(cfg.epochs):
         for idx in minibatches(len(x), cfg.batch_size, gen):
-            loss = F.cross_entropy(model(x[idx].to(device)), y[idx].to(device))
+            loss = batch_loss(idx)
+            step += 1
+            check_finite(loss.item(), step, "collect")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            step += 1
-            check_finite(loss.item(), step, "collect")
             if step in wanted:
                 snaps.append(flatten(model, names))
                 tracker.log(step, loss=loss.item())

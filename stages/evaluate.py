@@ -8,7 +8,7 @@ from pdiff.data import load_prepared
 from pdiff.evaluation import evaluate_vectors, finite_rows, summarize
 from pdiff.models import load_base_model
 from pdiff.plots import accuracy_histogram
-from pdiff.selection import check_compatible
+from pdiff.selection import check_compatible, check_same_selection
 from pdiff.utils import resolve_device, seed_everything, setup_torch
 
 
@@ -21,6 +21,7 @@ def main() -> None:
     model = load_base_model("models/base.pt").to(device)
     methods = {"original": load_vectors("models/snapshots.pt", "collect"),
                "generated": load_vectors("models/generated.pt", "generate")}
+    check_same_selection(methods["original"], methods["generated"], "models/generated.pt")
     metrics, val, test_acc = {}, {}, {}
     for method, obj in methods.items():
         check_compatible(model, obj["names"], obj["shapes"], f"models/{method} vectors")

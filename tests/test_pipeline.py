@@ -101,3 +101,12 @@ def test_changing_ldm_lr_reruns_only_downstream(tiny_repo):
     assert "Running stage 'train_ae'" in dry
     for stage in ("prepare", "train", "collect"):
         assert f"Running stage '{stage}'" not in dry
+
+
+def test_repro_force_is_byte_identical(tiny_repo):
+    """Same params on CPU -> byte-identical metrics files."""
+    files = sorted(p for p in (tiny_repo / "metrics").rglob("*") if p.is_file())
+    before = {p: p.read_bytes() for p in files}
+    run(["dvc", "repro", "-f"], tiny_repo)
+    after = {p: p.read_bytes() for p in files}
+    assert before == after

@@ -1,0 +1,203 @@
+"""Failure modes: bad params, corrupt and hostile files, a stage killed mid-write, NaN losses, shape
+mismatches, and determinism."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pdiff import PdiffError
+from pdiff.artifacts import ArtifactError, load_torch, load_vectors, save_torch
+from pdiff.config import CollectConfig
+from pdiff.models import SmallCNN
+from pdiff.selection import select
+from pdiff.tracking import Tracker, check_finite
+from pdiff.training import collect_snapshots
+from tests.test_pipeline import _env, make_tiny_repo, run
+
+
+def stage(repo: Path, name: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, f"stages/{name}.py"], cwd=repo, env=_env(), capture_output=True,
+                          text=True)
+
+
+def assert_clean_error(res: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr, res.stderr
+    error_lines = [line for line in res.stderr.splitlines() if line.startswith("error in stage")]
+    assert len(error_lines) == 1, res.stderr
+    for fragment in fragments:
+        assert fragment in error_lines[0], (fragment, error_lines[0])
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A tiny repo whose prepare/train/collect outputs exist (run directly, without dvc)."""
+    repo = make_tiny_repo(tmp_path_factory.mktemp("reliability"))
+    for name in ("prepare", "train", "collect"):
+        res = stage(repo, name)
+        assert res.returncode == 0, res.stderr
+    return repo
+
+
+def _set_params(repo: Path, **groups) -> str:
+    path = repo / "params.yaml"
+    original = path.read_text()
+    params = yaml.safe_load(original)
+    for group, values in groups.items():
+        if isinstance(values, dict):
+            params[group].update(values)
+        else:
+            params[group] = values
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return original
+
+
+@pytest.mark.parametrize("groups, fragments", [
+    ({"ae": {"lr": -0.1}}, ["`ae.lr`", "-0.1", "> 0"]),
+    ({"collect": {"num_snapshots": 0}}, ["`collect.num_snapshots`", ">= 1"]),
+    ({"model": {"arch": "resnet9000"}}, ["`model.arch`", "resnet9000", "small_cnn"]),
+    ({"ae": {"latent_nosie": 0.1}}, ["ae.latent_nosie", "ae.latent_noise"]),
+    ({"collect": {"num_snapshots": 100000}}, ["collect.num_snapshots", "100000"]),
+])
+def test_bad_params_stop_the_stage_with_one_line(repo, groups, fragments):
+    original = _set_params(repo, **groups)
+    try:
+        res = stage(repo, "collect")
+    finally:
+        (repo / "params.yaml").write_text(original)
+    assert_clean_error(res, *fragments)
+
+
+def test_truncated_and_garbage_artifacts_name_file_and_producer(repo, tmp_path):
+    snaps = repo / "models/snapshots.pt"
+    good = snaps.read_bytes()
+    try:
+        snaps.write_bytes(good[: len(good) // 2])
+        assert_clean_error(stage(repo, "train_ae"), "models/snapshots.pt", "`collect`")
+        snaps.write_bytes(b"this is not a checkpoint at all")
+        assert_clean_error(stage(repo, "train_ae"), "models/snapshots.pt", "`collect`")
+    finally:
+        snaps.write_bytes(good)
+    with pytest.raises(ArtifactError, match="missing"):
+        load_torch(tmp_path / "nope.pt", "train")
+
+
+class Payload:
+    """Unpickling this runs `touch <marker>`; a safe loader must refuse it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_is_refused_and_never_runs(repo, tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({"params": Payload(marker), "names": [], "shapes": []}, evil)
+    with pytest.raises(ArtifactError, match="cannot be read safely"):
+        load_vectors(evil, "collect")
+    assert not marker.exists()
+    snaps = repo / "models/snapshots.pt"
+    good = snaps.read_bytes()
+    try:
+        shutil.copy(evil, snaps)
+        assert_clean_error(stage(repo, "train_ae"), "models/snapshots.pt")
+    finally:
+        snaps.write_bytes(good)
+    assert not marker.exists()
+
+
+def test_generated_vectors_with_wrong_length_are_refused_with_both_shapes(repo):
+    snaps = torch.load(repo / "models/snapshots.pt", weights_only=True)
+    d = snaps["params"].shape[1]
+    save_torch({"params": torch.zeros(3, d - 2), "names": snaps["names"][:1], "shapes": [[d - 2]]},
+               repo / "models/generated.pt")
+    try:
+        assert_clean_error(stage(repo, "evaluate"), "models/generated.pt", f"length {d - 2}", f"length {d}")
+    finally:
+        (repo / "models/generated.pt").unlink()
+
+
+def test_nan_generated_vectors_are_counted_as_failed(repo):
+    snaps = torch.load(repo / "models/snapshots.pt", weights_only=True)
+    params = snaps["params"][:4].clone()
+    params[1, 3] = float("nan")
+    params[2, 0] = float("inf")
+    save_torch({"params": params, "names": snaps["names"], "shapes": snaps["shapes"]}, repo / "models/generated.pt")
+    try:
+        res = stage(repo, "evaluate")
+        assert res.returncode == 0, res.stderr
+        generated = json.loads((repo / "metrics/evaluate.json").read_text())["generated"]
+        assert generated["count"] == 2 and generated["failed"] == 2
+    finally:
+        (repo / "models/generated.pt").unlink()
+
+
+def test_nan_loss_stops_training_naming_step_and_value():
+    with pytest.raises(PdiffError, match=r"nan at step 7"):
+        check_finite(float("nan"), 7, "train_ae")
+    model = SmallCNN(1, 10, 4)
+    data = {"train_x": torch.randn(32, 1, 8, 8), "train_y": torch.randint(10, (32,))}
+    data["train_x"][5] = float("nan")
+    cfg = CollectConfig(num_snapshots=2, batch_size=32, epochs=2)
+    with pytest.raises(PdiffError, match=r"collect: the loss became nan at step 1"):
+        collect_snapshots(model, data, select(model, "auto"), cfg, "cpu", torch.Generator().manual_seed(0),
+                          Tracker(None))
+
+
+SLOW_SAVE = """
+import runpy, sys, time, io, torch
+real_save = torch.save
+def slow_save(obj, f, *args, **kwargs):
+    buf = io.BytesIO()
+    real_save(obj, buf, *args, **kwargs)
+    data = buf.getvalue()
+    with open(f, "wb") as out:
+        for i in range(0, len(data), 4096):
+            out.write(data[i:i + 4096]); out.flush(); time.sleep(0.01)
+torch.save = slow_save
+sys.argv = ["stages/prepare.py"]
+sys.path.insert(0, "stages")
+runpy.run_path("stages/prepare.py", run_name="__main__")
+"""
+
+
+def test_sigkill_mid_write_leaves_no_truncated_artifact_and_repro_recovers(tmp_path):
+    repo = make_tiny_repo(tmp_path / "kill")
+    target = repo / "data/prepared/dataset.pt"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_SAVE], cwd=repo, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    partial = []
+    while time.time() < deadline and not partial:
+        partial = [p for p in (repo / "data/prepared").glob(".dataset.pt.*.tmp") if p.stat().st_size > 0]
+        time.sleep(0.02)
+    assert partial, "the stage never started writing"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not target.exists()  # the only file at the real name would be a complete one
+    run(["dvc", "repro", "prepare"], repo)
+    data = torch.load(target, weights_only=True)
+    assert data["train_x"].shape[0] > 0
+    assert not list((repo / "data/prepared").glob("*.tmp"))
+
+
+def test_different_seed_gives_different_snapshots(repo, tmp_path):
+    other = tmp_path / "seed1"
+    shutil.copytree(repo, other)
+    _set_params(other, seed=1)
+    for name in ("prepare", "train", "collect"):
+        assert stage(other, name).returncode == 0
+    a = torch.load(repo / "models/snapshots.pt", weights_only=True)["params"]
+    b = torch.load(other / "models/snapshots.pt", weights_only=True)["params"]
+    assert a.shape == b.shape and not torch.allclose(a, b)
