@@ -22,3 +22,15 @@ test: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The paper's ablations as queued DVC experiments (see README "Ablations"): `make ablation NAME=noise JOBS=2`.
+# `dvc repro` first fills the cache with the baseline, so grid points reuse its unchanged stages.
+.PHONY: ablation ablation-report
+NAME ?= noise
+JOBS ?= 2
+ablation: $(STAMP)
+	dvc repro
+	python scripts/ablation.py run $(NAME) --jobs $(JOBS)
+
+ablation-report: $(STAMP)
+	python scripts/ablation.py report $(NAME)

@@ -1,0 +1,317 @@
+"""The paper's ablations as DVC experiments: recipes (small grids of params overrides), a runner that queues
+them with `dvc exp run --queue -S ...` and runs them with `dvc queue start -j N`, and a comparison that turns
+the finished experiments (`dvc exp show --json`) into a pandas table, a Markdown report and PNG figures.
+
+Each grid point becomes one named experiment, ``<recipe>-<label>``. Points whose overrides leave a stage's
+params and deps alone reuse that stage from the DVC cache (the queue's logs say "didn't change, skipping");
+`run_recipe` parses those logs, so every report states which stages each point really ran and for how long.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pdiff import PdiffError
+
+METRICS_FILE = "metrics/evaluate.json"
+STAGES = ("prepare", "train", "collect", "train_ae", "train_ldm", "generate", "evaluate")
+
+
+@dataclass
+class Point:
+    label: str        # short, used in the experiment name and as the x tick label
+    overrides: dict   # dotted params key -> value, passed as `-S key=value`
+
+
+@dataclass
+class Recipe:
+    name: str
+    title: str
+    axis: str         # what varies (x axis label)
+    points: list[Point]
+    note: str = ""
+    keys: list[str] = field(default_factory=list)  # params shown as table columns
+
+    def __post_init__(self):
+        if not self.keys:
+            self.keys = sorted({k for p in self.points for k in p.overrides})
+
+
+def _get(params: dict, dotted: str):
+    node = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def recipes(params: dict | None = None) -> dict[str, Recipe]:
+    """All ablation recipes. ``params`` (the parsed params.yaml) decides whether the sampler recipe compares
+    samplers (when `generate.sampler` exists) or falls back to DDPM with fewer diffusion steps."""
+    params = params or {}
+    k_values = [1, 10, 50, 200, 500]
+    out = [
+        Recipe("k", "Number of training snapshots K", "K (snapshots)",
+               [Point(str(k), {"collect.num_snapshots": k, "collect.epochs": 3}) for k in k_values],
+               note="All points collect over 3 epochs (657 steps at batch 16), since K = 500 needs more than the "
+                    "219 steps of one epoch; K snapshots are spread evenly over them."),
+        Recipe("noise", "Noise augmentation in the parameter autoencoder", "noise",
+               [Point("none", {"ae.input_noise": 0.0, "ae.latent_noise": 0.0}),
+                Point("input", {"ae.input_noise": 0.001, "ae.latent_noise": 0.0}),
+                Point("latent", {"ae.input_noise": 0.0, "ae.latent_noise": 0.1}),
+                Point("both", {"ae.input_noise": 0.001, "ae.latent_noise": 0.1})],
+               note="input sigma 0.001, latent sigma 0.1 (the paper's values) switched on and off."),
+        Recipe("params", "Which parameters are generated", "generated parameters",
+               [Point("last_bn", {"model.width": 16, "collect.params": "auto"}),
+                Point("bn2", {"model.width": 16, "collect.params": ["bn2.*"]}),
+                Point("w4_last_bn", {"model.width": 4, "collect.params": "auto"}),
+                Point("w4_whole", {"model.width": 4, "collect.params": ["*"]})],
+               note="The whole width-16 network has 16,954 values; its AE/LDM would take hours on 2 CPU cores, so "
+                    "the whole-network point uses the width-4 network (1,270 values), next to that network's own "
+                    "last-BN point (48 values) for reference."),
+    ]
+    if _get(params, "generate.sampler") is not None:
+        grid = [("ddpm", 1000), ("ddim", 100), ("ddim", 50), ("ddim", 20)]
+        out.append(Recipe("sampler", "Sampler and sampling steps", "sampler / steps",
+                          [Point(f"{s}{n}", {"generate.sampler": s, "generate.steps": n}) for s, n in grid],
+                          note="The LDM is trained once (T = 1000); only `generate` and `evaluate` rerun."))
+    else:
+        out.append(Recipe("sampler", "DDPM steps (no DDIM sampler in this checkout)", "DDPM steps T",
+                          [Point(str(t), {"ldm.timesteps": t}) for t in (1000, 100, 50, 20)],
+                          note="`generate.sampler` does not exist in params.yaml yet, so this recipe varies the "
+                               "DDPM's own number of steps T (the LDM is retrained for each T)."))
+    out.append(Recipe("seeds", "Headline over 5 seeds", "seed",
+                      [Point(str(s), {"seed": s}) for s in range(5)],
+                      note="`seed` drives everything (data split, base model, collection, AE, LDM, sampling), so "
+                           "every point but seed 0 reruns the whole pipeline."))
+    return {r.name: r for r in out}
+
+
+def get_recipe(name: str, params: dict | None = None) -> Recipe:
+    all_ = recipes(params)
+    if name not in all_:
+        raise PdiffError(f"unknown ablation {name!r}; choose one of: {', '.join(all_)}.")
+    return all_[name]
+
+
+def exp_name(recipe: Recipe, point: Point) -> str:
+    return f"{recipe.name}-{re.sub(r'[^A-Za-z0-9_]+', '_', point.label)}"
+
+
+def format_value(value) -> str:
+    """A value in the Hydra override syntax that `dvc exp run -S` parses."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(format_value(v) for v in value) + "]"
+    text = str(value)
+    return text if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text) else "'" + text.replace("'", "\\'") + "'"
+
+
+def queue_command(recipe: Recipe, point: Point) -> list[str]:
+    cmd = ["dvc", "exp", "run", "--queue", "--name", exp_name(recipe, point)]
+    for key, value in point.overrides.items():
+        cmd += ["-S", f"{key}={format_value(value)}"]
+    return cmd
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running (shells out to dvc; the repository must be a committed git + DVC repo)
+
+def _dvc(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    res = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise PdiffError(f"`{' '.join(args)}` failed ({res.returncode}): {(res.stderr or res.stdout).strip()[-800:]}")
+    return res
+
+
+def queue_status(cwd: Path) -> dict[str, tuple[str, str]]:
+    """task id -> (experiment name, status) from `dvc queue status`."""
+    out = {}
+    for line in _dvc(["dvc", "queue", "status"], cwd).stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and re.fullmatch(r"[0-9a-f]{7,}", parts[0]):
+            out[parts[0]] = (parts[1], parts[-1])
+    return out
+
+
+def parse_log(text: str) -> dict:
+    """Which stages ran / were reused in one experiment's log, and each run stage's own timing."""
+    ran = re.findall(r"Running stage '([^']+)'", text)
+    skipped = re.findall(r"Stage '([^']+)' (?:didn't change, skipping|is cached - skipping run)", text)
+    seconds = {m.group(1): float(m.group(2)) for m in re.finditer(r"stage `([^`]+)` done in ([0-9.]+) s", text)}
+    return {"ran": ran, "reused": skipped, "stage_seconds": seconds}
+
+
+def run_recipe(recipe: Recipe, jobs: int, cwd: Path, out_dir: Path, poll: float = 5.0,
+               timeout: float = 4 * 3600) -> dict:
+    """Queue every point, start ``jobs`` workers, wait until all finish; save logs and a run summary
+    (wall time, per-experiment stages run / reused) to ``out_dir``. Rerunning a recipe replaces its
+    experiments."""
+    cwd = Path(cwd)
+    names = [exp_name(recipe, p) for p in recipe.points]
+    existing = set(_dvc(["dvc", "exp", "ls", "--name-only"], cwd).stdout.split())
+    old = [n for n in names if n in existing]
+    if old:
+        _dvc(["dvc", "exp", "remove", *old], cwd)
+    before = set(queue_status(cwd))
+    for point in recipe.points:
+        _dvc(queue_command(recipe, point), cwd)
+    tasks = {t: name for t, (name, _) in queue_status(cwd).items() if t not in before and name in names}
+    if len(tasks) != len(names):
+        raise PdiffError(f"queued {len(names)} experiments but found {len(tasks)} new tasks in `dvc queue status`.")
+    start = time.time()
+    _dvc(["dvc", "queue", "start", "-j", str(jobs)], cwd)
+    while True:
+        status = {t: s for t, (_, s) in queue_status(cwd).items() if t in tasks}
+        if all(s in ("Success", "Failed") for s in status.values()) and len(status) == len(tasks):
+            break
+        if time.time() - start > timeout:
+            raise PdiffError(f"ablation {recipe.name!r} did not finish within {timeout:.0f} s: {status}")
+        time.sleep(poll)
+    wall = time.time() - start
+    logs_dir = out_dir / f"{recipe.name}_logs"
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    experiments = {}
+    for task, name in tasks.items():
+        log = _dvc(["dvc", "queue", "logs", task], cwd, check=False).stdout
+        (logs_dir / f"{name}.log").write_text(log)
+        info = parse_log(log)
+        info["status"] = status[task]
+        experiments[name] = info
+    summary = {"recipe": recipe.name, "jobs": jobs, "wall_seconds": round(wall, 1), "experiments": experiments}
+    (out_dir / f"{recipe.name}_run.json").write_text(json.dumps(summary, indent=2) + "\n")
+    failed = [n for n, e in experiments.items() if e["status"] != "Success"]
+    if failed:
+        raise PdiffError(f"ablation {recipe.name!r}: experiments {failed} failed; see {logs_dir}/.")
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Comparison
+
+def experiments_from_show(show: list) -> dict[str, dict]:
+    """name -> {"params": flat params, "metrics": evaluate.json} for every finished experiment (and the
+    baseline commits, under their revs) in `dvc exp show --json` output."""
+    out = {}
+
+    def add(entry):
+        data = entry.get("data") or {}
+        metrics = ((data.get("metrics") or {}).get(METRICS_FILE) or {}).get("data")
+        params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
+        if metrics is not None:
+            out[entry.get("name") or entry.get("rev")] = {"params": params, "metrics": metrics}
+
+    for base in show:
+        add(base)
+        for exp in base.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                add(rev)
+    return out
+
+
+COLUMNS = [("original", "acc_median"), ("original", "acc_max"), ("generated", "acc_median"),
+           ("generated", "acc_max"), ("generated", "acc_min"), ("generated", "acc_std"), ("generated", "failed")]
+
+
+def table(recipe: Recipe, finished: dict[str, dict], run: dict | None = None):
+    """One row per grid point that has finished: the varied params, test-accuracy summaries and, when a run
+    summary is given, the stages it ran and their seconds."""
+    import pandas as pd
+
+    rows = []
+    for point in recipe.points:
+        name = exp_name(recipe, point)
+        if name not in finished:
+            continue
+        rec = finished[name]
+        row = {"point": point.label, "experiment": name}
+        for key in recipe.keys:
+            value = _get(rec["params"], key)
+            row[key] = json.dumps(value) if isinstance(value, list) else value
+        for method, key in COLUMNS:
+            row[f"{method} {key.replace('acc_', '')}"] = rec["metrics"].get(method, {}).get(key)
+        if run and name in run.get("experiments", {}):
+            info = run["experiments"][name]
+            row["stages run"] = ", ".join(info["ran"]) or "none (all cached)"
+            row["seconds"] = round(sum(info["stage_seconds"].values()), 1)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def mean_std(df, columns: list[str]) -> dict[str, str]:
+    """'mean ± std' (sample std) of each column, for the seeds summary."""
+    out = {}
+    for col in columns:
+        vals = [float(v) for v in df[col] if v is not None and not (isinstance(v, float) and math.isnan(v))]
+        if not vals:
+            continue
+        mean = sum(vals) / len(vals)
+        std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+        out[col] = f"{mean:.2f} ± {std:.2f}"
+    return out
+
+
+def figure(recipe: Recipe, df, path: Path) -> None:
+    """Generated median / max / min vs the ablation value, with the originals' median and max as
+    reference lines (dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pdiff.artifacts import write_atomic
+
+    x = list(range(len(df)))
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.3 * len(df) + 2), 3.6))
+    ax.plot(x, df["generated median"], "o-", color="C1", label="generated median")
+    ax.plot(x, df["generated max"], "^-", color="C1", alpha=0.6, label="generated max")
+    ax.plot(x, df["generated min"], "v:", color="C1", alpha=0.4, label="generated min")
+    ax.plot(x, df["original median"], "s--", color="C0", label="original median (reference)")
+    ax.plot(x, df["original max"], "--", color="C0", alpha=0.5, label="original max (reference)")
+    ax.set_xticks(x, list(df["point"]))
+    ax.set_xlabel(recipe.axis)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(recipe.title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def write_report(recipe: Recipe, show: list, out_dir: Path, run: dict | None = None) -> Path:
+    """reports/ablations/<name>.md (table) and <name>.png (figure) from `dvc exp show --json` output."""
+    from pdiff.artifacts import save_text
+
+    df = table(recipe, experiments_from_show(show), run)
+    if df.empty:
+        raise PdiffError(f"no finished experiments of ablation {recipe.name!r} in `dvc exp show`; run "
+                         f"`make ablation NAME={recipe.name}` first.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figure(recipe, df, out_dir / f"{recipe.name}.png")
+    shown = df.drop(columns=["experiment"])
+    lines = [f"# Ablation: {recipe.title}", "", recipe.note, "",
+             "Test accuracy (%) of the K original snapshots and the generated models, per grid point.", ""]
+    if recipe.name == "seeds":
+        acc_cols = [c for c in shown.columns if c.startswith(("original", "generated")) and "failed" not in c]
+        summary = {"point": "mean ± std", **mean_std(shown, acc_cols)}
+        import pandas as pd
+
+        shown = pd.concat([shown.astype(object), pd.DataFrame([summary])], ignore_index=True).fillna("")
+    lines.append(shown.to_markdown(index=False))
+    missing = [exp_name(recipe, p) for p in recipe.points if exp_name(recipe, p) not in set(df["experiment"])]
+    if missing:
+        lines += ["", f"Not finished (left out): {', '.join(missing)}"]
+    if run:
+        lines += ["", f"Cost: {run['wall_seconds']:.0f} s wall for {len(recipe.points)} experiments with "
+                      f"`dvc queue start -j {run['jobs']}`."]
+    lines += ["", f"![{recipe.name}]({recipe.name}.png)", ""]
+    return save_text("\n".join(lines), out_dir / f"{recipe.name}.md")

@@ -1,0 +1,58 @@
+"""Run one of the paper's ablations as queued DVC experiments and/or turn finished ones into a report.
+
+    python scripts/ablation.py list
+    python scripts/ablation.py run NAME [--jobs N]   # queue the grid, `dvc queue start -j N`, wait, report
+    python scripts/ablation.py report NAME           # reports/ablations/NAME.md + NAME.png from `dvc exp show`
+
+Run it from the repository root of a committed git + DVC repo (queued runs only see git-tracked files).
+Logic lives in pdiff/ablations.py."""
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import yaml  # noqa: E402
+
+from pdiff import PdiffError  # noqa: E402
+from pdiff import ablations  # noqa: E402
+
+OUT = Path("reports/ablations")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=("list", "run", "report"))
+    ap.add_argument("name", nargs="?")
+    ap.add_argument("--jobs", "-j", type=int, default=2, help="parallel queue workers (dvc queue start -j)")
+    args = ap.parse_args()
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    if args.action == "list":
+        for r in ablations.recipes(params).values():
+            print(f"{r.name:8} {r.title}: " + "; ".join(f"{p.label} {p.overrides}" for p in r.points))
+        return
+    if not args.name:
+        raise PdiffError("give the ablation's NAME; `python scripts/ablation.py list` shows them.")
+    recipe = ablations.get_recipe(args.name, params)
+    run = None
+    if args.action == "run":
+        run = ablations.run_recipe(recipe, args.jobs, Path.cwd(), OUT)
+        print(f"ablation {recipe.name}: {len(recipe.points)} experiments in {run['wall_seconds']:.0f} s "
+              f"(-j {args.jobs})")
+        for name, info in run["experiments"].items():
+            print(f"  {name}: ran {', '.join(info['ran']) or 'nothing'}; reused {', '.join(info['reused'])}")
+    elif (OUT / f"{recipe.name}_run.json").exists():
+        run = json.loads((OUT / f"{recipe.name}_run.json").read_text())
+    show = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True, check=True).stdout
+    path = ablations.write_report(recipe, json.loads(show), OUT, run)
+    print(f"wrote {path} and {path.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except PdiffError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
