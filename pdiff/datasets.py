@@ -1,0 +1,356 @@
+"""Real image datasets, read from ``data.root`` in each dataset's standard on-disk layout.
+
+Layouts (the ones torchvision's downloaders write, so `data.download: true` fills them):
+
+- ``mnist`` / ``fashion_mnist``: ``<root>/MNIST/raw`` / ``<root>/FashionMNIST/raw`` with the four idx files
+  (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``,
+  ``t10k-labels-idx1-ubyte``), each raw or gzipped (``.gz``);
+- ``cifar10``: ``<root>/cifar-10-batches-py/data_batch_1..5`` and ``test_batch`` (python pickles);
+- ``cifar100``: ``<root>/cifar-100-python/train`` and ``test`` (python pickles, fine labels);
+- ``stl10``: ``<root>/stl10_binary/{train,test}_{X,y}.bin`` (raw uint8, labels 1..10);
+- ``imagefolder``: ``<root>/train/<class>/<image>`` and ``<root>/val/<class>/<image>`` (ImageNet style; any
+  format PIL opens), resized (shorter side) and centre-cropped to ``data.image_size``.
+
+Every loader returns the official train and test splits as uint8 tensors [N, C, H, W] and int64 labels.
+No file is ever unpickled with plain `pickle`: CIFAR batches go through `SafeUnpickler`, which builds only
+plain containers, strings/bytes, numbers and numpy arrays and refuses anything else. Files are not
+md5-checked, so re-packed or subset batches are accepted (with a warning when their size is not the
+official one).
+"""
+from __future__ import annotations
+
+import gzip
+import importlib
+import pickle
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pdiff import PdiffError
+
+
+class DatasetWarning(UserWarning):
+    """A dataset file is usable but not the official one (e.g. a re-packed or subset CIFAR batch)."""
+
+
+# --------------------------------------------------------------------------------------------- errors
+
+_FETCH = {
+    "mnist": ("torchvision.datasets.MNIST", "https://ossci-datasets.s3.amazonaws.com/mnist/"),
+    "fashion_mnist": ("torchvision.datasets.FashionMNIST",
+                      "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),
+    "cifar10": ("torchvision.datasets.CIFAR10", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
+    "cifar100": ("torchvision.datasets.CIFAR100", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
+    "stl10": ("torchvision.datasets.STL10", "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz"),
+}
+
+
+def missing_error(name: str, path: Path, root: str) -> PdiffError:
+    """The error for a missing file: dataset, exact path, and how to fetch it."""
+    if name == "imagefolder":
+        how = (f"put the images there as `{root}/train/<class>/<image>` and `{root}/val/<class>/<image>` "
+               f"(e.g. ImageNet's train/ and val/ folders, val sorted into class folders)")
+    else:
+        cls, url = _FETCH[name]
+        extra = ", split='train'" if name == "stl10" else ""
+        how = (f"set `data.download: true`, or run `python -c \"import torchvision; {cls}('{root}'{extra}, "
+               f"download=True)\"`, or fetch {url} and unpack it under {root}")
+    return PdiffError(f"dataset {name!r}: {path} is missing; {how}.")
+
+
+def _need(name: str, path: Path, root: str) -> Path:
+    if not path.exists():
+        raise missing_error(name, path, root)
+    return path
+
+
+def _corrupt(name: str, path: Path, why: str) -> PdiffError:
+    return PdiffError(f"dataset {name!r}: {path} is not a valid file ({why}); delete it and fetch it again.")
+
+
+# --------------------------------------------------------------------------------------------- CIFAR
+
+def _numpy_attr(module: str, name: str):
+    # numpy 2 moved numpy.core to numpy._core; pickles written by either name the old or new module
+    mod = module.replace("numpy.core", "numpy._core") if module.startswith("numpy.core") else module
+    try:
+        return getattr(importlib.import_module(mod), name)
+    except (ImportError, AttributeError):
+        return getattr(importlib.import_module(module), name)
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """Unpickles only plain containers, str/bytes, numbers and numpy arrays (of non-object dtype).
+
+    Built-in containers and scalars need no global lookup; the only globals a pickled ndarray needs are the
+    ones listed here (``_codecs.encode`` rebuilds bytes that Python 3 wrote with protocol 2). Any other
+    global (a class, a function such as ``os.system``) is refused before anything runs."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+        ("builtins", "bytearray"), ("__builtin__", "bytearray"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}")
+        if module == "_codecs":
+            import codecs
+            return codecs.encode
+        if name == "bytearray":
+            return bytearray
+        return _numpy_attr(module, name)
+
+
+def safe_unpickle(path: Path, name: str):
+    try:
+        with open(path, "rb") as f:
+            obj = SafeUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, struct.error, IndexError) as exc:
+        raise _corrupt(name, path, f"not a plain-data pickle: {exc}") from None
+    return obj
+
+
+def _key(d: dict, *names: str):
+    for n in names:
+        for k in (n, n.encode()):
+            if k in d:
+                return d[k]
+    return None
+
+
+def _cifar_batch(path: Path, name: str, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    obj = safe_unpickle(path, name)
+    if not isinstance(obj, dict):
+        raise _corrupt(name, path, f"expected a dict, found {type(obj).__name__}")
+    data, labels = _key(obj, "data"), _key(obj, label_key)
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        shape = getattr(data, "shape", None)
+        raise _corrupt(name, path, f"'data' must be a uint8 array [N, 3072], found {type(data).__name__} {shape}")
+    labels = np.asarray(labels if labels is not None else [], dtype=np.int64)
+    if labels.shape != (len(data),):
+        raise _corrupt(name, path, f"{len(labels)} '{label_key}' for {len(data)} images")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _cifar(name: str, root: str, folder: str, train_files: list[str], test_files: list[str], label_key: str,
+           n_train: int, n_test: int) -> dict:
+    base = Path(root) / folder
+    out = {}
+    for split, files, official in (("train", train_files, n_train), ("test", test_files, n_test)):
+        parts = [_cifar_batch(_need(name, base / f, root), name, label_key) for f in files]
+        x = np.concatenate([p[0] for p in parts])
+        y = np.concatenate([p[1] for p in parts])
+        if len(x) != official:
+            warnings.warn(f"dataset {name!r}: {split} split of {base} has {len(x)} images, not the official "
+                          f"{official:,} (a re-packed or subset copy); using it as it is.", DatasetWarning)
+        out[f"{split}_x"], out[f"{split}_y"] = x, y
+    return out
+
+
+def load_cifar10(root: str) -> dict:
+    return _cifar("cifar10", root, "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"],
+                  "labels", 50000, 10000)
+
+
+def load_cifar100(root: str) -> dict:
+    return _cifar("cifar100", root, "cifar-100-python", ["train"], ["test"], "fine_labels", 50000, 10000)
+
+
+# --------------------------------------------------------------------------------------------- MNIST idx
+
+def read_idx(path: Path, name: str) -> np.ndarray:
+    """An idx file (uint8 payload; raw or gzipped) as a numpy array of its declared shape."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:
+        raise _corrupt(name, path, str(exc)) from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise _corrupt(name, path, "bad idx magic number")
+    dtype, ndim = raw[2], raw[3]
+    if dtype != 0x08:
+        raise _corrupt(name, path, f"idx type code {dtype:#x}, expected 0x08 (unsigned byte)")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise _corrupt(name, path, "truncated header")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    if len(raw) - header != int(np.prod(shape)):
+        raise _corrupt(name, path, f"{len(raw) - header} payload bytes for shape {shape}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
+
+
+def _idx_file(name: str, base: Path, stem: str, root: str) -> Path:
+    for candidate in (base / stem, base / f"{stem}.gz"):
+        if candidate.exists():
+            return candidate
+    raise missing_error(name, base / stem, root)
+
+
+def _mnist_like(name: str, root: str, folder: str) -> dict:
+    base = Path(root) / folder / "raw"
+    out = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        x = read_idx(_idx_file(name, base, f"{prefix}-images-idx3-ubyte", root), name)
+        y = read_idx(_idx_file(name, base, f"{prefix}-labels-idx1-ubyte", root), name)
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise _corrupt(name, base, f"{split} images {x.shape} and labels {y.shape} do not match")
+        out[f"{split}_x"], out[f"{split}_y"] = x[:, None], y.astype(np.int64)
+    return out
+
+
+def load_mnist(root: str) -> dict:
+    return _mnist_like("mnist", root, "MNIST")
+
+
+def load_fashion_mnist(root: str) -> dict:
+    return _mnist_like("fashion_mnist", root, "FashionMNIST")
+
+
+# --------------------------------------------------------------------------------------------- STL-10
+
+def load_stl10(root: str) -> dict:
+    """The labelled train (5,000) and test (8,000) splits; images are stored column-major, labels 1..10."""
+    base = Path(root) / "stl10_binary"
+    out = {}
+    for split in ("train", "test"):
+        xp, yp = _need("stl10", base / f"{split}_X.bin", root), _need("stl10", base / f"{split}_y.bin", root)
+        x = np.fromfile(xp, dtype=np.uint8)
+        y = np.fromfile(yp, dtype=np.uint8).astype(np.int64) - 1
+        if x.size % (3 * 96 * 96) or x.size // (3 * 96 * 96) != len(y):
+            raise _corrupt("stl10", xp, f"{x.size} bytes do not hold {len(y)} images of 3x96x96")
+        if len(y) and (y.min() < 0 or y.max() > 9):
+            raise _corrupt("stl10", yp, "labels must lie in 1..10")
+        out[f"{split}_x"] = x.reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
+        out[f"{split}_y"] = y
+    return out
+
+
+# --------------------------------------------------------------------------------------------- image folder
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def _load_image(path: Path, size: int) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        scale = size / min(w, h)
+        im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+        w, h = im.size
+        left, top = (w - size) // 2, (h - size) // 2
+        im = im.crop((left, top, left + size, top + size))
+        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def load_imagefolder(root: str, image_size: int) -> dict:
+    """``train/`` and ``val/`` folders of class folders; classes are the sorted folder names of ``train/``.
+    ``val/`` is the reported (test) split, as ImageNet's val set is; our own validation split is carved out
+    of ``train/`` by `pdiff.data`."""
+    from tqdm import tqdm
+
+    base = Path(root)
+    train_dir = _need("imagefolder", base / "train", root)
+    val_dir = _need("imagefolder", base / "val", root)
+    classes = sorted(d.name for d in train_dir.iterdir() if d.is_dir())
+    if not classes:
+        raise PdiffError(f"dataset 'imagefolder': {train_dir} has no class folders; expected "
+                         f"{train_dir}/<class>/<image>.")
+    out = {}
+    for split, folder in (("train", train_dir), ("test", val_dir)):
+        files, labels = [], []
+        for c, cls in enumerate(classes):
+            found = sorted(p for p in (folder / cls).glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS) \
+                if (folder / cls).is_dir() else []
+            files += found
+            labels += [c] * len(found)
+        if not files:
+            raise PdiffError(f"dataset 'imagefolder': no images under {folder}/<class>/ for the classes of "
+                             f"{train_dir} ({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}).")
+        images = []
+        for p in tqdm(files, desc=f"imagefolder/{split}", unit="img", mininterval=1.0):
+            try:
+                images.append(_load_image(p, image_size))
+            except OSError as exc:
+                raise PdiffError(f"dataset 'imagefolder': cannot read image {p}: {exc}") from None
+        out[f"{split}_x"], out[f"{split}_y"] = np.stack(images), np.asarray(labels, dtype=np.int64)
+    return out | {"num_classes": len(classes)}
+
+
+# --------------------------------------------------------------------------------------------- registry
+
+def download(name: str, root: str) -> None:
+    """Fetch ``name`` into ``root`` with torchvision's downloader (same layout the loaders read)."""
+    import torchvision.datasets as tvd
+
+    Path(root).mkdir(parents=True, exist_ok=True)
+    try:
+        if name == "stl10":
+            tvd.STL10(root, split="train", download=True)
+        else:
+            getattr(tvd, {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10",
+                          "cifar100": "CIFAR100"}[name])(root, train=True, download=True)
+            if name in ("mnist", "fashion_mnist"):
+                getattr(tvd, "MNIST" if name == "mnist" else "FashionMNIST")(root, train=False, download=True)
+    except Exception as exc:  # network down, disk full, checksum mismatch
+        raise PdiffError(f"dataset {name!r}: download into {root} failed ({str(exc).splitlines()[0][:200]}). "
+                         f"Fetch {_FETCH[name][1]} by hand and unpack it under {root}.") from None
+
+
+# name -> (loader(root, image_size), default augmentation, official train/test sizes for the docs)
+REAL_DATASETS = {
+    "mnist": (lambda root, size: load_mnist(root), "none"),
+    "fashion_mnist": (lambda root, size: load_fashion_mnist(root), "none"),
+    "cifar10": (lambda root, size: load_cifar10(root), "crop_flip"),
+    "cifar100": (lambda root, size: load_cifar100(root), "crop_flip"),
+    "stl10": (lambda root, size: load_stl10(root), "crop_flip"),
+    "imagefolder": (load_imagefolder, "crop_flip"),
+}
+
+
+def load_real(name: str, root: str, image_size: int = 64, fetch: bool = False) -> dict:
+    """Official splits of a real dataset as torch uint8 images and int64 labels, and its number of classes."""
+    if fetch and name != "imagefolder":
+        download(name, root)
+    raw = REAL_DATASETS[name][0](root, image_size)
+    classes = raw.pop("num_classes", 100 if name == "cifar100" else 10)
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in raw.items()} | {"num_classes": classes}
+
+
+# --------------------------------------------------------------------------------------------- augmentation
+
+def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int | None = None) -> torch.Tensor:
+    """Random crop after zero padding (``pad`` = size/8: 4 pixels for 32x32) and random horizontal flip,
+    per image, on a batch [B, C, H, W] of standardized images (so the padding is the mean colour). The
+    random draws come from ``gen`` (CPU), the work happens on ``x``'s device."""
+    b, _, h, w = x.shape
+    pad = max(1, h // 8) if pad is None else pad
+    oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
+    ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
+    flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)
+    xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    rows = oy[:, None] + torch.arange(h, device=x.device)[None]                      # [B, H]
+    cols = ox[:, None] + torch.arange(w, device=x.device)[None]                      # [B, W]
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    idx_b = torch.arange(b, device=x.device)[:, None, None, None]
+    idx_c = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return xp[idx_b, idx_c, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+AUGMENTATIONS = {"none": None, "crop_flip": crop_flip}
+
+
+def augmenter(kind: str | None):
+    """The batch augmentation function for ``kind`` ('none'/None -> None)."""
+    return AUGMENTATIONS.get(kind or "none")
+
+
+__all__ = ["REAL_DATASETS", "SafeUnpickler", "load_real", "read_idx", "crop_flip", "augmenter"]
