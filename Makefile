@@ -14,8 +14,15 @@ $(STAMP): requirements.txt
 	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements.txt
 	touch $(STAMP)
 
+# `make repro PRESET=cifar10-resnet18` first writes presets/<PRESET>.yaml into params.yaml (comments kept).
 repro: $(STAMP)
+	$(if $(PRESET),python -m pdiff.presets apply $(PRESET))
 	dvc repro
+
+# `make exp PRESET=name`: the preset as a DVC experiment (`dvc exp run -S key=value ...`), params.yaml untouched.
+.PHONY: exp
+exp: $(STAMP)
+	args="$$(python -m pdiff.presets exp-args $(PRESET))" && eval dvc exp run $$args $(EXP_ARGS)
 
 test: $(STAMP)
 	python -m pytest -q tests

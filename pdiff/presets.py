@@ -1,0 +1,152 @@
+"""Presets: one params file per paper setting (``presets/<name>.yaml``, a partial params.yaml).
+
+Two ways to use one, both DVC-native (the preset's values end up in params.yaml / the experiment's params):
+
+- ``make repro PRESET=cifar10-resnet18`` runs ``python -m pdiff.presets apply cifar10-resnet18`` (writes the
+  preset's values into params.yaml in place, keeping every comment) and then ``dvc repro``;
+- ``make exp PRESET=cifar10-resnet18`` runs ``dvc exp run`` with one ``-S key=value`` per preset value
+  (``python -m pdiff.presets exp-args NAME`` prints them), leaving the workspace's params.yaml alone.
+
+Applying a preset also resets every key that *another* preset sets and this one does not to its schema
+default, so switching from one preset to another never leaves a stale value behind. Keys that no preset
+touches keep whatever params.yaml says.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+from pdiff import PdiffError
+from pdiff.config import describe, from_dict
+
+PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
+
+
+def available(folder: Path = PRESETS_DIR) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def _leaves(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _leaves(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _nest(flat: dict) -> dict:
+    out: dict = {}
+    for key, v in flat.items():
+        *parents, leaf = key.split(".")
+        d = out
+        for p in parents:
+            d = d.setdefault(p, {})
+        d[leaf] = v
+    return out
+
+
+def load_preset(name: str, folder: Path = PRESETS_DIR) -> dict:
+    """The preset's values as {dotted key: value}, validated against the schema."""
+    path = folder / f"{name}.yaml"
+    if not path.exists():
+        raise PdiffError(f"preset {name!r}: {path} does not exist; available presets: "
+                         f"{', '.join(available(folder)) or 'none'}.")
+    raw = yaml.safe_load(path.read_text()) or {}
+    from_dict(raw)  # unknown keys, wrong types, out-of-range values: ConfigError naming the key
+    return _leaves(raw)
+
+
+def resolved(name: str, folder: Path = PRESETS_DIR) -> dict:
+    """{dotted key: value} to write: the preset's values, plus schema defaults for keys other presets set."""
+    defaults = {k: d for k, d, _ in describe()}
+    touched = set().union(*(load_preset(n, folder) for n in available(folder)))
+    return {k: defaults[k] for k in sorted(touched)} | load_preset(name, folder)
+
+
+def _yaml_value(v) -> str:
+    text = yaml.safe_dump(v, default_flow_style=True, width=10_000).strip()
+    return text[:-4].strip() if text.endswith("\n...") else text.removesuffix("...").strip()
+
+
+def set_values(text: str, values: dict) -> str:
+    """params.yaml ``text`` with each dotted key's value replaced in place (comments and layout kept).
+    Handles the layout of params.yaml: top-level scalars and one level of groups, one key per line."""
+    lines = text.split("\n")
+    for key, value in values.items():
+        *group, leaf = key.split(".")
+        start, end, indent = 0, len(lines), ""
+        if group:
+            heads = [i for i, ln in enumerate(lines) if re.match(rf"^{re.escape(group[0])}:\s*(#.*)?$", ln)]
+            if len(group) != 1 or not heads:
+                raise PdiffError(f"preset: params.yaml has no group `{'.'.join(group)}:` to set `{key}` in.")
+            start = heads[0] + 1
+            end = next((i for i in range(start, len(lines)) if re.match(r"^\S", lines[i])), len(lines))
+            indent = "  "
+        pattern = re.compile(rf"^{indent}{re.escape(leaf)}:(?P<value>[^#]*?)(?P<pad>\s*)(?P<comment>#.*)?$")
+        for i in range(start, end):
+            m = pattern.match(lines[i])
+            if m:
+                head = f"{indent}{leaf}: {_yaml_value(value)}"
+                if m.group("comment"):
+                    col = len(lines[i]) - len(m.group("comment"))
+                    head = head.ljust(col - 1) + " " + m.group("comment")
+                lines[i] = head
+                break
+        else:
+            raise PdiffError(f"preset: params.yaml has no line for `{key}`; add the key (see README) first.")
+    return "\n".join(lines)
+
+
+def apply(name: str, params_path: str | Path = "params.yaml", folder: Path = PRESETS_DIR) -> dict:
+    """Write preset ``name`` into params.yaml (atomically); returns the values written."""
+    from pdiff.artifacts import save_text
+    from pdiff.config import load_params
+
+    values = resolved(name, folder)
+    path = Path(params_path)
+    new = set_values(path.read_text(), values)
+    from_dict(yaml.safe_load(new))
+    save_text(new, path)
+    load_params(path)
+    return values
+
+
+def exp_args(name: str, folder: Path = PRESETS_DIR) -> list[str]:
+    """``-S key=value`` arguments for ``dvc exp run`` (values in YAML flow style, no spaces)."""
+    out = []
+    for k, v in resolved(name, folder).items():
+        val = _yaml_value(v).replace(", ", ",")
+        out += ["-S", f"{k}={val}"]
+    return out
+
+
+def main(argv: list[str]) -> int:
+    usage = ("usage: python -m pdiff.presets list | show NAME | apply NAME [params.yaml] | exp-args NAME\n"
+             f"presets: {', '.join(available())}")
+    if not argv or argv[0] not in ("list", "show", "apply", "exp-args") or (argv[0] != "list" and len(argv) < 2):
+        print(usage, file=sys.stderr)
+        return 2
+    try:
+        if argv[0] == "list":
+            print("\n".join(available()))
+        elif argv[0] == "show":
+            print(yaml.safe_dump(_nest(resolved(argv[1])), sort_keys=False).rstrip())
+        elif argv[0] == "apply":
+            values = apply(argv[1], argv[2] if len(argv) > 2 else "params.yaml")
+            print(f"preset {argv[1]}: wrote {len(values)} values into params.yaml", file=sys.stderr)
+        else:
+            import shlex
+            print(" ".join(shlex.quote(a) for a in exp_args(argv[1])))
+    except PdiffError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,99 @@
+"""Presets: every paper setting is a valid, runnable params set; `apply` edits params.yaml in place and
+`exp-args` feeds `dvc exp run -S`."""
+import json
+import math
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from pdiff.config import load_params
+from pdiff.models import build_model
+from pdiff.presets import PRESETS_DIR, _nest, apply, available, exp_args, resolved
+from pdiff.selection import numels, select, shapes_of
+from tests.conftest import ROOT
+
+REQUIRED = {"cifar10-resnet18", "cifar100-resnet18", "mnist-resnet18", "cifar100-vit-tiny"}
+# official train split size, classes, channels, image size of each real dataset
+SHAPES = {"cifar10": (50000, 10, 3, 32), "cifar100": (50000, 100, 3, 32), "mnist": (60000, 10, 1, 28),
+          "stl10": (5000, 10, 3, 96)}
+
+
+def test_required_presets_exist():
+    assert REQUIRED <= set(available())
+
+
+@pytest.mark.parametrize("name", available())
+def test_preset_is_a_runnable_paper_setting(tmp_path, name):
+    params_path = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params_path)
+    apply(name, params_path)
+    p = load_params(params_path)
+    n_train, classes, channels, size = SHAPES[p.data.name]
+    # K snapshots fit into the collection steps the preset gives
+    steps = p.collect.epochs * math.ceil((n_train - p.data.val_size) / p.collect.batch_size)
+    assert p.collect.num_snapshots <= steps
+    with torch.device("meta"):
+        model = build_model(p.model.arch, channels, classes, size, p.model.width)
+    d = sum(numels(shapes_of(model, select(model, p.collect.params))))
+    assert d == {"resnet18": 2048, "vit_tiny": 768}[p.model.arch]
+    assert d // 2 ** len(p.ae.channels) >= 1  # the AE can fold D that many times
+
+
+def test_apply_keeps_comments_and_switching_resets_other_presets_keys(tmp_path):
+    params_path = tmp_path / "params.yaml"
+    original = (ROOT / "params.yaml").read_text()
+    params_path.write_text(original.replace("seed: 0 ", "seed: 7 "))
+    apply("cifar100-vit-tiny", params_path)
+    text = params_path.read_text()
+    assert "  arch: vit_tiny" in text and "# small_cnn | mlp | lenet" in text  # comment kept on the same line
+    assert load_params(params_path).train.optimizer == "adamw"
+    apply("mnist-resnet18", params_path)
+    p = load_params(params_path)
+    assert (p.data.name, p.model.arch, p.train.optimizer, p.train.weight_decay) == ("mnist", "resnet18", "sgd", 5e-4)
+    assert p.seed == 7  # keys no preset touches keep the user's value
+    assert len(params_path.read_text().splitlines()) == len(original.splitlines())
+
+
+def test_exp_args_queue_a_dvc_experiment_with_the_preset(tmp_path):
+    """`dvc exp run --queue` with the preset's -S arguments in a tiny copy: the queued experiment carries
+    exactly the preset's values (nothing runs)."""
+    from tests.test_pipeline import make_tiny_repo, run
+
+    repo = make_tiny_repo(tmp_path / "repo")
+    name = "cifar100-vit-tiny"
+    res = run(["dvc", "exp", "run", "--queue", "-n", "preset", *exp_args(name)], repo)
+    assert "Queued experiment" in res.stdout + res.stderr
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+
+    def all_params(x):
+        if isinstance(x, dict):
+            if "params" in x and isinstance(x["params"], dict) and "params.yaml" in x["params"]:
+                yield x["params"]["params.yaml"]["data"]
+            for v in x.values():
+                yield from all_params(v)
+        elif isinstance(x, list):
+            for v in x:
+                yield from all_params(v)
+
+    want = _nest(resolved(name))
+    matches = [p for p in all_params(shown) if p["model"]["arch"] == "vit_tiny"]
+    assert matches, "queued experiment not found"
+    got = matches[0]
+    for group, values in want.items():
+        for key, value in values.items():
+            assert got[group][key] == value, f"{group}.{key}"
+    run(["dvc", "queue", "remove", "--all"], repo, check=False)
+
+
+def test_cli_show_and_unknown_preset():
+    out = subprocess.run([sys.executable, "-m", "pdiff.presets", "show", "cifar10-resnet18"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and yaml.safe_load(out.stdout)["model"]["arch"] == "resnet18"
+    bad = subprocess.run([sys.executable, "-m", "pdiff.presets", "exp-args", "cifar1000"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "cifar10-resnet18" in bad.stderr and not bad.stdout
+    assert PRESETS_DIR == ROOT / "presets"
