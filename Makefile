@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: repro test venv clean-venv
+.PHONY: repro test bench venv clean-venv
 
 venv: $(STAMP)
 
@@ -26,6 +26,11 @@ exp: $(STAMP)
 
 test: $(STAMP)
 	python -m pytest -q tests
+
+# Benchmarks (not tests): a default `dvc repro -f` in a temporary clone of the last commit, then fast vs
+# naive evaluation and DDIM vs DDPM sampling on its artifacts -> metrics/bench.json (takes minutes).
+bench: $(STAMP)
+	python benchmarks/bench.py $(BENCH_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -123,6 +123,10 @@ class GenerateConfig:
 
 @dataclass
 class EvaluateConfig:
+    sampler: str = opt("ddpm", "ddpm: ancestral sampling over all ldm.timesteps steps (the paper's); ddim: "
+                       "deterministic DDIM (eta = 0) over generate.steps evenly spaced steps, far faster",
+                       choices=("ddpm", "ddim"))
+    steps: int = opt(50, "DDIM steps (sampler = ddim only; at most ldm.timesteps)", ge=1)
     batch_size: int = opt(1000, "test examples per forward pass", ge=1)
 
 
@@ -249,6 +253,9 @@ def validate(p: Params) -> Params:
                           "list of name patterns such as ['bn3.*'].")
     return p
 
+    if p.generate.sampler == "ddim" and p.generate.steps > p.ldm.timesteps:
+        raise ConfigError(f"params: `generate.steps` = {p.generate.steps} is more than `ldm.timesteps` = "
+                          f"{p.ldm.timesteps}; DDIM samples a subset of the training timesteps.")
 
 def from_dict(raw: dict) -> Params:
     return validate(_build(Params, raw, ""))

@@ -1,6 +1,7 @@
 """Accuracy of many parameter vectors on one base model, plus summary statistics."""
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -8,7 +9,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pdiff.selection import flatten, load_vector
+from pdiff import PdiffError
+from pdiff.selection import flatten, load_vector, numels
 
 
 @torch.no_grad()
@@ -17,40 +19,125 @@ def predict(model: nn.Module, x: torch.Tensor, device, batch_size: int = 1000) -
     return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
 
 
+def _is_plain_sequential(module: nn.Module) -> bool:
+    """An nn.Sequential (or subclass) whose forward is Sequential's own: children run one after another."""
+    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
+
+
+def _split(module: nn.Module, names: list[str], path: str = ""):
+    """(prefix children, suffix children) of a plain Sequential, recursing into the first child that holds a
+    selected parameter when that child is itself a plain Sequential; None when nothing can go in front."""
+    if not _is_plain_sequential(module):
+        return None
+    children = list(module.named_children())
+    for i, (name, child) in enumerate(children):
+        if not any(n.startswith(f"{path}{name}.") for n in names):
+            continue
+        inner = _split(child, names, f"{path}{name}.")
+        if inner is None:
+            pre, suf = children[:i], children[i:]
+        else:
+            pre = children[:i] + [(name, nn.Sequential(OrderedDict(inner[0])))]
+            suf = [(name, nn.Sequential(OrderedDict(inner[1])))] + children[i + 1:]
+        return (pre, suf) if pre else None
+    return None
+
+
 def split_at_selection(model: nn.Module, names: list[str]) -> tuple[nn.Module, nn.Module]:
-    """(prefix, suffix) of a Sequential model such that no selected parameter lies in the prefix, so the
-    prefix's output is the same for every candidate vector. Other models: (Identity, model)."""
-    if isinstance(model, nn.Sequential):
-        children = list(model.named_children())
-        for i, (child, _) in enumerate(children):
-            if any(n.startswith(child + ".") for n in names):
-                return nn.Sequential(OrderedDict(children[:i])), nn.Sequential(OrderedDict(children[i:]))
-    return nn.Identity(), model
+    """(prefix, suffix) with ``suffix(prefix(x)) == model(x)`` and no selected parameter in the prefix, so the
+    prefix's output is the same for every candidate vector and can be computed once.
+
+    Works on (nested) plain ``nn.Sequential`` models: it recurses into the first child holding a selected
+    parameter while that child is a plain Sequential, so a ResNet whose ``layer4`` is a Sequential of blocks
+    and whose selection starts at ``layer4.1.bn1.weight`` splits just before block ``layer4.1``. The suffix
+    keeps the model's parameter names (``layer4.1.bn1.weight`` is still called that in the suffix). The
+    modules are shared with ``model``, not copied. When the selection starts at the input (or the model is
+    not a plain Sequential) the result is (Identity, model)."""
+    parts = _split(model, list(names))
+    if parts is None:
+        return nn.Identity(), model
+    return nn.Sequential(OrderedDict(parts[0])), nn.Sequential(OrderedDict(parts[1]))
+
+
+def stack_vectors(vectors: torch.Tensor, names: list[str], shapes: list[list[int]]) -> dict[str, torch.Tensor]:
+    """[G, D] vectors -> {name: [G, *shape]}, the batched form of `unflatten`."""
+    sizes = numels(shapes)
+    return {n: c.reshape(len(vectors), *s) for n, c, s in zip(names, torch.split(vectors, sizes, dim=1), shapes)}
+
+
+def auto_chunk(features: int, budget: int = 2 ** 24) -> int:
+    """Candidate vectors per vmapped call so that one activation of the suffix holds about ``budget`` values
+    (64 MB in float32) for ``features`` values per test batch."""
+    return int(max(1, min(64, budget // max(features, 1))))
 
 
 @torch.no_grad()
 def evaluate_vectors(model: nn.Module, names: list[str], vectors: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                     device, batch_size: int = 1000, desc: str = "evaluate", cache_prefix: bool = True) -> torch.Tensor:
+                     device, batch_size: int = 1000, desc: str = "evaluate", cache_prefix: bool = True,
+                     chunk: int | None = None, amp: bool = False) -> torch.Tensor:
     """Per-sample correctness [M, n] (bool) of each of the M vectors loaded into ``model``.
 
-    With ``cache_prefix`` the layers before the first generated parameter run once per test batch and
-    only the rest of the network runs per vector (identical predictions, far less compute when the
-    generated layers are late). Non-finite vectors are not run; their rows are all False (see
-    `summarize`'s ``failed``). The model's own values of ``names`` are restored afterwards."""
+    ``cache_prefix=False`` is the naive path (the paper's): load each vector and run the full model on the
+    whole test set. With ``cache_prefix`` the layers before the first generated parameter run once per test
+    batch (`split_at_selection`) and only the suffix runs per vector; identical predictions, far less
+    compute when the generated layers are late. ``chunk`` > 1 (default None: sized by `auto_chunk` to keep
+    activations near 64 MB) evaluates that many vectors in one call on the suffix
+    (``torch.func.functional_call`` under ``torch.vmap`` over the stacked vectors; an op without a vmap rule
+    falls back to the loop with a warning); ``chunk=1`` loads one vector at a time into the model.
+    ``amp`` runs under autocast (bf16 on CPU, fp16 on CUDA): faster on GPUs, but predictions may then differ
+    from fp32 ones (off by default; the benchmark's identity check is for fp32).
+    Non-finite vectors are not run; their rows are all False (see `summarize`'s ``failed``). The model's own
+    values of ``names`` are restored afterwards."""
     model.eval()
+    device = torch.device(device)
     prefix, suffix = split_at_selection(model, names) if cache_prefix else (nn.Identity(), model)
-    inputs = [prefix(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
-    original = flatten(model, names)
+    amp_ctx = torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16,
+                             enabled=amp)
+    y = y.cpu()
     correct = torch.zeros(len(vectors), len(y), dtype=torch.bool)
+    ok = finite_rows(vectors)
+    with amp_ctx:
+        inputs = [prefix(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
+    if chunk is None:
+        chunk = auto_chunk(inputs[0][0].numel() * len(inputs[0])) if inputs else 1
+    if cache_prefix and chunk > 1 and len(inputs):
+        try:
+            _evaluate_vmapped(suffix, model, names, vectors, ok, inputs, y, correct, chunk, desc, amp_ctx)
+            return correct
+        except (RuntimeError, NotImplementedError) as exc:  # an op without a vmap rule: one vector at a time
+            warnings.warn(f"evaluate_vectors: vmap failed ({str(exc).splitlines()[0]}); evaluating one vector "
+                          "at a time instead.", RuntimeWarning)
+    original = flatten(model, names)
     try:
         for i, vec in enumerate(tqdm(vectors, desc=desc, unit="model", mininterval=1.0)):
-            if not torch.isfinite(vec).all():
+            if not ok[i]:
                 continue
             load_vector(model, names, vec)
-            correct[i] = torch.cat([suffix(h).argmax(1).cpu() for h in inputs]) == y
+            with amp_ctx:
+                correct[i] = torch.cat([suffix(h).argmax(1).cpu() for h in inputs]) == y
     finally:
         load_vector(model, names, original)
     return correct
+
+
+def _evaluate_vmapped(suffix, model, names, vectors, ok, inputs, y, correct, chunk, desc, amp_ctx) -> None:
+    params = dict(model.named_parameters())
+    missing = [n for n in names if n not in dict(suffix.named_parameters())]
+    if missing:
+        raise PdiffError(f"evaluate_vectors: selected parameters {missing[:3]} are not in the model's suffix.")
+    shapes = [list(params[n].shape) for n in names]
+    dtype = params[names[0]].dtype
+    device = params[names[0]].device
+    call = torch.func.vmap(lambda p, h: torch.func.functional_call(suffix, p, (h,)), in_dims=(0, None))
+    rows = ok.nonzero().flatten()
+    with tqdm(total=len(vectors), desc=desc, unit="model", mininterval=1.0) as bar:
+        for idx in rows.split(chunk):
+            batched = stack_vectors(vectors[idx].to(device, dtype), names, shapes)
+            with amp_ctx:
+                preds = torch.cat([call(batched, h).argmax(-1).cpu() for h in inputs], dim=1)
+            correct[idx] = preds == y
+            bar.update(len(idx))
+        bar.update(len(vectors) - bar.n)
 
 
 def summarize(acc: torch.Tensor | np.ndarray, failed: int = 0) -> dict:

@@ -16,7 +16,8 @@ def main() -> None:
     ae, normalizer, meta = load_autoencoder("models/ae.pt")
     denoiser, diffusion, ckpt = load_ldm("models/ldm.pt")
     vectors = sample_vectors(ae, normalizer, denoiser, diffusion, ckpt["latent_mean"], ckpt["latent_std"],
-                             p.generate.num_models, p.generate.batch_size, gen, device)
+                             p.generate.num_models, p.generate.batch_size, gen, device,
+                             sampler=p.generate.sampler, steps=p.generate.steps)
     save_torch({"params": vectors, "names": meta["names"], "shapes": meta["shapes"]}, "models/generated.pt")
     print(f"generated {tuple(vectors.shape)}")
 

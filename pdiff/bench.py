@@ -1,0 +1,308 @@
+"""Benchmarks (`make bench`): fast vs naive evaluation, DDIM vs DDPM sampling, and the pipeline's own cost,
+measured side by side in one run on the default pipeline's artifacts -> metrics/bench.json.
+
+Not tests: nothing here asserts a speed. It does assert that the fast evaluation gives exactly the same
+per-sample predictions as the naive one, since a speed-up that changes results is no speed-up.
+
+The pipeline is run (`dvc repro -f`, then a no-op `dvc repro`) in a temporary copy of the repository,
+which yields ``repro_s``, ``noop_repro_s`` and ``peak_rss_mb`` (the largest resident set of any process
+that run started: every stage is one process, so this is the heaviest stage) and the artifacts that the
+evaluation and sampling benchmarks load.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from pdiff.evaluation import evaluate_vectors, split_at_selection
+from pdiff.selection import flatten, last_norm_params
+
+ROOT = Path(__file__).resolve().parents[1]
+# What a working-tree copy needs (the same list as tests/test_pipeline.py).
+COPY = ["pdiff", "stages", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
+
+
+def machine() -> dict:
+    """The machine the numbers were taken on."""
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu, "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
+        "platform": platform.platform(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    if hasattr(os, "getloadavg"):
+        info["load_avg_1m_at_start"] = round(os.getloadavg()[0], 2)
+    return info
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device="cpu", repeats: int = 1):
+    """(best wall time in seconds over ``repeats`` calls, last result)."""
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        out = fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+# ----------------------------------------------------------------------------------------------- evaluation
+def compare_evaluation(model: nn.Module, names: list[str], vectors: torch.Tensor, x: torch.Tensor,
+                       y: torch.Tensor, device, batch_size: int = 1000, chunks=(1, None), repeats: int = 1) -> dict:
+    """Naive (full model per vector) vs fast (cached prefix; each chunk setting) on the same vectors.
+    Raises AssertionError unless every fast variant gives exactly the naive per-sample predictions."""
+    kw = dict(device=device, batch_size=batch_size)
+    naive_s, naive = timed(lambda: evaluate_vectors(model, names, vectors, x, y, cache_prefix=False,
+                                                    desc="naive", **kw), device, repeats)
+    out = {"vectors": len(vectors), "test_examples": len(y), "naive_s": round(naive_s, 3), "fast": {}}
+    for chunk in chunks:
+        fast_s, fast = timed(lambda: evaluate_vectors(model, names, vectors, x, y, cache_prefix=True, chunk=chunk,
+                                                      desc=f"fast chunk={chunk}", **kw), device, repeats)
+        assert torch.equal(fast, naive), f"fast evaluation (chunk={chunk}) changed per-sample correctness"
+        out["fast"]["auto" if chunk is None else str(chunk)] = round(fast_s, 3)
+    best = min(out["fast"], key=out["fast"].get)
+    out.update(best_chunk=best, fast_s=out["fast"][best], speedup=round(naive_s / out["fast"][best], 2),
+               identical_predictions=True, accuracies=(100.0 * naive.float().mean(1)).tolist())
+    return out
+
+
+def resnet18_cifar(num_classes: int = 10) -> nn.Sequential:
+    """torchvision's ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max-pool), re-assembled as a nested
+    Sequential with torchvision's parameter names (``layer4.1.bn1.weight``)."""
+    from torchvision.models import resnet18
+
+    m = resnet18(num_classes=num_classes)
+    m.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+    return nn.Sequential(OrderedDict([
+        ("conv1", m.conv1), ("bn1", m.bn1), ("relu", m.relu), ("layer1", m.layer1), ("layer2", m.layer2),
+        ("layer3", m.layer3), ("layer4", m.layer4), ("avgpool", m.avgpool), ("flatten", nn.Flatten(1)),
+        ("fc", m.fc)]))
+
+
+@torch.no_grad()
+def resnet18_ratio(num_vectors: int = 8, num_inputs: int = 256, batch_size: int = 128, device="cpu",
+                   seed: int = 0) -> dict:
+    """Naive vs fast evaluation of ``num_vectors`` perturbations of ResNet-18's last two BN layers on random
+    CIFAR-size inputs (random weights and BN statistics; only the cost matters here)."""
+    gen = torch.Generator().manual_seed(seed)
+    model = resnet18_cifar(10)
+    for mod in model.modules():
+        if isinstance(mod, nn.BatchNorm2d):  # non-trivial statistics so activations stay in a sane range
+            mod.running_mean.copy_(0.1 * torch.randn(mod.running_mean.shape, generator=gen))
+            mod.running_var.copy_(0.5 + torch.rand(mod.running_var.shape, generator=gen))
+    model = model.to(device).eval()
+    names = last_norm_params(model)
+    base = flatten(model, names)
+    vectors = base + 0.1 * base.abs().mean() * torch.randn(num_vectors, base.numel(), generator=gen)
+    x = torch.randn(num_inputs, 3, 32, 32, generator=gen)
+    y = torch.randint(10, (num_inputs,), generator=gen)
+    prefix, suffix = split_at_selection(model, names)
+    h = prefix(x[:batch_size].to(device))
+    full_s, _ = timed(lambda: model(x[:batch_size].to(device)), device)
+    suffix_s, _ = timed(lambda: suffix(h), device)
+    res = compare_evaluation(model, names, vectors, x, y, device, batch_size, chunks=(1, None))
+    res.pop("accuracies")
+    return res | {"selection": sorted({n.rsplit(".", 1)[0] for n in names}),
+                  "split_before": next(iter(dict(suffix.named_parameters()))).rsplit(".", 2)[0],
+                  "suffix_share_of_forward": round(suffix_s / full_s, 4),
+                  "speedup_limit_many_vectors": round(full_s / suffix_s, 2)}
+
+
+# ------------------------------------------------------------------------------------------------- sampling
+def compare_sampling(workdir: Path, p, device, model, data, repeats: int = 1, sweep=(10, 25, 100)) -> dict:
+    """DDPM (all ldm.timesteps steps) vs DDIM (generate.steps, eta=0) from the trained AE + LDM: time to sample
+    N vectors and the test accuracy of the models they give (median, percentage points)."""
+    from pdiff.autoencoder import load_autoencoder
+    from pdiff.ldm import load_ldm, sample_vectors
+    from pdiff.utils import seed_everything
+
+    ae, normalizer, meta = load_autoencoder(workdir / "models/ae.pt")
+    denoiser, diffusion, ckpt = load_ldm(workdir / "models/ldm.pt")
+    names = meta["names"]
+    g = p.generate
+
+    def sample(sampler, steps):
+        gen = seed_everything(p.seed, "bench")
+        return sample_vectors(ae, normalizer, denoiser, diffusion, ckpt["latent_mean"], ckpt["latent_std"],
+                              g.num_models, g.batch_size, gen, device, sampler=sampler, steps=steps)
+
+    def median_acc(vectors):
+        correct = evaluate_vectors(model, names, vectors, data["test_x"], data["test_y"], device,
+                                   p.evaluate.batch_size, desc="accuracy")
+        acc = 100.0 * correct.float().mean(1)
+        ok = torch.isfinite(vectors).all(1)
+        return float(np.median(acc[ok].numpy())) if ok.any() else float("nan"), int((~ok).sum())
+
+    ddpm_s, ddpm = timed(lambda: sample("ddpm", diffusion.num_timesteps), device, repeats)
+    ddim_s, ddim = timed(lambda: sample("ddim", g.steps), device, repeats)
+    ddpm_med, ddpm_failed = median_acc(ddpm)
+    ddim_med, ddim_failed = median_acc(ddim)
+    out = {"num_models": g.num_models, "ddpm_steps": diffusion.num_timesteps, "ddim_steps": g.steps,
+           "ddpm_s": round(ddpm_s, 3), "ddim_s": round(ddim_s, 3), "sampling_speedup": round(ddpm_s / ddim_s, 2),
+           "ddpm_acc_median": ddpm_med, "ddim_acc_median": ddim_med,
+           "ddim_acc_median_delta": round(ddim_med - ddpm_med, 4),
+           "ddpm_failed": ddpm_failed, "ddim_failed": ddim_failed, "ddim_steps_sweep": {}}
+    for steps in sweep:
+        s, vecs = timed(lambda: sample("ddim", steps), device)
+        med, failed = median_acc(vecs)
+        out["ddim_steps_sweep"][str(steps)] = {"s": round(s, 3), "acc_median": med,
+                                               "delta_vs_ddpm": round(med - ddpm_med, 4), "failed": failed}
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- pipeline
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    return env
+
+
+def _run(cmd, cwd) -> None:
+    res = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, shell=isinstance(cmd, str))
+    if res.returncode != 0:
+        raise RuntimeError(f"{cmd} failed ({res.returncode}) in {cwd}:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+
+
+def make_copy(dest: Path, source: str = "head") -> Path:
+    """A git+DVC copy of the project: ``head`` clones the last commit (what is committed is what is
+    measured); ``worktree`` copies the working tree's pipeline files (uncommitted edits included)."""
+    if source == "head":
+        _run(["git", "clone", "-q", str(ROOT), str(dest)], ROOT)
+        return dest
+    for item in COPY:
+        src, target = ROOT / item, dest / item
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy2(src, target)
+    _run("git init -q && git config user.email bench@pdiff && git config user.name bench && git add -A && "
+         "git commit -qm bench", dest)
+    return dest
+
+
+def run_pipeline(repo: Path) -> dict:
+    """Full `dvc repro -f`, then a no-op `dvc repro`, in ``repo``; peak RSS of the processes they started."""
+    start = time.perf_counter()
+    _run(["dvc", "repro", "-f"], repo)
+    repro_s = time.perf_counter() - start
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # kB on Linux; max over waited children
+    start = time.perf_counter()
+    _run(["dvc", "repro"], repo)
+    noop_s = time.perf_counter() - start
+    return {"repro_s": round(repro_s, 2), "noop_repro_s": round(noop_s, 3), "peak_rss_mb": round(peak_kb / 1024, 1)}
+
+
+# ----------------------------------------------------------------------------------------------------- main
+GOALS = {"eval_speedup": (">=", 10), "sampling_speedup": (">=", 15), "abs_ddim_acc_median_delta": ("<=", 0.5),
+         "repro_s": ("<=", 180), "noop_repro_s": ("<=", 2), "peak_rss_mb": ("<=", 2048)}
+
+
+def check_goals(res: dict) -> dict:
+    vals = dict(res, abs_ddim_acc_median_delta=abs(res["ddim_acc_median_delta"]))
+    return {k: {"goal": f"{op} {v}", "value": vals.get(k),
+                "met": vals.get(k) is not None and (vals[k] >= v if op == ">=" else vals[k] <= v)}
+            for k, (op, v) in GOALS.items()}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="metrics/bench.json")
+    ap.add_argument("--source", choices=("head", "worktree"), default="head",
+                    help="what the temporary copy holds: the last commit (default) or the working tree")
+    ap.add_argument("--artifacts", help="use an existing pipeline run in this folder instead of running one "
+                    "(repro_s, noop_repro_s and peak_rss_mb are then left out)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary copy")
+    ap.add_argument("--device", default=None, help="default: the params' device")
+    ap.add_argument("--resnet-vectors", type=int, default=8)
+    ap.add_argument("--resnet-inputs", type=int, default=256)
+    args = ap.parse_args(argv)
+
+    from pdiff.config import load_params
+    from pdiff.data import load_prepared
+    from pdiff.models import load_base_model
+    from pdiff.utils import resolve_device, seed_everything, setup_torch
+
+    p = load_params(ROOT / "params.yaml")
+    setup_torch(p.threads)  # the same thread count for every measurement (and for the pipeline's stages)
+    seed_everything(p.seed, "bench")
+    device = resolve_device(args.device or p.device)
+    result = {"machine": machine(), "device": str(device), "threads": torch.get_num_threads()}
+
+    tmp = None
+    if args.artifacts:
+        repo = Path(args.artifacts).resolve()
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="pdiff-bench-"))
+        repo = make_copy(tmp / "repo", args.source)
+        print(f"bench: dvc repro -f in {repo} ...", flush=True)
+        result |= run_pipeline(repo)
+        p = load_params(repo / "params.yaml")
+        print(f"bench: repro {result['repro_s']} s, no-op {result['noop_repro_s']} s, "
+              f"peak RSS {result['peak_rss_mb']} MB", flush=True)
+    try:
+        from pdiff.artifacts import load_vectors
+
+        data = load_prepared(repo / "data/prepared")
+        model = load_base_model(repo / "models/base.pt").to(device)
+        snaps = load_vectors(repo / "models/snapshots.pt", "collect")
+        gen_vecs = load_vectors(repo / "models/generated.pt", "generate")
+        vectors = torch.cat([snaps["params"], gen_vecs["params"]])
+        ev = compare_evaluation(model, snaps["names"], vectors, data["test_x"], data["test_y"], device,
+                                p.evaluate.batch_size)
+        ev.pop("accuracies")
+        result |= {"eval_naive_s": ev["naive_s"], "eval_fast_s": ev["fast_s"], "eval_speedup": ev["speedup"],
+                   "eval": ev | {"original": len(snaps["params"]), "generated": len(gen_vecs["params"])}}
+        print(f"bench: evaluation naive {ev['naive_s']} s, fast {ev['fast_s']} s -> x{ev['speedup']}", flush=True)
+        sm = compare_sampling(repo, p, device, model, data)
+        result |= {k: sm[k] for k in ("ddpm_s", "ddim_s", "sampling_speedup", "ddim_acc_median_delta")}
+        result["sampling"] = sm
+        print(f"bench: sampling DDPM {sm['ddpm_s']} s, DDIM({sm['ddim_steps']}) {sm['ddim_s']} s -> "
+              f"x{sm['sampling_speedup']}, median accuracy delta {sm['ddim_acc_median_delta']}", flush=True)
+        rn = resnet18_ratio(args.resnet_vectors, args.resnet_inputs, device=device, seed=p.seed)
+        result |= {"resnet18_cifar_eval_speedup": rn["speedup"], "resnet18_cifar": rn}
+        print(f"bench: ResNet-18 (CIFAR size, random inputs) naive {rn['naive_s']} s, fast {rn['fast_s']} s -> "
+              f"x{rn['speedup']}", flush=True)
+    finally:
+        if tmp is not None and not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if "repro_s" in result:
+        result["goals"] = check_goals(result)
+    if hasattr(os, "getloadavg"):
+        result["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_name(f".{out.name}.tmp")
+    tmp_out.write_text(json.dumps(result, indent=2) + "\n")
+    tmp_out.replace(out)
+    print(f"bench: wrote {out}")
+    return result
