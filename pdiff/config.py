@@ -131,6 +131,14 @@ class EvaluateConfig:
 
 
 @dataclass
+class BaselinesConfig:
+    noise_sigma: float = opt(0.01, "noise baseline: sigma of the Gaussian noise added to a random snapshot, relative "
+                             "to each tensor's std (the paper tried 0.001, 0.05, 0.15; 0.01 matches the default "
+                             "run's generated models in max-IoU)", ge=0)
+    average_k: int = opt(16, "average baseline: each model is the mean of min(k, K) random snapshots", ge=1)
+
+
+@dataclass
 class Params:
     seed: int = opt(0, "the one seed behind every random choice of every stage")
     device: str = opt("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"))
@@ -146,6 +154,7 @@ class Params:
     ldm: LDMConfig = field(default_factory=LDMConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
 
 
 def _type_name(tp) -> str:

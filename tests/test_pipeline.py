@@ -85,6 +85,39 @@ def _changed_stages(repo: Path) -> set[str]:
     return set(json.loads(run(["dvc", "status", "--json"], repo).stdout or "{}"))
 
 
+def test_analyze_rows_agree_with_evaluate_and_report_is_written(tiny_repo):
+    novelty = json.loads((tiny_repo / "metrics/novelty.json").read_text())
+    evaluated = json.loads((tiny_repo / "metrics/evaluate.json").read_text())
+    assert list(novelty) == ["original", "generated", "noise", "average", "gaussian"]
+    for method in ("original", "generated"):  # same split, base model and code path as `evaluate`
+        assert {k: novelty[method][k] for k in evaluated[method]} == evaluated[method]
+    for method, row in novelty.items():
+        assert row["count"] == (10 if method == "original" else 8), method
+        assert 0.0 <= row["max_similarity_mean"] <= 1.0 and row["nn_l2_mean"] > 0.0, method
+        for key in ("acc_mean", "acc_max", "acc_median"):
+            assert 0.0 <= row[key] <= 100.0
+    for name in ("novelty_scatter", "distributions", "embedding"):
+        assert (tiny_repo / f"plots/analyze/{name}.png").read_bytes()[:4] == b"\x89PNG", name
+    assert len((tiny_repo / "plots/analyze/noise.csv").read_text().splitlines()) == 1 + 8
+    report = (tiny_repo / "report.md").read_text()
+    assert "| generated |" in report.replace("  ", " ") and "plots/analyze/novelty_scatter.png" in report
+    assert f"{novelty['generated']['acc_mean']:.2f}%" in report
+
+
+def test_changing_a_baselines_param_reruns_only_analyze(tiny_repo):
+    text = (tiny_repo / "params.yaml").read_text()
+    assert _changed_stages(tiny_repo) == set()
+    try:
+        params = yaml.safe_load(text)
+        params["baselines"]["noise_sigma"] = 0.2
+        (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        assert _changed_stages(tiny_repo) == {"analyze"}
+        dry = run(["dvc", "repro", "--dry"], tiny_repo).stdout
+        assert "Running stage 'analyze'" in dry and dry.count("Running stage") == 1
+    finally:
+        (tiny_repo / "params.yaml").write_text(text)
+
+
 def test_changing_ldm_lr_reruns_only_downstream(tiny_repo):
     assert _changed_stages(tiny_repo) == set()
     params = yaml.safe_load((tiny_repo / "params.yaml").read_text())

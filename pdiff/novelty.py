@@ -1,0 +1,258 @@
+"""Are generated parameters new? Simple baselines and memorization measures (after Zeng et al., 2025).
+
+Baselines, each a [n, D] tensor of parameter vectors built from the K training snapshots:
+
+- `noise_baseline`: a random snapshot plus Gaussian noise, ``sigma`` times each tensor's own scale;
+- `average_baseline`: the mean of min(k, K) randomly chosen snapshots;
+- `gaussian_baseline`: every value drawn independently from its per-parameter mean and std over the
+  snapshots (not applicable when K = 1: there is no spread to draw from).
+
+Measures, for every model of every method, against the training snapshots:
+
+- accuracy on the test split, through `pdiff.evaluation.evaluate_vectors`, the code path of `evaluate`;
+- ``max_similarity``: the largest IoU between the model's set of misclassified test samples and a
+  snapshot's, computed for all pairs at once as a product of boolean error matrices;
+- ``nn_l2``: L2 distance in parameter space to the nearest snapshot.
+
+For the original snapshots themselves both are leave-one-out (the snapshot is not compared with itself).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from pdiff import PdiffError
+from pdiff.evaluation import evaluate_vectors, finite_rows, summarize
+from pdiff.selection import check_compatible, numels
+
+METHODS = ("original", "generated", "noise", "average", "gaussian")
+BASELINES = ("noise", "average", "gaussian")
+
+
+# --------------------------------------------------------------------------------------------------- baselines
+def tensor_scales(vectors: torch.Tensor, shapes: list[list[int]]) -> torch.Tensor:
+    """[M, D]: for every vector, each value's tensor scale, broadcast over that tensor's values.
+
+    The scale of a tensor is the standard deviation of its values; a tensor with a single value or
+    constant values (std 0) uses its root mean square instead, and an all-zero tensor uses 1."""
+    sizes = numels(shapes)
+    if sum(sizes) != vectors.shape[1]:
+        raise PdiffError(f"shapes covering {sum(sizes)} values do not match vectors of width {vectors.shape[1]}.")
+    out = []
+    for chunk in torch.split(vectors, sizes, dim=1):
+        std = chunk.std(dim=1, unbiased=False, keepdim=True)
+        rms = chunk.pow(2).mean(dim=1, keepdim=True).sqrt()
+        scale = torch.where(std > 0, std, torch.where(rms > 0, rms, torch.ones_like(rms)))
+        out.append(scale.expand_as(chunk))
+    return torch.cat(out, dim=1)
+
+
+def noise_baseline(snapshots: torch.Tensor, shapes: list[list[int]], n: int, sigma: float,
+                   gen: torch.Generator) -> torch.Tensor:
+    """n vectors: a uniformly chosen snapshot + N(0, (sigma * scale of each tensor)^2) noise."""
+    idx = torch.randint(len(snapshots), (n,), generator=gen)
+    base = snapshots[idx]
+    noise = torch.randn(base.shape, generator=gen, dtype=base.dtype)
+    return base + sigma * tensor_scales(base, shapes) * noise
+
+
+def average_baseline(snapshots: torch.Tensor, n: int, k: int, gen: torch.Generator) -> torch.Tensor:
+    """n vectors, each the mean of min(k, K) distinct, randomly chosen snapshots."""
+    k = min(int(k), len(snapshots))
+    if k < 1:
+        raise PdiffError(f"the average baseline needs k >= 1 snapshots, got k = {k}.")
+    rows = [snapshots[torch.randperm(len(snapshots), generator=gen)[:k]].mean(dim=0) for _ in range(n)]
+    return torch.stack(rows) if rows else snapshots.new_zeros(0, snapshots.shape[1])
+
+
+def gaussian_baseline(snapshots: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor | None:
+    """n vectors drawn value by value from N(mean, std^2) of that value over the K snapshots (sample std).
+    None when K = 1 (no spread to estimate)."""
+    if len(snapshots) < 2:
+        return None
+    mean, std = snapshots.mean(dim=0), snapshots.std(dim=0, unbiased=True)
+    return mean + std * torch.randn((n, snapshots.shape[1]), generator=gen, dtype=snapshots.dtype)
+
+
+# --------------------------------------------------------------------------------------------------- measures
+def error_iou(errors_a: torch.Tensor, errors_b: torch.Tensor) -> torch.Tensor:
+    """[A, B] IoU of the error sets of every row of ``errors_a`` [A, n] with every row of ``errors_b`` [B, n]
+    (boolean masks, True = misclassified). Two empty error sets are identical: IoU 1."""
+    if errors_a.shape[1] != errors_b.shape[1]:
+        raise PdiffError(f"error masks over {errors_a.shape[1]} and {errors_b.shape[1]} test samples cannot be "
+                         "compared; both must come from the same test split.")
+    a, b = errors_a.to(torch.float64), errors_b.to(torch.float64)
+    inter = a @ b.T
+    union = a.sum(1, keepdim=True) + b.sum(1).unsqueeze(0) - inter
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter))
+
+
+def _leave_one_out(matrix: torch.Tensor, fill: float) -> torch.Tensor:
+    """Copy of a square [K, K] matrix with its diagonal set to ``fill`` (a row is not compared with itself)."""
+    if matrix.shape[0] != matrix.shape[1]:
+        raise PdiffError(f"leave-one-out needs a square matrix, got {tuple(matrix.shape)}.")
+    out = matrix.clone()
+    out.fill_diagonal_(fill)
+    return out
+
+
+def max_similarity(errors: torch.Tensor, train_errors: torch.Tensor, leave_one_out: bool = False) -> torch.Tensor:
+    """[M] largest error-set IoU of each model with any training snapshot. With ``leave_one_out``, ``errors``
+    are the snapshots' own (row i = snapshot i) and the self-pair is skipped; NaN where nothing is left."""
+    sim = error_iou(errors, train_errors)
+    if leave_one_out:
+        sim = _leave_one_out(sim, float("-inf"))
+    if sim.shape[1] == 0 or (leave_one_out and sim.shape[1] == 1):
+        return torch.full((sim.shape[0],), float("nan"), dtype=torch.float64)
+    return sim.max(dim=1).values
+
+
+def nearest_l2(vectors: torch.Tensor, snapshots: torch.Tensor, leave_one_out: bool = False) -> torch.Tensor:
+    """[M] L2 distance of each vector to its nearest snapshot (exact pairwise distances in float64).
+    With ``leave_one_out``, ``vectors`` are the snapshots themselves; NaN where nothing is left."""
+    if len(snapshots) == 0 or (leave_one_out and len(snapshots) == 1):
+        return torch.full((len(vectors),), float("nan"), dtype=torch.float64)
+    dist = torch.cdist(vectors.to(torch.float64), snapshots.to(torch.float64),
+                       compute_mode="donot_use_mm_for_euclid_dist")
+    if leave_one_out:
+        dist = _leave_one_out(dist, float("inf"))
+    return dist.min(dim=1).values
+
+
+# --------------------------------------------------------------------------------------------------- analysis
+@dataclass
+class MethodResult:
+    """Per-model numbers of one method; ``vectors`` are the finite vectors that were evaluated."""
+    vectors: torch.Tensor
+    accuracy: torch.Tensor        # [M] percent
+    max_similarity: torch.Tensor  # [M]
+    nn_l2: torch.Tensor           # [M]
+    failed: int = 0               # non-finite vectors, not evaluated (as in `evaluate`)
+    applicable: bool = True
+    note: str = ""
+
+
+@dataclass
+class Analysis:
+    methods: dict[str, MethodResult]
+    settings: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+
+def _mean(t: torch.Tensor) -> float | None:
+    t = t[torch.isfinite(t)]
+    return round(float(t.mean()), 6) if t.numel() else None
+
+
+def summarize_method(r: MethodResult) -> dict:
+    """The metrics of one method: `summarize`'s accuracy statistics (as in metrics/evaluate.json) plus
+    max_similarity_mean / _median and nn_l2_mean / _median (None where not defined)."""
+    stats = summarize(r.accuracy, failed=r.failed)
+    sims, dists = r.max_similarity[torch.isfinite(r.max_similarity)], r.nn_l2[torch.isfinite(r.nn_l2)]
+    stats |= {
+        "max_similarity_mean": _mean(r.max_similarity),
+        "max_similarity_median": round(float(sims.median()), 6) if sims.numel() else None,
+        "nn_l2_mean": _mean(r.nn_l2),
+        "nn_l2_median": round(float(dists.median()), 6) if dists.numel() else None,
+        "applicable": r.applicable,
+    }
+    if r.note:
+        stats["note"] = r.note
+    return stats
+
+
+def summary_table(analysis: Analysis) -> dict:
+    """{method: summarize_method(...)} in METHODS order: the content of metrics/novelty.json."""
+    return {m: summarize_method(analysis.methods[m]) for m in METHODS if m in analysis.methods}
+
+
+def run_analysis(model: nn.Module, snapshots: dict, generated: dict, x: torch.Tensor, y: torch.Tensor, device,
+                 batch_size: int, noise_sigma: float, average_k: int, gen: torch.Generator) -> Analysis:
+    """Build the baselines (as many models each as there are generated vectors), evaluate every method on
+    (x, y) with `evaluate_vectors`, and measure max_similarity and nn_l2 against the snapshots."""
+    for name, obj in (("models/snapshots.pt", snapshots), ("models/generated.pt", generated)):
+        check_compatible(model, obj["names"], obj["shapes"], f"{name} vectors")
+    if list(snapshots["names"]) != list(generated["names"]):
+        raise PdiffError(f"models/generated.pt holds {generated['names']} but models/snapshots.pt holds "
+                         f"{snapshots['names']}; rerun `dvc repro` so both come from the same selection.")
+    names, shapes = list(snapshots["names"]), [list(s) for s in snapshots["shapes"]]
+    snaps = snapshots["params"].float()
+    if not finite_rows(snaps).all():
+        raise PdiffError("models/snapshots.pt holds non-finite values; rerun `dvc repro collect`.")
+    n = len(generated["params"])
+    timings = {}
+    start = time.perf_counter()
+    raw = {"original": snaps, "generated": generated["params"].float(),
+           "noise": noise_baseline(snaps, shapes, n, noise_sigma, gen),
+           "average": average_baseline(snaps, n, average_k, gen),
+           "gaussian": gaussian_baseline(snaps, n, gen)}
+    timings["baselines_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    correct = {}
+    for method, vecs in raw.items():
+        if vecs is None:
+            continue
+        ok = finite_rows(vecs)
+        correct[method] = (vecs[ok], int((~ok).sum()),
+                           evaluate_vectors(model, names, vecs[ok], x, y, device, batch_size, desc=method))
+    timings["evaluate_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    train_errors = ~correct["original"][2]
+    results = {}
+    for method in METHODS:
+        if method not in correct:
+            empty = torch.zeros(0, dtype=torch.float64)
+            results[method] = MethodResult(snaps.new_zeros(0, snaps.shape[1]), empty, empty, empty,
+                                           applicable=False, note="not applicable: needs K >= 2 snapshots")
+            continue
+        vecs, failed, corr = correct[method]
+        loo = method == "original"
+        results[method] = MethodResult(
+            vectors=vecs, accuracy=100.0 * corr.float().mean(1), failed=failed,
+            max_similarity=max_similarity(~corr, train_errors, leave_one_out=loo),
+            nn_l2=nearest_l2(vecs, snaps, leave_one_out=loo))
+    timings["measures_s"] = time.perf_counter() - start
+    settings = {"num_snapshots": len(snaps), "num_models": n, "num_values": snaps.shape[1],
+                "test_size": len(y), "noise_sigma": noise_sigma, "average_k": min(int(average_k), len(snaps))}
+    return Analysis(results, settings, timings)
+
+
+# --------------------------------------------------------------------------------------------------- embedding
+def embed_2d(analysis: Analysis, seed: int) -> dict[str, dict[str, np.ndarray]]:
+    """2-D PCA and t-SNE coordinates of every method's vectors: {"pca"|"tsne": {method: [M, 2]}}.
+
+    Values are z-scored with the snapshots' per-parameter mean and std first (so every parameter counts
+    alike, as in the AE's per_param normalization). PCA axes are fitted on the snapshots (on all points
+    when K < 3); t-SNE (perplexity min(30, (n - 1) / 3)) embeds all points together and is left out
+    when there are fewer than 5 points."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    snaps = analysis.methods["original"].vectors.double()
+    mean = snaps.mean(0)
+    std = snaps.std(0, unbiased=False) if len(snaps) > 1 else torch.zeros_like(mean)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    parts = {m: ((r.vectors.double() - mean) / std).numpy() for m, r in analysis.methods.items() if len(r.vectors)}
+    everything = np.concatenate(list(parts.values()))
+    out: dict[str, dict[str, np.ndarray]] = {"pca": {}, "tsne": {}}
+    fit_on = parts["original"] if len(parts.get("original", [])) >= 3 else everything
+    if len(everything) >= 2 and everything.shape[1] >= 2:
+        pca = PCA(n_components=2, random_state=seed).fit(fit_on)
+        out["pca"] = {m: pca.transform(v) for m, v in parts.items()}
+    if len(everything) >= 5:
+        perplexity = min(30.0, (len(everything) - 1) / 3)
+        # One OpenMP thread: sklearn's Barnes-Hut gradient spin-waits across threads, which on a busy 2-core
+        # machine made it ~10x slower (24 s vs 1.8 s wall for the default's 600 points), same result.
+        with threadpool_limits(1):
+            coords = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
+                          random_state=seed).fit_transform(everything)
+        bounds = np.cumsum([0] + [len(v) for v in parts.values()])
+        out["tsne"] = {m: coords[a:b] for m, a, b in zip(parts, bounds[:-1], bounds[1:])}
+    return out

@@ -1,0 +1,192 @@
+"""What the `analyze` stage shows: per-method CSVs (for `dvc plots`), PNG figures, and report.md with one
+table of all methods and two sentences computed from the numbers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pdiff.artifacts import save_text
+from pdiff.novelty import METHODS, Analysis
+from pdiff.plots import _save, plt
+
+COLORS = {"original": "tab:blue", "generated": "tab:red", "noise": "tab:green", "average": "tab:purple",
+          "gaussian": "tab:orange"}
+TABLE_COLUMNS = {"count": "count", "failed": "failed", "acc_mean": "acc mean", "acc_median": "acc median",
+                 "acc_max": "acc max", "acc_min": "acc min", "max_similarity_mean": "max-IoU mean",
+                 "nn_l2_mean": "NN L2 mean"}
+FIGURES = {"novelty_scatter.png": "Accuracy against similarity to the nearest training snapshot",
+           "distributions.png": "Per-method distributions of accuracy, max-IoU and nearest-neighbour L2",
+           "embedding.png": "2-D PCA and t-SNE of the parameter vectors"}
+
+
+def _present(analysis: Analysis) -> list[str]:
+    return [m for m in METHODS if m in analysis.methods and len(analysis.methods[m].accuracy)]
+
+
+# --------------------------------------------------------------------------------------------------- data
+def method_csv(analysis: Analysis, method: str) -> str:
+    """One row per model, sorted by accuracy: quantile, accuracy, max_similarity, nn_l2 (empty when undefined)."""
+    r = analysis.methods[method]
+    order = np.argsort(r.accuracy.numpy(), kind="stable")
+    n = len(order)
+    fmt = lambda v: "" if not np.isfinite(v) else f"{v:.6g}"  # noqa: E731
+    rows = [f"{i / max(n - 1, 1):.4f},{fmt(float(r.accuracy[j]))},{fmt(float(r.max_similarity[j]))},"
+            f"{fmt(float(r.nn_l2[j]))}" for i, j in enumerate(order)]
+    return "quantile,accuracy,max_similarity,nn_l2\n" + "".join(row + "\n" for row in rows)
+
+
+def write_csvs(analysis: Analysis, folder: str | Path) -> None:
+    for method in analysis.methods:
+        save_text(method_csv(analysis, method), Path(folder) / f"{method}.csv")
+
+
+# --------------------------------------------------------------------------------------------------- figures
+def scatter_figure(analysis: Analysis, path: str | Path) -> None:
+    """Accuracy vs max_similarity (the key figure of Zeng et al.) and accuracy vs nn_l2, one colour per method.
+    Accuracies on a finite test set are discrete, so points get a small vertical jitter
+    (within a third of one test sample's step)."""
+    rng = np.random.default_rng(0)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for method in _present(analysis):
+        r = analysis.methods[method]
+        acc = r.accuracy.numpy()
+        step = 100.0 / max(analysis.settings.get("test_size", 1), 1)
+        jitter = rng.uniform(-0.3, 0.3, len(acc)) * step
+        for ax, xs in zip(axes, (r.max_similarity.numpy(), r.nn_l2.numpy())):
+            ok = np.isfinite(xs)
+            ax.scatter(xs[ok], (acc + jitter)[ok], s=12, alpha=0.6, color=COLORS[method],
+                       label=f"{method} (n={int(ok.sum())})")
+    axes[0].set_xlabel("max IoU of error sets with a training snapshot")
+    axes[1].set_xlabel("L2 distance to the nearest training snapshot")
+    for ax in axes:
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("novelty: originals are compared with the other snapshots (leave-one-out)")
+    _save(fig, path)
+
+
+def distribution_figure(analysis: Analysis, path: str | Path) -> None:
+    """Box plots with the individual models on top: accuracy, max_similarity and nn_l2 per method."""
+    rng = np.random.default_rng(0)
+    methods = _present(analysis)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for ax, attr, label in zip(axes, ("accuracy", "max_similarity", "nn_l2"),
+                               ("test accuracy (%)", "max IoU of error sets", "nearest-snapshot L2")):
+        data = [getattr(analysis.methods[m], attr).numpy() for m in methods]
+        data = [d[np.isfinite(d)] for d in data]
+        keep = [i for i, d in enumerate(data) if len(d)]
+        if keep:
+            ax.boxplot([data[i] for i in keep], positions=keep, widths=0.6, showfliers=False)
+        for i in keep:
+            ax.scatter(i + rng.uniform(-0.2, 0.2, len(data[i])), data[i], s=6, alpha=0.45, color=COLORS[methods[i]])
+        ax.set_xticks(range(len(methods)), methods, rotation=20)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, axis="y")
+    _save(fig, path)
+
+
+def embedding_figure(embedding: dict, path: str | Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, key, title in zip(axes, ("pca", "tsne"), ("PCA (axes fitted on the snapshots)", "t-SNE")):
+        coords = embedding.get(key, {})
+        for method in METHODS:
+            if method in coords:
+                c = coords[method]
+                ax.scatter(c[:, 0], c[:, 1], s=10, alpha=0.6, color=COLORS[method], label=f"{method} (n={len(c)})")
+        if not coords:
+            ax.text(0.5, 0.5, "too few vectors", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0].legend(fontsize=8)
+    fig.suptitle("parameter vectors, z-scored per parameter with the snapshots' mean and std")
+    _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------------- report
+def table_frame(summary: dict):
+    """A pandas DataFrame, one row per method, the main columns of metrics/novelty.json."""
+    import pandas as pd
+
+    rows = {m: {label: s.get(key) for key, label in TABLE_COLUMNS.items()} for m, s in summary.items()}
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "method"
+    return frame
+
+
+def _fmt(v, digits: int) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def findings(summary: dict, test_size: int) -> list[str]:
+    """Two plain sentences computed from ``summary`` (the novelty.json content): how close generated models
+    are to the training snapshots, relative to the snapshots among themselves; and how the best simple
+    baseline compares with them in accuracy (a difference under one test sample, 100 / test_size points,
+    is called a match)."""
+    gen, orig = summary.get("generated", {}), summary.get("original", {})
+    g_l2, o_l2 = gen.get("nn_l2_mean"), orig.get("nn_l2_mean")
+    g_sim, o_sim = gen.get("max_similarity_mean"), orig.get("max_similarity_mean")
+    if None in (g_l2, o_l2, g_sim, o_sim):
+        first = ("Closeness to the training snapshots cannot be compared here: "
+                 + ("there is only one snapshot, so snapshots have no other snapshot to be compared with."
+                    if o_l2 is None else "no generated vector was finite."))
+    else:
+        closer = "closer to" if g_l2 < o_l2 else ("as close to" if g_l2 == o_l2 else "farther from")
+        overlap = "more" if g_sim > o_sim else ("as much" if g_sim == o_sim else "less")
+        first = (f"Generated models are {closer} their nearest training snapshot (mean L2 {g_l2:.4g}) than "
+                 f"training snapshots are to each other ({o_l2:.4g}), and their misclassified test samples "
+                 f"overlap {overlap} with the most similar snapshot's (mean max-IoU {g_sim:.4f} against "
+                 f"{o_sim:.4f} between snapshots, where 1 means the same misclassified samples).")
+    baselines = {m: s["acc_mean"] for m, s in summary.items()
+                 if m in ("noise", "average", "gaussian") and s.get("acc_mean") is not None}
+    g_acc, o_acc = gen.get("acc_mean"), orig.get("acc_mean")
+    if not baselines or g_acc is None:
+        second = "No baseline or generated model could be evaluated, so accuracies cannot be compared."
+    else:
+        best = max(baselines, key=baselines.get)
+        diff = baselines[best] - g_acc
+        step = 100.0 / max(int(test_size), 1)
+        verdict = ("is within one test sample of" if abs(diff) < step else "beats" if diff > 0 else "falls short of")
+        second = (f"In mean test accuracy the best simple baseline, `{best}` ({baselines[best]:.2f}%), {verdict} "
+                  f"the generated models ({g_acc:.2f}%, {diff:+.2f} points; one test sample is {step:.2g} points), "
+                  f"while the original snapshots average {_fmt(o_acc, 2)}%.")
+    return [first, second]
+
+
+def report_markdown(analysis: Analysis, summary: dict, figures_dir: str = "plots/analyze") -> str:
+    s = analysis.settings
+    lines = [
+        "# Honest evaluation: baselines and memorization",
+        "",
+        f"K = {s.get('num_snapshots')} training snapshots of {s.get('num_values')} values; {s.get('num_models')} "
+        f"models per generated method; test split of {s.get('test_size')} samples, the same base model and code "
+        f"path as `evaluate`. Baselines: `noise` (a random snapshot + noise of {s.get('noise_sigma')} x each "
+        f"tensor's std), `average` (mean of {s.get('average_k')} random snapshots), `gaussian` (per-parameter "
+        "mean and std of the snapshots). `max-IoU`: largest IoU of a model's set of misclassified test samples "
+        "with any training snapshot's; `NN L2`: distance to the nearest snapshot in parameter space. For "
+        "`original` both leave the snapshot itself out. Accuracies in %.",
+        "",
+        table_frame(summary).to_markdown(floatfmt=".4g"),
+        "",
+        " ".join(findings(summary, s.get("test_size", 1))),
+        "",
+    ]
+    notes = [f"- `{m}`: {v['note']}" for m, v in summary.items() if v.get("note")]
+    if notes:
+        lines += ["Notes:", *notes, ""]
+    for name, caption in FIGURES.items():
+        lines += [f"![{caption}]({figures_dir}/{name})", ""]
+    return "\n".join(lines)
+
+
+def write_outputs(analysis: Analysis, summary: dict, embedding: dict, figures_dir: str | Path,
+                  report_path: str | Path) -> None:
+    """CSVs and PNGs under ``figures_dir``, the markdown report at ``report_path`` (figure links relative)."""
+    figures_dir = Path(figures_dir)
+    write_csvs(analysis, figures_dir)
+    scatter_figure(analysis, figures_dir / "novelty_scatter.png")
+    distribution_figure(analysis, figures_dir / "distributions.png")
+    embedding_figure(embedding, figures_dir / "embedding.png")
+    save_text(report_markdown(analysis, summary, figures_dir.as_posix()), report_path)

@@ -1,0 +1,49 @@
+"""Stage `analyze`: honest evaluation. Build the noise / average / gaussian baselines, evaluate every method
+on the test split exactly as `evaluate` does, measure how close each model is to the training snapshots
+(max error-set IoU, nearest-neighbour L2) -> metrics/novelty.json, plots/analyze/ and report.md."""
+import json
+import sys
+import time
+from pathlib import Path
+
+import _bootstrap  # noqa: F401  (repo root on sys.path)
+from pdiff.artifacts import load_vectors, save_json
+from pdiff.cli import run_stage
+from pdiff.config import load_params
+from pdiff.data import load_prepared
+from pdiff.models import load_base_model
+from pdiff.novelty import embed_2d, run_analysis, summary_table
+from pdiff.report import write_outputs
+from pdiff.utils import resolve_device, seed_everything, setup_torch
+
+
+def main() -> None:
+    p = load_params()
+    setup_torch(p.threads)
+    gen = seed_everything(p.seed, "analyze")
+    device = resolve_device(p.device)
+    data = load_prepared()
+    model = load_base_model("models/base.pt").to(device)
+    analysis = run_analysis(model, load_vectors("models/snapshots.pt", "collect"),
+                            load_vectors("models/generated.pt", "generate"), data["test_x"], data["test_y"],
+                            device, p.evaluate.batch_size, p.baselines.noise_sigma, p.baselines.average_k, gen)
+    summary = summary_table(analysis)
+    save_json(summary, "metrics/novelty.json")
+    start = time.perf_counter()
+    embedding = embed_2d(analysis, p.seed)
+    analysis.timings["embedding_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    write_outputs(analysis, summary, embedding, "plots/analyze", "report.md")
+    analysis.timings["figures_s"] = time.perf_counter() - start
+    evaluated = json.loads(Path("metrics/evaluate.json").read_text())
+    for method in ("original", "generated"):
+        if any(evaluated[method].get(k) != summary[method].get(k) for k in ("count", "acc_mean", "acc_max")):
+            print(f"warning: the `{method}` row differs from metrics/evaluate.json", file=sys.stderr)
+    for method, s in summary.items():
+        print(f"{method:>9}: n={s['count']} acc mean {s['acc_mean']} max {s['acc_max']} median {s['acc_median']} "
+              f"max-IoU {s['max_similarity_mean']} NN-L2 {s['nn_l2_mean']}")
+    print("timings: " + ", ".join(f"{k} {v:.1f}" for k, v in analysis.timings.items()))
+
+
+if __name__ == "__main__":
+    run_stage("analyze", main)

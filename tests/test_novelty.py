@@ -1,0 +1,178 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pdiff import PdiffError
+from pdiff.evaluation import evaluate_vectors, summarize
+from pdiff.models import SmallCNN
+from pdiff.novelty import (METHODS, average_baseline, embed_2d, error_iou, gaussian_baseline, max_similarity,
+                           nearest_l2, noise_baseline, run_analysis, summary_table, tensor_scales)
+from pdiff.report import findings, method_csv, report_markdown
+from pdiff.selection import flatten, select, shapes_of
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def _masks(rows, n=10):
+    m = torch.zeros(len(rows), n, dtype=torch.bool)
+    for i, idx in enumerate(rows):
+        m[i, list(idx)] = True
+    return m
+
+
+# ------------------------------------------------------------------------------------------- measures
+def test_identical_models_have_iou_one_and_l2_zero():
+    errors = _masks([{0, 3, 5}, {1, 2}, {7}])
+    assert torch.equal(error_iou(errors, errors).diagonal(), torch.ones(3, dtype=torch.float64))
+    vecs = torch.randn(4, 7)
+    assert torch.equal(nearest_l2(vecs, vecs), torch.zeros(4, dtype=torch.float64))
+    assert torch.equal(max_similarity(errors, errors), torch.ones(3, dtype=torch.float64))
+
+
+def test_disjoint_error_sets_have_iou_zero_and_partial_overlap_is_exact():
+    a, b = _masks([{0, 1}]), _masks([{2, 3, 4}, {1, 2}, set()])
+    iou = error_iou(a, b)
+    assert iou[0, 0] == 0.0
+    assert iou[0, 1] == pytest.approx(1 / 3)  # {1} / {0, 1, 2}
+    assert iou[0, 2] == 0.0  # an empty set shares nothing with a non-empty one
+    assert error_iou(_masks([set()]), _masks([set()]))[0, 0] == 1.0  # two perfect models: same (empty) set
+
+
+def test_iou_matrix_matches_a_set_by_set_loop():
+    rng = np.random.default_rng(0)
+    a, b = torch.as_tensor(rng.random((6, 40)) < 0.3), torch.as_tensor(rng.random((5, 40)) < 0.3)
+    iou = error_iou(a, b)
+    for i in range(6):
+        for j in range(5):
+            sa, sb = set(np.flatnonzero(a[i].numpy())), set(np.flatnonzero(b[j].numpy()))
+            assert iou[i, j] == pytest.approx(len(sa & sb) / len(sa | sb) if sa | sb else 1.0)
+
+
+def test_error_masks_from_different_splits_are_refused():
+    with pytest.raises(PdiffError, match="same test split"):
+        error_iou(torch.zeros(2, 5, dtype=torch.bool), torch.zeros(2, 6, dtype=torch.bool))
+
+
+def test_leave_one_out_skips_only_the_model_itself():
+    errors = _masks([{0, 1}, {0, 1}, {5, 6, 7, 8}])  # snapshots 0 and 1 identical, 2 alone
+    assert max_similarity(errors, errors).tolist() == [1.0, 1.0, 1.0]
+    loo = max_similarity(errors, errors, leave_one_out=True)
+    assert loo[:2].tolist() == [1.0, 1.0] and loo[2] == 0.0
+    points = torch.tensor([[0.0], [1.0], [3.0]])
+    assert nearest_l2(points, points).tolist() == [0.0, 0.0, 0.0]
+    assert nearest_l2(points, points, leave_one_out=True).tolist() == [1.0, 1.0, 2.0]
+    one = points[:1]
+    assert math.isnan(nearest_l2(one, one, leave_one_out=True)[0])
+    assert math.isnan(max_similarity(errors[:1], errors[:1], leave_one_out=True)[0])
+
+
+# ------------------------------------------------------------------------------------------- baselines
+def test_average_of_identical_snapshots_is_the_snapshot():
+    snap = torch.randn(1, 9)
+    out = average_baseline(snap.repeat(5, 1), n=4, k=3, gen=_gen())
+    assert out.shape == (4, 9) and torch.allclose(out, snap.expand(4, 9), atol=1e-6)
+
+
+def test_average_takes_k_distinct_snapshots_and_caps_k_at_K():
+    eye = torch.eye(6)  # snapshot i = e_i, so the mean shows which snapshots went in
+    out = average_baseline(eye, n=20, k=3, gen=_gen())
+    assert torch.allclose(out, (out > 0).float() / 3) and ((out > 0).sum(1) == 3).all()
+    assert len({tuple(r.tolist()) for r in out}) > 1  # random choices differ between models
+    full = average_baseline(eye, n=2, k=16, gen=_gen())
+    assert torch.allclose(full, torch.full((2, 6), 1 / 6))
+
+
+def test_gaussian_baseline_matches_per_parameter_mean_and_std():
+    torch.manual_seed(0)
+    mean, std = torch.tensor([0.0, 5.0, -2.0, 1.0]), torch.tensor([1.0, 0.1, 3.0, 0.0])
+    snaps = mean + std * torch.randn(50, 4)
+    out = gaussian_baseline(snaps, n=20000, gen=_gen())
+    assert out.shape == (20000, 4)
+    assert torch.allclose(out.mean(0), snaps.mean(0), atol=0.05)
+    assert torch.allclose(out.std(0), snaps.std(0), rtol=0.03, atol=1e-6)
+    assert torch.equal(out[:, 3], torch.full((20000,), 1.0))  # a constant parameter stays constant
+    assert gaussian_baseline(snaps[:1], n=3, gen=_gen()) is None  # K = 1: not applicable
+
+
+def test_noise_is_relative_to_each_tensors_scale():
+    shapes = [[1000], [1000], [1]]
+    snaps = torch.cat([torch.randn(3, 1000) * 10.0, 1.0 + torch.randn(3, 1000) * 0.01, torch.full((3, 1), -4.0)], 1)
+    copies = noise_baseline(snaps, shapes, 5, 0.0, _gen())  # sigma 0: exact copies of snapshots
+    assert all(any(torch.equal(c, s) for s in snaps) for c in copies)
+    out = noise_baseline(snaps, shapes, 3000, 0.1, _gen())
+    nearest = torch.cdist(out, snaps).argmin(1)
+    delta = out - snaps[nearest]
+    scales = tensor_scales(snaps[nearest], shapes)
+    assert scales[0, 0] == pytest.approx(float(snaps[nearest[0], :1000].std(unbiased=False)), rel=1e-5)
+    assert scales[0, -1] == 4.0  # a one-value tensor: its magnitude
+    for lo, hi in ((0, 1000), (1000, 2000), (2000, 2001)):
+        assert float((delta[:, lo:hi] / scales[:, lo:hi]).std()) == pytest.approx(0.1, rel=0.05)
+    assert tensor_scales(torch.zeros(1, 3), [[3]]).tolist() == [[1.0, 1.0, 1.0]]
+
+
+# ------------------------------------------------------------------------------------------- analysis
+def _tiny_setup(k=6, n=4):
+    torch.manual_seed(0)
+    model = SmallCNN(1, 10, 4).eval()
+    names = select(model, "auto")
+    base = flatten(model, names)
+    shapes = shapes_of(model, names)
+    snaps = base + 0.05 * torch.randn(k, base.numel())
+    generated = base + 0.05 * torch.randn(n, base.numel())
+    generated[0, 0] = float("nan")  # counted as failed, not run, as in `evaluate`
+    x, y = torch.randn(60, 1, 8, 8), torch.randint(10, (60,))
+    return (model, {"params": snaps, "names": names, "shapes": shapes},
+            {"params": generated, "names": names, "shapes": shapes}, x, y)
+
+
+def test_run_analysis_uses_the_evaluate_code_path_and_reports_every_method():
+    model, snaps, generated, x, y = _tiny_setup()
+    analysis = run_analysis(model, snaps, generated, x, y, "cpu", 25, 0.05, 3, _gen())
+    summary = summary_table(analysis)
+    assert list(summary) == list(METHODS)
+    for method in ("noise", "average", "gaussian"):
+        assert summary[method]["count"] == 4 and summary[method]["applicable"]
+    assert summary["generated"]["count"] == 3 and summary["generated"]["failed"] == 1
+    for method, obj in (("original", snaps), ("generated", generated)):
+        ok = torch.isfinite(obj["params"]).all(1)
+        acc = 100.0 * evaluate_vectors(model, obj["names"], obj["params"][ok], x, y, "cpu", 1000).float().mean(1)
+        expected = summarize(acc, failed=int((~ok).sum()))
+        assert {k: summary[method][k] for k in expected} == expected
+    for s in summary.values():
+        assert 0.0 <= s["max_similarity_mean"] <= 1.0 and s["nn_l2_mean"] >= 0.0
+    orig = analysis.methods["original"]
+    assert torch.equal(orig.nn_l2, nearest_l2(snaps["params"], snaps["params"], leave_one_out=True))
+    assert (orig.nn_l2 > 0).all()  # leave-one-out: never the zero distance to itself
+    emb = embed_2d(analysis, seed=0)
+    for key in ("pca", "tsne"):
+        assert {m: v.shape for m, v in emb[key].items()} == {
+            m: (len(analysis.methods[m].vectors), 2) for m in METHODS}
+    csv = method_csv(analysis, "generated").splitlines()
+    assert csv[0] == "quantile,accuracy,max_similarity,nn_l2" and len(csv) == 4
+    assert "| generated |" in report_markdown(analysis, summary).replace("  ", " ")
+
+
+def test_single_snapshot_marks_gaussian_and_leave_one_out_as_undefined():
+    model, snaps, generated, x, y = _tiny_setup(k=1, n=3)
+    summary = summary_table(run_analysis(model, snaps, generated, x, y, "cpu", 60, 0.01, 16, _gen()))
+    assert summary["gaussian"]["count"] == 0 and not summary["gaussian"]["applicable"]
+    assert "K >= 2" in summary["gaussian"]["note"]
+    assert summary["original"]["nn_l2_mean"] is None and summary["original"]["max_similarity_mean"] is None
+    assert summary["generated"]["nn_l2_mean"] > 0
+    assert "cannot be compared" in findings(summary, 60)[0]
+
+
+def test_findings_follow_the_numbers():
+    row = lambda acc, sim, l2: {"acc_mean": acc, "max_similarity_mean": sim, "nn_l2_mean": l2}  # noqa: E731
+    summary = {"original": row(90.0, 0.95, 0.5), "generated": row(90.2, 0.97, 0.1), "noise": row(91.0, 0.9, 1.0),
+               "average": row(90.5, 0.96, 0.3), "gaussian": {"acc_mean": None}}
+    first, second = findings(summary, 1000)
+    assert "closer to" in first and "overlap more" in first
+    assert "`noise` (91.00%), beats" in second and "+0.80 points" in second
+    summary["generated"] = row(91.05, 0.9, 0.9)
+    first, second = findings(summary, 1000)
+    assert "farther from" in first and "overlap less" in first and "within one test sample" in second
