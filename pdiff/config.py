@@ -119,14 +119,14 @@ class LDMConfig:
 class GenerateConfig:
     num_models: int = opt(100, "N, parameter vectors to generate", ge=1)
     batch_size: int = opt(100, "latents sampled at once", ge=1)
-
-
-@dataclass
-class EvaluateConfig:
     sampler: str = opt("ddpm", "ddpm: ancestral sampling over all ldm.timesteps steps (the paper's); ddim: "
                        "deterministic DDIM (eta = 0) over generate.steps evenly spaced steps, far faster",
                        choices=("ddpm", "ddim"))
     steps: int = opt(50, "DDIM steps (sampler = ddim only; at most ldm.timesteps)", ge=1)
+
+
+@dataclass
+class EvaluateConfig:
     batch_size: int = opt(1000, "test examples per forward pass", ge=1)
 
 
@@ -249,6 +249,9 @@ def _build(cls, raw, prefix: str):
 
 def validate(p: Params) -> Params:
     """Checks that involve more than one key."""
+    if p.generate.sampler == "ddim" and p.generate.steps > p.ldm.timesteps:
+        raise ConfigError(f"params: `generate.steps` = {p.generate.steps} is more than `ldm.timesteps` = "
+                          f"{p.ldm.timesteps}; DDIM samples a subset of the training timesteps.")
     if p.ldm.beta_end < p.ldm.beta_start:
         raise ConfigError(f"params: `ldm.beta_end` = {p.ldm.beta_end} must be >= `ldm.beta_start` = "
                           f"{p.ldm.beta_start}.")
@@ -262,9 +265,6 @@ def validate(p: Params) -> Params:
                           "list of name patterns such as ['bn3.*'].")
     return p
 
-    if p.generate.sampler == "ddim" and p.generate.steps > p.ldm.timesteps:
-        raise ConfigError(f"params: `generate.steps` = {p.generate.steps} is more than `ldm.timesteps` = "
-                          f"{p.ldm.timesteps}; DDIM samples a subset of the training timesteps.")
 
 def from_dict(raw: dict) -> Params:
     return validate(_build(Params, raw, ""))
