@@ -1,0 +1,54 @@
+"""Write a synthetic CIFAR-10/100 of the real size in the real on-disk format (python pickle batches), for
+timing the presets on a machine that cannot download the real data:
+
+    python scripts/synthetic_cifar.py data/raw            # cifar-10-batches-py, 50,000 + 10,000 images
+    python scripts/synthetic_cifar.py data/raw --cifar100  # cifar-100-python
+    make repro PRESET=cifar10-resnet18                     # then time the stages (accuracies are meaningless)
+
+Images are noise around a class-dependent colour and pattern, so a network can learn something; accuracies
+on it say nothing about CIFAR.
+"""
+from __future__ import annotations
+
+import argparse
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+
+def images(rng: np.random.Generator, labels: np.ndarray, classes: int) -> np.ndarray:
+    n = len(labels)
+    colour = (np.arange(classes)[:, None] * np.array([37, 71, 113]) % 256).astype(np.float32)  # [classes, 3]
+    yy, xx = np.mgrid[0:32, 0:32]
+    x = np.empty((n, 3, 32, 32), dtype=np.uint8)
+    for start in range(0, n, 5000):
+        lab = labels[start:start + 5000]
+        stripes = np.sin((xx[None] * (1 + lab[:, None, None] % 5) + yy[None] * (lab[:, None, None] // 5)) / 3.0)
+        img = colour[lab][:, :, None, None] * 0.6 + 50 * stripes[:, None] + rng.normal(0, 40, (len(lab), 3, 32, 32))
+        x[start:start + 5000] = np.clip(img + 40, 0, 255).astype(np.uint8)
+    return x.reshape(n, 3072)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("root")
+    ap.add_argument("--cifar100", action="store_true")
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    classes = 100 if args.cifar100 else 10
+    key = b"fine_labels" if args.cifar100 else b"labels"
+    folder = Path(args.root) / ("cifar-100-python" if args.cifar100 else "cifar-10-batches-py")
+    folder.mkdir(parents=True, exist_ok=True)
+    files = [("train", 50000), ("test", 10000)] if args.cifar100 else \
+        [(f"data_batch_{i}", 10000) for i in range(1, 6)] + [("test_batch", 10000)]
+    for name, n in files:
+        labels = rng.integers(0, classes, n)
+        batch = {b"batch_label": b"synthetic", key: [int(v) for v in labels], b"data": images(rng, labels, classes)}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f, protocol=2)
+    print(f"wrote {sum(n for _, n in files):,} synthetic images to {folder}")
+
+
+if __name__ == "__main__":
+    main()
