@@ -61,6 +61,10 @@ class ModelConfig:
                     choices=("small_cnn", "mlp", "lenet", "resnet18", "resnet50", "convnext_tiny", "vit_tiny"))
     width: int = opt(16, "small_cnn: channels of the first convolution (later layers use 2x, head 4x); mlp: "
                      "hidden units; ignored by the other architectures", ge=1)
+    distributed: int = opt(0, "data-parallel processes for `train` and `collect`: 0 or 1 = one process (DDP still "
+                           "switches on when the stage is launched by torchrun); N >= 2 = the stages relaunch "
+                           "themselves with `torchrun --nproc_per_node=N` (gloo on CPU, NCCL on CUDA, one GPU "
+                           "per process); the minibatch size stays global", ge=0)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from pdiff import PdiffError
+from pdiff import PdiffError, distributed
 from pdiff.accel import BatchLoss
 from pdiff.selection import flatten
 from pdiff.tracking import Tracker, check_finite
@@ -31,11 +31,11 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device, batch_s
 
 
 def train_classifier(model: nn.Module, data: dict, cfg, device, gen: torch.Generator, tracker: Tracker,
-                     precision: str = "fp32") -> dict:
+                     precision: str = "fp32", dist: distributed.Context | None = None) -> dict:
     """Plain SGD with momentum, weight decay and a cosine schedule; logs loss and validation accuracy.
     The dataset's ``augment`` and ``precision`` (see `pdiff.accel`) apply to every minibatch."""
     x, y = data["train_x"], data["train_y"]
-    batch_loss = BatchLoss(model, x, y, device, gen, data.get("augment"), precision)
+    batch_loss = BatchLoss(distributed.wrap(model, dist), x, y, device, gen, data.get("augment"), precision)
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     if getattr(cfg, "optimizer", "sgd") == "adamw":
@@ -49,7 +49,8 @@ def train_classifier(model: nn.Module, data: dict, cfg, device, gen: torch.Gener
         model.train()
         running = 0.0
         for idx in minibatches(len(x), cfg.batch_size, gen):
-            loss = batch_loss(idx)
+            local = distributed.shard(idx, dist)  # DDP: this rank's share of the global minibatch
+            loss = batch_loss(local) * distributed.loss_scale(len(local), len(idx), dist)
             step += 1
             check_finite(loss.item(), step, "train")
             opt.zero_grad(set_to_none=True)
@@ -58,7 +59,7 @@ def train_classifier(model: nn.Module, data: dict, cfg, device, gen: torch.Gener
             sched.step()
             running += loss.item()
         val_acc = accuracy(model, data["val_x"], data["val_y"], device)
-        tracker.log(epoch + 1, train_loss=running / steps_per_epoch, val_acc=val_acc)
+        tracker.log(epoch + 1, train_loss=distributed.all_mean(running / steps_per_epoch, dist), val_acc=val_acc)
     return {"val_acc": val_acc, "steps": step}
 
 
@@ -72,7 +73,8 @@ def snapshot_steps(total_steps: int, k: int) -> list[int]:
 
 
 def collect_snapshots(model: nn.Module, data: dict, names: list[str], cfg, device, gen: torch.Generator,
-                      tracker: Tracker, precision: str = "fp32") -> tuple[torch.Tensor, list[int]]:
+                      tracker: Tracker, precision: str = "fp32",
+                      dist: distributed.Context | None = None) -> tuple[torch.Tensor, list[int]]:
     """Train only ``names`` (all else frozen, norm running statistics frozen by eval mode, so each snapshot
     is exactly the model at that step) and return K flat snapshots [K, D] and their steps."""
     x, y = data["train_x"], data["train_y"]
@@ -90,12 +92,14 @@ def collect_snapshots(model: nn.Module, data: dict, names: list[str], cfg, devic
     save_at = snapshot_steps(cfg.epochs * steps_per_epoch, cfg.num_snapshots)
     wanted = set(save_at)
     model.eval()
-    batch_loss = BatchLoss(model, x, y, device, gen, data.get("augment"), precision)
+    batch_loss = BatchLoss(distributed.wrap(model, dist, sync_bn=False), x, y, device, gen, data.get("augment"),
+                           precision)
     snaps, step = [], 0
     bar = tqdm(total=len(save_at), desc="collect", unit="snapshot")
     for _ in range(cfg.epochs):
         for idx in minibatches(len(x), cfg.batch_size, gen):
-            loss = batch_loss(idx)
+            local = distributed.shard(idx, dist)  # DDP: this rank's share of the global minibatch
+            loss = batch_loss(local) * distributed.loss_scale(len(local), len(idx), dist)
             step += 1
             check_finite(loss.item(), step, "collect")
             opt.zero_grad(set_to_none=True)

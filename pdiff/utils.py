@@ -32,6 +32,10 @@ def setup_torch(threads: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
+    if name != "cpu":  # PDIFF_GPUS set (one GPU per queued experiment): take a free GPU before CUDA starts
+        from pdiff.gpus import pin_from_env
+
+        pin_from_env()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():

@@ -1,6 +1,7 @@
 """Stage `collect`: keep training only the selected parameters and save K snapshots -> models/snapshots.pt
 (one tensor [K, D] plus names, shapes and the steps they were taken at)."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
+from pdiff import distributed
 from pdiff.artifacts import save_torch
 from pdiff.cli import run_stage
 from pdiff.config import load_params
@@ -15,9 +16,12 @@ from pdiff.utils import resolve_device, seed_everything, setup_torch
 
 def main() -> None:
     p = load_params()
+    distributed.maybe_relaunch(p.model.distributed, __file__)  # model.distributed = N >= 2: rerun under torchrun
     setup_torch(p.threads)
     gen = seed_everything(p.seed, "collect")
     device = resolve_device(p.device)
+    dist = distributed.init(device)  # under torchrun: DDP (gloo on CPU, NCCL on CUDA); else None
+    device = dist.device if dist else device
     data = load_prepared()
     model = load_base_model("models/base.pt").to(device)
     names = select(model, p.collect.params)
@@ -25,9 +29,13 @@ def main() -> None:
     total = sum(numels(shapes))
     print(f"generating {total} values: {', '.join(names)}")
     tracker = Tracker(None)
-    snaps, steps = collect_snapshots(model, data, names, p.collect, device, gen, tracker, precision=p.precision)
+    snaps, steps = collect_snapshots(model, data, names, p.collect, device, gen, tracker, precision=p.precision,
+                                     dist=dist)
+    if not distributed.is_main(dist):  # only rank 0 writes
+        return distributed.finish(dist)
     save_torch({"params": snaps, "names": names, "shapes": shapes, "steps": steps}, "models/snapshots.pt")
     loss_curves(tracker.history, "plots/collect/loss.png", "collection (selected parameters only)")
+    distributed.finish(dist)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Stage `train`: train the base model with SGD to convergence -> models/base.pt."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
+from pdiff import distributed
 from pdiff.artifacts import save_torch
 from pdiff.cli import run_stage
 from pdiff.config import load_params
@@ -13,23 +14,29 @@ from pdiff.utils import resolve_device, seed_everything, setup_torch
 
 def main() -> None:
     p = load_params()
+    distributed.maybe_relaunch(p.model.distributed, __file__)  # model.distributed = N >= 2: rerun under torchrun
     setup_torch(p.threads)
     gen = seed_everything(p.seed, "train")
     device = resolve_device(p.device)
+    dist = distributed.init(device)  # under torchrun: DDP (gloo on CPU, NCCL on CUDA); else None
+    device = dist.device if dist else device
     data = load_prepared()
     arch = dict(arch=p.model.arch, in_channels=data["in_channels"], num_classes=data["num_classes"],
                 image_size=data["image_size"], width=p.model.width)
     model = build_model(**arch).to(device)
-    tracker = Tracker("metrics/train")
+    tracker = Tracker("metrics/train" if distributed.is_main(dist) else None)
     print(f"{p.model.arch}: {sum(t.numel() for t in model.parameters()):,} parameters, precision {p.precision}")
-    result = train_classifier(model, data, p.train, device, gen, tracker, precision=p.precision)
+    result = train_classifier(model, data, p.train, device, gen, tracker, precision=p.precision, dist=dist)
     tracker.close()
     test_acc = accuracy(model, data["test_x"], data["test_y"], device)
+    if not distributed.is_main(dist):  # only rank 0 writes
+        return distributed.finish(dist)
     print(f"base model: val acc {result['val_acc']:.2f}%, test acc {test_acc:.2f}%")
     state = {k: v.cpu() for k, v in model.state_dict().items()}
     save_torch({"state_dict": state, "arch": arch, "val_acc": result["val_acc"], "test_acc": test_acc},
                "models/base.pt")
     loss_curves(tracker.history, "plots/train/curves.png", "base model training", xlabel="epoch")
+    distributed.finish(dist)
 
 
 if __name__ == "__main__":

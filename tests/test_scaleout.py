@@ -1,0 +1,135 @@
+"""Scaling out and ablations through the real engines: DDP under torchrun (gloo, 2 CPU processes), the DVC
+experiment queue with 2 workers (a 2-point ablation grid turned into a report), and a local DVC remote
+shared by two clones. One tiny repository, reproduced once, serves the queue and remote tests."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pdiff import ablations
+from tests.conftest import ROOT
+from tests.test_pipeline import make_tiny_repo, run
+
+# Even smaller than test_pipeline's TINY: these runs go through the queue's temporary copies.
+FAST = {"train": {"epochs": 1}, "ae": {"steps": 30}, "ldm": {"steps": 30, "timesteps": 20},
+        "generate": {"num_models": 4}}
+TOL = 1e-5  # max |DDP - single-process| per weight; float32 all-reduce order gives ~1e-7
+
+
+def test_ddp_two_gloo_processes_match_single_process(tmp_path):
+    out = tmp_path / "weights.pt"
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          str(ROOT / "tests/ddp_worker.py"), str(out)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    w = torch.load(out, weights_only=True)
+    for name, single in w["single"]["final"].items():
+        ddp, half, init = w["ddp"]["final"][name], w["half_batch"]["final"][name], w["single"]["init"][name]
+        assert (ddp - single).abs().max() < TOL, name
+        # the test can fail: training moved the weights, and a different batch size lands elsewhere
+        assert (single - init).abs().max() > 1000 * TOL, name
+        assert (half - single).abs().max() > 1000 * TOL, name
+
+
+def test_shard_and_loss_scale_cover_the_global_batch():
+    from pdiff import distributed
+
+    idx = torch.arange(45)
+    ctxs = [distributed.Context(r, 2, r, "gloo", torch.device("cpu")) for r in range(2)]
+    shards = [distributed.shard(idx, c) for c in ctxs]
+    assert sorted(torch.cat(shards).tolist()) == idx.tolist()
+    # sum over ranks of scale * local mean / world == global mean
+    vals = torch.rand(45, dtype=torch.float64)
+    total = sum(distributed.loss_scale(len(s), 45, c) * vals[s].mean() for s, c in zip(shards, ctxs)) / 2
+    assert torch.isclose(total, vals.mean())
+    assert distributed.shard(idx, None) is idx and distributed.loss_scale(7, 9, None) == 1.0
+
+
+@pytest.fixture(scope="module")
+def tiny_committed(tmp_path_factory):
+    """A tiny repo, reproduced once, with dvc.lock and metrics committed: the baseline for queue and remote."""
+    repo = make_tiny_repo(tmp_path_factory.mktemp("scale"), FAST)
+    run(["dvc", "repro", "-q"], repo)
+    run("git add -A && git commit -qm baseline", repo)
+    return repo
+
+
+def test_dvc_remote_push_then_pull_in_second_clone_is_up_to_date(tiny_committed, tmp_path):
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "--local", "-d", "shared", str(remote)], tiny_committed)
+    run(["dvc", "push", "-q"], tiny_committed)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(tiny_committed), str(clone)], tmp_path)
+    assert not (clone / "models/base.pt").exists()
+    run(["dvc", "remote", "add", "--local", "-d", "shared", str(remote)], clone)
+    run(["dvc", "pull", "-q"], clone)
+    status = run(["dvc", "status", "--json"], clone).stdout.strip()
+    assert json.loads(status or "{}") == {}, status
+    assert (clone / "models/generated.pt").read_bytes() == (tiny_committed / "models/generated.pt").read_bytes()
+    dry = run(["dvc", "repro", "--dry"], clone).stdout
+    assert "Running stage" not in dry, dry
+
+
+def test_two_point_grid_through_queue_with_two_workers(tiny_committed):
+    recipe = ablations.Recipe("tiny", "latent noise (tiny)", "ae.latent_noise",
+                              [ablations.Point("off", {"ae.latent_noise": 0.0}),
+                               ablations.Point("strong", {"ae.latent_noise": 0.3})])
+    out = tiny_committed / "reports/ablations"
+    summary = ablations.run_recipe(recipe, 2, tiny_committed, out, poll=1.0, timeout=600)
+    for name in ("tiny-off", "tiny-strong"):
+        info = summary["experiments"][name]
+        assert info["status"] == "Success"
+        assert "train_ae" in info["ran"] and "evaluate" in info["ran"]
+        assert {"prepare", "train", "collect"} <= set(info["reused"]) and "train" not in info["ran"]
+    show = json.loads(run(["dvc", "exp", "show", "--json"], tiny_committed).stdout)
+    finished = ablations.experiments_from_show(show)
+    assert {"tiny-off", "tiny-strong"} <= set(finished)
+    assert finished["tiny-strong"]["params"]["ae"]["latent_noise"] == 0.3
+    assert finished["tiny-off"]["metrics"]["generated"]["count"] == 4
+    report = ablations.write_report(recipe, show, out, summary)
+    df = ablations.table(recipe, finished, summary)
+    assert list(df["point"]) == ["off", "strong"] and list(df["ae.latent_noise"]) == [0.0, 0.3]
+    text = report.read_text()
+    assert "| off " in text and "| strong " in text
+    assert (out / "tiny.png").read_bytes()[:4] == b"\x89PNG"
+    # `dvc plots diff` between the two experiments: accuracy distributions and loss curves of both
+    plots = json.loads(run(["dvc", "plots", "diff", "tiny-off", "tiny-strong", "--json"], tiny_committed).stdout)
+    plots = plots["data"]
+    for key in ("accuracy_quantiles", "metrics/train_ae/plots/metrics/loss.tsv"):
+        assert set(plots[key][0]["revisions"]) == {"tiny-off", "tiny-strong"}, key
+    assert {r for e in plots["plots/evaluate/accuracy_hist.png"] for r in e["revisions"]} == {"tiny-off",
+                                                                                              "tiny-strong"}
+
+
+def test_recipes_cover_the_paper_ablations():
+    all_ = ablations.recipes({})
+    assert [p.overrides["collect.num_snapshots"] for p in all_["k"].points] == [1, 10, 50, 200, 500]
+    assert all(p.overrides["collect.epochs"] >= 3 for p in all_["k"].points)  # 500 > 2 epochs of 219 steps
+    assert len(all_["noise"].points) == 4 and len(all_["seeds"].points) == 5
+    assert "ldm.timesteps" in all_["sampler"].points[1].overrides  # no generate.sampler: DDPM steps
+    with_sampler = ablations.recipes({"generate": {"sampler": "ddpm", "steps": 1000}})["sampler"]
+    assert [p.label for p in with_sampler.points] == ["ddpm1000", "ddim100", "ddim50", "ddim20"]
+    cmd = ablations.queue_command(all_["params"], all_["params"].points[1])
+    assert cmd[-2:] == ["-S", "collect.params=['bn2.*']"]
+    assert ablations.parse_log("Stage 'train' didn't change, skipping\nRunning stage 'train_ae':\n"
+                               "stage `train_ae` done in 2.5 s") == {
+        "ran": ["train_ae"], "reused": ["train"], "stage_seconds": {"train_ae": 2.5}}
+
+
+def test_gpu_pool_gives_each_process_its_own_gpu(tmp_path):
+    from pdiff import gpus
+
+    try:
+        env1 = {"PDIFF_GPUS": "0,1", "PDIFF_GPU_LOCK_DIR": str(tmp_path)}
+        env2, env3 = dict(env1), dict(env1)
+        assert gpus.pin_from_env(env1) == "0" and env1["CUDA_VISIBLE_DEVICES"] == "0"
+        assert gpus.pin_from_env(env2) == "1" and env2["CUDA_VISIBLE_DEVICES"] == "1"
+        with pytest.raises(Exception, match="no free GPU"):
+            gpus.pin_from_env(env3, poll=0.01, timeout=0.05)  # both taken: waits, then gives up
+        assert gpus.pin_from_env({**env1, "CUDA_VISIBLE_DEVICES": "3"}) is None  # user's choice wins
+        assert gpus.pin_from_env({**env3, "WORLD_SIZE": "2"}) is None  # torchrun: DDP picks GPUs itself
+        gpus.release_all()  # (a process exiting releases its locks the same way)
+        assert gpus.pin_from_env(env3) == "0"
+    finally:
+        gpus.release_all()
