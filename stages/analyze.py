@@ -37,7 +37,7 @@ def main() -> None:
     analysis.timings["figures_s"] = time.perf_counter() - start
     evaluated = json.loads(Path("metrics/evaluate.json").read_text())
     for method in ("original", "generated"):
-        if any(evaluated[method].get(k) != summary[method].get(k) for k in ("count", "acc_mean", "acc_max")):
+        if any(evaluated.get(method, {}).get(k) != summary[method].get(k) for k in ("count", "acc_mean", "acc_max")):
             print(f"warning: the `{method}` row differs from metrics/evaluate.json", file=sys.stderr)
     for method, s in summary.items():
         print(f"{method:>9}: n={s['count']} acc mean {s['acc_mean']} max {s['acc_max']} median {s['acc_median']} "
