@@ -56,8 +56,9 @@ def main() -> None:
     ap.add_argument("--ldm-steps", type=int, default=600)
     ap.add_argument("--num-models", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    setup_torch(2)
+    setup_torch(args.threads)
     cpu = torch.device("cpu")
     gen = seed_everything(args.seed, "prepare")
     data = prepare(SimpleNamespace(name="digits", root="", image_size=8, download=False, augment="none",
