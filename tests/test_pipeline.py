@@ -120,24 +120,35 @@ def test_changing_a_baselines_param_reruns_only_analyze(tiny_repo):
 
 def test_changing_ldm_lr_reruns_only_downstream(tiny_repo):
     assert _changed_stages(tiny_repo) == set()
-    params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
-    params["ldm"]["lr"] = 0.002
-    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert _changed_stages(tiny_repo) == {"train_ldm"}
-    dry = run(["dvc", "repro", "--dry"], tiny_repo).stdout
-    assert "Running stage 'train_ldm'" in dry
-    for stage in ("prepare", "train", "collect", "train_ae"):
-        assert f"Running stage '{stage}'" not in dry
-    params["ae"]["lr"] = 0.002
-    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    dry = run(["dvc", "repro", "--dry"], tiny_repo).stdout
-    assert "Running stage 'train_ae'" in dry
-    for stage in ("prepare", "train", "collect"):
-        assert f"Running stage '{stage}'" not in dry
+    text = (tiny_repo / "params.yaml").read_text()
+    params = yaml.safe_load(text)
+    try:
+        params["ldm"]["lr"] = 0.002
+        (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        assert _changed_stages(tiny_repo) == {"train_ldm"}
+        dry = run(["dvc", "repro", "--dry"], tiny_repo).stdout
+        assert "Running stage 'train_ldm'" in dry
+        for stage in ("prepare", "train", "collect", "train_ae"):
+            assert f"Running stage '{stage}'" not in dry
+        real = run(["dvc", "repro"], tiny_repo).stdout  # a real run, not only the plan
+        for stage in ("train_ldm", "generate", "evaluate"):
+            assert f"Running stage '{stage}'" in real
+        for stage in ("prepare", "train", "collect", "train_ae"):
+            assert f"Running stage '{stage}'" not in real
+        params["ae"]["lr"] = 0.002
+        (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        assert _changed_stages(tiny_repo) == {"train_ae"}
+        dry = run(["dvc", "repro", "--dry"], tiny_repo).stdout
+        assert "Running stage 'train_ae'" in dry
+        for stage in ("prepare", "train", "collect"):
+            assert f"Running stage '{stage}'" not in dry
+    finally:
+        (tiny_repo / "params.yaml").write_text(text)
 
 
 def test_repro_force_is_byte_identical(tiny_repo):
     """Same params on CPU -> byte-identical metrics files."""
+    run(["dvc", "repro"], tiny_repo)  # back to the fixture's params (restored from DVC's run cache)
     files = sorted(p for p in (tiny_repo / "metrics").rglob("*") if p.is_file())
     before = {p: p.read_bytes() for p in files}
     run(["dvc", "repro", "-f"], tiny_repo)
