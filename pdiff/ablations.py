@@ -218,6 +218,8 @@ def experiments_from_show(show: list) -> dict[str, dict]:
     for base in show:
         add(base)
         for exp in base.get("experiments") or []:
+            if (exp.get("executor") or {}).get("state") in ("queued", "running", "failed"):
+                continue  # a running experiment shows its baseline's metrics until it finishes
             for rev in exp.get("revs") or []:
                 add(rev)
     return out

@@ -112,6 +112,10 @@ def test_recipes_cover_the_paper_ablations():
     assert [p.label for p in with_sampler.points] == ["ddpm1000", "ddim100", "ddim50", "ddim20"]
     cmd = ablations.queue_command(all_["params"], all_["params"].points[1])
     assert cmd[-2:] == ["-S", "collect.params=['bn2.*']"]
+    rev = {"rev": "abc", "name": "n", "data": {"metrics": {"metrics/evaluate.json": {"data": {"x": 1}}}}}
+    show = [{"rev": "base", "experiments": [{"executor": {"state": "running"}, "revs": [rev]},
+                                            {"executor": {"state": "success"}, "revs": [{**rev, "name": "m"}]}]}]
+    assert set(ablations.experiments_from_show(show)) == {"m"}  # running ones are left out
     assert ablations.parse_log("Stage 'train' didn't change, skipping\nRunning stage 'train_ae':\n"
                                "stage `train_ae` done in 2.5 s") == {
         "ran": ["train_ae"], "reused": ["train"], "stage_seconds": {"train_ae": 2.5}}
