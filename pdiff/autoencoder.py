@@ -7,9 +7,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
-from pdiff.tracking import Tracker, check_finite
+from pdiff.fitting import fit
+from pdiff.tracking import Tracker
 
 
 class Normalizer(nn.Module):
@@ -111,23 +111,14 @@ def train_autoencoder(ae: ParamAE, x: torch.Tensor, cfg, device, gen: torch.Gene
                       log_every: int = 25) -> float:
     """Fit ``ae`` to reconstruct the normalized vectors ``x`` [K, D] from noised inputs and latents.
     Returns the final noise-free reconstruction MSE (in normalized units)."""
-    ae.to(device).train()
+    ae.to(device)
     x = x.to(device)
-    opt = torch.optim.AdamW(ae.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
-    for step in tqdm(range(1, cfg.steps + 1), desc="train_ae", unit="step", mininterval=1.0):
-        idx = torch.randint(len(x), (cfg.batch_size,), generator=gen).to(device)
-        batch = x[idx]
-        loss = F.mse_loss(ae(batch, cfg.input_noise, cfg.latent_noise, gen), batch)
-        value = loss.item()
-        check_finite(value, step, "train_ae")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % log_every == 0 or step == cfg.steps:
-            tracker.log(step, loss=value)
-    ae.eval()
+
+    def batch_loss() -> torch.Tensor:
+        batch = x[torch.randint(len(x), (cfg.batch_size,), generator=gen).to(device)]
+        return F.mse_loss(ae(batch, cfg.input_noise, cfg.latent_noise, gen), batch)
+
+    fit(ae, batch_loss, cfg, tracker, "train_ae", log_every)
     with torch.no_grad():
         return F.mse_loss(ae(x), x).item()
 

@@ -2,38 +2,26 @@
 then sample latents and decode them back to parameter vectors."""
 from __future__ import annotations
 
-import math
 
 import torch
-from tqdm import tqdm
 
 from pdiff.autoencoder import Normalizer, ParamAE
 from pdiff.diffusion import GaussianDiffusion
-from pdiff.tracking import Tracker, check_finite
+from pdiff.fitting import fit
+from pdiff.tracking import Tracker
 
 
 def train_denoiser(denoiser, diffusion: GaussianDiffusion, z: torch.Tensor, cfg, device, gen: torch.Generator,
                    tracker: Tracker, log_every: int = 25) -> float:
-    """Fit ``denoiser`` to the DDPM objective on latents ``z`` [K, C, L]; returns the last logged loss."""
-    denoiser.to(device).train()
+    """Fit ``denoiser`` to the DDPM objective on latents ``z`` [K, C, L]; returns the last step's loss."""
+    denoiser.to(device)
     z = z.to(device)
-    opt = torch.optim.AdamW(denoiser.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
-    last = float("nan")
-    for step in tqdm(range(1, cfg.steps + 1), desc="train_ldm", unit="step", mininterval=1.0):
-        idx = torch.randint(len(z), (cfg.batch_size,), generator=gen).to(device)
-        loss = diffusion.training_loss(denoiser, z[idx], gen)
-        value = loss.item()
-        check_finite(value, step, "train_ldm")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % log_every == 0 or step == cfg.steps:
-            last = value
-            tracker.log(step, loss=last)
-    denoiser.eval()
-    return last
+
+    def batch_loss() -> torch.Tensor:
+        return diffusion.training_loss(denoiser, z[torch.randint(len(z), (cfg.batch_size,), generator=gen).to(device)],
+                                       gen)
+
+    return fit(denoiser, batch_loss, cfg, tracker, "train_ldm", log_every)
 
 
 @torch.no_grad()
