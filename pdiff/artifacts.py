@@ -45,8 +45,15 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     return Path(path)
 
 
+def _torch_save(obj, tmp: Path) -> None:
+    # Through a file object, torch names the records inside the zip "archive/..." instead of after the
+    # (random) temp file's name, so equal contents give equal bytes and DVC sees an unchanged output.
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+
+
 def save_torch(obj, path: str | Path) -> Path:
-    return write_atomic(path, lambda tmp: torch.save(obj, tmp))
+    return write_atomic(path, lambda tmp: _torch_save(obj, tmp))
 
 
 def save_json(obj, path: str | Path) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -30,6 +29,25 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device, batch_s
     return 100.0 * correct / len(x)
 
 
+def make_optimizer(params, cfg) -> torch.optim.Optimizer:
+    """SGD with momentum or AdamW, from a config's ``optimizer``, ``lr``, ``momentum`` and ``weight_decay``."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def sgd_step(batch_loss, idx: torch.Tensor, opt: torch.optim.Optimizer, step: int, what: str,
+             dist: distributed.Context | None) -> torch.Tensor:
+    """One update on minibatch ``idx`` (under DDP: this rank's share of it); stops on a NaN/Inf loss."""
+    local = distributed.shard(idx, dist)
+    loss = batch_loss(local) * distributed.loss_scale(len(local), len(idx), dist)
+    check_finite(loss.item(), step, what)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
+
+
 def train_classifier(model: nn.Module, data: dict, cfg, device, gen: torch.Generator, tracker: Tracker,
                      precision: str = "fp32", dist: distributed.Context | None = None) -> dict:
     """Plain SGD with momentum, weight decay and a cosine schedule; logs loss and validation accuracy.
@@ -38,10 +56,7 @@ def train_classifier(model: nn.Module, data: dict, cfg, device, gen: torch.Gener
     batch_loss = BatchLoss(distributed.wrap(model, dist), x, y, device, gen, data.get("augment"), precision)
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
-    if getattr(cfg, "optimizer", "sgd") == "adamw":
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(model.parameters(), cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
     step = 0
     val_acc = float("nan")
@@ -49,13 +64,8 @@ def train_classifier(model: nn.Module, data: dict, cfg, device, gen: torch.Gener
         model.train()
         running = 0.0
         for idx in minibatches(len(x), cfg.batch_size, gen):
-            local = distributed.shard(idx, dist)  # DDP: this rank's share of the global minibatch
-            loss = batch_loss(local) * distributed.loss_scale(len(local), len(idx), dist)
             step += 1
-            check_finite(loss.item(), step, "train")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss = sgd_step(batch_loss, idx, opt, step, "train", dist)
             sched.step()
             running += loss.item()
         val_acc = accuracy(model, data["val_x"], data["val_y"], device)
@@ -84,10 +94,7 @@ def collect_snapshots(model: nn.Module, data: dict, names: list[str], cfg, devic
         p.requires_grad_(n in chosen)
         if n in chosen:
             params.append(p)
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(params, cfg)
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     save_at = snapshot_steps(cfg.epochs * steps_per_epoch, cfg.num_snapshots)
     wanted = set(save_at)
@@ -98,13 +105,8 @@ def collect_snapshots(model: nn.Module, data: dict, names: list[str], cfg, devic
     bar = tqdm(total=len(save_at), desc="collect", unit="snapshot")
     for _ in range(cfg.epochs):
         for idx in minibatches(len(x), cfg.batch_size, gen):
-            local = distributed.shard(idx, dist)  # DDP: this rank's share of the global minibatch
-            loss = batch_loss(local) * distributed.loss_scale(len(local), len(idx), dist)
             step += 1
-            check_finite(loss.item(), step, "collect")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss = sgd_step(batch_loss, idx, opt, step, "collect", dist)
             if step in wanted:
                 snaps.append(flatten(model, names))
                 tracker.log(step, loss=loss.item())

@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pdiff.autoencoder import Normalizer, ParamAE, train_autoencoder  # noqa: E402
+from pdiff.config import CollectConfig, TrainConfig  # noqa: E402
 from pdiff.data import prepare  # noqa: E402
 from pdiff.denoiser import UNet1D  # noqa: E402
 from pdiff.diffusion import GaussianDiffusion, linear_betas  # noqa: E402
@@ -65,12 +66,12 @@ def main() -> None:
                                    val_size=300, test_size=500), gen)
     gen = seed_everything(args.seed, "train")
     model = build_model("mlp", 1, 10, 8, args.width)
-    train_classifier(model, data, SimpleNamespace(epochs=30, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4),
+    train_classifier(model, data, TrainConfig(epochs=30, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4),
                      cpu, gen, Tracker(None))
     names = select(model, ["*"])
     sizes = numels(shapes_of(model, names))
     gen = seed_everything(args.seed, "collect")
-    snaps, _ = collect_snapshots(model, data, names, SimpleNamespace(
+    snaps, _ = collect_snapshots(model, data, names, CollectConfig(
         optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=0.0, batch_size=16, epochs=4, num_snapshots=args.k),
         cpu, gen, Tracker(None))
     result = {"setting": {"arch": f"mlp width {args.width}", "D": sum(sizes), "K": args.k, "ae_steps": args.ae_steps,

@@ -3,7 +3,6 @@ DDP (gloo) and, on rank 0, the same model in a single process with the same glob
 with half the batch); rank 0 saves all three weight sets to argv[1]."""
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -12,6 +11,7 @@ from sklearn.datasets import load_digits  # noqa: E402
 from torch import nn  # noqa: E402
 
 from pdiff import distributed  # noqa: E402
+from pdiff.config import TrainConfig  # noqa: E402
 from pdiff.tracking import Tracker  # noqa: E402
 from pdiff.training import train_classifier  # noqa: E402
 
@@ -27,7 +27,7 @@ def data() -> dict:
 def train(batch_size: int, dist) -> dict:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    cfg = SimpleNamespace(epochs=3, batch_size=batch_size, lr=0.1, momentum=0.9, weight_decay=5e-4)
+    cfg = TrainConfig(epochs=3, batch_size=batch_size, lr=0.1, momentum=0.9, weight_decay=5e-4)
     init = {k: v.clone() for k, v in model.state_dict().items()}
     train_classifier(model, data(), cfg, torch.device("cpu"), torch.Generator().manual_seed(1), Tracker(None),
                      dist=dist)

@@ -162,9 +162,8 @@ def slow_save(obj, f, *args, **kwargs):
     buf = io.BytesIO()
     real_save(obj, buf, *args, **kwargs)
     data = buf.getvalue()
-    with open(f, "wb") as out:
-        for i in range(0, len(data), 4096):
-            out.write(data[i:i + 4096]); out.flush(); time.sleep(0.01)
+    for i in range(0, len(data), 4096):
+        f.write(data[i:i + 4096]); f.flush(); time.sleep(0.01)
 torch.save = slow_save
 sys.argv = ["stages/prepare.py"]
 sys.path.insert(0, "stages")
@@ -201,3 +200,12 @@ def test_different_seed_gives_different_snapshots(repo, tmp_path):
     a = torch.load(repo / "models/snapshots.pt", weights_only=True)["params"]
     b = torch.load(other / "models/snapshots.pt", weights_only=True)["params"]
     assert a.shape == b.shape and not torch.allclose(a, b)
+
+
+def test_saving_equal_contents_twice_gives_identical_bytes(tmp_path):
+    """Atomic saves go through random temp names; the bytes must not depend on them, or DVC would treat an
+    unchanged output as changed and rerun everything downstream."""
+    obj = {"params": torch.arange(12.0).reshape(3, 4), "names": ["a"], "shapes": [[4]]}
+    save_torch(obj, tmp_path / "a.pt")
+    save_torch(obj, tmp_path / "b.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
