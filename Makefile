@@ -46,3 +46,8 @@ ablation: $(STAMP)
 
 ablation-report: $(STAMP)
 	python scripts/ablation.py report $(NAME)
+
+# `dvc plots diff` rendered offline to PNG: `make plots-diff REVS="noise-none noise-both"`.
+.PHONY: plots-diff
+plots-diff: $(STAMP)
+	python scripts/plots_diff.py $(REVS)

@@ -12,12 +12,12 @@ import json
 import math
 import os
 import re
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pdiff import PdiffError
+from pdiff.dvcrun import run_dvc
 
 METRICS_FILE = "metrics/evaluate.json"
 STAGES = ("prepare", "train", "collect", "train_ae", "train_ldm", "generate", "evaluate")
@@ -71,11 +71,13 @@ def recipes(params: dict | None = None) -> dict[str, Recipe]:
         Recipe("params", "Which parameters are generated", "generated parameters",
                [Point("last_bn", {"model.width": 16, "collect.params": "auto"}),
                 Point("bn2", {"model.width": 16, "collect.params": ["bn2.*"]}),
-                Point("w4_last_bn", {"model.width": 4, "collect.params": "auto"}),
-                Point("w4_whole", {"model.width": 4, "collect.params": ["*"]})],
+                Point("w4_last_bn", {"model.width": 4, "collect.params": "auto", "collect.lr": 0.001}),
+                Point("w4_whole", {"model.width": 4, "collect.params": ["*"], "collect.lr": 0.001})],
                note="The whole width-16 network has 16,954 values; its AE/LDM would take hours on 2 CPU cores, so "
                     "the whole-network point uses the width-4 network (1,270 values), next to that network's own "
-                    "last-BN point (48 values) for reference."),
+                    "last-BN point (48 values) for reference. Both width-4 points collect at lr 0.001: at the "
+                    "default 0.01, training the whole width-4 network with frozen norm statistics falls to chance "
+                    "(8.8%) within the first snapshots, so there is nothing sensible to learn from."),
     ]
     if _get(params, "generate.sampler") is not None:
         grid = [("ddpm", 1000), ("ddim", 100), ("ddim", 50), ("ddim", 20)]
@@ -118,7 +120,7 @@ def format_value(value) -> str:
 
 
 def queue_command(recipe: Recipe, point: Point) -> list[str]:
-    cmd = ["dvc", "exp", "run", "--queue", "--name", exp_name(recipe, point)]
+    cmd = ["exp", "run", "--queue", "--name", exp_name(recipe, point)]
     for key, value in point.overrides.items():
         cmd += ["-S", f"{key}={format_value(value)}"]
     return cmd
@@ -127,17 +129,10 @@ def queue_command(recipe: Recipe, point: Point) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------
 # Running (shells out to dvc; the repository must be a committed git + DVC repo)
 
-def _dvc(args: list[str], cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    res = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
-    if check and res.returncode != 0:
-        raise PdiffError(f"`{' '.join(args)}` failed ({res.returncode}): {(res.stderr or res.stdout).strip()[-800:]}")
-    return res
-
-
 def queue_status(cwd: Path) -> dict[str, tuple[str, str]]:
     """task id -> (experiment name, status) from `dvc queue status`."""
     out = {}
-    for line in _dvc(["dvc", "queue", "status"], cwd).stdout.splitlines():
+    for line in run_dvc(["queue", "status"], cwd).stdout.splitlines():
         parts = line.split()
         if len(parts) >= 4 and re.fullmatch(r"[0-9a-f]{7,}", parts[0]):
             out[parts[0]] = (parts[1], parts[-1])
@@ -159,13 +154,13 @@ def run_recipe(recipe: Recipe, jobs: int, cwd: Path, out_dir: Path, poll: float 
     experiments."""
     cwd = Path(cwd)
     names = [exp_name(recipe, p) for p in recipe.points]
-    existing = set(_dvc(["dvc", "exp", "ls", "--name-only"], cwd).stdout.split())
+    existing = set(run_dvc(["exp", "ls", "--name-only"], cwd).stdout.split())
     old = [n for n in names if n in existing]
     if old:
-        _dvc(["dvc", "exp", "remove", *old], cwd)
+        run_dvc(["exp", "remove", *old], cwd)
     before = set(queue_status(cwd))
     for point in recipe.points:
-        _dvc(queue_command(recipe, point), cwd)
+        run_dvc(queue_command(recipe, point), cwd)
     tasks = {t: name for t, (name, _) in queue_status(cwd).items() if t not in before and name in names}
     if len(tasks) != len(names):
         raise PdiffError(f"queued {len(names)} experiments but found {len(tasks)} new tasks in `dvc queue status`.")
@@ -174,7 +169,7 @@ def run_recipe(recipe: Recipe, jobs: int, cwd: Path, out_dir: Path, poll: float 
     # but make a loaded CPU (parallel workers, other jobs) up to ~10x faster: 2-thread AE steps took 2.8 s
     # spinning vs 0.32 s passive on the shared 2-core machine.
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-    _dvc(["dvc", "queue", "start", "-j", str(jobs)], cwd, env=env)
+    run_dvc(["queue", "start", "-j", str(jobs)], cwd, env=env)
     while True:
         status = {t: s for t, (_, s) in queue_status(cwd).items() if t in tasks}
         if all(s in ("Success", "Failed") for s in status.values()) and len(status) == len(tasks):
@@ -187,7 +182,7 @@ def run_recipe(recipe: Recipe, jobs: int, cwd: Path, out_dir: Path, poll: float 
     logs_dir.mkdir(parents=True, exist_ok=True)
     experiments = {}
     for task, name in tasks.items():
-        log = _dvc(["dvc", "queue", "logs", task], cwd, check=False).stdout
+        log = run_dvc(["queue", "logs", task], cwd, check=False).stdout
         (logs_dir / f"{name}.log").write_text(log)
         info = parse_log(log)
         info["status"] = status[task]
@@ -270,12 +265,7 @@ def mean_std(df, columns: list[str]) -> dict[str, str]:
 def figure(recipe: Recipe, df, path: Path) -> None:
     """Generated median / max / min vs the ablation value, with the originals' median and max as
     reference lines (dashed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from pdiff.artifacts import write_atomic
+    from pdiff.plots import plt, save_figure
 
     x = list(range(len(df)))
     fig, ax = plt.subplots(figsize=(max(4.5, 1.3 * len(df) + 2), 3.6))
@@ -290,8 +280,7 @@ def figure(recipe: Recipe, df, path: Path) -> None:
     ax.set_title(recipe.title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_report(recipe: Recipe, show: list, out_dir: Path, run: dict | None = None) -> Path:

@@ -11,9 +11,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from pdiff.artifacts import write_atomic  # noqa: E402
 
 
-def _save(fig, path: str | Path) -> None:
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+def save_figure(fig, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG atomically and close it."""
+    out = write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
     plt.close(fig)
+    return out
 
 
 def loss_curves(history: dict[str, list[tuple[int, float]]], path: str | Path, title: str,
@@ -29,7 +31,7 @@ def loss_curves(history: dict[str, list[tuple[int, float]]], path: str | Path, t
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def accuracy_histogram(groups: dict[str, list[float]], path: str | Path, title: str) -> None:
@@ -46,4 +48,4 @@ def accuracy_histogram(groups: dict[str, list[float]], path: str | Path, title: 
     ax.set_ylabel("models")
     ax.set_title(title)
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)

@@ -8,7 +8,7 @@ import numpy as np
 
 from pdiff.artifacts import save_text
 from pdiff.novelty import METHODS, Analysis
-from pdiff.plots import _save, plt
+from pdiff.plots import plt, save_figure
 
 COLORS = {"original": "tab:blue", "generated": "tab:red", "noise": "tab:green", "average": "tab:purple",
           "gaussian": "tab:orange"}
@@ -64,7 +64,7 @@ def scatter_figure(analysis: Analysis, path: str | Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle("novelty: originals are compared with the other snapshots (leave-one-out)")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def distribution_figure(analysis: Analysis, path: str | Path) -> None:
@@ -84,7 +84,7 @@ def distribution_figure(analysis: Analysis, path: str | Path) -> None:
         ax.set_xticks(range(len(methods)), methods, rotation=20)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, axis="y")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def embedding_figure(embedding: dict, path: str | Path) -> None:
@@ -102,7 +102,7 @@ def embedding_figure(embedding: dict, path: str | Path) -> None:
         ax.set_yticks([])
     axes[0].legend(fontsize=8)
     fig.suptitle("parameter vectors, z-scored per parameter with the snapshots' mean and std")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------------------------------- report

@@ -8,7 +8,6 @@ Run it from the repository root of a committed git + DVC repo (queued runs only 
 Logic lives in pdiff/ablations.py."""
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import yaml  # noqa: E402
 
 from pdiff import PdiffError  # noqa: E402
 from pdiff import ablations  # noqa: E402
+from pdiff.dvcrun import run_dvc  # noqa: E402
 
 OUT = Path("reports/ablations")
 
@@ -45,7 +45,7 @@ def main() -> None:
             print(f"  {name}: ran {', '.join(info['ran']) or 'nothing'}; reused {', '.join(info['reused'])}")
     elif (OUT / f"{recipe.name}_run.json").exists():
         run = json.loads((OUT / f"{recipe.name}_run.json").read_text())
-    show = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True, check=True).stdout
+    show = run_dvc(["exp", "show", "--json"]).stdout
     path = ablations.write_report(recipe, json.loads(show), OUT, run)
     print(f"wrote {path} and {path.with_suffix('.png')}")
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from pdiff import ablations
+from pdiff import ablations, plotdiff
 from tests.conftest import ROOT
 from tests.test_pipeline import make_tiny_repo, run
 
@@ -100,6 +100,30 @@ def test_two_point_grid_through_queue_with_two_workers(tiny_committed):
         assert set(plots[key][0]["revisions"]) == {"tiny-off", "tiny-strong"}, key
     assert {r for e in plots["plots/evaluate/accuracy_hist.png"] for r in e["revisions"]} == {"tiny-off",
                                                                                               "tiny-strong"}
+    # ... and rendered offline to one PNG (scripts/plots_diff.py): both experiments in every curve panel
+    drawn, images = plotdiff.panels(plotdiff.plots_diff_json(["tiny-off", "tiny-strong"], tiny_committed))
+    by_id = {p["id"]: p for p in drawn}
+    for key in ("accuracy_quantiles", "metrics/train_ae/plots/metrics/loss.tsv"):
+        assert {rev for rev, _ in by_id[key]["series"]} == {"tiny-off", "tiny-strong"}, key
+    assert {f for _, f in by_id["accuracy_quantiles"]["series"]} == {"original.csv", "generated.csv"}
+    assert "plots/evaluate/accuracy_hist.png" in images
+    script = run([sys.executable, str(ROOT / "scripts/plots_diff.py"), "tiny-off", "tiny-strong"], tiny_committed)
+    png = tiny_committed / "reports/plots_diff/tiny-off_vs_tiny-strong.png"
+    assert png.read_bytes()[:4] == b"\x89PNG", script.stdout
+
+
+def test_plots_diff_panels_group_rows_by_revision_and_file():
+    rows = [{"step": "1", "loss": "0.5", "rev": "a"}, {"step": "2", "loss": "0.25", "rev": "a"},
+            {"step": "1", "loss": "0.7", "rev": "b"}, {"step": "2", "loss": "nan", "rev": "b"}]
+    anchors = {"<DVC_METRIC_DATA>": rows, "<DVC_METRIC_X_LABEL>": "step", "<DVC_METRIC_Y_LABEL>": "loss"}
+    data = {"loss.tsv": [{"type": "vega", "revisions": ["a", "b"], "anchor_definitions": anchors,
+                          "content": {"spec": {"mark": {"type": "line"}}}}],
+            "hist.png": [{"type": "image", "revisions": ["a"], "url": "x"}]}
+    drawn, images = plotdiff.panels(data)
+    assert images == ["hist.png"] and len(drawn) == 1 and drawn[0]["kind"] == "line"
+    assert drawn[0]["series"] == {("a", ""): ([1.0, 2.0], [0.5, 0.25]), ("b", ""): ([1.0], [0.7])}  # NaN dropped
+    data["loss.tsv"][0]["content"] = {"mark": {"type": "point", "tooltip": {"content": "data"}}}
+    assert plotdiff.panels(data)[0][0]["kind"] == "point"
 
 
 def test_recipes_cover_the_paper_ablations():

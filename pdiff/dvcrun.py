@@ -1,0 +1,28 @@
+"""Running the `dvc` command line from Python (the ablation runner, the offline plots diff)."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from pdiff import PdiffError
+
+
+def dvc_executable() -> str:
+    """`dvc` on PATH, else the one installed beside this Python (a venv used without activating it)."""
+    found = shutil.which("dvc") or shutil.which("dvc", path=str(Path(sys.executable).parent))
+    if not found:
+        raise PdiffError("the `dvc` command was not found on PATH or beside this Python; install requirements.txt "
+                         "(`make venv`) or activate .venv.")
+    return found
+
+
+def run_dvc(args: list[str], cwd: str | Path = ".", check: bool = True,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    """``dvc ARGS`` in ``cwd``; with ``check`` a non-zero exit becomes a PdiffError quoting dvc's message."""
+    res = subprocess.run([dvc_executable(), *args], cwd=cwd, capture_output=True, text=True, env=env)
+    if check and res.returncode != 0:
+        raise PdiffError(f"`dvc {' '.join(args)}` failed ({res.returncode}): "
+                         f"{(res.stderr or res.stdout).strip()[-800:]}")
+    return res
