@@ -20,7 +20,7 @@ from pdiff import PdiffError
 from pdiff.dvcrun import run_dvc
 
 METRICS_FILE = "metrics/evaluate.json"
-STAGES = ("prepare", "train", "collect", "train_ae", "train_ldm", "generate", "evaluate")
+NOVELTY_FILE = "metrics/novelty.json"  # analyze stage: how close models sit to the training snapshots
 
 
 @dataclass
@@ -165,10 +165,13 @@ def run_recipe(recipe: Recipe, jobs: int, cwd: Path, out_dir: Path, poll: float 
     if len(tasks) != len(names):
         raise PdiffError(f"queued {len(names)} experiments but found {len(tasks)} new tasks in `dvc queue status`.")
     start = time.time()
-    # Workers inherit this environment. Idle OpenMP threads that sleep instead of spinning change no result
-    # but make a loaded CPU (parallel workers, other jobs) up to ~10x faster: 2-thread AE steps took 2.8 s
-    # spinning vs 0.32 s passive on the shared 2-core machine.
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    # Workers inherit this environment. With several workers sharing the cores, idle OpenMP threads that sleep
+    # instead of spinning change no result and waste less CPU (two concurrent train_ae on 2 cores: 142 s
+    # passive vs 151 s spinning; under heavy load 0.32 s vs 2.8 s per step). A lone worker is faster spinning
+    # (train_ae alone: 27 s vs 41 s passive), so the policy is only set for jobs > 1 and never overridden.
+    env = dict(os.environ)
+    if jobs > 1:
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     run_dvc(["queue", "start", "-j", str(jobs)], cwd, env=env)
     while True:
         status = {t: s for t, (_, s) in queue_status(cwd).items() if t in tasks}
@@ -206,9 +209,10 @@ def experiments_from_show(show: list) -> dict[str, dict]:
     def add(entry):
         data = entry.get("data") or {}
         metrics = ((data.get("metrics") or {}).get(METRICS_FILE) or {}).get("data")
+        novelty = ((data.get("metrics") or {}).get(NOVELTY_FILE) or {}).get("data") or {}
         params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
         if metrics is not None:
-            out[entry.get("name") or entry.get("rev")] = {"params": params, "metrics": metrics}
+            out[entry.get("name") or entry.get("rev")] = {"params": params, "metrics": metrics, "novelty": novelty}
 
     for base in show:
         add(base)
@@ -222,6 +226,17 @@ def experiments_from_show(show: list) -> dict[str, dict]:
 
 COLUMNS = [("original", "acc_median"), ("original", "acc_max"), ("generated", "acc_median"),
            ("generated", "acc_max"), ("generated", "acc_min"), ("generated", "acc_std"), ("generated", "failed")]
+
+
+# From the analyze stage (Zeng et al. 2025): the median accuracy of two no-learning baselines (the mean of a few
+# snapshots; values drawn from each value's snapshot mean/std), the mean over generated models of the best
+# error-set IoU with any training snapshot, and the mean L2 distance to the nearest snapshot, beside the
+# originals' own leave-one-out nearest distance (the spacing of the training set).
+NOVELTY_COLUMNS = {"average median": ("average", "acc_median"),
+                   "gaussian median": ("gaussian", "acc_median"),
+                   "generated max-IoU": ("generated", "max_similarity_mean"),
+                   "generated NN-L2": ("generated", "nn_l2_mean"),
+                   "original NN-L2": ("original", "nn_l2_mean")}
 
 
 def table(recipe: Recipe, finished: dict[str, dict], run: dict | None = None):
@@ -241,16 +256,26 @@ def table(recipe: Recipe, finished: dict[str, dict], run: dict | None = None):
             row[key] = json.dumps(value) if isinstance(value, list) else value
         for method, key in COLUMNS:
             row[f"{method} {key.replace('acc_', '')}"] = rec["metrics"].get(method, {}).get(key)
+        novelty = rec.get("novelty") or {}
+        for column, (method, key) in NOVELTY_COLUMNS.items():
+            if (novelty.get(method) or {}).get(key) is not None:
+                row[column] = round(float(novelty[method][key]), 4)
         if run and name in run.get("experiments", {}):
             info = run["experiments"][name]
-            row["stages run"] = ", ".join(info["ran"]) or "none (all cached)"
+            row["stages run"] = (", ".join(info["ran"]) if info["reused"] else "all") if info["ran"] \
+                else "none (all cached)"
             row["seconds"] = round(sum(info["stage_seconds"].values()), 1)
         rows.append(row)
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    # Fixed column order whatever the first row lacks (K = 1 has no leave-one-out distance, for instance).
+    order = ["point", "experiment", *recipe.keys, *(f"{m} {k.replace('acc_', '')}" for m, k in COLUMNS),
+             *NOVELTY_COLUMNS, "stages run", "seconds"]
+    return df[[c for c in order if c in df.columns]]
 
 
-def mean_std(df, columns: list[str]) -> dict[str, str]:
-    """'mean ± std' (sample std) of each column, for the seeds summary."""
+def mean_std(df, columns: list[str], digits: int | None = None) -> dict[str, str]:
+    """'mean ± std' (sample std) of each column, for the seeds summary; ``digits`` after the point (default:
+    2 for accuracies, 4 for values below 1 such as IoU and L2 distances)."""
     out = {}
     for col in columns:
         vals = [float(v) for v in df[col] if v is not None and not (isinstance(v, float) and math.isnan(v))]
@@ -258,33 +283,54 @@ def mean_std(df, columns: list[str]) -> dict[str, str]:
             continue
         mean = sum(vals) / len(vals)
         std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
-        out[col] = f"{mean:.2f} ± {std:.2f}"
+        d = digits if digits is not None else (2 if abs(mean) >= 1 else 4)
+        out[col] = f"{mean:.{d}f} ± {std:.{d}f}"
     return out
 
 
 def figure(recipe: Recipe, df, path: Path) -> None:
-    """Generated median / max / min vs the ablation value, with the originals' median and max as
-    reference lines (dashed)."""
+    """Left: generated median / max / min vs the ablation value, with the originals' median and max as
+    reference lines (dashed) and the average-of-snapshots baseline's median (dotted grey). Right, when the
+    analyze stage ran: how far generated models sit from their nearest training snapshot, against the spacing
+    of the snapshots themselves (log scale)."""
     from pdiff.plots import plt, save_figure
 
     x = list(range(len(df)))
-    fig, ax = plt.subplots(figsize=(max(4.5, 1.3 * len(df) + 2), 3.6))
+    novelty = "generated NN-L2" in df.columns
+    width = max(4.5, 1.3 * len(df) + 2)
+    fig, axes = plt.subplots(1, 2 if novelty else 1, figsize=(width * (1.8 if novelty else 1), 3.6), squeeze=False)
+    ax = axes[0][0]
     ax.plot(x, df["generated median"], "o-", color="C1", label="generated median")
     ax.plot(x, df["generated max"], "^-", color="C1", alpha=0.6, label="generated max")
     ax.plot(x, df["generated min"], "v:", color="C1", alpha=0.4, label="generated min")
     ax.plot(x, df["original median"], "s--", color="C0", label="original median (reference)")
     ax.plot(x, df["original max"], "--", color="C0", alpha=0.5, label="original max (reference)")
-    ax.set_xticks(x, list(df["point"]))
-    ax.set_xlabel(recipe.axis)
+    if "average median" in df.columns:
+        ax.plot(x, df["average median"], "d:", color="0.4", label="average-of-snapshots median (baseline)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(recipe.title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.set_title(recipe.title, fontsize=10)
+    if novelty:
+        ax = axes[0][1]
+        gen = df["generated NN-L2"].astype(float)
+        ax.plot(x, gen.where(gen > 0), "o-", color="C1", label="generated: L2 to nearest snapshot")
+        if "original NN-L2" in df.columns:
+            ax.plot(x, df["original NN-L2"].astype(float), "s--", color="C0",
+                    label="original: L2 to nearest other snapshot (spacing)")
+        ax.set_yscale("log")
+        ax.set_ylabel("L2 distance (mean over models)")
+        ax.set_title("Distance to the training snapshots (0 = exact copy, not drawn)", fontsize=10)
+    for ax in axes[0]:
+        ax.set_xticks(x, list(df["point"]))
+        ax.set_xlabel(recipe.axis)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     save_figure(fig, path)
 
 
 def write_report(recipe: Recipe, show: list, out_dir: Path, run: dict | None = None) -> Path:
     """reports/ablations/<name>.md (table) and <name>.png (figure) from `dvc exp show --json` output."""
+    import pandas as pd
+
     from pdiff.artifacts import save_text
 
     df = table(recipe, experiments_from_show(show), run)
@@ -297,12 +343,16 @@ def write_report(recipe: Recipe, show: list, out_dir: Path, run: dict | None = N
     lines = [f"# Ablation: {recipe.title}", "", recipe.note, "",
              "Test accuracy (%) of the K original snapshots and the generated models, per grid point.", ""]
     if recipe.name == "seeds":
-        acc_cols = [c for c in shown.columns if c.startswith(("original", "generated")) and "failed" not in c]
+        acc_cols = [c for c in shown.columns if c.startswith(("original", "generated", "average", "gaussian"))
+                    and "failed" not in c]
         summary = {"point": "mean ± std", **mean_std(shown, acc_cols)}
-        import pandas as pd
-
         shown = pd.concat([shown.astype(object), pd.DataFrame([summary])], ignore_index=True).fillna("")
-    lines.append(shown.to_markdown(index=False))
+    lines.append(shown.astype(object).where(shown.notna(), None).to_markdown(index=False, missingval="n/a"))
+    if recipe.name == "seeds" and len(df) > 1:
+        paired = pd.DataFrame({s: df[f"generated {s}"] - df[f"original {s}"] for s in ("median", "max")})
+        diffs = {stat: mean_std(paired, [stat], digits=2) for stat in ("median", "max")}
+        lines += ["", "Paired difference over the seeds, generated − original (points): "
+                  + ", ".join(f"{stat} {d[stat]}" for stat, d in diffs.items() if stat in d) + "."]
     missing = [exp_name(recipe, p) for p in recipe.points if exp_name(recipe, p) not in set(df["experiment"])]
     if missing:
         lines += ["", f"Not finished (left out): {', '.join(missing)}"]

@@ -21,3 +21,12 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
         print(f"stage `{name}` interrupted; no partial output was written.", file=sys.stderr)
         sys.exit(130)
     print(f"stage `{name}` done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+
+
+def run_script(main: Callable[[], None]) -> None:
+    """Like `run_stage`, for the helper scripts in scripts/: a PdiffError exits 1 with its message only."""
+    try:
+        main()
+    except PdiffError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -18,12 +18,15 @@ from pdiff import PdiffError
 from pdiff.dvcrun import run_dvc
 
 
+LINESTYLES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3))]  # one per file of a multi-file plot
+
+
 def plots_diff_json(revs: list[str], cwd: str | Path = ".") -> dict:
     """The `data` block of `dvc plots diff REVS --json --split` (plot id -> list of entries)."""
     res = run_dvc(["plots", "diff", *revs, "--json", "--split"], cwd, check=False)
     if res.returncode != 0:
         raise PdiffError(f"`dvc plots diff {' '.join(revs)}` failed ({res.returncode}): "
-                         f"{(res.stderr or res.stdout).strip()[-600:]} Check the revisions with `dvc exp show` or "
+                         f"{(res.stderr or res.stdout).strip()[-600:].rstrip('.')}. Check the revisions with `dvc exp show` or "
                          "`git log`.")
     return json.loads(res.stdout).get("data") or {}
 
@@ -86,7 +89,7 @@ def render(data: dict, path: str | Path, title: str = "") -> Path:
             if panel["kind"] == "point":
                 ax.scatter(xs, ys, s=10, alpha=0.5, color=colours[rev], label=label, marker="ox+^v"[i % 5])
             else:
-                ax.plot(xs, ys, ["-", "--", ":", "-."][i % 4], color=colours[rev], label=label, lw=1.2)
+                ax.plot(xs, ys, linestyle=LINESTYLES[i % len(LINESTYLES)], color=colours[rev], label=label, lw=1.2)
         ax.set_title(panel["title"], fontsize=9)
         ax.set_xlabel(panel["x"])
         ax.set_ylabel(panel["y"])

@@ -17,6 +17,7 @@ import yaml  # noqa: E402
 
 from pdiff import PdiffError  # noqa: E402
 from pdiff import ablations  # noqa: E402
+from pdiff.cli import run_script  # noqa: E402
 from pdiff.dvcrun import run_dvc  # noqa: E402
 
 OUT = Path("reports/ablations")
@@ -51,8 +52,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except PdiffError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_script(main)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pdiff import PdiffError, plotdiff  # noqa: E402
+from pdiff import plotdiff  # noqa: E402
+from pdiff.cli import run_script  # noqa: E402
 
 
 def main() -> None:
@@ -28,8 +29,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except PdiffError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_script(main)

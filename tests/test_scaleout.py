@@ -90,6 +90,7 @@ def test_two_point_grid_through_queue_with_two_workers(tiny_committed):
     report = ablations.write_report(recipe, show, out, summary)
     df = ablations.table(recipe, finished, summary)
     assert list(df["point"]) == ["off", "strong"] and list(df["ae.latent_noise"]) == [0.0, 0.3]
+    assert df["generated max-IoU"].between(0, 1).all() and (df["original NN-L2"] >= 0).all()  # from analyze
     text = report.read_text()
     assert "| off " in text and "| strong " in text
     assert (out / "tiny.png").read_bytes()[:4] == b"\x89PNG"
@@ -161,3 +162,24 @@ def test_gpu_pool_gives_each_process_its_own_gpu(tmp_path):
         assert gpus.pin_from_env(env3) == "0"
     finally:
         gpus.release_all()
+
+
+def test_seeds_report_has_mean_std_row_and_paired_difference(tmp_path):
+    recipe = ablations.Recipe("seeds", "Headline over seeds", "seed",
+                              [ablations.Point(str(s), {"seed": s}) for s in range(2)])
+
+    def exp(name, seed, orig, gen):
+        stats = lambda m: {"acc_median": m, "acc_max": m + 0.4, "acc_min": m - 0.5, "acc_std": 0.1, "failed": 0}
+        metrics = {"metrics/evaluate.json": {"data": {"original": stats(orig), "generated": stats(gen)}},
+                   "metrics/novelty.json": {"data": {"generated": {"max_similarity_mean": 0.99, "nn_l2_mean": 0.008},
+                                                     "original": {"nn_l2_mean": 0.003}}}}
+        return {"name": name, "rev": name, "data": {"metrics": metrics,
+                                                     "params": {"params.yaml": {"data": {"seed": seed}}}}}
+
+    done = [exp("seeds-0", 0, 97.0, 97.2), exp("seeds-1", 1, 98.0, 97.8)]
+    show = [{"rev": "base", "experiments": [{"executor": {"state": "success"}, "revs": [e]} for e in done]}]
+    text = ablations.write_report(recipe, show, tmp_path).read_text()
+    assert "| mean ± std |" in text and "97.50 ± 0.71" in text  # original median over the two seeds
+    assert "generated − original (points): median 0.00 ± 0.28, max 0.00 ± 0.28" in text
+    assert "0.9900 ± 0.0000" in text  # IoU-sized values keep 4 decimals
+    assert (tmp_path / "seeds.png").read_bytes()[:4] == b"\x89PNG"
