@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pdiff import PdiffError
+from pdiff.artifacts import save_json, save_text
 from pdiff.dvcrun import run_dvc
 
 METRICS_FILE = "metrics/evaluate.json"
@@ -182,16 +183,15 @@ def run_recipe(recipe: Recipe, jobs: int, cwd: Path, out_dir: Path, poll: float 
         time.sleep(poll)
     wall = time.time() - start
     logs_dir = out_dir / f"{recipe.name}_logs"
-    logs_dir.mkdir(parents=True, exist_ok=True)
     experiments = {}
     for task, name in tasks.items():
         log = run_dvc(["queue", "logs", task], cwd, check=False).stdout
-        (logs_dir / f"{name}.log").write_text(log)
+        save_text(log, logs_dir / f"{name}.log")
         info = parse_log(log)
         info["status"] = status[task]
         experiments[name] = info
     summary = {"recipe": recipe.name, "jobs": jobs, "wall_seconds": round(wall, 1), "experiments": experiments}
-    (out_dir / f"{recipe.name}_run.json").write_text(json.dumps(summary, indent=2) + "\n")
+    save_json(summary, out_dir / f"{recipe.name}_run.json")
     failed = [n for n, e in experiments.items() if e["status"] != "Success"]
     if failed:
         raise PdiffError(f"ablation {recipe.name!r}: experiments {failed} failed; see {logs_dir}/.")
@@ -330,8 +330,6 @@ def figure(recipe: Recipe, df, path: Path) -> None:
 def write_report(recipe: Recipe, show: list, out_dir: Path, run: dict | None = None) -> Path:
     """reports/ablations/<name>.md (table) and <name>.png (figure) from `dvc exp show --json` output."""
     import pandas as pd
-
-    from pdiff.artifacts import save_text
 
     df = table(recipe, experiments_from_show(show), run)
     if df.empty:

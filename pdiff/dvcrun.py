@@ -1,6 +1,7 @@
 """Running the `dvc` command line from Python (the ablation runner, the offline plots diff)."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -18,11 +19,16 @@ def dvc_executable() -> str:
     return found
 
 
-def run_dvc(args: list[str], cwd: str | Path = ".", check: bool = True,
-            env: dict | None = None) -> subprocess.CompletedProcess:
-    """``dvc ARGS`` in ``cwd``; with ``check`` a non-zero exit becomes a PdiffError quoting dvc's message."""
-    res = subprocess.run([dvc_executable(), *args], cwd=cwd, capture_output=True, text=True, env=env)
+def run_dvc(args: list[str], cwd: str | Path = ".", check: bool = True, env: dict | None = None,
+            hint: str = "") -> subprocess.CompletedProcess:
+    """``dvc ARGS`` in ``cwd``; with ``check`` a non-zero exit becomes a PdiffError quoting dvc's message,
+    followed by ``hint`` (what to check)."""
+    dvc = dvc_executable()
+    env = dict(os.environ if env is None else env)
+    # dvc starts more dvc processes by name (queue workers, `dvc exp exec-run`): put its folder on their PATH.
+    env["PATH"] = os.pathsep.join([str(Path(dvc).parent), env.get("PATH", "")])
+    res = subprocess.run([dvc, *args], cwd=cwd, capture_output=True, text=True, env=env)
     if check and res.returncode != 0:
-        raise PdiffError(f"`dvc {' '.join(args)}` failed ({res.returncode}): "
-                         f"{(res.stderr or res.stdout).strip()[-800:]}")
+        message = (res.stderr or res.stdout).strip()[-800:].rstrip(".")
+        raise PdiffError(f"`dvc {' '.join(args)}` failed ({res.returncode}): {message}." + (f" {hint}" if hint else ""))
     return res

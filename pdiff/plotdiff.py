@@ -23,11 +23,8 @@ LINESTYLES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3))]  # one
 
 def plots_diff_json(revs: list[str], cwd: str | Path = ".") -> dict:
     """The `data` block of `dvc plots diff REVS --json --split` (plot id -> list of entries)."""
-    res = run_dvc(["plots", "diff", *revs, "--json", "--split"], cwd, check=False)
-    if res.returncode != 0:
-        raise PdiffError(f"`dvc plots diff {' '.join(revs)}` failed ({res.returncode}): "
-                         f"{(res.stderr or res.stdout).strip()[-600:].rstrip('.')}. Check the revisions with `dvc exp show` or "
-                         "`git log`.")
+    res = run_dvc(["plots", "diff", *revs, "--json", "--split"], cwd,
+                  hint="Check the revisions with `dvc exp show` or `git log`.")
     return json.loads(res.stdout).get("data") or {}
 
 
@@ -49,7 +46,11 @@ def panels(data: dict) -> tuple[list[dict], list[str]]:
                 continue
             anchors = entry.get("anchor_definitions") or {}
             rows = anchors.get("<DVC_METRIC_DATA>") or []
-            x, y = anchors.get("<DVC_METRIC_X_LABEL>"), anchors.get("<DVC_METRIC_Y_LABEL>")
+            # Field names from the spec's encoding; the axis labels (which equal them unless dvc.yaml sets
+            # x_label / y_label) as the fallback.
+            encoding = (entry.get("content") or {}).get("encoding") or {}
+            x = (encoding.get("x") or {}).get("field") or anchors.get("<DVC_METRIC_X_LABEL>")
+            y = (encoding.get("y") or {}).get("field") or anchors.get("<DVC_METRIC_Y_LABEL>")
             if not rows or x is None or y is None:
                 continue
             series: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
@@ -63,7 +64,9 @@ def panels(data: dict) -> tuple[list[dict], list[str]]:
                     xs.append(xv)
                     ys.append(yv)
             if series:
-                out.append({"id": plot_id, "title": anchors.get("<DVC_METRIC_TITLE>") or plot_id, "x": x, "y": y,
+                out.append({"id": plot_id, "title": anchors.get("<DVC_METRIC_TITLE>") or plot_id,
+                            "x": anchors.get("<DVC_METRIC_X_LABEL>") or x,
+                            "y": anchors.get("<DVC_METRIC_Y_LABEL>") or y,
                             "kind": _mark(entry.get("content") or {}), "series": series})
     return out, images
 

@@ -183,3 +183,20 @@ def test_seeds_report_has_mean_std_row_and_paired_difference(tmp_path):
     assert "generated − original (points): median 0.00 ± 0.28, max 0.00 ± 0.28" in text
     assert "0.9900 ± 0.0000" in text  # IoU-sized values keep 4 decimals
     assert (tmp_path / "seeds.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_run_dvc_finds_dvc_beside_python_and_puts_it_on_the_childs_path(monkeypatch):
+    """Queue workers are started by dvc as plain `dvc ...`: without its folder on PATH they die at once and the
+    queue waits forever (seen when pytest ran as `.venv/bin/python -m pytest` with no venv on PATH)."""
+    from pathlib import Path
+
+    from pdiff import dvcrun
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    seen = {}
+    monkeypatch.setattr(dvcrun.subprocess, "run", lambda cmd, **kw: seen.update(cmd=cmd, env=kw["env"]) or
+                        subprocess.CompletedProcess(cmd, 0, "", ""))
+    dvcrun.run_dvc(["queue", "start"], ".")
+    folder = str(Path(seen["cmd"][0]).parent)
+    assert Path(seen["cmd"][0]).name == "dvc" and seen["cmd"][1:] == ["queue", "start"]
+    assert seen["env"]["PATH"].split(":")[0] == folder and "/usr/bin" in seen["env"]["PATH"]
