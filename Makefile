@@ -39,12 +39,12 @@ clean-venv:
 # `dvc repro` first fills the cache with the baseline, so grid points reuse its unchanged stages.
 .PHONY: ablation ablation-report
 NAME ?= noise
-# Default workers: CPU cores / `threads` (2 in params.yaml), at least 1. On 2 cores one worker is faster than two
-# (README "Ablations": noise recipe 7.6 vs 9.6 min); pass JOBS=N to choose.
-JOBS ?= $(shell python3 -c "import os; print(max(1, (os.cpu_count() or 2) // 2))")
+# Without JOBS the runner uses CPU cores / params.yaml `threads` workers, at least 1. On 2 cores one worker is
+# faster than two (README "Ablations": noise recipe 7.6 vs 9.6 min).
+JOBS ?=
 ablation: $(STAMP)
 	dvc repro
-	python scripts/ablation.py run $(NAME) --jobs $(JOBS)
+	python scripts/ablation.py run $(NAME) $(if $(JOBS),--jobs $(JOBS))
 
 ablation-report: $(STAMP)
 	python scripts/ablation.py report $(NAME)

@@ -27,9 +27,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("action", choices=("list", "run", "report"))
     ap.add_argument("name", nargs="?")
-    ap.add_argument("--jobs", "-j", type=int, default=2, help="parallel queue workers (dvc queue start -j)")
+    ap.add_argument("--jobs", "-j", type=int, help="parallel queue workers (dvc queue start -j); default: CPU "
+                    "cores / params.yaml `threads`, at least 1")
     args = ap.parse_args()
     params = yaml.safe_load(Path("params.yaml").read_text())
+    jobs = args.jobs or ablations.default_jobs(int(params.get("threads") or 1))
     if args.action == "list":
         for r in ablations.recipes(params).values():
             print(f"{r.name:8} {r.title}: " + "; ".join(f"{p.label} {p.overrides}" for p in r.points))
@@ -39,9 +41,9 @@ def main() -> None:
     recipe = ablations.get_recipe(args.name, params)
     run = None
     if args.action == "run":
-        run = ablations.run_recipe(recipe, args.jobs, Path.cwd(), OUT)
+        run = ablations.run_recipe(recipe, jobs, Path.cwd(), OUT)
         print(f"ablation {recipe.name}: {len(recipe.points)} experiments in {run['wall_seconds']:.0f} s "
-              f"(-j {args.jobs})")
+              f"(-j {jobs})")
         for name, info in run["experiments"].items():
             print(f"  {name}: ran {', '.join(info['ran']) or 'nothing'}; reused {', '.join(info['reused'])}")
     elif (OUT / f"{recipe.name}_run.json").exists():

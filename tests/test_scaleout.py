@@ -200,3 +200,9 @@ def test_run_dvc_finds_dvc_beside_python_and_puts_it_on_the_childs_path(monkeypa
     folder = str(Path(seen["cmd"][0]).parent)
     assert Path(seen["cmd"][0]).name == "dvc" and seen["cmd"][1:] == ["queue", "start"]
     assert seen["env"]["PATH"].split(":")[0] == folder and "/usr/bin" in seen["env"]["PATH"]
+
+
+def test_default_jobs_fit_the_cores(monkeypatch):
+    for cores, threads, jobs in ((2, 2, 1), (16, 2, 8), (16, 4, 4), (1, 2, 1), (None, 2, 1)):
+        monkeypatch.setattr(ablations.os, "cpu_count", lambda: cores)
+        assert ablations.default_jobs(threads) == jobs, (cores, threads)
