@@ -16,15 +16,16 @@ $(STAMP): requirements.txt
 
 # `make repro PRESET=cifar10-resnet18` first writes presets/<PRESET>.yaml into params.yaml (comments kept).
 repro: $(STAMP)
-	$(if $(PRESET),python -m pdiff.presets apply $(PRESET))
+	$(if $(PRESET),python -m tools.presets apply $(PRESET))
 	dvc repro
 
 # `make exp PRESET=name`: the preset as a DVC experiment (`dvc exp run -S key=value ...`), params.yaml untouched.
 .PHONY: exp
 exp: $(STAMP)
-	args="$$(python -m pdiff.presets exp-args $(PRESET))" && eval dvc exp run $$args $(EXP_ARGS)
+	args="$$(python -m tools.presets exp-args $(PRESET))" && eval dvc exp run $$args $(EXP_ARGS)
 
 test: $(STAMP)
+	ruff check .
 	python -m pytest -q tests
 
 # Benchmarks (not tests): a default `dvc repro -f` in a temporary clone of the last commit, then fast vs

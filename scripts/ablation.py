@@ -16,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import yaml  # noqa: E402
 
 from pdiff import PdiffError  # noqa: E402
-from pdiff import ablations  # noqa: E402
-from pdiff.cli import run_script  # noqa: E402
-from pdiff.dvcrun import run_dvc  # noqa: E402
+from pdiff.core.stage import run_script  # noqa: E402
+from tools import ablations  # noqa: E402
+from tools.dvc_runner import run_dvc  # noqa: E402
 
 OUT = Path("reports/ablations")
 

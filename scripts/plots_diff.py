@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pdiff import plotdiff  # noqa: E402
-from pdiff.cli import run_script  # noqa: E402
+from pdiff.core.stage import run_script  # noqa: E402
+from tools import plots_diff as plotdiff  # noqa: E402
 
 
 def main() -> None:

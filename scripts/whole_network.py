@@ -21,24 +21,24 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pdiff.autoencoder import Normalizer, ParamAE, train_autoencoder  # noqa: E402
-from pdiff.config import CollectConfig, TrainConfig  # noqa: E402
-from pdiff.data import prepare  # noqa: E402
-from pdiff.denoiser import UNet1D  # noqa: E402
-from pdiff.diffusion import GaussianDiffusion, linear_betas  # noqa: E402
-from pdiff.evaluation import evaluate_vectors  # noqa: E402
-from pdiff.ldm import sample_vectors, train_denoiser  # noqa: E402
-from pdiff.models import build_model  # noqa: E402
-from pdiff.selection import numels, select, shapes_of  # noqa: E402
-from pdiff.tracking import Tracker  # noqa: E402
-from pdiff.training import collect_snapshots, train_classifier  # noqa: E402
-from pdiff.utils import seed_everything, setup_torch  # noqa: E402
+from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors  # noqa: E402
+from pdiff.base.training import collect_snapshots, train_classifier  # noqa: E402
+from pdiff.core.config import CollectConfig, TrainConfig  # noqa: E402
+from pdiff.core.runtime import seed_everything, setup_torch  # noqa: E402
+from pdiff.core.tracking import Tracker  # noqa: E402
+from pdiff.data.prepare import prepare  # noqa: E402
+from pdiff.generative.autoencoder import Normalizer, ParamAE, train_autoencoder  # noqa: E402
+from pdiff.generative.denoiser import UNet1D  # noqa: E402
+from pdiff.generative.diffusion import GaussianDiffusion, linear_betas  # noqa: E402
+from pdiff.generative.ldm import LatentModel, SamplingConfig, sample_vectors, train_denoiser  # noqa: E402
+from pdiff.nets.models import build_model  # noqa: E402
+from pdiff.nets.selection import numels, select, shapes_of  # noqa: E402
 
 
 def val_acc(model, names, vectors, data) -> list[float]:
     ok = torch.isfinite(vectors).all(1)
-    correct = evaluate_vectors(model, names, vectors[ok], data["val_x"], data["val_y"], torch.device("cpu"),
-                               desc="val")
+    correct = evaluate_vectors(model, names, vectors[ok], data["val_x"], data["val_y"],
+                               EvalOptions(desc="val"))
     return (100.0 * correct.float().mean(1)).tolist() + [0.0] * int((~ok).sum())
 
 
@@ -95,7 +95,8 @@ def main() -> None:
         train_denoiser(den, diffusion, (z - zm) / zs, SimpleNamespace(lr=1e-3, weight_decay=0.0, steps=args.ldm_steps,
                                                                         batch_size=64), cpu, gen, Tracker(None))
         gen = seed_everything(args.seed, "generate")
-        vecs = sample_vectors(ae, norm, den, diffusion, zm, zs, args.num_models, args.num_models, gen, cpu)
+        vecs = sample_vectors(LatentModel(ae, norm, den, diffusion, zm, zs),
+                              SamplingConfig(args.num_models, args.num_models), gen, cpu)
         dist = torch.cdist(vecs, snaps).min(1).values  # L2 to the nearest snapshot
         spread = torch.cdist(snaps, snaps).masked_fill(torch.eye(len(snaps), dtype=torch.bool), float("inf"))
         result[mode] = {

@@ -7,14 +7,15 @@ import time
 from pathlib import Path
 
 import _bootstrap  # noqa: F401  (repo root on sys.path)
-from pdiff.artifacts import load_vectors, save_json
-from pdiff.cli import run_stage
-from pdiff.config import load_params
-from pdiff.data import load_prepared
-from pdiff.models import load_base_model
-from pdiff.novelty import embed_2d, run_analysis, summary_table
-from pdiff.report import write_outputs
-from pdiff.utils import resolve_device, seed_everything, setup_torch
+
+from pdiff.analysis.novelty import embed_2d, run_analysis, summary_table
+from pdiff.analysis.report import write_outputs
+from pdiff.core.artifacts import load_vectors, save_json
+from pdiff.core.config import load_params
+from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
+from pdiff.core.stage import run_stage
+from pdiff.data.prepare import load_prepared
+from pdiff.nets.models import load_base_model
 
 
 def main() -> None:

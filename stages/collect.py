@@ -1,17 +1,18 @@
 """Stage `collect`: keep training only the selected parameters and save K snapshots -> models/snapshots.pt
 (one tensor [K, D] plus names, shapes and the steps they were taken at)."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
-from pdiff import distributed
-from pdiff.artifacts import save_torch
-from pdiff.cli import run_stage
-from pdiff.config import load_params
-from pdiff.data import load_prepared
-from pdiff.models import load_base_model
-from pdiff.plots import loss_curves
-from pdiff.selection import numels, select, shapes_of
-from pdiff.tracking import Tracker
-from pdiff.training import collect_snapshots
-from pdiff.utils import resolve_device, seed_everything, setup_torch
+
+from pdiff.base import distributed
+from pdiff.base.training import collect_snapshots
+from pdiff.core.artifacts import numels, save_torch
+from pdiff.core.config import load_params
+from pdiff.core.plots import loss_curves
+from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
+from pdiff.core.stage import run_stage
+from pdiff.core.tracking import Tracker
+from pdiff.data.prepare import load_prepared
+from pdiff.nets.models import load_base_model
+from pdiff.nets.selection import select, shapes_of
 
 
 def main() -> None:

@@ -1,15 +1,16 @@
 """Stage `evaluate`: load every original snapshot and every generated vector into the base model and
 measure accuracy -> metrics/evaluate.json (test split; validation split under "val") and plots/evaluate/."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
-from pdiff.artifacts import load_vectors, save_json, save_text
-from pdiff.cli import run_stage
-from pdiff.config import load_params
-from pdiff.data import load_prepared
-from pdiff.evaluation import evaluate_vectors, finite_rows, summarize
-from pdiff.models import load_base_model
-from pdiff.plots import accuracy_histogram
-from pdiff.selection import check_compatible, check_same_selection
-from pdiff.utils import resolve_device, seed_everything, setup_torch
+
+from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, finite_rows, summarize
+from pdiff.core.artifacts import load_vectors, save_json, save_text
+from pdiff.core.config import load_params
+from pdiff.core.plots import accuracy_histogram
+from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
+from pdiff.core.stage import run_stage
+from pdiff.data.prepare import load_prepared
+from pdiff.nets.models import load_base_model
+from pdiff.nets.selection import check_compatible, check_same_selection
 
 
 def main() -> None:
@@ -28,8 +29,8 @@ def main() -> None:
         ok = finite_rows(obj["params"])
         vecs = obj["params"][ok]
         for split, out in (("test", metrics), ("val", val)):
-            correct = evaluate_vectors(model, obj["names"], vecs, data[f"{split}_x"], data[f"{split}_y"], device,
-                                       p.evaluate.batch_size, desc=f"{method}/{split}")
+            correct = evaluate_vectors(model, obj["names"], vecs, data[f"{split}_x"], data[f"{split}_y"],
+                                       EvalOptions(device, p.evaluate.batch_size, desc=f"{method}/{split}"))
             acc = 100.0 * correct.float().mean(1)
             out[method] = summarize(acc, failed=int((~ok).sum()))
             if split == "test":

@@ -1,11 +1,11 @@
 """Stage `generate`: sample N latents, decode them to N parameter vectors -> models/generated.pt."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
-from pdiff.artifacts import save_torch
-from pdiff.autoencoder import load_autoencoder
-from pdiff.cli import run_stage
-from pdiff.config import load_params
-from pdiff.ldm import load_ldm, sample_vectors
-from pdiff.utils import resolve_device, seed_everything, setup_torch
+
+from pdiff.core.artifacts import save_torch
+from pdiff.core.config import load_params
+from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
+from pdiff.core.stage import run_stage
+from pdiff.generative.ldm import load_latent_model, sample_vectors
 
 
 def main() -> None:
@@ -13,11 +13,8 @@ def main() -> None:
     setup_torch(p.threads)
     gen = seed_everything(p.seed, "generate")
     device = resolve_device(p.device)
-    ae, normalizer, meta = load_autoencoder("models/ae.pt")
-    denoiser, diffusion, ckpt = load_ldm("models/ldm.pt")
-    vectors = sample_vectors(ae, normalizer, denoiser, diffusion, ckpt["latent_mean"], ckpt["latent_std"],
-                             p.generate.num_models, p.generate.batch_size, gen, device,
-                             sampler=p.generate.sampler, steps=p.generate.steps)
+    latent_model, meta = load_latent_model("models/ae.pt", "models/ldm.pt")
+    vectors = sample_vectors(latent_model, p.generate, gen, device)
     save_torch({"params": vectors, "names": meta["names"], "shapes": meta["shapes"]}, "models/generated.pt")
     print(f"generated {tuple(vectors.shape)}")
 

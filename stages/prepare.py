@@ -1,10 +1,11 @@
 """Stage `prepare`: write the dataset as a fixed, seeded train/val/test split into data/prepared/."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
-from pdiff.artifacts import save_torch
-from pdiff.cli import run_stage
-from pdiff.config import load_params
-from pdiff.data import PREPARED_FILE, prepare
-from pdiff.utils import seed_everything
+
+from pdiff.core.artifacts import save_torch
+from pdiff.core.config import load_params
+from pdiff.core.runtime import seed_everything
+from pdiff.core.stage import run_stage
+from pdiff.data.prepare import PREPARED_FILE, prepare
 
 
 def main() -> None:

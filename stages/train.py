@@ -1,15 +1,16 @@
 """Stage `train`: train the base model with SGD to convergence -> models/base.pt."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
-from pdiff import distributed
-from pdiff.artifacts import save_torch
-from pdiff.cli import run_stage
-from pdiff.config import load_params
-from pdiff.data import load_prepared
-from pdiff.models import build_model
-from pdiff.plots import loss_curves
-from pdiff.tracking import Tracker
-from pdiff.training import accuracy, train_classifier
-from pdiff.utils import resolve_device, seed_everything, setup_torch
+
+from pdiff.base import distributed
+from pdiff.base.training import accuracy, train_classifier
+from pdiff.core.artifacts import save_torch
+from pdiff.core.config import load_params
+from pdiff.core.plots import loss_curves
+from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
+from pdiff.core.stage import run_stage
+from pdiff.core.tracking import Tracker
+from pdiff.data.prepare import load_prepared
+from pdiff.nets.models import build_model
 
 
 def main() -> None:

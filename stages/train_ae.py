@@ -1,13 +1,13 @@
 """Stage `train_ae`: fit the parameter autoencoder on the K snapshots -> models/ae.pt."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
-from pdiff.artifacts import load_vectors, save_torch
-from pdiff.autoencoder import Normalizer, ParamAE, train_autoencoder
-from pdiff.cli import run_stage
-from pdiff.config import load_params
-from pdiff.plots import loss_curves
-from pdiff.selection import numels
-from pdiff.tracking import Tracker
-from pdiff.utils import resolve_device, seed_everything, setup_torch
+
+from pdiff.core.artifacts import load_vectors, numels, save_torch
+from pdiff.core.config import load_params
+from pdiff.core.plots import loss_curves
+from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
+from pdiff.core.stage import run_stage
+from pdiff.core.tracking import Tracker
+from pdiff.generative.autoencoder import Normalizer, ParamAE, train_autoencoder
 
 
 def main() -> None:

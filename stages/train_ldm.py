@@ -2,16 +2,16 @@
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 import torch
 
-from pdiff.artifacts import load_vectors, save_torch
-from pdiff.autoencoder import load_autoencoder
-from pdiff.cli import run_stage
-from pdiff.config import load_params
-from pdiff.denoiser import UNet1D
-from pdiff.diffusion import GaussianDiffusion, linear_betas
-from pdiff.ldm import train_denoiser
-from pdiff.plots import loss_curves
-from pdiff.tracking import Tracker
-from pdiff.utils import resolve_device, seed_everything, setup_torch
+from pdiff.core.artifacts import load_vectors, save_torch
+from pdiff.core.config import load_params
+from pdiff.core.plots import loss_curves
+from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
+from pdiff.core.stage import run_stage
+from pdiff.core.tracking import Tracker
+from pdiff.generative.autoencoder import load_autoencoder
+from pdiff.generative.denoiser import UNet1D
+from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+from pdiff.generative.ldm import train_denoiser
 
 
 def main() -> None:

@@ -10,10 +10,10 @@ import torch  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from torch import nn  # noqa: E402
 
-from pdiff import distributed  # noqa: E402
-from pdiff.config import TrainConfig  # noqa: E402
-from pdiff.tracking import Tracker  # noqa: E402
-from pdiff.training import train_classifier  # noqa: E402
+from pdiff.base import distributed  # noqa: E402
+from pdiff.base.training import train_classifier  # noqa: E402
+from pdiff.core.config import TrainConfig  # noqa: E402
+from pdiff.core.tracking import Tracker  # noqa: E402
 
 
 def data() -> dict:

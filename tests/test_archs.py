@@ -3,10 +3,11 @@ parameter names, and train with the GPU path's helpers (CUDA-only checks are ski
 import pytest
 import torch
 
-from pdiff.accel import BatchLoss, autocast, is_convnet, use_bf16
-from pdiff.archs import VIT_TORCHVISION_NAMES
-from pdiff.models import build_model
-from pdiff.selection import numels, select, shapes_of
+from pdiff.base.batches import BatchLoss, autocast, is_convnet, use_bf16
+from pdiff.core.artifacts import numels
+from pdiff.nets.archs import VIT_TORCHVISION_NAMES
+from pdiff.nets.models import build_model
+from pdiff.nets.selection import select, shapes_of
 
 # arch, in_channels, image_size, expected 'auto' selection, its number of values
 CASES = [
@@ -74,7 +75,8 @@ def test_resnet_stems_follow_image_size():
     assert big(torch.randn(1, 3, 96, 96, device="meta")).shape == (1, 10)
 
 
-@pytest.mark.parametrize("arch, size, n", [("mlp", 8, 1 * 64 * 32 + 32 + 32 * 32 + 32 + 32 * 10 + 10), ("lenet", 8, None),
+@pytest.mark.parametrize("arch, size, n", [("mlp", 8, 1 * 64 * 32 + 32 + 32 * 32 + 32 + 32 * 10 + 10),
+                                            ("lenet", 8, None),
                                             ("lenet", 28, 61706)])
 def test_small_whole_network_models(arch, size, n):
     model = build_model(arch, 1, 10, size, width=32)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pdiff.autoencoder import Normalizer, ParamAE
+from pdiff.generative.autoencoder import Normalizer, ParamAE
 
 
 @pytest.mark.parametrize("dim", [192, 100, 7])

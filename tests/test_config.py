@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from pdiff.config import ConfigError, Params, describe, from_dict, load_params
+from pdiff.core.config import ConfigError, Params, describe, from_dict, load_params
 from tests.conftest import ROOT
 
 

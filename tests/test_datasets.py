@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from pdiff import PdiffError
-from pdiff.data import load_prepared, prepare
-from pdiff.datasets import DatasetWarning, crop_flip, load_real
+from pdiff.base.batches import crop_flip
+from pdiff.data.prepare import load_prepared, prepare
+from pdiff.data.readers import DatasetWarning, load_real
 
 RNG = np.random.default_rng(0)
 

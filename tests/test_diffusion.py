@@ -1,7 +1,7 @@
 import torch
 
-from pdiff.denoiser import UNet1D
-from pdiff.diffusion import GaussianDiffusion, linear_betas
+from pdiff.generative.denoiser import UNet1D
+from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
 
 
 def test_schedule_matches_paper_defaults():

@@ -1,5 +1,7 @@
-"""dvc.yaml is exact: every stage lists as deps its script, stages/_bootstrap.py and every pdiff module it
-imports, directly or through other pdiff modules (so `dvc status` sees every code change that matters)."""
+"""dvc.yaml is exact at folder level: every stage's code deps are its script, stages/_bootstrap.py,
+pdiff/__init__.py and the pdiff subpackage folders it imports, directly or through other pdiff modules;
+no more (an unused folder would rerun the stage for nothing) and no less (a missed one would let a code
+change go unseen by `dvc status`)."""
 import ast
 from pathlib import Path
 
@@ -7,45 +9,78 @@ import yaml
 
 from tests.conftest import ROOT
 
+CODE_ROOTS = ("pdiff/", "stages/", "tools/")
 
-def _pdiff_imports(path: Path) -> set[str]:
-    """Module files (relative paths) under pdiff/ imported by ``path`` at any level of its code."""
+
+def _imported_modules(path: Path) -> set[str]:
+    """Dotted names of pdiff modules imported by ``path`` at any level of its code."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        names = []
         if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "pdiff"}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        for name in names:
-            if name == "pdiff" or name.startswith("pdiff."):
-                parts = name.split(".")
-                for i in range(1, len(parts) + 1):
-                    module = ROOT.joinpath(*parts[:i]).with_suffix(".py")
-                    package = ROOT.joinpath(*parts[:i], "__init__.py")
-                    for candidate in (module, package):
-                        if candidate.exists():
-                            found.add(str(candidate.relative_to(ROOT)))
+            if node.module.split(".")[0] == "pdiff":
+                found.add(node.module)
+                found |= {f"{node.module}.{a.name}" for a in node.names}
     return found
 
 
-def transitive_imports(script: Path) -> set[str]:
-    seen, todo = set(), list(_pdiff_imports(script))
+def _files_of(dotted: str) -> list[Path]:
+    """The module file, or the package's __init__.py, that a dotted name refers to (none for a symbol)."""
+    parts = dotted.split(".")
+    candidates = [ROOT.joinpath(*parts).with_suffix(".py"), ROOT.joinpath(*parts, "__init__.py")]
+    return [c for c in candidates if c.exists()]
+
+
+def code_deps(script: Path) -> set[str]:
+    """The folder-level code deps of a stage script: pdiff/__init__.py plus pdiff/<subpackage> folders."""
+    seen: set[Path] = set()
+    todo = [script]
     while todo:
-        module = todo.pop()
-        if module not in seen:
-            seen.add(module)
-            todo.extend(_pdiff_imports(ROOT / module))
-    return seen
+        path = todo.pop()
+        for dotted in _imported_modules(path):
+            for f in _files_of(dotted):
+                if f not in seen:
+                    seen.add(f)
+                    todo.append(f)
+    deps = set()
+    for f in seen:
+        rel = f.relative_to(ROOT).parts
+        deps.add("pdiff/__init__.py" if len(rel) == 2 else f"{rel[0]}/{rel[1]}")
+    return deps
 
 
-def test_every_stage_depends_on_all_code_it_imports():
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    missing = {}
-    for name, stage in stages.items():
+def _stages():
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def test_every_stage_depends_on_exactly_the_code_it_imports():
+    wrong = {}
+    for name, stage in _stages().items():
         script = stage["cmd"].split()[1]
         deps = {d if isinstance(d, str) else next(iter(d)) for d in stage["deps"]}
-        needed = {script, "stages/_bootstrap.py"} | transitive_imports(ROOT / script)
-        if needed - deps:
-            missing[name] = sorted(needed - deps)
-    assert not missing, f"dvc.yaml deps lack imported code: {missing}"
+        listed = {d for d in deps if d.startswith(CODE_ROOTS)}
+        needed = {script, "stages/_bootstrap.py", "pdiff/__init__.py"} | code_deps(ROOT / script)
+        if listed != needed:
+            wrong[name] = {"missing": sorted(needed - listed), "unused": sorted(listed - needed)}
+    assert not wrong, f"dvc.yaml code deps differ from the imports: {wrong}"
+
+
+def test_generative_part_does_not_import_data_or_networks():
+    """The diffusion side diffuses any tensor: it must not depend on datasets or architectures."""
+    deps = code_deps(ROOT / "pdiff/generative/ldm.py") | code_deps(ROOT / "pdiff/generative/autoencoder.py")
+    assert not deps & {"pdiff/data", "pdiff/nets", "pdiff/base", "pdiff/analysis"}, deps
+
+
+def test_method_library_does_not_import_tools_or_stages():
+    for path in (ROOT / "pdiff").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                assert not any(n.split(".")[0] in ("tools", "stages") for n in names), path
+
+
+def test_dvcignore_hides_bytecode():
+    """Folder deps hash every file inside: bytecode must never change a stage's hash."""
+    lines = (ROOT / ".dvcignore").read_text().split()
+    assert "__pycache__/" in lines and "*.pyc" in lines

@@ -1,8 +1,8 @@
 import torch
 
-from pdiff.evaluation import evaluate_vectors, split_at_selection, summarize
-from pdiff.models import SmallCNN
-from pdiff.selection import flatten, select
+from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, split_at_selection, summarize
+from pdiff.nets.models import SmallCNN
+from pdiff.nets.selection import flatten, select
 
 
 def _model_and_vectors(m=6):
@@ -18,8 +18,8 @@ def _model_and_vectors(m=6):
 def test_cached_prefix_gives_identical_predictions_and_restores_model():
     model, names, vectors, x, y = _model_and_vectors()
     before = flatten(model, names)
-    fast = evaluate_vectors(model, names, vectors, x, y, "cpu", batch_size=16, cache_prefix=True)
-    slow = evaluate_vectors(model, names, vectors, x, y, "cpu", batch_size=16, cache_prefix=False)
+    fast = evaluate_vectors(model, names, vectors, x, y, EvalOptions(batch_size=16))
+    slow = evaluate_vectors(model, names, vectors, x, y, EvalOptions(batch_size=16, cache_prefix=False))
     assert torch.equal(fast, slow)
     assert torch.equal(flatten(model, names), before)
     assert fast.float().mean(1).std() > 0  # the vectors really differ
@@ -35,7 +35,7 @@ def test_split_puts_no_selected_parameter_in_prefix():
 def test_nan_vectors_are_not_run_and_counted_as_failed():
     model, names, vectors, x, y = _model_and_vectors(3)
     vectors[1, 0] = float("nan")
-    correct = evaluate_vectors(model, names, vectors, x, y, "cpu")
+    correct = evaluate_vectors(model, names, vectors, x, y)
     assert not correct[1].any()
     s = summarize([90.0, 92.0], failed=1)
     assert s["count"] == 2 and s["failed"] == 1 and s["acc_median"] == 91.0 and s["acc_max"] == 92.0

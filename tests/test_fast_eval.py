@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from pdiff.evaluation import evaluate_vectors, split_at_selection
-from pdiff.models import SmallCNN
-from pdiff.selection import flatten, last_norm_params, select
+from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, split_at_selection
+from pdiff.nets.models import SmallCNN
+from pdiff.nets.selection import flatten, last_norm_params, select
 
 
 class Block(nn.Module):
@@ -45,9 +45,9 @@ def _perturbed(model, names, m, scale=0.5):
 
 def _check_identical(model, names, vectors, x, y, chunks=(1, 3, None)):
     before = flatten(model, names)
-    naive = evaluate_vectors(model, names, vectors, x, y, "cpu", batch_size=16, cache_prefix=False)
+    naive = evaluate_vectors(model, names, vectors, x, y, EvalOptions(batch_size=16, cache_prefix=False))
     for chunk in chunks:
-        fast = evaluate_vectors(model, names, vectors, x, y, "cpu", batch_size=16, cache_prefix=True, chunk=chunk)
+        fast = evaluate_vectors(model, names, vectors, x, y, EvalOptions(batch_size=16, chunk=chunk))
         assert torch.equal(fast, naive), chunk
     assert torch.equal(flatten(model, names), before)
     return naive
@@ -113,5 +113,5 @@ def test_vmap_failure_falls_back_to_one_vector_at_a_time():
     vectors = _perturbed(model, names, 4, scale=3.0)
     x, y = torch.randn(30, 4), torch.randint(3, (30,))
     with pytest.warns(RuntimeWarning, match="vmap failed"):
-        fast = evaluate_vectors(model, names, vectors, x, y, "cpu", chunk=4)
-    assert torch.equal(fast, evaluate_vectors(model, names, vectors, x, y, "cpu", cache_prefix=False))
+        fast = evaluate_vectors(model, names, vectors, x, y, EvalOptions(chunk=4))
+    assert torch.equal(fast, evaluate_vectors(model, names, vectors, x, y, EvalOptions(cache_prefix=False)))

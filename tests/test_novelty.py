@@ -5,12 +5,23 @@ import pytest
 import torch
 
 from pdiff import PdiffError
-from pdiff.evaluation import evaluate_vectors, summarize
-from pdiff.models import SmallCNN
-from pdiff.novelty import (METHODS, average_baseline, embed_2d, error_iou, gaussian_baseline, max_similarity,
-                           nearest_l2, noise_baseline, run_analysis, summary_table, tensor_scales)
-from pdiff.report import findings, method_csv, report_markdown
-from pdiff.selection import flatten, select, shapes_of
+from pdiff.analysis.evaluation import evaluate_vectors, summarize
+from pdiff.analysis.novelty import (
+    METHODS,
+    average_baseline,
+    embed_2d,
+    error_iou,
+    gaussian_baseline,
+    max_similarity,
+    nearest_l2,
+    noise_baseline,
+    run_analysis,
+    summary_table,
+    tensor_scales,
+)
+from pdiff.analysis.report import findings, method_csv, report_markdown
+from pdiff.nets.models import SmallCNN
+from pdiff.nets.selection import flatten, select, shapes_of
 
 
 def _gen(seed=0):
@@ -139,7 +150,7 @@ def test_run_analysis_uses_the_evaluate_code_path_and_reports_every_method():
     assert summary["generated"]["count"] == 3 and summary["generated"]["failed"] == 1
     for method, obj in (("original", snaps), ("generated", generated)):
         ok = torch.isfinite(obj["params"]).all(1)
-        acc = 100.0 * evaluate_vectors(model, obj["names"], obj["params"][ok], x, y, "cpu", 1000).float().mean(1)
+        acc = 100.0 * evaluate_vectors(model, obj["names"], obj["params"][ok], x, y).float().mean(1)
         expected = summarize(acc, failed=int((~ok).sum()))
         assert {k: summary[method][k] for k in expected} == expected
     for s in summary.values():

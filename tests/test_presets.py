@@ -10,11 +10,12 @@ import pytest
 import torch
 import yaml
 
-from pdiff.config import load_params
-from pdiff.models import build_model
-from pdiff.presets import PRESETS_DIR, _nest, apply, available, exp_args, resolved
-from pdiff.selection import numels, select, shapes_of
+from pdiff.core.artifacts import numels
+from pdiff.core.config import load_params
+from pdiff.nets.models import build_model
+from pdiff.nets.selection import select, shapes_of
 from tests.conftest import ROOT
+from tools.presets import PRESETS_DIR, _nest, apply, available, exp_args, resolved
 
 REQUIRED = {"cifar10-resnet18", "cifar100-resnet18", "mnist-resnet18", "cifar100-vit-tiny"}
 # official train split size, classes, channels, image size of each real dataset
@@ -91,10 +92,10 @@ def test_exp_args_queue_a_dvc_experiment_with_the_preset(tmp_path):
 
 
 def test_cli_show_and_unknown_preset():
-    out = subprocess.run([sys.executable, "-m", "pdiff.presets", "show", "cifar10-resnet18"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "tools.presets", "show", "cifar10-resnet18"], cwd=ROOT,
                          capture_output=True, text=True)
     assert out.returncode == 0 and yaml.safe_load(out.stdout)["model"]["arch"] == "resnet18"
-    bad = subprocess.run([sys.executable, "-m", "pdiff.presets", "exp-args", "cifar1000"], cwd=ROOT,
+    bad = subprocess.run([sys.executable, "-m", "tools.presets", "exp-args", "cifar1000"], cwd=ROOT,
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "cifar10-resnet18" in bad.stderr and not bad.stdout
     assert PRESETS_DIR == ROOT / "presets"

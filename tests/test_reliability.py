@@ -14,12 +14,12 @@ import torch
 import yaml
 
 from pdiff import PdiffError
-from pdiff.artifacts import ArtifactError, load_torch, load_vectors, save_torch
-from pdiff.config import CollectConfig
-from pdiff.models import SmallCNN
-from pdiff.selection import select
-from pdiff.tracking import Tracker, check_finite
-from pdiff.training import collect_snapshots
+from pdiff.base.training import collect_snapshots
+from pdiff.core.artifacts import ArtifactError, load_torch, load_vectors, save_torch
+from pdiff.core.config import CollectConfig
+from pdiff.core.tracking import Tracker, check_finite
+from pdiff.nets.models import SmallCNN
+from pdiff.nets.selection import select
 from tests.test_pipeline import _env, make_tiny_repo, run
 
 

@@ -7,13 +7,13 @@ import pytest
 import torch
 import yaml
 
-from pdiff.artifacts import load_torch, save_torch
-from pdiff.autoencoder import Normalizer, ParamAE
-from pdiff.config import ConfigError, from_dict
-from pdiff.denoiser import UNet1D
-from pdiff.diffusion import GaussianDiffusion, linear_betas
-from pdiff.ldm import sample_vectors
-from pdiff.utils import seed_everything
+from pdiff.core.artifacts import load_torch, save_torch
+from pdiff.core.config import ConfigError, from_dict
+from pdiff.core.runtime import seed_everything
+from pdiff.generative.autoencoder import Normalizer, ParamAE
+from pdiff.generative.denoiser import UNet1D
+from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+from pdiff.generative.ldm import LatentModel, SamplingConfig, sample_vectors
 from tests.conftest import ROOT
 
 
@@ -53,8 +53,8 @@ class Counting(torch.nn.Module):
 def test_sample_vectors_runs_the_chosen_sampler(sampler, steps, calls):
     ae, normalizer, denoiser, diffusion = _tiny_models()
     counting = Counting(denoiser)
-    out = sample_vectors(ae, normalizer, counting, diffusion, 0.0, 1.0, 5, 5, torch.Generator().manual_seed(0),
-                         "cpu", sampler=sampler, steps=steps)
+    out = sample_vectors(LatentModel(ae, normalizer, counting, diffusion), SamplingConfig(5, 5, sampler, steps),
+                         torch.Generator().manual_seed(0), "cpu")
     assert out.shape == (5, 12) and torch.isfinite(out).all()
     assert counting.calls == calls
 
@@ -81,8 +81,8 @@ def test_generate_stage_reads_sampler_and_steps(tmp_path):
 
     log, ddim = run(sampler="ddim", steps=6)
     assert "ddim" in log and "6/6" in log and "ddpm" not in log
-    expected = sample_vectors(ae, normalizer, denoiser, diffusion, 0.0, 1.0, 4, 4, seed_everything(0, "generate"),
-                              "cpu", sampler="ddim", steps=6)
+    expected = sample_vectors(LatentModel(ae, normalizer, denoiser, diffusion), SamplingConfig(4, 4, "ddim", 6),
+                              seed_everything(0, "generate"), "cpu")
     assert torch.allclose(ddim, expected, atol=1e-5)
     log, ddpm = run(sampler="ddpm")
     assert "ddpm" in log and "30/30" in log and not torch.allclose(ddim, ddpm)

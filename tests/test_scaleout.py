@@ -8,9 +8,10 @@ import sys
 import pytest
 import torch
 
-from pdiff import ablations, plotdiff
 from tests.conftest import ROOT
 from tests.test_pipeline import make_tiny_repo, run
+from tools import ablations
+from tools import plots_diff as plotdiff
 
 # Even smaller than test_pipeline's TINY: these runs go through the queue's temporary copies.
 FAST = {"train": {"epochs": 1}, "ae": {"steps": 30}, "ldm": {"steps": 30, "timesteps": 20},
@@ -33,7 +34,7 @@ def test_ddp_two_gloo_processes_match_single_process(tmp_path):
 
 
 def test_shard_and_loss_scale_cover_the_global_batch():
-    from pdiff import distributed
+    from pdiff.base import distributed
 
     idx = torch.arange(45)
     ctxs = [distributed.Context(r, 2, r, "gloo", torch.device("cpu")) for r in range(2)]
@@ -147,7 +148,7 @@ def test_recipes_cover_the_paper_ablations():
 
 
 def test_gpu_pool_gives_each_process_its_own_gpu(tmp_path):
-    from pdiff import gpus
+    from pdiff.core import gpus
 
     try:
         env1 = {"PDIFF_GPUS": "0,1", "PDIFF_GPU_LOCK_DIR": str(tmp_path)}
@@ -169,7 +170,8 @@ def test_seeds_report_has_mean_std_row_and_paired_difference(tmp_path):
                               [ablations.Point(str(s), {"seed": s}) for s in range(2)])
 
     def exp(name, seed, orig, gen):
-        stats = lambda m: {"acc_median": m, "acc_max": m + 0.4, "acc_min": m - 0.5, "acc_std": 0.1, "failed": 0}
+        def stats(m):
+            return {"acc_median": m, "acc_max": m + 0.4, "acc_min": m - 0.5, "acc_std": 0.1, "failed": 0}
         metrics = {"metrics/evaluate.json": {"data": {"original": stats(orig), "generated": stats(gen)}},
                    "metrics/novelty.json": {"data": {"generated": {"max_similarity_mean": 0.99, "nn_l2_mean": 0.008},
                                                      "original": {"nn_l2_mean": 0.003}}}}
@@ -190,7 +192,7 @@ def test_run_dvc_finds_dvc_beside_python_and_puts_it_on_the_childs_path(monkeypa
     queue waits forever (seen when pytest ran as `.venv/bin/python -m pytest` with no venv on PATH)."""
     from pathlib import Path
 
-    from pdiff import dvcrun
+    from tools import dvc_runner as dvcrun
 
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     seen = {}
@@ -204,5 +206,5 @@ def test_run_dvc_finds_dvc_beside_python_and_puts_it_on_the_childs_path(monkeypa
 
 def test_default_jobs_fit_the_cores(monkeypatch):
     for cores, threads, jobs in ((2, 2, 1), (16, 2, 8), (16, 4, 4), (1, 2, 1), (None, 2, 1)):
-        monkeypatch.setattr(ablations.os, "cpu_count", lambda: cores)
+        monkeypatch.setattr(ablations.os, "cpu_count", lambda cores=cores: cores)
         assert ablations.default_jobs(threads) == jobs, (cores, threads)

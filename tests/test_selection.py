@@ -3,8 +3,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from pdiff.models import SmallCNN
-from pdiff.selection import flatten, load_vector, select, shapes_of, unflatten
+from pdiff.nets.models import SmallCNN
+from pdiff.nets.selection import flatten, load_vector, select, shapes_of, unflatten
 
 
 def test_auto_selects_last_two_norm_layers():

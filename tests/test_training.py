@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from pdiff import PdiffError
-from pdiff.config import CollectConfig
-from pdiff.models import SmallCNN
-from pdiff.selection import flatten, select
-from pdiff.tracking import Tracker
-from pdiff.training import collect_snapshots, snapshot_steps
+from pdiff.base.training import collect_snapshots, snapshot_steps
+from pdiff.core.config import CollectConfig
+from pdiff.core.tracking import Tracker
+from pdiff.nets.models import SmallCNN
+from pdiff.nets.selection import flatten, select
 
 
 def test_snapshot_steps_are_even_distinct_and_end_at_the_last_step():

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from pdiff import PdiffError
+from pdiff.core.artifacts import numels
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
@@ -47,11 +48,6 @@ def shapes_of(model: nn.Module, names: list[str]) -> list[list[int]]:
 def flatten(model: nn.Module, names: list[str]) -> torch.Tensor:
     params = dict(model.named_parameters())
     return torch.cat([params[n].detach().reshape(-1).float().cpu() for n in names])
-
-
-def numels(shapes: list[list[int]]) -> list[int]:
-    """Number of values of each tensor shape."""
-    return [int(torch.Size(s).numel()) for s in shapes]
 
 
 def unflatten(vector: torch.Tensor, names: list[str], shapes: list[list[int]]) -> dict[str, torch.Tensor]:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from pdiff import PdiffError
-from pdiff.artifacts import load_torch
+from pdiff.core.artifacts import load_torch
 
 
 def _mnist5k(root: str) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +59,7 @@ def split(x: torch.Tensor, y: torch.Tensor, val_size: int, test_size: int, gen: 
 
 
 def split_official(raw: dict, val_size: int, gen: torch.Generator) -> dict:
-    """A real dataset (`pdiff.datasets`): its official test split stays the test split, ``val_size`` seeded
+    """A real dataset (`pdiff.data.readers`): its official test split stays the test split, ``val_size`` seeded
     examples of the official train split become the validation split. Images stay uint8 (4x smaller on disk
     than floats); the per-channel mean/std of the train split are stored beside them and `load_prepared`
     standardizes on load, so every consumer still sees float tensors."""
@@ -94,8 +94,8 @@ def split_official(raw: dict, val_size: int, gen: torch.Generator) -> dict:
 
 def prepare(cfg, gen: torch.Generator) -> dict:
     """The prepared dataset for the ``data`` params group: embedded sets via `load_raw` + `split`, real ones
-    via `pdiff.datasets` + `split_official`. ``augment`` records the train-time augmentation."""
-    from pdiff.datasets import REAL_DATASETS, load_real
+    via `pdiff.data.readers` + `split_official`. ``augment`` records the train-time augmentation."""
+    from pdiff.data.readers import REAL_DATASETS, load_real
 
     if cfg.name in REAL_DATASETS:
         data = split_official(load_real(cfg.name, cfg.root, cfg.image_size, cfg.download), cfg.val_size, gen)

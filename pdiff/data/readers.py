@@ -148,7 +148,8 @@ def _cifar(name: str, root: str, folder: str, train_files: list[str], test_files
         y = np.concatenate([p[1] for p in parts])
         if len(x) != official:
             warnings.warn(f"dataset {name!r}: {split} split of {base} has {len(x)} images, not the official "
-                          f"{official:,} (a re-packed or subset copy); using it as it is.", DatasetWarning)
+                          f"{official:,} (a re-packed or subset copy); using it as it is.",
+                          DatasetWarning, stacklevel=2)
         out[f"{split}_x"], out[f"{split}_y"] = x, y
     return out
 
@@ -254,7 +255,7 @@ def _load_image(path: Path, size: int) -> np.ndarray:
 def load_imagefolder(root: str, image_size: int) -> dict:
     """``train/`` and ``val/`` folders of class folders; classes are the sorted folder names of ``train/``.
     ``val/`` is the reported (test) split, as ImageNet's val set is; our own validation split is carved out
-    of ``train/`` by `pdiff.data`."""
+    of ``train/`` by `pdiff.data.prepare`."""
     from tqdm import tqdm
 
     base = Path(root)
@@ -325,32 +326,4 @@ def load_real(name: str, root: str, image_size: int = 64, fetch: bool = False) -
     return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in raw.items()} | {"num_classes": classes}
 
 
-# --------------------------------------------------------------------------------------------- augmentation
-
-def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int | None = None) -> torch.Tensor:
-    """Random crop after zero padding (``pad`` = size/8: 4 pixels for 32x32) and random horizontal flip,
-    per image, on a batch [B, C, H, W] of standardized images (so the padding is the mean colour). The
-    random draws come from ``gen`` (CPU), the work happens on ``x``'s device."""
-    b, _, h, w = x.shape
-    pad = max(1, h // 8) if pad is None else pad
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
-    flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)
-    xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    rows = oy[:, None] + torch.arange(h, device=x.device)[None]                      # [B, H]
-    cols = ox[:, None] + torch.arange(w, device=x.device)[None]                      # [B, W]
-    cols = torch.where(flip[:, None], cols.flip(1), cols)
-    idx_b = torch.arange(b, device=x.device)[:, None, None, None]
-    idx_c = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-    return xp[idx_b, idx_c, rows[:, None, :, None], cols[:, None, None, :]]
-
-
-AUGMENTATIONS = {"none": None, "crop_flip": crop_flip}
-
-
-def augmenter(kind: str | None):
-    """The batch augmentation function for ``kind`` ('none'/None -> None)."""
-    return AUGMENTATIONS.get(kind or "none")
-
-
-__all__ = ["REAL_DATASETS", "SafeUnpickler", "load_real", "read_idx", "crop_flip", "augmenter"]
+__all__ = ["REAL_DATASETS", "SafeUnpickler", "load_real", "read_idx"]

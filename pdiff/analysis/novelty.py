@@ -9,7 +9,7 @@ Baselines, each a [n, D] tensor of parameter vectors built from the K training s
 
 Measures, for every model of every method, against the training snapshots:
 
-- accuracy on the test split, through `pdiff.evaluation.evaluate_vectors`, the code path of `evaluate`;
+- accuracy on the test split, through `pdiff.analysis.evaluation.evaluate_vectors`, the code path of `evaluate`;
 - ``max_similarity``: the largest IoU between the model's set of misclassified test samples and a
   snapshot's, computed for all pairs at once as a product of boolean error matrices;
 - ``nn_l2``: L2 distance in parameter space to the nearest snapshot.
@@ -26,8 +26,9 @@ import torch
 from torch import nn
 
 from pdiff import PdiffError
-from pdiff.evaluation import evaluate_vectors, finite_rows, summarize
-from pdiff.selection import check_compatible, numels
+from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, finite_rows, summarize
+from pdiff.core.artifacts import numels
+from pdiff.nets.selection import check_compatible
 
 METHODS = ("original", "generated", "noise", "average", "gaussian")
 BASELINES = ("noise", "average", "gaussian")
@@ -199,7 +200,7 @@ def run_analysis(model: nn.Module, snapshots: dict, generated: dict, x: torch.Te
             continue
         ok = finite_rows(vecs)
         correct[method] = (vecs[ok], int((~ok).sum()),
-                           evaluate_vectors(model, names, vecs[ok], x, y, device, batch_size, desc=method))
+                           evaluate_vectors(model, names, vecs[ok], x, y, EvalOptions(device, batch_size, desc=method)))
     timings["evaluate_s"] = time.perf_counter() - start
 
     start = time.perf_counter()

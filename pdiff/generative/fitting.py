@@ -3,13 +3,13 @@ decay to zero over ``cfg.steps``, a NaN/Inf check before every update, and loggi
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from pdiff.tracking import Tracker, check_finite
+from pdiff.core.tracking import Tracker, check_finite
 
 
 def fit(module: nn.Module, batch_loss: Callable[[], torch.Tensor], cfg, tracker: Tracker, what: str,

@@ -10,8 +10,8 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -98,3 +98,8 @@ def load_vectors(path: str | Path, produced_by: str) -> dict:
         raise ArtifactError(f"{path} (written by `{produced_by}`): {len(names)} names / {len(shapes)} shapes "
                             f"covering {d} values do not match params of shape {tuple(params.shape)}.")
     return obj
+
+
+def numels(shapes: list[list[int]]) -> list[int]:
+    """Number of values of each tensor shape (the split of a flat [D] vector file into its named tensors)."""
+    return [int(torch.Size(s).numel()) for s in shapes]

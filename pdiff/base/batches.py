@@ -1,5 +1,5 @@
-"""The GPU path of training and collection: bf16 autocast, channels_last, device-resident data, and the
-train-time augmentation that the prepared dataset asks for.
+"""Minibatches of training and collection: the train-time augmentation that the prepared dataset asks for,
+and the GPU path (bf16 autocast, channels_last, device-resident data).
 
 Prepared datasets are tensors in memory (decoded once by `prepare`), so there is no per-image decoding
 to parallelise: instead of DataLoader workers, the whole training split is copied once to the GPU
@@ -14,7 +14,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pdiff.datasets import augmenter
+
+def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int | None = None) -> torch.Tensor:
+    """Random crop after zero padding (``pad`` = size/8: 4 pixels for 32x32) and random horizontal flip,
+    per image, on a batch [B, C, H, W] of standardized images (so the padding is the mean colour). The
+    random draws come from ``gen`` (CPU), the work happens on ``x``'s device."""
+    b, _, h, w = x.shape
+    pad = max(1, h // 8) if pad is None else pad
+    oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
+    ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
+    flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)
+    xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    rows = oy[:, None] + torch.arange(h, device=x.device)[None]                      # [B, H]
+    cols = ox[:, None] + torch.arange(w, device=x.device)[None]                      # [B, W]
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    idx_b = torch.arange(b, device=x.device)[:, None, None, None]
+    idx_c = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return xp[idx_b, idx_c, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+AUGMENTATIONS = {"none": None, "crop_flip": crop_flip}
+
+
+def augmenter(kind: str | None):
+    """The batch augmentation function for ``kind`` ('none'/None -> None)."""
+    return AUGMENTATIONS.get(kind or "none")
 
 
 def use_bf16(device: torch.device, precision: str) -> bool:

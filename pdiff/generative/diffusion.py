@@ -36,11 +36,13 @@ class GaussianDiffusion:
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Forward process in closed form: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps."""
-        return _gather(self.sqrt_alphas_cumprod, t, x0) * x0 + _gather(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise
+        return (_gather(self.sqrt_alphas_cumprod, t, x0) * x0
+                + _gather(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise)
 
     def predict_x0(self, xt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Invert the forward process: x_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)."""
-        return (xt - _gather(self.sqrt_one_minus_alphas_cumprod, t, xt) * eps) / _gather(self.sqrt_alphas_cumprod, t, xt)
+        eps_part = _gather(self.sqrt_one_minus_alphas_cumprod, t, xt) * eps
+        return (xt - eps_part) / _gather(self.sqrt_alphas_cumprod, t, xt)
 
     def training_loss(self, model, x0: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
         """The simple DDPM objective: E_{t, eps} || eps - eps_theta(x_t, t) ||^2, t uniform in [0, T)."""

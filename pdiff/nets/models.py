@@ -1,5 +1,5 @@
 """Architectures. Every model is an ``nn.Sequential`` of named blocks, so the part of the network
-before the first generated parameter can be run once and cached (see `pdiff.evaluation`)."""
+before the first generated parameter can be run once and cached (see `pdiff.analysis.evaluation`)."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -7,7 +7,7 @@ from collections import OrderedDict
 from torch import nn
 
 from pdiff import PdiffError
-from pdiff.archs import PAPER_ARCHS
+from pdiff.nets.archs import PAPER_ARCHS
 
 
 class SmallCNN(nn.Sequential):
@@ -41,7 +41,7 @@ def build_model(arch: str, in_channels: int, num_classes: int, image_size: int, 
 
 def load_base_model(path: str = "models/base.pt") -> nn.Module:
     """Rebuild the base model from its checkpoint (architecture recorded beside the weights), in eval mode."""
-    from pdiff.artifacts import ArtifactError, load_torch
+    from pdiff.core.artifacts import ArtifactError, load_torch
 
     ckpt = load_torch(path, "train", required=("state_dict", "arch"))
     model = build_model(**ckpt["arch"])

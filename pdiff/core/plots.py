@@ -8,7 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from pdiff.artifacts import write_atomic  # noqa: E402
+from pdiff.core.artifacts import write_atomic  # noqa: E402
 
 
 def save_figure(fig, path: str | Path) -> Path:

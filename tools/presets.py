@@ -2,10 +2,10 @@
 
 Two ways to use one, both DVC-native (the preset's values end up in params.yaml / the experiment's params):
 
-- ``make repro PRESET=cifar10-resnet18`` runs ``python -m pdiff.presets apply cifar10-resnet18`` (writes the
+- ``make repro PRESET=cifar10-resnet18`` runs ``python -m tools.presets apply cifar10-resnet18`` (writes the
   preset's values into params.yaml in place, keeping every comment) and then ``dvc repro``;
 - ``make exp PRESET=cifar10-resnet18`` runs ``dvc exp run`` with one ``-S key=value`` per preset value
-  (``python -m pdiff.presets exp-args NAME`` prints them), leaving the workspace's params.yaml alone.
+  (``python -m tools.presets exp-args NAME`` prints them), leaving the workspace's params.yaml alone.
 
 Applying a preset also resets every key that *another* preset sets and this one does not to its schema
 default, so switching from one preset to another never leaves a stale value behind. Keys that no preset
@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from pdiff import PdiffError
-from pdiff.config import describe, from_dict
+from pdiff.core.config import describe, from_dict
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
 
@@ -104,8 +104,8 @@ def set_values(text: str, values: dict) -> str:
 
 def apply(name: str, params_path: str | Path = "params.yaml", folder: Path = PRESETS_DIR) -> dict:
     """Write preset ``name`` into params.yaml (atomically); returns the values written."""
-    from pdiff.artifacts import save_text
-    from pdiff.config import load_params
+    from pdiff.core.artifacts import save_text
+    from pdiff.core.config import load_params
 
     values = resolved(name, folder)
     path = Path(params_path)
@@ -126,7 +126,7 @@ def exp_args(name: str, folder: Path = PRESETS_DIR) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    usage = ("usage: python -m pdiff.presets list | show NAME | apply NAME [params.yaml] | exp-args NAME\n"
+    usage = ("usage: python -m tools.presets list | show NAME | apply NAME [params.yaml] | exp-args NAME\n"
              f"presets: {', '.join(available())}")
     if not argv or argv[0] not in ("list", "show", "apply", "exp-args") or (argv[0] != "list" and len(argv) < 2):
         print(usage, file=sys.stderr)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import warnings
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -10,13 +11,8 @@ from torch import nn
 from tqdm import tqdm
 
 from pdiff import PdiffError
-from pdiff.selection import flatten, load_vector, numels
-
-
-@torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, device, batch_size: int = 1000) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
+from pdiff.core.artifacts import numels
+from pdiff.nets.selection import flatten, load_vector
 
 
 def _is_plain_sequential(module: nn.Module) -> bool:
@@ -71,10 +67,20 @@ def auto_chunk(features: int, budget: int = 2 ** 24) -> int:
     return int(max(1, min(64, budget // max(features, 1))))
 
 
+@dataclass
+class EvalOptions:
+    """How `evaluate_vectors` runs (see its docstring); the defaults are the stages' own."""
+    device: str | torch.device = "cpu"
+    batch_size: int = 1000     # test examples per forward pass
+    cache_prefix: bool = True  # run the layers before the first generated parameter once
+    chunk: int | None = 1      # vectors per vmapped call on the suffix (None: sized by `auto_chunk`)
+    amp: bool = False          # autocast (bf16 on CPU, fp16 on CUDA)
+    desc: str = "evaluate"     # progress-bar label
+
+
 @torch.no_grad()
 def evaluate_vectors(model: nn.Module, names: list[str], vectors: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                     device, batch_size: int = 1000, desc: str = "evaluate", cache_prefix: bool = True,
-                     chunk: int | None = 1, amp: bool = False) -> torch.Tensor:
+                     opts: EvalOptions | None = None) -> torch.Tensor:
     """Per-sample correctness [M, n] (bool) of each of the M vectors loaded into ``model``.
 
     ``cache_prefix=False`` is the naive path (the paper's): load each vector and run the full model on the
@@ -90,8 +96,10 @@ def evaluate_vectors(model: nn.Module, names: list[str], vectors: torch.Tensor, 
     from fp32 ones (off by default; the benchmark's identity check is for fp32).
     Non-finite vectors are not run; their rows are all False (see `summarize`'s ``failed``). The model's own
     values of ``names`` are restored afterwards."""
+    o = opts or EvalOptions()
+    device, batch_size, cache_prefix, chunk, amp, desc = (torch.device(o.device), o.batch_size, o.cache_prefix,
+                                                          o.chunk, o.amp, o.desc)
     model.eval()
-    device = torch.device(device)
     prefix, suffix = split_at_selection(model, names) if cache_prefix else (nn.Identity(), model)
     amp_ctx = torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16,
                              enabled=amp)
@@ -108,7 +116,7 @@ def evaluate_vectors(model: nn.Module, names: list[str], vectors: torch.Tensor, 
             return correct
         except (RuntimeError, NotImplementedError) as exc:  # an op without a vmap rule: one vector at a time
             warnings.warn(f"evaluate_vectors: vmap failed ({str(exc).splitlines()[0]}); evaluating one vector "
-                          "at a time instead.", RuntimeWarning)
+                          "at a time instead.", RuntimeWarning, stacklevel=2)
     original = flatten(model, names)
     try:
         for i, vec in enumerate(tqdm(vectors, desc=desc, unit="model", mininterval=1.0)):

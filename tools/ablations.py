@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pdiff import PdiffError
-from pdiff.artifacts import save_json, save_text
-from pdiff.dvcrun import run_dvc
+from pdiff.core.artifacts import save_json, save_text
+from tools.dvc_runner import run_dvc
 
 METRICS_FILE = "metrics/evaluate.json"
 NOVELTY_FILE = "metrics/novelty.json"  # analyze stage: how close models sit to the training snapshots
@@ -299,7 +299,7 @@ def figure(recipe: Recipe, df, path: Path) -> None:
     reference lines (dashed) and the average-of-snapshots baseline's median (dotted grey). Right, when the
     analyze stage ran: how far generated models sit from their nearest training snapshot, against the spacing
     of the snapshots themselves (log scale)."""
-    from pdiff.plots import plt, save_figure
+    from pdiff.core.plots import plt, save_figure
 
     x = list(range(len(df)))
     novelty = "generated NN-L2" in df.columns

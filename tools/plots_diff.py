@@ -15,8 +15,7 @@ import re
 from pathlib import Path
 
 from pdiff import PdiffError
-from pdiff.dvcrun import run_dvc
-
+from tools.dvc_runner import run_dvc
 
 LINESTYLES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3))]  # one per file of a multi-file plot
 
@@ -73,7 +72,7 @@ def panels(data: dict) -> tuple[list[dict], list[str]]:
 
 def render(data: dict, path: str | Path, title: str = "") -> Path:
     """One PNG with a panel per Vega plot in ``data`` (output of `plots_diff_json`)."""
-    from pdiff.plots import plt, save_figure
+    from pdiff.core.plots import plt, save_figure
 
     drawn, images = panels(data)
     if not drawn:

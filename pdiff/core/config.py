@@ -80,7 +80,7 @@ class TrainConfig:
 
 @dataclass
 class CollectConfig:
-    params: typing.Union[str, typing.List[str]] = opt(
+    params: typing.Union[str, list[str]] = opt(
         "auto", "parameters to generate: 'auto' (weight and bias of the last two normalization layers, the "
         "paper's default) or a list of fnmatch patterns over parameter names, e.g. ['bn3.*', 'bn4.*']")
     num_snapshots: int = opt(200, "K, snapshots saved at evenly spaced steps", ge=1)
@@ -97,7 +97,7 @@ class AEConfig:
     normalize: str = opt("per_param", "how vectors are normalized before the AE: per_param (z-score of each "
                          "value over the K snapshots), per_tensor, global, none",
                          choices=("per_param", "per_tensor", "global", "none"))
-    channels: typing.List[int] = opt([16, 32, 64], "encoder conv channels; each level halves the length")
+    channels: list[int] = opt([16, 32, 64], "encoder conv channels; each level halves the length")
     latent_channels: int = opt(4, "channels of the latent (latent length = padded D / 2^levels)", ge=1)
     input_noise: float = opt(0.001, "sigma of Gaussian noise added to the normalized input vectors", ge=0)
     latent_noise: float = opt(0.1, "sigma of Gaussian noise added to the latents while training", ge=0)
@@ -171,7 +171,7 @@ def _type_name(tp) -> str:
     if tp is bool:
         return "true or false"
     origin = typing.get_origin(tp)
-    if origin in (list, typing.List):
+    if origin in (list, list):
         return f"a list of {_type_name(typing.get_args(tp)[0]).split(' ', 1)[1]}s"
     if origin is typing.Union:
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
@@ -187,7 +187,7 @@ def _coerce(key: str, value, tp):
                 return _coerce(key, value, arg)
             except ConfigError:
                 pass
-    elif origin in (list, typing.List):
+    elif origin in (list, list):
         (inner,) = typing.get_args(tp)
         if isinstance(value, list):
             return [_coerce(f"{key}[{i}]", v, inner) for i, v in enumerate(value)]
@@ -279,11 +279,12 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError(f"params: cannot read {path}: {exc.strerror}. Run the stage from the repository root.")
+        raise ConfigError(f"params: cannot read {path}: {exc.strerror}. Run the stage from the repository "
+                          "root.") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"params: {path} is not valid YAML: {exc}")
+        raise ConfigError(f"params: {path} is not valid YAML: {exc}") from None
     return from_dict(raw or {})
 
 

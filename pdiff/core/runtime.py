@@ -33,7 +33,7 @@ def setup_torch(threads: int) -> None:
 
 def resolve_device(name: str) -> torch.device:
     if name != "cpu":  # PDIFF_GPUS set (one GPU per queued experiment): take a free GPU before CUDA starts
-        from pdiff.gpus import pin_from_env
+        from pdiff.core.gpus import pin_from_env
 
         pin_from_env()
     if name == "auto":

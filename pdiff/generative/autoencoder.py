@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pdiff.fitting import fit
-from pdiff.tracking import Tracker
+from pdiff.core.tracking import Tracker
+from pdiff.generative.fitting import fit
 
 
 class Normalizer(nn.Module):
@@ -24,7 +24,7 @@ class Normalizer(nn.Module):
         self.register_buffer("std", torch.ones(dim))
 
     @torch.no_grad()
-    def fit(self, x: torch.Tensor, mode: str, sizes: list[int]) -> "Normalizer":
+    def fit(self, x: torch.Tensor, mode: str, sizes: list[int]) -> Normalizer:
         if mode == "none":
             return self
         self.mean.copy_(x.mean(0))
@@ -125,7 +125,7 @@ def train_autoencoder(ae: ParamAE, x: torch.Tensor, cfg, device, gen: torch.Gene
 
 def load_autoencoder(path: str = "models/ae.pt") -> tuple[ParamAE, Normalizer, dict]:
     """The trained AE (eval mode), its normalizer, and the checkpoint's metadata (names, shapes)."""
-    from pdiff.artifacts import load_torch
+    from pdiff.core.artifacts import load_torch
 
     ckpt = load_torch(path, "train_ae", required=("state_dict", "config", "normalizer", "names", "shapes"))
     ae = ParamAE(**ckpt["config"])

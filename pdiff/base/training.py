@@ -7,10 +7,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pdiff import PdiffError, distributed
-from pdiff.accel import BatchLoss
-from pdiff.selection import flatten
-from pdiff.tracking import Tracker, check_finite
+from pdiff import PdiffError
+from pdiff.base import distributed
+from pdiff.base.batches import BatchLoss
+from pdiff.core.tracking import Tracker, check_finite
+from pdiff.nets.selection import flatten
 
 
 def minibatches(n: int, batch_size: int, gen: torch.Generator):
@@ -36,7 +37,7 @@ def make_optimizer(params, cfg) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def sgd_step(batch_loss, idx: torch.Tensor, opt: torch.optim.Optimizer, step: int, what: str,
+def optimizer_step(batch_loss, idx: torch.Tensor, opt: torch.optim.Optimizer, step: int, what: str,
              dist: distributed.Context | None) -> torch.Tensor:
     """One update on minibatch ``idx`` (under DDP: this rank's share of it); stops on a NaN/Inf loss."""
     local = distributed.shard(idx, dist)
@@ -51,7 +52,7 @@ def sgd_step(batch_loss, idx: torch.Tensor, opt: torch.optim.Optimizer, step: in
 def train_classifier(model: nn.Module, data: dict, cfg, device, gen: torch.Generator, tracker: Tracker,
                      precision: str = "fp32", dist: distributed.Context | None = None) -> dict:
     """Plain SGD with momentum, weight decay and a cosine schedule; logs loss and validation accuracy.
-    The dataset's ``augment`` and ``precision`` (see `pdiff.accel`) apply to every minibatch."""
+    The dataset's ``augment`` and ``precision`` (see `pdiff.base.batches`) apply to every minibatch."""
     x, y = data["train_x"], data["train_y"]
     batch_loss = BatchLoss(distributed.wrap(model, dist), x, y, device, gen, data.get("augment"), precision)
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
@@ -65,7 +66,7 @@ def train_classifier(model: nn.Module, data: dict, cfg, device, gen: torch.Gener
         running = 0.0
         for idx in minibatches(len(x), cfg.batch_size, gen):
             step += 1
-            loss = sgd_step(batch_loss, idx, opt, step, "train", dist)
+            loss = optimizer_step(batch_loss, idx, opt, step, "train", dist)
             sched.step()
             running += loss.item()
         val_acc = accuracy(model, data["val_x"], data["val_y"], device)
@@ -106,7 +107,7 @@ def collect_snapshots(model: nn.Module, data: dict, names: list[str], cfg, devic
     for _ in range(cfg.epochs):
         for idx in minibatches(len(x), cfg.batch_size, gen):
             step += 1
-            loss = sgd_step(batch_loss, idx, opt, step, "collect", dist)
+            loss = optimizer_step(batch_loss, idx, opt, step, "collect", dist)
             if step in wanted:
                 snaps.append(flatten(model, names))
                 tracker.log(step, loss=loss.item())

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pdiff.artifacts import save_text
-from pdiff.novelty import METHODS, Analysis
-from pdiff.plots import plt, save_figure
+from pdiff.analysis.novelty import METHODS, Analysis
+from pdiff.core.artifacts import save_text
+from pdiff.core.plots import plt, save_figure
 
 COLORS = {"original": "tab:blue", "generated": "tab:red", "noise": "tab:green", "average": "tab:purple",
           "gaussian": "tab:orange"}

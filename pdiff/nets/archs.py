@@ -1,7 +1,7 @@
 """The paper's architectures (ResNet-18/50, ConvNeXt-T, ViT-Tiny) and two small models for whole-network
 generation (MLP, LeNet), all as (nested) ``nn.Sequential`` modules.
 
-Being Sequential all the way down to the block that holds a generated parameter lets `pdiff.evaluation`
+Being Sequential all the way down to the block that holds a generated parameter lets `pdiff.analysis.evaluation`
 run the part of the network before it once and cache it. The big models are torchvision's own modules
 (same blocks, same initialisation) re-assembled into a Sequential; parameter names are torchvision's, so
 its state dicts load as they are:
@@ -142,4 +142,3 @@ PAPER_ARCHS = {
 }
 
 # architectures that profit from channels_last memory format on CUDA (convolutional ones)
-CHANNELS_LAST = {"small_cnn", "lenet", "resnet18", "resnet50", "convnext_tiny"}

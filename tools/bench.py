@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pdiff.evaluation import evaluate_vectors, split_at_selection
-from pdiff.selection import flatten, last_norm_params
+from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, split_at_selection
+from pdiff.nets.selection import flatten, last_norm_params
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a working-tree copy needs (the same list as tests/test_pipeline.py).
@@ -80,12 +80,12 @@ def compare_evaluation(model: nn.Module, names: list[str], vectors: torch.Tensor
     """Naive (full model per vector) vs fast (cached prefix; each chunk setting) on the same vectors.
     Raises AssertionError unless every fast variant gives exactly the naive per-sample predictions."""
     kw = dict(device=device, batch_size=batch_size)
-    naive_s, naive = timed(lambda: evaluate_vectors(model, names, vectors, x, y, cache_prefix=False,
-                                                    desc="naive", **kw), device, repeats)
+    naive_opts = EvalOptions(cache_prefix=False, desc="naive", **kw)
+    naive_s, naive = timed(lambda: evaluate_vectors(model, names, vectors, x, y, naive_opts), device, repeats)
     out = {"vectors": len(vectors), "test_examples": len(y), "naive_s": round(naive_s, 3), "fast": {}}
     for chunk in chunks:
-        fast_s, fast = timed(lambda: evaluate_vectors(model, names, vectors, x, y, cache_prefix=True, chunk=chunk,
-                                                      desc=f"fast chunk={chunk}", **kw), device, repeats)
+        opts = EvalOptions(cache_prefix=True, chunk=chunk, desc=f"fast chunk={chunk}", **kw)
+        fast_s, fast = timed(lambda opts=opts: evaluate_vectors(model, names, vectors, x, y, opts), device, repeats)
         assert torch.equal(fast, naive), f"fast evaluation (chunk={chunk}) changed per-sample correctness"
         out["fast"]["auto" if chunk is None else str(chunk)] = round(fast_s, 3)
     best = min(out["fast"], key=out["fast"].get)
@@ -140,38 +140,35 @@ def resnet18_ratio(num_vectors: int = 8, num_inputs: int = 256, batch_size: int 
 def compare_sampling(workdir: Path, p, device, model, data, repeats: int = 1, sweep=(10, 25, 100)) -> dict:
     """DDPM (all ldm.timesteps steps) vs DDIM (generate.steps, eta=0) from the trained AE + LDM: time to sample
     N vectors and the test accuracy of the models they give (median, percentage points)."""
-    from pdiff.autoencoder import load_autoencoder
-    from pdiff.ldm import load_ldm, sample_vectors
-    from pdiff.utils import seed_everything
+    from pdiff.core.runtime import seed_everything
+    from pdiff.generative.ldm import SamplingConfig, load_latent_model, sample_vectors
 
-    ae, normalizer, meta = load_autoencoder(workdir / "models/ae.pt")
-    denoiser, diffusion, ckpt = load_ldm(workdir / "models/ldm.pt")
+    latent_model, meta = load_latent_model(workdir / "models/ae.pt", workdir / "models/ldm.pt")
     names = meta["names"]
     g = p.generate
 
     def sample(sampler, steps):
         gen = seed_everything(p.seed, "bench")
-        return sample_vectors(ae, normalizer, denoiser, diffusion, ckpt["latent_mean"], ckpt["latent_std"],
-                              g.num_models, g.batch_size, gen, device, sampler=sampler, steps=steps)
+        return sample_vectors(latent_model, SamplingConfig(g.num_models, g.batch_size, sampler, steps), gen, device)
 
     def median_acc(vectors):
-        correct = evaluate_vectors(model, names, vectors, data["test_x"], data["test_y"], device,
-                                   p.evaluate.batch_size, desc="accuracy")
+        correct = evaluate_vectors(model, names, vectors, data["test_x"], data["test_y"],
+                                   EvalOptions(device, p.evaluate.batch_size, desc="accuracy"))
         acc = 100.0 * correct.float().mean(1)
         ok = torch.isfinite(vectors).all(1)
         return float(np.median(acc[ok].numpy())) if ok.any() else float("nan"), int((~ok).sum())
 
-    ddpm_s, ddpm = timed(lambda: sample("ddpm", diffusion.num_timesteps), device, repeats)
+    ddpm_s, ddpm = timed(lambda: sample("ddpm", latent_model.diffusion.num_timesteps), device, repeats)
     ddim_s, ddim = timed(lambda: sample("ddim", g.steps), device, repeats)
     ddpm_med, ddpm_failed = median_acc(ddpm)
     ddim_med, ddim_failed = median_acc(ddim)
-    out = {"num_models": g.num_models, "ddpm_steps": diffusion.num_timesteps, "ddim_steps": g.steps,
+    out = {"num_models": g.num_models, "ddpm_steps": latent_model.diffusion.num_timesteps, "ddim_steps": g.steps,
            "ddpm_s": round(ddpm_s, 3), "ddim_s": round(ddim_s, 3), "sampling_speedup": round(ddpm_s / ddim_s, 2),
            "ddpm_acc_median": ddpm_med, "ddim_acc_median": ddim_med,
            "ddim_acc_median_delta": round(ddim_med - ddpm_med, 4),
            "ddpm_failed": ddpm_failed, "ddim_failed": ddim_failed, "ddim_steps_sweep": {}}
     for steps in sweep:
-        s, vecs = timed(lambda: sample("ddim", steps), device)
+        s, vecs = timed(lambda steps=steps: sample("ddim", steps), device)
         med, failed = median_acc(vecs)
         out["ddim_steps_sweep"][str(steps)] = {"s": round(s, 3), "acc_median": med,
                                                "delta_vs_ddpm": round(med - ddpm_med, 4), "failed": failed}
@@ -256,10 +253,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--resnet-inputs", type=int, default=256)
     args = ap.parse_args(argv)
 
-    from pdiff.config import load_params
-    from pdiff.data import load_prepared
-    from pdiff.models import load_base_model
-    from pdiff.utils import resolve_device, seed_everything, setup_torch
+    from pdiff.core.config import load_params
+    from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
+    from pdiff.data.prepare import load_prepared
+    from pdiff.nets.models import load_base_model
 
     p = load_params(ROOT / "params.yaml")
     setup_torch(p.threads)  # the same thread count for every measurement (and for the pipeline's stages)
@@ -279,7 +276,7 @@ def main(argv=None) -> dict:
         print(f"bench: repro {result['repro_s']} s, no-op {result['noop_repro_s']} s, "
               f"peak RSS {result['peak_rss_mb']} MB", flush=True)
     try:
-        from pdiff.artifacts import load_vectors
+        from pdiff.core.artifacts import load_vectors
 
         data = load_prepared(repo / "data/prepared")
         model = load_base_model(repo / "models/base.pt").to(device)

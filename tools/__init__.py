@@ -1,0 +1,3 @@
+"""Experiment tooling around the pipeline (not the method): ablation grids as DVC experiments (`ablations`),
+presets (`presets`), offline `dvc plots diff` figures (`plots_diff`), running dvc (`dvc_runner`) and the
+benchmarks (`bench`)."""
