@@ -32,3 +32,26 @@ def test_collect_trains_only_the_selection_and_freezes_running_stats():
     for k in before:
         if k not in names:
             assert torch.equal(before[k], after[k]), k  # incl. running_mean / running_var
+
+
+def test_fit_decays_the_learning_rate_on_a_cosine_to_zero():
+    import math
+    from types import SimpleNamespace
+
+    from pdiff.generative.fitting import fit
+
+    w = torch.nn.Parameter(torch.zeros(1))
+    module = torch.nn.Module()
+    module.w = w
+    seen = []
+
+    def batch_loss():  # constant gradient 1: each Adam step moves w by (almost exactly) that step's lr
+        seen.append(w.item())
+        return w.sum()
+
+    cfg = SimpleNamespace(steps=8, lr=0.1, weight_decay=0.0)
+    fit(module, batch_loss, cfg, Tracker(None), "cosine")
+    seen.append(w.item())
+    moves = [a - b for a, b in zip(seen, seen[1:])]
+    expected = [0.1 * 0.5 * (1 + math.cos(math.pi * s / 8)) for s in range(8)]
+    assert moves == pytest.approx(expected, rel=1e-4, abs=1e-7)

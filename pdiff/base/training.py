@@ -58,7 +58,7 @@ def train_classifier(model: nn.Module, data: dict, cfg, device, gen: torch.Gener
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     opt = make_optimizer(model.parameters(), cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     step = 0
     val_acc = float("nan")
     for epoch in tqdm(range(cfg.epochs), desc="train", unit="epoch"):

@@ -2,7 +2,6 @@
 decay to zero over ``cfg.steps``, a NaN/Inf check before every update, and logging every ``log_every`` steps."""
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -18,7 +17,7 @@ def fit(module: nn.Module, batch_loss: Callable[[], torch.Tensor], cfg, tracker:
     steps with AdamW(``cfg.lr``, ``cfg.weight_decay``); returns the last step's loss."""
     module.train()
     opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
     value = float("nan")
     for step in tqdm(range(1, cfg.steps + 1), desc=what, unit="step", mininterval=1.0):
         loss = batch_loss()
