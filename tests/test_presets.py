@@ -99,3 +99,16 @@ def test_cli_show_and_unknown_preset():
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "cifar10-resnet18" in bad.stderr and not bad.stdout
     assert PRESETS_DIR == ROOT / "presets"
+
+
+def test_set_values_edits_in_place_and_refuses_keys_params_yaml_lacks():
+    from pdiff import PdiffError
+    from tools.presets import set_values
+
+    text = "seed: 0  # the seed\nae:               # group comment\n  channels: [16, 32]  # widths\n  lr: 0.001\n"
+    out = set_values(text, {"seed": 3, "ae.channels": [64, 128, 256], "ae.lr": 0.01})
+    assert out.splitlines() == ["seed: 3  # the seed", "ae:               # group comment",
+                                "  channels: [64, 128, 256] # widths", "  lr: 0.01"]
+    for key in ("ae.nope", "ldm.lr", "seed.x"):
+        with pytest.raises(PdiffError, match=key.split(".")[0]):
+            set_values(text, {key: 1})

@@ -13,7 +13,7 @@ touches keep whatever params.yaml says.
 """
 from __future__ import annotations
 
-import re
+import io
 import sys
 from pathlib import Path
 
@@ -74,32 +74,33 @@ def _yaml_value(v) -> str:
 
 
 def set_values(text: str, values: dict) -> str:
-    """params.yaml ``text`` with each dotted key's value replaced in place (comments and layout kept).
-    Handles the layout of params.yaml: top-level scalars and one level of groups, one key per line."""
-    lines = text.split("\n")
+    """params.yaml ``text`` with each dotted key's value replaced in place, by ruamel.yaml's round trip (comments,
+    order and layout kept; lists written in flow style, one key per line as params.yaml has them)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    rt = YAML()
+    rt.preserve_quotes = True
+    rt.width = 10_000
+    doc = rt.load(text)
     for key, value in values.items():
-        *group, leaf = key.split(".")
-        start, end, indent = 0, len(lines), ""
-        if group:
-            heads = [i for i, ln in enumerate(lines) if re.match(rf"^{re.escape(group[0])}:\s*(#.*)?$", ln)]
-            if len(group) != 1 or not heads:
-                raise PdiffError(f"preset: params.yaml has no group `{'.'.join(group)}:` to set `{key}` in.")
-            start = heads[0] + 1
-            end = next((i for i in range(start, len(lines)) if re.match(r"^\S", lines[i])), len(lines))
-            indent = "  "
-        pattern = re.compile(rf"^{indent}{re.escape(leaf)}:(?P<value>[^#]*?)(?P<pad>\s*)(?P<comment>#.*)?$")
-        for i in range(start, end):
-            m = pattern.match(lines[i])
-            if m:
-                head = f"{indent}{leaf}: {_yaml_value(value)}"
-                if m.group("comment"):
-                    col = len(lines[i]) - len(m.group("comment"))
-                    head = head.ljust(col - 1) + " " + m.group("comment")
-                lines[i] = head
-                break
-        else:
-            raise PdiffError(f"preset: params.yaml has no line for `{key}`; add the key (see README) first.")
-    return "\n".join(lines)
+        *groups, leaf = key.split(".")
+        node = doc
+        for depth, group in enumerate(groups):
+            node = node.get(group) if isinstance(node, CommentedMap) else None
+            if not isinstance(node, CommentedMap):
+                raise PdiffError(f"preset: params.yaml has no group `{'.'.join(groups[:depth + 1])}:` to set "
+                                 f"`{key}` in.")
+        if not isinstance(node, CommentedMap) or leaf not in node:
+            raise PdiffError(f"preset: params.yaml has no line for `{key}`; add the key (see docs/parameters.md) "
+                             "first.")
+        if isinstance(value, list):
+            value = CommentedSeq(value)
+            value.fa.set_flow_style()
+        node[leaf] = value
+    out = io.StringIO()
+    rt.dump(doc, out)
+    return out.getvalue()
 
 
 def apply(name: str, params_path: str | Path = "params.yaml", folder: Path = PRESETS_DIR) -> dict:
