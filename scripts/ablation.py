@@ -5,7 +5,7 @@
     python scripts/ablation.py report NAME           # reports/ablations/NAME.md + NAME.png from `dvc exp show`
 
 Run it from the repository root of a committed git + DVC repo (queued runs only see git-tracked files).
-Logic lives in pdiff/ablations.py."""
+Logic lives in tools/ablations.py."""
 import argparse
 import json
 import sys
@@ -18,7 +18,6 @@ import yaml  # noqa: E402
 from pdiff import PdiffError  # noqa: E402
 from pdiff.core.stage import run_script  # noqa: E402
 from tools import ablations  # noqa: E402
-from tools.dvc_runner import run_dvc  # noqa: E402
 
 OUT = Path("reports/ablations")
 
@@ -48,8 +47,7 @@ def main() -> None:
             print(f"  {name}: ran {', '.join(info['ran']) or 'nothing'}; reused {', '.join(info['reused'])}")
     elif (OUT / f"{recipe.name}_run.json").exists():
         run = json.loads((OUT / f"{recipe.name}_run.json").read_text())
-    show = run_dvc(["exp", "show", "--json"]).stdout
-    path = ablations.write_report(recipe, json.loads(show), OUT, run)
+    path = ablations.write_report(recipe, ablations.show_experiments(Path.cwd()), OUT, run)
     print(f"wrote {path} and {path.with_suffix('.png')}")
 
 

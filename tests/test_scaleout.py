@@ -208,3 +208,52 @@ def test_default_jobs_fit_the_cores(monkeypatch):
     for cores, threads, jobs in ((2, 2, 1), (16, 2, 8), (16, 4, 4), (1, 2, 1), (None, 2, 1)):
         monkeypatch.setattr(ablations.os, "cpu_count", lambda cores=cores: cores)
         assert ablations.default_jobs(threads) == jobs, (cores, threads)
+
+
+def test_sweep_recipes_are_one_dvc_sweep_expanded_in_point_order():
+    """seeds and K are queued with DVC's sweep syntax; DVC names the i-th expansion `<recipe>-i`, so the
+    expansion order must be the points' order (checked with DVC's own expander)."""
+    from dvc.utils.hydra import get_hydra_sweeps
+
+    for name in ("seeds", "k"):
+        recipe = ablations.recipes({})[name]
+        (cmd,) = ablations.queue_commands(recipe)
+        assert cmd[:5] == ["exp", "run", "--queue", "--name", name] and "choice(" in cmd[6]
+        sweeps = get_hydra_sweeps({"params.yaml": [a for a in cmd[5:] if a != "-S"]})
+        assert len(sweeps) == len(recipe.points)
+        for i, (point, sweep) in enumerate(zip(recipe.points, sweeps)):
+            assert ablations.exp_name(recipe, point) == f"{name}-{i + 1}"
+            got = dict(o.split("=", 1) for o in sweep["params.yaml"])
+            assert got == {k: str(v) for k, v in point.overrides.items()}
+    noise = ablations.recipes({})["noise"]  # two keys vary: one queued experiment per point, named by label
+    assert len(ablations.queue_commands(noise)) == 4 and ablations.exp_name(noise, noise.points[0]) == "noise-none"
+    with pytest.raises(ablations.PdiffError, match="not a plain sweep"):
+        ablations.Recipe("bad", "t", "x", noise.points, sweep=True)
+
+
+def test_sweep_reports_find_experiments_of_older_per_point_runs_by_their_params():
+    recipe = ablations.recipes({})["seeds"]
+    # before seeds was a sweep, seed s ran as `seeds-s`: `seeds-1` is seed 1 there, seed 0 in a sweep
+    finished = {f"seeds-{s}": {"params": {"seed": s}, "metrics": {}} for s in range(5)}
+    assert [ablations.find_experiment(recipe, p, finished) for p in recipe.points] == \
+        ["seeds-0", "seeds-1", "seeds-2", "seeds-3", "seeds-4"]
+    finished = {f"seeds-{i + 1}": {"params": {"seed": i}, "metrics": {}} for i in range(4)}  # a sweep, one missing
+    assert [ablations.find_experiment(recipe, p, finished) for p in recipe.points] == \
+        ["seeds-1", "seeds-2", "seeds-3", "seeds-4", None]
+
+
+def test_queueing_a_sweep_shows_named_tasks_in_the_queue_api(tmp_path):
+    repo = make_tiny_repo(tmp_path / "repo")
+    recipe = ablations.Recipe("sw", "seeds", "seed", [ablations.Point(str(s), {"seed": s}) for s in (3, 4)],
+                              sweep=True)
+    for cmd in ablations.queue_commands(recipe):
+        run(["dvc", *cmd], repo)
+    try:
+        status = ablations.queue_status(repo)
+        assert sorted(status.values()) == [("sw-1", "Queued"), ("sw-2", "Queued")]
+        show = ablations.show_experiments(repo)
+        queued = {r["name"]: r["data"]["params"]["params.yaml"]["data"]["seed"]
+                  for e in show for exp in e.get("experiments") or [] for r in exp["revs"]}
+        assert queued == {"sw-1": 3, "sw-2": 4}
+    finally:
+        run(["dvc", "queue", "remove", "--all"], repo, check=False)

@@ -1,10 +1,15 @@
 """The paper's ablations as DVC experiments: recipes (small grids of params overrides), a runner that queues
 them with `dvc exp run --queue -S ...` and runs them with `dvc queue start -j N`, and a comparison that turns
-the finished experiments (`dvc exp show --json`) into a pandas table, a Markdown report and PNG figures.
+the finished experiments (DVC's `Repo.experiments.show()`, the data behind `dvc exp show --json`) into a pandas
+table, a Markdown report and PNG figures.
 
-Each grid point becomes one named experiment, ``<recipe>-<label>``. Points whose overrides leave a stage's
-params and deps alone reuse that stage from the DVC cache (the queue's logs say "didn't change, skipping");
-`run_recipe` parses those logs, so every report states which stages each point really ran and for how long.
+Each grid point becomes one named experiment, ``<recipe>-<label>``. A recipe that is a plain sweep of one key
+(seeds, K) is queued by one `dvc exp run --queue -S 'key=choice(...)'`, DVC's own sweep syntax; DVC then names
+the experiments ``<recipe>-1``, ``<recipe>-2``, ... in the order of the points. Points whose overrides leave a
+stage's params and deps alone reuse that stage from the DVC cache (the queue's logs say "didn't change,
+skipping"); `run_recipe` reads those logs, so every report states which stages each point really ran and for
+how long. The queue's state comes from DVC's Python API (`Repo.experiments.celery_queue.status()`), not from
+parsing `dvc queue status` text.
 """
 from __future__ import annotations
 
@@ -38,10 +43,23 @@ class Recipe:
     points: list[Point]
     note: str = ""
     keys: list[str] = field(default_factory=list)  # params shown as table columns
+    sweep: bool = False  # queue as one DVC sweep over the one key that varies (see `queue_commands`)
 
     def __post_init__(self):
         if not self.keys:
             self.keys = sorted({k for p in self.points for k in p.overrides})
+        if self.sweep:
+            swept = self.swept_key()
+            if any(isinstance(p.overrides[swept], (list, dict)) for p in self.points):
+                raise PdiffError(f"recipe {self.name!r}: a sweep needs scalar values of `{swept}`.")
+
+    def swept_key(self) -> str:
+        """The one key whose value differs between the points (all others equal in every point)."""
+        keys = {k for p in self.points for k in p.overrides}
+        varying = [k for k in sorted(keys) if len({repr(p.overrides.get(k)) for p in self.points}) > 1]
+        if len(varying) != 1 or any(set(p.overrides) != keys for p in self.points):
+            raise PdiffError(f"recipe {self.name!r} is not a plain sweep of one key (varying: {varying}).")
+        return varying[0]
 
 
 def _get(params: dict, dotted: str):
@@ -60,7 +78,7 @@ def recipes(params: dict | None = None) -> dict[str, Recipe]:
     k_values = [1, 10, 50, 200, 500]
     out = [
         Recipe("k", "Number of training snapshots K", "K (snapshots)",
-               [Point(str(k), {"collect.num_snapshots": k, "collect.epochs": 3}) for k in k_values],
+               [Point(str(k), {"collect.num_snapshots": k, "collect.epochs": 3}) for k in k_values], sweep=True,
                note="All points collect over 3 epochs (657 steps at batch 16), since K = 500 needs more than the "
                     "219 steps of one epoch; K snapshots are spread evenly over them."),
         Recipe("noise", "Noise augmentation in the parameter autoencoder", "noise",
@@ -91,7 +109,7 @@ def recipes(params: dict | None = None) -> dict[str, Recipe]:
                           note="`generate.sampler` does not exist in params.yaml yet, so this recipe varies the "
                                "DDPM's own number of steps T (the LDM is retrained for each T)."))
     out.append(Recipe("seeds", "Headline over 5 seeds", "seed",
-                      [Point(str(s), {"seed": s}) for s in range(5)],
+                      [Point(str(s), {"seed": s}) for s in range(5)], sweep=True,
                       note="`seed` drives everything (data split, base model, collection, AE, LDM, sampling), so "
                            "every point but seed 0 reruns the whole pipeline."))
     return {r.name: r for r in out}
@@ -105,6 +123,14 @@ def get_recipe(name: str, params: dict | None = None) -> Recipe:
 
 
 def exp_name(recipe: Recipe, point: Point) -> str:
+    """``<recipe>-<label>``; for a sweep, the name DVC gives the point: ``<recipe>-<1-based position>``."""
+    if recipe.sweep:
+        return f"{recipe.name}-{recipe.points.index(point) + 1}"
+    return f"{recipe.name}-{re.sub(r'[^A-Za-z0-9_]+', '_', point.label)}"
+
+
+def legacy_name(recipe: Recipe, point: Point) -> str:
+    """The name a sweep recipe's point had when each point was queued on its own (older runs)."""
     return f"{recipe.name}-{re.sub(r'[^A-Za-z0-9_]+', '_', point.label)}"
 
 
@@ -127,17 +153,57 @@ def queue_command(recipe: Recipe, point: Point) -> list[str]:
     return cmd
 
 
+def queue_commands(recipe: Recipe) -> list[list[str]]:
+    """The `dvc` calls that queue the whole grid: one per point, or for a sweep recipe a single
+    ``exp run --queue --name <recipe> -S 'key=choice(v1,v2,...)' -S fixed=...`` (Hydra sweep syntax; DVC expands
+    it in the order given and names the experiments ``<recipe>-1``, ``<recipe>-2``, ...)."""
+    if not recipe.sweep:
+        return [queue_command(recipe, p) for p in recipe.points]
+    swept = recipe.swept_key()
+    cmd = ["exp", "run", "--queue", "--name", recipe.name,
+           "-S", f"{swept}=choice({','.join(format_value(p.overrides[swept]) for p in recipe.points)})"]
+    for key, value in recipe.points[0].overrides.items():
+        if key != swept:
+            cmd += ["-S", f"{key}={format_value(value)}"]
+    return [cmd]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Running (shells out to dvc; the repository must be a committed git + DVC repo)
 
 def queue_status(cwd: Path) -> dict[str, tuple[str, str]]:
-    """task id -> (experiment name, status) from `dvc queue status`."""
-    out = {}
-    for line in run_dvc(["queue", "status"], cwd).stdout.splitlines():
-        parts = line.split()
-        if len(parts) >= 4 and re.fullmatch(r"[0-9a-f]{7,}", parts[0]):
-            out[parts[0]] = (parts[1], parts[-1])
-    return out
+    """task id (the full stash rev) -> (experiment name, status: Queued, Running, Success or Failed), from DVC's
+    Python API (the data `dvc queue status` prints as a table)."""
+    from dvc.repo import Repo
+
+    with Repo(str(cwd)) as repo:
+        return {e["rev"]: (e["name"], e["status"]) for e in repo.experiments.celery_queue.status()}
+
+
+def experiment_names(cwd: Path) -> set[str]:
+    """Names of the experiments derived from HEAD (`dvc exp ls --name-only`)."""
+    from dvc.repo import Repo
+
+    with Repo(str(cwd)) as repo:
+        return {name for exps in repo.experiments.ls().values() for name, _ in exps if name}
+
+
+def _json_default(value):
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, BaseException):
+        return {"type": type(value).__name__, "msg": str(value)}
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def show_experiments(cwd: Path) -> list:
+    """What `dvc exp show --json` prints, from DVC's Python API: ``Repo.experiments.show()`` serialized the same
+    way. (`dvc.api.exp_show` flattens this into table rows: lists become strings and metric names shared by
+    evaluate.json and novelty.json get file prefixes, so the nested form is used.)"""
+    from dvc.repo import Repo
+
+    with Repo(str(cwd)) as repo:
+        return json.loads(json.dumps([exp.dumpd() for exp in repo.experiments.show()], default=_json_default))
 
 
 def parse_log(text: str) -> dict:
@@ -161,13 +227,13 @@ def run_recipe(recipe: Recipe, jobs: int, cwd: Path, out_dir: Path, poll: float 
     experiments."""
     cwd = Path(cwd)
     names = [exp_name(recipe, p) for p in recipe.points]
-    existing = set(run_dvc(["exp", "ls", "--name-only"], cwd).stdout.split())
+    existing = experiment_names(cwd)
     old = [n for n in names if n in existing]
     if old:
         run_dvc(["exp", "remove", *old], cwd)
     before = set(queue_status(cwd))
-    for point in recipe.points:
-        run_dvc(queue_command(recipe, point), cwd)
+    for cmd in queue_commands(recipe):
+        run_dvc(cmd, cwd)
     tasks = {t: name for t, (name, _) in queue_status(cwd).items() if t not in before and name in names}
     if len(tasks) != len(names):
         raise PdiffError(f"queued {len(names)} experiments but found {len(tasks)} new tasks in `dvc queue status`.")
@@ -209,7 +275,7 @@ def run_recipe(recipe: Recipe, jobs: int, cwd: Path, out_dir: Path, poll: float 
 
 def experiments_from_show(show: list) -> dict[str, dict]:
     """name -> {"params": flat params, "metrics": evaluate.json} for every finished experiment (and the
-    baseline commits, under their revs) in `dvc exp show --json` output."""
+    baseline commits, under their revs) in `dvc exp show --json` output (`show_experiments`)."""
     out = {}
 
     def add(entry):
@@ -245,6 +311,16 @@ NOVELTY_COLUMNS = {"average median": ("average", "acc_median"),
                    "original NN-L2": ("original", "nn_l2_mean")}
 
 
+def find_experiment(recipe: Recipe, point: Point, finished: dict[str, dict]) -> str | None:
+    """The finished experiment of ``point``: its current name, else (a sweep recipe run before it was a sweep)
+    its per-point name, provided the experiment's params carry the point's overrides."""
+    for name in dict.fromkeys((exp_name(recipe, point), legacy_name(recipe, point))):
+        rec = finished.get(name)
+        if rec is not None and all(_get(rec["params"], k) == v for k, v in point.overrides.items()):
+            return name
+    return None
+
+
 def table(recipe: Recipe, finished: dict[str, dict], run: dict | None = None):
     """One row per grid point that has finished: the varied params, test-accuracy summaries and, when a run
     summary is given, the stages it ran and their seconds."""
@@ -252,8 +328,8 @@ def table(recipe: Recipe, finished: dict[str, dict], run: dict | None = None):
 
     rows = []
     for point in recipe.points:
-        name = exp_name(recipe, point)
-        if name not in finished:
+        name = find_experiment(recipe, point, finished)
+        if name is None:
             continue
         rec = finished[name]
         row = {"point": point.label, "experiment": name}
@@ -357,7 +433,9 @@ def write_report(recipe: Recipe, show: list, out_dir: Path, run: dict | None = N
         diffs = {stat: mean_std(paired, [stat], digits=2) for stat in ("median", "max")}
         lines += ["", "Paired difference over the seeds, generated − original (points): "
                   + ", ".join(f"{stat} {d[stat]}" for stat, d in diffs.items() if stat in d) + "."]
-    missing = [exp_name(recipe, p) for p in recipe.points if exp_name(recipe, p) not in set(df["experiment"])]
+    found = set(df["experiment"])
+    missing = [exp_name(recipe, p) for p in recipe.points
+               if exp_name(recipe, p) not in found and legacy_name(recipe, p) not in found]
     if missing:
         lines += ["", f"Not finished (left out): {', '.join(missing)}"]
     if run:
