@@ -216,3 +216,25 @@ def test_prepare_and_train_stages_on_fake_mnist(tmp_path):
     assert "test acc" in out["train"] and (repo / "models/base.pt").exists()
     data = load_prepared(repo / "data/prepared")
     assert data["name"] == "mnist" and data["augment"] == "none" and data["train_x"].shape == (8, 1, 28, 28)
+
+
+def test_mnist_broken_gz_and_header_are_named(tmp_path):
+    write_mnist(tmp_path)
+    (tmp_path / "MNIST/raw/train-images-idx3-ubyte.gz").write_bytes(b"not gzip")
+    with pytest.raises(PdiffError, match=r"train-images-idx3-ubyte\.gz is not a valid file"):
+        load_real("mnist", str(tmp_path))
+    write_mnist(tmp_path / "b")
+    (tmp_path / "b/MNIST/raw/t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00")
+    with pytest.raises(PdiffError, match="t10k-labels-idx1-ubyte is not a valid file"):
+        load_real("mnist", str(tmp_path / "b"))
+
+
+def test_imagefolder_val_keeps_train_labels_and_bad_images_are_named(tmp_path):
+    write_imagefolder(tmp_path)
+    for f in (tmp_path / "val/cat").iterdir():
+        f.unlink()
+    (tmp_path / "val/cat").rmdir()  # val/ lacks a class: dog must still be label 1
+    assert load_real("imagefolder", str(tmp_path), image_size=8)["test_y"].tolist() == [1, 1]
+    (tmp_path / "train/cat/broken.png").write_bytes(b"not a png")
+    with pytest.raises(PdiffError, match=r"cannot read image .*broken\.png: cannot identify image file; delete"):
+        load_real("imagefolder", str(tmp_path), image_size=8)

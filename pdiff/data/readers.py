@@ -12,17 +12,24 @@ Layouts (the ones torchvision's downloaders write, so `data.download: true` fill
   format PIL opens), resized (shorter side) and centre-cropped to ``data.image_size``.
 
 Every loader returns the official train and test splits as uint8 tensors [N, C, H, W] and int64 labels.
-No file is ever unpickled with plain `pickle`: CIFAR batches go through `SafeUnpickler`, which builds only
-plain containers, strings/bytes, numbers and numpy arrays and refuses anything else. Files are not
-md5-checked, so re-packed or subset batches are accepted (with a warning when their size is not the
-official one).
+torchvision does the reading where it accepts what we accept: its idx readers for MNIST / Fashion-MNIST (a
+``.gz`` is unzipped to a temporary file first; the `MNIST` dataset class itself wants unzipped files and does
+not say which file is bad), its `ImageFolder` (class folders, image loading) with `Resize` + `CenterCrop` for
+imagefolder, and its downloaders for `data.download`. Two readers stay our own (docs/libraries.md):
+CIFAR, because torchvision unpickles the batches with plain `pickle`, which can run code; here they go through
+`SafeUnpickler`, which builds only plain containers, strings/bytes, numbers and numpy arrays and refuses
+anything else; and STL-10, because torchvision's `STL10` md5-checks the files and refuses subset or re-packed
+copies. Files are not md5-checked, so re-packed or subset copies are accepted (CIFAR warns when a split's
+size is not the official one). Missing and corrupt files raise our own one-paragraph errors naming the path.
 """
 from __future__ import annotations
 
 import gzip
 import importlib
 import pickle
+import shutil
 import struct
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -165,26 +172,23 @@ def load_cifar100(root: str) -> dict:
 
 # --------------------------------------------------------------------------------------------- MNIST idx
 
-def read_idx(path: Path, name: str) -> np.ndarray:
-    """An idx file (uint8 payload; raw or gzipped) as a numpy array of its declared shape."""
-    opener = gzip.open if path.suffix == ".gz" else open
+def read_idx(path: Path, name: str, images: bool) -> np.ndarray:
+    """An idx file (raw or gzipped) read by torchvision's MNIST readers (``read_image_file`` /
+    ``read_label_file``), which take only unzipped files: a ``.gz`` is unzipped into a temporary folder first.
+    Any failure names the file."""
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    reader = read_image_file if images else read_label_file
     try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as exc:
-        raise _corrupt(name, path, str(exc)) from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise _corrupt(name, path, "bad idx magic number")
-    dtype, ndim = raw[2], raw[3]
-    if dtype != 0x08:
-        raise _corrupt(name, path, f"idx type code {dtype:#x}, expected 0x08 (unsigned byte)")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise _corrupt(name, path, "truncated header")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    if len(raw) - header != int(np.prod(shape)):
-        raise _corrupt(name, path, f"{len(raw) - header} payload bytes for shape {shape}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
+        if path.suffix != ".gz":
+            return reader(str(path)).numpy()
+        with tempfile.TemporaryDirectory() as tmp:
+            raw = Path(tmp) / path.stem
+            with gzip.open(path, "rb") as src, open(raw, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            return reader(str(raw)).numpy()
+    except (OSError, EOFError, AssertionError, RuntimeError, ValueError, TypeError, KeyError, IndexError) as exc:
+        raise _corrupt(name, path, f"{type(exc).__name__}: {exc}" if str(exc) else "bad idx header") from None
 
 
 def _idx_file(name: str, base: Path, stem: str, root: str) -> Path:
@@ -198,8 +202,8 @@ def _mnist_like(name: str, root: str, folder: str) -> dict:
     base = Path(root) / folder / "raw"
     out = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
-        x = read_idx(_idx_file(name, base, f"{prefix}-images-idx3-ubyte", root), name)
-        y = read_idx(_idx_file(name, base, f"{prefix}-labels-idx1-ubyte", root), name)
+        x = read_idx(_idx_file(name, base, f"{prefix}-images-idx3-ubyte", root), name, images=True)
+        y = read_idx(_idx_file(name, base, f"{prefix}-labels-idx1-ubyte", root), name, images=False)
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
             raise _corrupt(name, base, f"{split} images {x.shape} and labels {y.shape} do not match")
         out[f"{split}_x"], out[f"{split}_y"] = x[:, None], y.astype(np.int64)
@@ -235,54 +239,51 @@ def load_stl10(root: str) -> dict:
 
 # --------------------------------------------------------------------------------------------- image folder
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+def _image_folder(folder: Path, classes: list[str], image_size: int):
+    """torchvision's ImageFolder over ``folder`` with the given classes (the ones of ``train/``, so ``val/``
+    gets the same label numbers even when it lacks a class), images resized (shorter side, bilinear) and
+    centre-cropped to ``image_size``, as uint8 [3, S, S] tensors."""
+    from torchvision import datasets, transforms
 
+    class FixedClasses(datasets.ImageFolder):
+        def find_classes(self, directory):
+            return classes, {c: i for i, c in enumerate(classes)}
 
-def _load_image(path: Path, size: int) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        w, h = im.size
-        scale = size / min(w, h)
-        im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
-        w, h = im.size
-        left, top = (w - size) // 2, (h - size) // 2
-        im = im.crop((left, top, left + size, top + size))
-        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+    to_uint8 = transforms.Compose([transforms.Resize(image_size), transforms.CenterCrop(image_size),
+                                   transforms.PILToTensor()])
+    return FixedClasses(str(folder), transform=to_uint8, allow_empty=True)
 
 
 def load_imagefolder(root: str, image_size: int) -> dict:
     """``train/`` and ``val/`` folders of class folders; classes are the sorted folder names of ``train/``.
     ``val/`` is the reported (test) split, as ImageNet's val set is; our own validation split is carved out
     of ``train/`` by `pdiff.data.prepare`."""
+    from torchvision.datasets.folder import find_classes
     from tqdm import tqdm
 
     base = Path(root)
     train_dir = _need("imagefolder", base / "train", root)
     val_dir = _need("imagefolder", base / "val", root)
-    classes = sorted(d.name for d in train_dir.iterdir() if d.is_dir())
-    if not classes:
+    try:
+        classes, _ = find_classes(str(train_dir))
+    except FileNotFoundError:
         raise PdiffError(f"dataset 'imagefolder': {train_dir} has no class folders; expected "
-                         f"{train_dir}/<class>/<image>.")
+                         f"{train_dir}/<class>/<image>.") from None
     out = {}
     for split, folder in (("train", train_dir), ("test", val_dir)):
-        files, labels = [], []
-        for c, cls in enumerate(classes):
-            found = sorted(p for p in (folder / cls).glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS) \
-                if (folder / cls).is_dir() else []
-            files += found
-            labels += [c] * len(found)
-        if not files:
+        dataset = _image_folder(folder, classes, image_size)
+        if not dataset.samples:
             raise PdiffError(f"dataset 'imagefolder': no images under {folder}/<class>/ for the classes of "
                              f"{train_dir} ({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}).")
         images = []
-        for p in tqdm(files, desc=f"imagefolder/{split}", unit="img", mininterval=1.0):
+        for i in tqdm(range(len(dataset)), desc=f"imagefolder/{split}", unit="img", mininterval=1.0):
             try:
-                images.append(_load_image(p, image_size))
+                images.append(dataset[i][0].numpy())
             except OSError as exc:
-                raise PdiffError(f"dataset 'imagefolder': cannot read image {p}: {exc}") from None
-        out[f"{split}_x"], out[f"{split}_y"] = np.stack(images), np.asarray(labels, dtype=np.int64)
+                why = str(exc).split(" <")[0]  # PIL appends the file object's repr
+                raise PdiffError(f"dataset 'imagefolder': cannot read image {dataset.samples[i][0]}: {why}; "
+                                 "delete or replace it.") from None
+        out[f"{split}_x"], out[f"{split}_y"] = np.stack(images), np.asarray(dataset.targets, dtype=np.int64)
     return out | {"num_classes": len(classes)}
 
 
