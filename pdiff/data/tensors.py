@@ -50,6 +50,10 @@ def read_arrays(path: str | Path) -> dict[str, torch.Tensor]:
                         "arrays.") from None
         except (OSError, zipfile.BadZipFile, EOFError) as exc:
             raise _fail(path, f"not a readable .npz file ({str(exc).splitlines()[0][:200]}).") from None
+        odd = {k: str(v.dtype) for k, v in arrays.items() if v.dtype.kind not in "biuf"}
+        if odd:
+            key, dtype = next(iter(odd.items()))
+            raise _fail(path, f"key {key!r} has dtype {dtype}; images must be uint8 or float and labels integers.")
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
     try:
         obj = torch_load_safely(path)
