@@ -10,9 +10,9 @@ from torch import nn
 from pdiff import PdiffError
 from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, split_at_selection
 from pdiff.core.artifacts import save_torch
-from pdiff.core.config import ConfigError, from_dict
+from pdiff.core.config import BUILTIN_ARCHS, ConfigError, from_dict
 from pdiff.nets import custom
-from pdiff.nets.models import build_model, load_base_model
+from pdiff.nets.models import ARCHS, build_model, load_base_model
 from pdiff.nets.selection import flatten, select
 
 USER_FILE = textwrap.dedent('''
@@ -78,6 +78,7 @@ def _arch_error(arch: str) -> str:
 
 
 def test_config_accepts_an_import_path_and_still_rejects_unknown_names():
+    assert set(BUILTIN_ARCHS) == set(ARCHS)  # the schema's names are the registry's
     assert from_dict({"model": {"arch": "user.tiny_cnn:build"}}).model.arch == "user.tiny_cnn:build"
     for bad in ("resnet9000", "user.tiny_cnn:", "user/tiny_cnn.py:build", ":build", "user.tiny_cnn:build()"):
         with pytest.raises(ConfigError, match="model.arch"):
