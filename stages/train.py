@@ -1,4 +1,5 @@
-"""Stage `train`: train the base model with SGD to convergence -> models/base.pt."""
+"""Stage `train`: train the base model with SGD to convergence (from scratch, or from the starting weights in
+`train.init`) -> models/base.pt."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
 from pdiff.base import distributed
@@ -11,6 +12,7 @@ from pdiff.core.stage import run_stage
 from pdiff.core.tracking import Tracker
 from pdiff.data.prepare import load_prepared
 from pdiff.nets.models import build_model
+from pdiff.nets.weights import check_init_path, load_init
 
 
 def main() -> None:
@@ -24,7 +26,11 @@ def main() -> None:
     data = load_prepared()
     arch = dict(arch=p.model.arch, in_channels=data["in_channels"], num_classes=data["num_classes"],
                 image_size=data["image_size"], width=p.model.width)
-    model = build_model(**arch).to(device)
+    model = build_model(**arch)
+    if p.train.init:
+        load_init(model, check_init_path(p.train.init), p.model.arch)
+        print(f"starting weights: {p.train.init}")
+    model = model.to(device)
     tracker = Tracker("metrics/train" if distributed.is_main(dist) else None)
     print(f"{p.model.arch}: {sum(t.numel() for t in model.parameters()):,} parameters, precision {p.precision}")
     result = train_classifier(model, data, p.train, device, gen, tracker, precision=p.precision, dist=dist)

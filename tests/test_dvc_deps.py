@@ -84,3 +84,19 @@ def test_dvcignore_hides_bytecode():
     """Folder deps hash every file inside: bytecode must never change a stage's hash."""
     lines = (ROOT / ".dvcignore").read_text().split()
     assert "__pycache__/" in lines and "*.pyc" in lines
+
+
+def test_stages_that_build_the_model_depend_on_the_user_code_and_train_on_the_weights():
+    """Your own architecture lives in user/ (pdiff.nets.custom): every stage that builds a model (its code
+    reaches pdiff/nets) lists that folder, the others do not; `train` also lists weights/ (train.init) and
+    `prepare` what it reads at data.root."""
+    from pdiff.nets.custom import USER_DIR
+    from pdiff.nets.weights import INIT_DIR
+
+    for name, stage in _stages().items():
+        deps = {d if isinstance(d, str) else next(iter(d)) for d in stage["deps"]}
+        builds_model = "pdiff/nets" in code_deps(ROOT / stage["cmd"].split()[1])
+        assert (USER_DIR in deps) == builds_model, name
+        assert (INIT_DIR in deps) == (name == "train"), name
+        assert ("${data.root}" in deps) == (name == "prepare"), name
+    assert {"seed", "data"} <= set(_stages()["prepare"]["params"])  # data.root is declared where interpolated

@@ -20,7 +20,8 @@ TINY = {
     "ldm": {"channels": 8, "steps": 60, "timesteps": 50, "batch_size": 10},
     "generate": {"num_models": 8},
 }
-COPY = ["pdiff", "stages", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
+COPY = ["pdiff", "stages", "user", "weights", "data/raw/README.md", "dvc.yaml", "params.yaml", ".dvc/config",
+        ".dvcignore", ".gitignore"]
 
 
 def _env():

@@ -33,7 +33,8 @@ from pdiff.nets.selection import flatten, last_norm_params
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a working-tree copy needs (the same list as tests/test_pipeline.py).
-COPY = ["pdiff", "stages", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
+COPY = ["pdiff", "stages", "user", "weights", "data/raw/README.md", "dvc.yaml", "params.yaml", ".dvc/config",
+        ".dvcignore", ".gitignore"]
 
 
 def machine() -> dict:

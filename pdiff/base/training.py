@@ -54,6 +54,10 @@ def train_classifier(model: nn.Module, data: dict, cfg, device, gen: torch.Gener
     """Plain SGD with momentum, weight decay and a cosine schedule; logs loss and validation accuracy.
     The dataset's ``augment`` and ``precision`` (see `pdiff.base.batches`) apply to every minibatch."""
     x, y = data["train_x"], data["train_y"]
+    if cfg.epochs == 0:  # starting weights used as they are (train.init)
+        val_acc = accuracy(model, data["val_x"], data["val_y"], device)
+        tracker.log(0, val_acc=val_acc)
+        return {"val_acc": val_acc, "steps": 0}
     batch_loss = BatchLoss(distributed.wrap(model, dist), x, y, device, gen, data.get("augment"), precision)
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch

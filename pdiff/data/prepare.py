@@ -97,7 +97,12 @@ def prepare(cfg, gen: torch.Generator) -> dict:
     via `pdiff.data.readers` + `split_official`. ``augment`` records the train-time augmentation."""
     from pdiff.data.readers import REAL_DATASETS, load_real
 
-    if cfg.name in REAL_DATASETS:
+    if cfg.name == "tensors":  # your own arrays in one file (pdiff.data.tensors)
+        from pdiff.data.tensors import prepare_tensors
+
+        data = prepare_tensors(cfg.root, cfg.val_size, gen)
+        default_aug = "none"
+    elif cfg.name in REAL_DATASETS:
         data = split_official(load_real(cfg.name, cfg.root, cfg.image_size, cfg.download), cfg.val_size, gen)
         default_aug = REAL_DATASETS[cfg.name][1]
     else:

@@ -8,6 +8,7 @@ from torch import nn
 
 from pdiff import PdiffError
 from pdiff.nets.archs import PAPER_ARCHS
+from pdiff.nets.custom import build_custom, is_custom
 
 
 class SmallCNN(nn.Sequential):
@@ -34,13 +35,18 @@ ARCHS.update(PAPER_ARCHS)  # mlp, lenet, resnet18, resnet50, convnext_tiny, vit_
 
 
 def build_model(arch: str, in_channels: int, num_classes: int, image_size: int, width: int = 16) -> nn.Module:
+    """A built-in architecture by name, or your own as 'module.path:function' (see `pdiff.nets.custom`)."""
+    if is_custom(arch):
+        return build_custom(arch, in_channels, num_classes, image_size, width)
     if arch not in ARCHS:
-        raise PdiffError(f"params: `model.arch` = {arch!r} is unknown; choose one of: {', '.join(ARCHS)}.")
+        raise PdiffError(f"params: `model.arch` = {arch!r} is unknown; choose one of: {', '.join(ARCHS)}, or name "
+                         "your own as 'module.path:function'.")
     return ARCHS[arch](in_channels, num_classes, image_size, width)
 
 
 def load_base_model(path: str = "models/base.pt") -> nn.Module:
-    """Rebuild the base model from its checkpoint (architecture recorded beside the weights), in eval mode."""
+    """Rebuild the base model from its checkpoint (architecture recorded beside the weights), in eval mode.
+    Its ``pdiff_arch`` attribute holds the `model.arch` value it was built from (named in error messages)."""
     from pdiff.core.artifacts import ArtifactError, load_torch
 
     ckpt = load_torch(path, "train", required=("state_dict", "arch"))
@@ -50,4 +56,5 @@ def load_base_model(path: str = "models/base.pt") -> nn.Module:
     except RuntimeError as exc:
         raise ArtifactError(f"{path} (written by the `train` stage) does not fit architecture {ckpt['arch']}: "
                             f"{str(exc).splitlines()[0]}. Run `dvc repro train`.") from None
+    model.pdiff_arch = ckpt["arch"]["arch"]
     return model.eval()

@@ -17,13 +17,28 @@ from pdiff.core.artifacts import numels
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
+SHOWN_NAMES = 60  # parameter names listed in an error
+
+
+def _available(model: nn.Module) -> str:
+    shapes = [f"{n} {tuple(p.shape)}" for n, p in model.named_parameters()]
+    more = f", and {len(shapes) - SHOWN_NAMES} more" if len(shapes) > SHOWN_NAMES else ""
+    return ", ".join(shapes[:SHOWN_NAMES]) + more
+
+
+def _model_label(model: nn.Module) -> str:
+    arch = getattr(model, "pdiff_arch", None)  # set by `load_base_model`
+    return f"the base model (`model.arch` = {arch!r})" if arch else f"the model ({type(model).__name__})"
+
+
 def last_norm_params(model: nn.Module, num_layers: int = 2) -> list[str]:
     """Weight and bias of the last ``num_layers`` normalization layers (the paper's default)."""
     norms = [name for name, m in model.named_modules()
              if isinstance(m, NORM_TYPES) and any(True for _ in m.parameters(recurse=False))]
     if not norms:
-        raise PdiffError("collect.params = 'auto' needs normalization layers, and this model has none; "
-                         "list name patterns instead.")
+        raise PdiffError(f"params: `collect.params` = 'auto' needs normalization layers (BatchNorm, GroupNorm, "
+                         f"LayerNorm), and {_model_label(model)} has none; list fnmatch patterns over its "
+                         f"parameter names instead, e.g. ['fc3.*']. Its parameters are: {_available(model)}.")
     chosen = set(norms[-num_layers:])
     return [n for n, _ in model.named_parameters() if n.rsplit(".", 1)[0] in chosen]
 
@@ -35,8 +50,8 @@ def select(model: nn.Module, patterns: str | list[str]) -> list[str]:
     names = [n for n, _ in model.named_parameters()]
     for pat in patterns:
         if not fnmatch.filter(names, pat):
-            raise PdiffError(f"params: `collect.params` pattern {pat!r} matches no parameter of the model; "
-                             f"its parameters are: {', '.join(names[:12])}{', ...' if len(names) > 12 else ''}.")
+            raise PdiffError(f"params: `collect.params` pattern {pat!r} matches no parameter of "
+                             f"{_model_label(model)}; its parameters (name, shape) are: {_available(model)}.")
     return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
 
 
