@@ -3,6 +3,7 @@
 In a temporary clone of the current commit (the venv is reused): one clean `dvc repro`, whose metrics/ are
 kept as the reference; then, per round, `dvc repro` is started, its whole process group is killed with SIGKILL
 at a seeded random moment (uniform over the clean run's duration), and `dvc repro` is run to completion.
+The killed run is `dvc repro -f`, so that each round runs every stage again.
 After every round metrics/ must be byte-identical to the clean run's and `dvc status` clean. The summary
 (per round: kill time, the stage that was running when the kill landed, recovery time, checks) is rewritten
 after every round, so a partial soak leaves its finished rounds behind.
@@ -151,7 +152,8 @@ def soak(rounds: int, seed: int, out: Path, keep: bool = False, log=print) -> di
     log(f"soak: clean run {clean['elapsed_s']:.1f} s, {len(reference)} metrics files")
 
     for i, at in enumerate(kill_times(seed, rounds, clean["elapsed_s"])):
-        killed = timed_dvc(["repro"], repo, kill_after=at)
+        # -f: every round reruns the whole pipeline (after the clean run a plain repro has nothing to do)
+        killed = timed_dvc(["repro", "-f"], repo, kill_after=at)
         stage = stage_at(stage_starts(killed["lines"]), at) if killed["killed"] else None
         recovered = timed_dvc(["repro"], repo)
         diff = differences(reference, snapshot(repo / "metrics"))
