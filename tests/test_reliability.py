@@ -20,11 +20,11 @@ from pdiff.core.config import CollectConfig
 from pdiff.core.tracking import Tracker, check_finite
 from pdiff.nets.models import SmallCNN
 from pdiff.nets.selection import select
-from tests.test_pipeline import _env, make_tiny_repo, run
+from tests.conftest import make_tiny_repo, run, stage_env
 
 
 def stage(repo: Path, name: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, f"stages/{name}.py"], cwd=repo, env=_env(), capture_output=True,
+    return subprocess.run([sys.executable, f"stages/{name}.py"], cwd=repo, env=stage_env(), capture_output=True,
                           text=True)
 
 
@@ -174,7 +174,7 @@ runpy.run_path("stages/prepare.py", run_name="__main__")
 def test_sigkill_mid_write_leaves_no_truncated_artifact_and_repro_recovers(tmp_path):
     repo = make_tiny_repo(tmp_path / "kill")
     target = repo / "data/prepared/dataset.pt"
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_SAVE], cwd=repo, env=_env(), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_SAVE], cwd=repo, env=stage_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     partial = []

@@ -8,8 +8,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import ROOT
-from tests.test_pipeline import make_tiny_repo, run
+from tests.conftest import ROOT, make_tiny_repo, run
 from tools import ablations
 from tools import plots_diff as plotdiff
 
