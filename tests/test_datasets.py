@@ -196,6 +196,7 @@ def test_prepare_keeps_uint8_and_standardizes_on_load(tmp_path):
     assert torch.allclose(x.std(dim=(0, 2, 3), unbiased=False), torch.ones(3), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_prepare_and_train_stages_on_fake_mnist(tmp_path):
     """The real stage scripts on a fake MNIST (idx files): prepare, then one epoch of train."""
     from tests.conftest import make_tiny_repo

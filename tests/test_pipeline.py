@@ -7,6 +7,8 @@ import yaml
 
 from tests.conftest import make_tiny_repo, run
 
+pytestmark = pytest.mark.slow  # every test here shares one real `dvc repro`
+
 
 @pytest.fixture(scope="module")
 def tiny_repo(tmp_path_factory):

@@ -60,6 +60,7 @@ def test_apply_keeps_comments_and_switching_resets_other_presets_keys(tmp_path):
     assert len(params_path.read_text().splitlines()) == len(original.splitlines())
 
 
+@pytest.mark.slow
 def test_exp_args_queue_a_dvc_experiment_with_the_preset(tmp_path):
     """`dvc exp run --queue` with the preset's -S arguments in a tiny copy: the queued experiment carries
     exactly the preset's values (nothing runs)."""
