@@ -33,6 +33,13 @@ test: $(STAMP)
 bench: $(STAMP)
 	python benchmarks/bench.py $(BENCH_ARGS)
 
+# Kill-anywhere soak (not part of `make test`; takes ROUNDS x about a pipeline run): SIGKILL `dvc repro` at random
+# moments in a temporary clone of HEAD, rerun it, check metrics/ byte-identical -> reports/soak/soak.json.
+ROUNDS ?= 20
+.PHONY: soak
+soak: $(STAMP)
+	python scripts/soak.py --rounds $(ROUNDS) $(SOAK_ARGS)
+
 clean-venv:
 	rm -rf $(VENV)
 

@@ -196,9 +196,10 @@ def test_prepare_keeps_uint8_and_standardizes_on_load(tmp_path):
     assert torch.allclose(x.std(dim=(0, 2, 3), unbiased=False), torch.ones(3), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_prepare_and_train_stages_on_fake_mnist(tmp_path):
     """The real stage scripts on a fake MNIST (idx files): prepare, then one epoch of train."""
-    from tests.test_pipeline import make_tiny_repo
+    from tests.conftest import make_tiny_repo
 
     repo = make_tiny_repo(tmp_path / "repo", {"data": {"name": "mnist", "root": str(tmp_path / "raw"), "val_size": 4},
                                               "train": {"epochs": 1, "batch_size": 4}})

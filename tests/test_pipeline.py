@@ -1,65 +1,13 @@
 """End to end: the real `dvc repro` on tiny params in a temporary copy of the repository."""
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import make_tiny_repo, run
 
-TINY = {
-    "data": {"name": "digits", "val_size": 200, "test_size": 300},
-    "model": {"width": 4},
-    "train": {"epochs": 3},
-    "collect": {"num_snapshots": 10, "batch_size": 64},
-    "ae": {"channels": [8, 16], "steps": 60, "batch_size": 10},
-    "ldm": {"channels": 8, "steps": 60, "timesteps": 50, "batch_size": 10},
-    "generate": {"num_models": 8},
-}
-COPY = ["pdiff", "stages", "user", "weights", "data/raw/README.md", "dvc.yaml", "params.yaml", ".dvc/config",
-        ".dvcignore", ".gitignore"]
-
-
-def _env():
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["DVC_NO_ANALYTICS"] = "1"
-    return env
-
-
-def run(cmd, cwd, check=True):
-    res = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, shell=isinstance(cmd, str))
-    if check and res.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
-    return res
-
-
-def merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = merge(base.get(k, {}), v) if isinstance(v, dict) else v
-    return out
-
-
-def make_tiny_repo(dest: Path, overrides: dict | None = None) -> Path:
-    """A git+DVC copy of the project with tiny params, committed so that `dvc exp` works."""
-    for item in COPY:
-        src = ROOT / item
-        target = dest / item
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, target)
-    params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), merge(TINY, overrides or {}))
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run("git init -q && git config user.email t@t && git config user.name t && git add -A && "
-        "git commit -qm init", dest)
-    return dest
+pytestmark = pytest.mark.slow  # every test here shares one real `dvc repro`
 
 
 @pytest.fixture(scope="module")

@@ -60,10 +60,11 @@ def test_apply_keeps_comments_and_switching_resets_other_presets_keys(tmp_path):
     assert len(params_path.read_text().splitlines()) == len(original.splitlines())
 
 
+@pytest.mark.slow
 def test_exp_args_queue_a_dvc_experiment_with_the_preset(tmp_path):
     """`dvc exp run --queue` with the preset's -S arguments in a tiny copy: the queued experiment carries
     exactly the preset's values (nothing runs)."""
-    from tests.test_pipeline import make_tiny_repo, run
+    from tests.conftest import make_tiny_repo, run
 
     repo = make_tiny_repo(tmp_path / "repo")
     name = "cifar100-vit-tiny"

@@ -20,11 +20,11 @@ from pdiff.core.config import CollectConfig
 from pdiff.core.tracking import Tracker, check_finite
 from pdiff.nets.models import SmallCNN
 from pdiff.nets.selection import select
-from tests.test_pipeline import _env, make_tiny_repo, run
+from tests.conftest import make_tiny_repo, run, stage_env
 
 
 def stage(repo: Path, name: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, f"stages/{name}.py"], cwd=repo, env=_env(), capture_output=True,
+    return subprocess.run([sys.executable, f"stages/{name}.py"], cwd=repo, env=stage_env(), capture_output=True,
                           text=True)
 
 
@@ -67,6 +67,7 @@ def _set_params(repo: Path, **groups) -> str:
     ({"ae": {"latent_nosie": 0.1}}, ["ae.latent_nosie", "ae.latent_noise"]),
     ({"collect": {"num_snapshots": 100000}}, ["collect.num_snapshots", "100000"]),
 ])
+@pytest.mark.slow
 def test_bad_params_stop_the_stage_with_one_line(repo, groups, fragments):
     original = _set_params(repo, **groups)
     try:
@@ -76,6 +77,7 @@ def test_bad_params_stop_the_stage_with_one_line(repo, groups, fragments):
     assert_clean_error(res, *fragments)
 
 
+@pytest.mark.slow
 def test_truncated_and_garbage_artifacts_name_file_and_producer(repo, tmp_path):
     snaps = repo / "models/snapshots.pt"
     good = snaps.read_bytes()
@@ -100,6 +102,7 @@ class Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.slow
 def test_malicious_pickle_is_refused_and_never_runs(repo, tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
@@ -117,6 +120,7 @@ def test_malicious_pickle_is_refused_and_never_runs(repo, tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_generated_vectors_with_wrong_length_are_refused_with_both_shapes(repo):
     snaps = torch.load(repo / "models/snapshots.pt", weights_only=True)
     d = snaps["params"].shape[1]
@@ -128,6 +132,7 @@ def test_generated_vectors_with_wrong_length_are_refused_with_both_shapes(repo):
         (repo / "models/generated.pt").unlink()
 
 
+@pytest.mark.slow
 def test_nan_generated_vectors_are_counted_as_failed(repo):
     snaps = torch.load(repo / "models/snapshots.pt", weights_only=True)
     params = snaps["params"][:4].clone()
@@ -171,10 +176,11 @@ runpy.run_path("stages/prepare.py", run_name="__main__")
 """
 
 
+@pytest.mark.slow
 def test_sigkill_mid_write_leaves_no_truncated_artifact_and_repro_recovers(tmp_path):
     repo = make_tiny_repo(tmp_path / "kill")
     target = repo / "data/prepared/dataset.pt"
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_SAVE], cwd=repo, env=_env(), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_SAVE], cwd=repo, env=stage_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     partial = []
@@ -191,6 +197,7 @@ def test_sigkill_mid_write_leaves_no_truncated_artifact_and_repro_recovers(tmp_p
     assert not list((repo / "data/prepared").glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_different_seed_gives_different_snapshots(repo, tmp_path):
     other = tmp_path / "seed1"
     shutil.copytree(repo, other)

@@ -59,6 +59,7 @@ def test_sample_vectors_runs_the_chosen_sampler(sampler, steps, calls):
     assert counting.calls == calls
 
 
+@pytest.mark.slow
 def test_generate_stage_reads_sampler_and_steps(tmp_path):
     """The stage script, run on tiny AE/LDM checkpoints, samples with DDIM and the configured steps (the same
     vectors as calling sample_vectors with the stage's seed stream), or with DDPM over all timesteps."""

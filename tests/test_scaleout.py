@@ -8,8 +8,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import ROOT
-from tests.test_pipeline import make_tiny_repo, run
+from tests.conftest import ROOT, make_tiny_repo, run
 from tools import ablations
 from tools import plots_diff as plotdiff
 
@@ -19,6 +18,7 @@ FAST = {"train": {"epochs": 1}, "ae": {"steps": 30}, "ldm": {"steps": 30, "times
 TOL = 1e-5  # max |DDP - single-process| per weight; float32 all-reduce order gives ~1e-7
 
 
+@pytest.mark.slow
 def test_ddp_two_gloo_processes_match_single_process(tmp_path):
     out = tmp_path / "weights.pt"
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -56,6 +56,7 @@ def tiny_committed(tmp_path_factory):
     return repo
 
 
+@pytest.mark.slow
 def test_dvc_remote_push_then_pull_in_second_clone_is_up_to_date(tiny_committed, tmp_path):
     remote = tmp_path / "remote"
     run(["dvc", "remote", "add", "--local", "-d", "shared", str(remote)], tiny_committed)
@@ -72,6 +73,7 @@ def test_dvc_remote_push_then_pull_in_second_clone_is_up_to_date(tiny_committed,
     assert "Running stage" not in dry, dry
 
 
+@pytest.mark.slow
 def test_two_point_grid_through_queue_with_two_workers(tiny_committed):
     recipe = ablations.Recipe("tiny", "latent noise (tiny)", "ae.latent_noise",
                               [ablations.Point("off", {"ae.latent_noise": 0.0}),

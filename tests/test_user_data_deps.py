@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from pdiff.nets.models import build_model
-from tests.test_pipeline import make_tiny_repo, run
+from tests.conftest import make_tiny_repo, run
 
 OWN = {
     "data": {"name": "tensors", "root": "data/raw/mine.npz", "val_size": 20},

@@ -1,0 +1,206 @@
+"""Kill-anywhere soak (`make soak`): does the pipeline recover from a SIGKILL at any moment?
+
+In a temporary clone of the current commit (the venv is reused): one clean `dvc repro`, whose metrics/ are
+kept as the reference; then, per round, `dvc repro` is started, its whole process group is killed with SIGKILL
+at a seeded random moment (uniform over the clean run's duration), and `dvc repro` is run to completion.
+The killed run is `dvc repro -f`, so that each round runs every stage again.
+After every round metrics/ must be byte-identical to the clean run's and `dvc status` clean. The summary
+(per round: kill time, the stage that was running when the kill landed, recovery time, checks) is rewritten
+after every round, so a partial soak leaves its finished rounds behind.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNNING = re.compile(r"Running stage '([^']+)'")
+
+
+# ------------------------------------------------------------------------------------------------ pure parts
+def kill_times(seed: int, rounds: int, duration_s: float) -> list[float]:
+    """``rounds`` kill moments drawn uniformly from (0, duration_s), reproducible from ``seed``."""
+    rng = random.Random(seed)
+    return [round(rng.uniform(0.0, duration_s), 3) for _ in range(rounds)]
+
+
+def stage_starts(lines: list[tuple[float, str]]) -> list[tuple[float, str]]:
+    """(time, stage) for every "Running stage 'x'" line of dvc's output, given as (time, line) pairs."""
+    out = []
+    for t, line in lines:
+        m = RUNNING.search(line)
+        if m:
+            out.append((t, m.group(1)))
+    return out
+
+
+def stage_at(starts: list[tuple[float, str]], t: float) -> str | None:
+    """The stage dvc had last started at time ``t`` (None: no stage started yet, e.g. dvc still loading)."""
+    current = None
+    for start, stage in starts:
+        if start <= t:
+            current = stage
+    return current
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` by relative path -> its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def differences(reference: dict[str, bytes], current: dict[str, bytes]) -> list[str]:
+    """Relative paths that are missing, extra or differ in ``current`` against ``reference``."""
+    return sorted(k for k in reference.keys() | current.keys() if reference.get(k) != current.get(k))
+
+
+# ------------------------------------------------------------------------------------------------ processes
+def dvc_env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"  # "Running stage" lines arrive when printed, not when a buffer fills
+    return env
+
+
+def timed_dvc(args: list[str], cwd: Path, kill_after: float | None = None) -> dict:
+    """``dvc ARGS`` in its own process group, its output lines time-stamped (seconds since start); with
+    ``kill_after`` the whole group gets SIGKILL at that moment unless dvc has already exited."""
+    start = time.monotonic()
+    proc = subprocess.Popen(["dvc", *args], cwd=cwd, env=dvc_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines: list[tuple[float, str]] = []
+
+    def read():
+        for line in proc.stdout:
+            lines.append((time.monotonic() - start, line.rstrip("\n")))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    killed = False
+    try:
+        proc.wait(timeout=kill_after)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # dvc and every stage process it started
+        killed = True
+        proc.wait()
+    elapsed = time.monotonic() - start
+    reader.join(timeout=30)
+    return {"returncode": proc.returncode, "killed": killed, "elapsed_s": round(elapsed, 3), "lines": lines}
+
+
+def run_checked(args: list[str], cwd: Path) -> str:
+    res = subprocess.run(args, cwd=cwd, env=dvc_env(), capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{args} failed ({res.returncode}) in {cwd}:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+    return res.stdout
+
+
+def clone_head(dest: Path) -> str:
+    """A fresh clone of the commit checked out in this repository -> its hash."""
+    commit = run_checked(["git", "rev-parse", "HEAD"], ROOT).strip()
+    run_checked(["git", "clone", "-q", "--no-checkout", str(ROOT), str(dest)], ROOT)
+    run_checked(["git", "checkout", "-q", commit], dest)
+    return commit
+
+
+def status_clean(repo: Path) -> tuple[bool, str]:
+    res = subprocess.run(["dvc", "status", "--json"], cwd=repo, env=dvc_env(), capture_output=True, text=True)
+    text = (res.stdout or "").strip()
+    return res.returncode == 0 and json.loads(text or "{}") == {}, (text or res.stderr.strip())[-600:]
+
+
+def tail(lines: list[tuple[float, str]], n: int = 15) -> str:
+    return "\n".join(line for _, line in lines[-n:])
+
+
+# ------------------------------------------------------------------------------------------------------ soak
+def soak(rounds: int, seed: int, out: Path, keep: bool = False, log=print) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="pdiff-soak-"))
+    repo = tmp / "repo"
+    summary: dict = {"rounds_requested": rounds, "seed": seed, "commit": clone_head(repo), "cpus": os.cpu_count(),
+                     "load_avg_1m_at_start": round(os.getloadavg()[0], 2), "rounds": []}
+
+    def write():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp_out = out.with_name(f".{out.name}.tmp")
+        tmp_out.write_text(json.dumps(summary, indent=2) + "\n")
+        tmp_out.replace(out)
+
+    log(f"soak: clean dvc repro in {repo} (commit {summary['commit'][:10]}) ...")
+    clean = timed_dvc(["repro"], repo)
+    if clean["returncode"] != 0:
+        summary["clean_error"] = tail(clean["lines"], 40)
+        summary["ok"] = False
+        write()
+        raise RuntimeError(f"soak: the clean dvc repro failed:\n{summary['clean_error']}")
+    reference = snapshot(repo / "metrics")
+    summary["clean"] = {"duration_s": clean["elapsed_s"], "metrics_files": len(reference),
+                        "stage_starts_s": [[round(t, 2), s] for t, s in stage_starts(clean["lines"])]}
+    ok, status = status_clean(repo)
+    summary["clean"]["status_clean"] = ok
+    write()
+    log(f"soak: clean run {clean['elapsed_s']:.1f} s, {len(reference)} metrics files")
+
+    for i, at in enumerate(kill_times(seed, rounds, clean["elapsed_s"])):
+        # -f: every round reruns the whole pipeline (after the clean run a plain repro has nothing to do)
+        killed = timed_dvc(["repro", "-f"], repo, kill_after=at)
+        stage = stage_at(stage_starts(killed["lines"]), at) if killed["killed"] else None
+        recovered = timed_dvc(["repro"], repo)
+        diff = differences(reference, snapshot(repo / "metrics"))
+        clean_status, status = status_clean(repo)
+        row = {"round": i + 1, "kill_at_s": at, "killed": killed["killed"],
+               "stage_at_kill": stage if killed["killed"] else "(finished before the kill)",
+               "recovery_s": recovered["elapsed_s"], "recovery_returncode": recovered["returncode"],
+               "stages_rerun": [s for _, s in stage_starts(recovered["lines"])],
+               "metrics_identical": not diff, "status_clean": clean_status}
+        if diff:
+            row["metrics_differ"] = diff
+        if not clean_status:
+            row["status"] = status
+        if recovered["returncode"] != 0:
+            row["recovery_error"] = tail(recovered["lines"], 40)
+        row["ok"] = recovered["returncode"] == 0 and not diff and clean_status
+        summary["rounds"].append(row)
+        summary["rounds_done"] = len(summary["rounds"])
+        summary["ok"] = all(r["ok"] for r in summary["rounds"])
+        write()
+        log(f"soak: round {i + 1}/{rounds}: kill at {at:.1f} s in {row['stage_at_kill']}, recovery "
+            f"{recovered['elapsed_s']:.1f} s, rerun {row['stages_rerun']} -> {'ok' if row['ok'] else 'FAILED'}")
+
+    stages: dict[str, int] = {}
+    for r in summary["rounds"]:
+        stages[str(r["stage_at_kill"])] = stages.get(str(r["stage_at_kill"]), 0) + 1
+    summary["kills_per_stage"] = stages
+    summary["ok"] = all(r["ok"] for r in summary["rounds"])
+    summary["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    write()
+    if keep:
+        log(f"soak: kept {repo}")
+    else:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
+    ap.add_argument("--out", default=str(ROOT / "reports/soak/soak.json"))
+    ap.add_argument("--keep", action="store_true", help="keep the temporary clone")
+    args = ap.parse_args(argv)
+    summary = soak(args.rounds, args.seed, Path(args.out), args.keep, log=lambda m: print(m, flush=True))
+    print(f"soak: {summary['rounds_done'] if summary['rounds'] else 0} rounds, kills per stage "
+          f"{summary['kills_per_stage']}, {'all ok' if summary['ok'] else 'FAILURES'}; wrote {args.out}")
+    return 0 if summary["ok"] else 1
