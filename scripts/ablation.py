@@ -5,7 +5,7 @@
     python scripts/ablation.py report NAME           # reports/ablations/NAME.md + NAME.png from `dvc exp show`
 
 Run it from the repository root of a committed git + DVC repo (queued runs only see git-tracked files).
-Logic lives in pdiff/ablations.py."""
+Logic lives in tools/ablations.py."""
 import argparse
 import json
 import sys

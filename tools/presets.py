@@ -98,7 +98,7 @@ def set_values(text: str, values: dict) -> str:
                 lines[i] = head
                 break
         else:
-            raise PdiffError(f"preset: params.yaml has no line for `{key}`; add the key (see README) first.")
+            raise PdiffError(f"preset: params.yaml has no line for `{key}`; add the key first (docs/parameters.md).")
     return "\n".join(lines)
 
 
