@@ -43,12 +43,12 @@ soak: $(STAMP)
 clean-venv:
 	rm -rf $(VENV)
 
-# The paper's ablations as queued DVC experiments (see README "Ablations"): `make ablation NAME=noise JOBS=2`.
+# The paper's ablations as queued DVC experiments (see docs/ablations.md): `make ablation NAME=noise JOBS=2`.
 # `dvc repro` first fills the cache with the baseline, so grid points reuse its unchanged stages.
 .PHONY: ablation ablation-report
 NAME ?= noise
 # Without JOBS the runner uses CPU cores / params.yaml `threads` workers, at least 1. On 2 cores one worker is
-# faster than two (README "Ablations": noise recipe 7.6 vs 9.6 min).
+# faster than two (docs/ablations.md: noise recipe 7.6 vs 9.6 min).
 JOBS ?=
 ablation: $(STAMP)
 	dvc repro

@@ -1,5 +1,5 @@
 """`make bench`: measure fast vs naive evaluation, DDIM vs DDPM sampling and the pipeline's cost on the
-default pipeline -> metrics/bench.json. Options: `python benchmarks/bench.py --help`; the code is pdiff/bench.py."""
+default pipeline -> metrics/bench.json. Options: `python benchmarks/bench.py --help`; the code is tools/bench.py."""
 import sys
 from pathlib import Path
 

@@ -4,7 +4,7 @@
     python scripts/plots_diff.py HEAD~1 --out diff.png       # a commit against the workspace
 
 Every Vega plot of dvc.yaml becomes a panel (accuracy distributions, loss curves, novelty scatter), one colour per
-revision. Default output: reports/plots_diff/<rev>_vs_<rev>.png. Logic lives in pdiff/plotdiff.py."""
+revision. Default output: reports/plots_diff/<rev>_vs_<rev>.png. Logic lives in tools/plots_diff.py."""
 import argparse
 import re
 import sys

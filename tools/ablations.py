@@ -216,7 +216,7 @@ def parse_log(text: str) -> dict:
 
 def default_jobs(threads: int) -> int:
     """Queue workers that fit the CPU: cores / torch threads per worker, at least 1. On 2 cores with
-    threads 2 that is 1, measured faster than 2 oversubscribing workers (README "Ablations")."""
+    threads 2 that is 1, measured faster than 2 oversubscribing workers (docs/ablations.md)."""
     return max(1, (os.cpu_count() or 1) // max(1, threads))
 
 

@@ -1,0 +1,82 @@
+"""The documentation stays a short landing page plus docs/ pages whose links resolve and that speak of the
+repository only (no path outside it)."""
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+README_MAX_LINES = 200
+# Pages written on other branches; links to them are allowed before they land. Remove this at merge.
+PAGES_FROM_OTHER_BRANCHES = {f"docs/{name}.md" for name in ("parameters", "libraries", "testing", "own-model",
+                                                            "paper-scale")}
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)")
+FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+
+
+def doc_files() -> list[Path]:
+    return [ROOT / "README.md", ROOT / "data/README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def relative_links(text: str) -> list[str]:
+    """Targets of the Markdown links outside code blocks that point into the repository (not URLs)."""
+    text = FENCE.sub("", text)
+    targets = [a or b for a, b in LINK.findall(text)]
+    return [t for t in targets if not re.match(r"^[a-z][a-z0-9+.-]*:", t)]
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors_of(path: Path) -> set[str]:
+    text = FENCE.sub("", path.read_text())
+    return {github_anchor(m) for m in re.findall(r"^#{1,6}\s+(.+?)\s*#*$", text, re.M)}
+
+
+def test_readme_is_a_short_landing_page():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert 0 < len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines; move depth into docs/"
+
+
+def test_link_helpers_find_links_and_anchors():
+    text = "see [a](docs/x.md#Part-two), ![fig](p.png), [web](https://e.org) and [top](#intro)\n```\n[no](y.md)\n```"
+    assert relative_links(text) == ["docs/x.md#Part-two", "p.png", "#intro"]
+    assert github_anchor("Over five seeds") == "over-five-seeds"
+    assert github_anchor("`make bench`: the GPU path!") == "make-bench-the-gpu-path"
+
+
+@pytest.mark.parametrize("doc", doc_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_resolves(doc):
+    links = relative_links(doc.read_text())
+    broken = []
+    for link in links:
+        target, _, anchor = link.partition("#")
+        path = (doc.parent / target).resolve() if target else doc
+        rel = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+        if not path.exists():
+            if rel not in PAGES_FROM_OTHER_BRANCHES:
+                broken.append(f"{link} (no file {rel})")
+        elif anchor and path.suffix == ".md" and anchor not in anchors_of(path):
+            broken.append(f"{link} (no heading #{anchor} in {rel})")
+    assert not broken, f"{doc.relative_to(ROOT)}: broken links: {broken}"
+
+
+def test_docs_index_lists_every_page():
+    index = (ROOT / "docs/README.md").read_text()
+    listed = {(ROOT / "docs" / t.partition("#")[0]).resolve() for t in relative_links(index)}
+    missing = [p.name for p in (ROOT / "docs").glob("*.md") if p.name != "README.md" and p.resolve() not in listed]
+    assert not missing, f"docs/README.md does not list {missing}"
+    for page in PAGES_FROM_OTHER_BRANCHES:
+        assert (ROOT / page).resolve() in listed, f"docs/README.md does not list {page}"
+
+
+@pytest.mark.parametrize("name", ["README.md", "data/README.md", "requirements.txt", *sorted(
+    p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))])
+def test_docs_name_no_path_outside_the_repository(name):
+    text = (ROOT / name).read_text()
+    for outside in ("/work/", "../shared"):
+        assert outside not in text, f"{name} mentions {outside!r}: cite the paper or a public repository instead"
