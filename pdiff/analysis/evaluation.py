@@ -1,6 +1,7 @@
 """Accuracy of many parameter vectors on one base model, plus summary statistics."""
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pdiff import PdiffError
-from pdiff.core.artifacts import numels
+from pdiff.core.artifacts import ArtifactError, load_torch, numels, save_torch
 from pdiff.nets.selection import flatten, load_vector
 
 
@@ -166,3 +167,61 @@ def summarize(acc: torch.Tensor | np.ndarray, failed: int = 0) -> dict:
 
 def finite_rows(vectors: torch.Tensor) -> torch.Tensor:
     return torch.isfinite(vectors).all(dim=1)
+
+
+# --------------------------------------------------------------------------------------------------- evaluate once
+def evaluate_sets(model: nn.Module, names: list[str], sets: dict[str, torch.Tensor], x: torch.Tensor,
+                  y: torch.Tensor, opts: EvalOptions | None = None) -> dict[str, torch.Tensor]:
+    """`evaluate_vectors` on several sets of vectors in one call: {name: correctness [M_name, n]}.
+
+    The sets are stacked into one [sum M, D] tensor, so the prefix of the model (`split_at_selection`) runs
+    once per test batch for all of them instead of once per set; each row is evaluated on its own, so the
+    result for every set is exactly what a separate call would give."""
+    if not sets:
+        return {}
+    stacked = torch.cat([v.float() for v in sets.values()]) if len(sets) > 1 else next(iter(sets.values()))
+    correct = evaluate_vectors(model, names, stacked, x, y, opts)
+    return dict(zip(sets, torch.split(correct, [len(v) for v in sets.values()])))
+
+
+def digest(t: torch.Tensor) -> str:
+    """Short SHA-256 of a tensor's shape, dtype and values: ties a stored result to the exact inputs."""
+    t = t.detach().cpu().contiguous()
+    h = hashlib.sha256(f"{tuple(t.shape)}|{t.dtype}|".encode())
+    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:20]
+
+
+CORRECTNESS_FILE = "models/correctness.pt"
+
+
+def save_correctness(results: dict[str, tuple[torch.Tensor, torch.Tensor]], labels: torch.Tensor,
+                     path: str = CORRECTNESS_FILE) -> None:
+    """Write the per-sample test correctness of every evaluated method atomically, for `analyze` to reuse.
+
+    ``results`` maps a method to (all its vectors [M, D] as read from disk, correctness [M_finite, n] of the
+    finite ones). The file stores, per method, the correctness as a bool tensor and a digest of the vectors,
+    plus a digest of the labels, so `load_correctness` can refuse results that belong to other inputs."""
+    save_torch({"labels": digest(labels), "test_size": len(labels),
+                "methods": {m: {"correct": c.to(torch.bool).cpu(), "vectors": digest(v.float())}
+                            for m, (v, c) in results.items()}}, path)
+
+
+def load_correctness(method: str, vectors: torch.Tensor, labels: torch.Tensor,
+                     path: str = CORRECTNESS_FILE) -> torch.Tensor:
+    """The stored correctness [M_finite, n] of ``method``, checked against the vectors and labels it must
+    belong to; a clear error (rerun `evaluate`) when the file is missing, stale or from other data."""
+    obj = load_torch(path, "evaluate", required=("labels", "test_size", "methods"))
+    entry = obj["methods"].get(method) if isinstance(obj["methods"], dict) else None
+    rerun = "Run `dvc repro evaluate` to evaluate the current vectors."
+    if entry is None:
+        raise ArtifactError(f"{path} has no results for `{method}`. {rerun}")
+    if obj["labels"] != digest(labels) or obj["test_size"] != len(labels):
+        raise ArtifactError(f"{path} was computed on another test split ({obj['test_size']} examples). {rerun}")
+    if entry["vectors"] != digest(vectors.float()):
+        raise ArtifactError(f"{path}: the `{method}` results belong to other vectors than the current ones. {rerun}")
+    correct = entry["correct"]
+    if correct.dtype != torch.bool or tuple(correct.shape) != (int(finite_rows(vectors).sum()), len(labels)):
+        raise ArtifactError(f"{path}: the `{method}` results have shape {tuple(correct.shape)}, not one row per "
+                            f"finite vector by {len(labels)} test examples. {rerun}")
+    return correct
