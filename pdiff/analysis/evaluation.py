@@ -21,9 +21,47 @@ def _is_plain_sequential(module: nn.Module) -> bool:
     return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
 
 
+class BasicBlockHead(nn.Module):
+    """The part of a ResNet BasicBlock in front of its ``bn1``: ``conv1(x)`` and the shortcut
+    (``downsample(x)`` or ``x``), stacked into one tensor [N, 2, C, H, W] for `BasicBlockTail`."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.conv1, self.downsample = block.conv1, block.downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = self.downsample(x) if self.downsample is not None else x
+        return torch.stack([shortcut, self.conv1(x)], dim=1)
+
+
+class BasicBlockTail(nn.Module):
+    """The rest of the BasicBlock: ``relu(bn2(conv2(relu(bn1(c)))) + shortcut)``, the block's own computation
+    from `BasicBlockHead`'s output. Keeps the block's ``bn1`` / ``conv2`` / ``bn2`` names."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.bn1, self.relu, self.conv2, self.bn2 = block.bn1, block.relu, block.conv2, block.bn2
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        shortcut, c = (t.contiguous() for t in h.unbind(1))  # contiguous: the same kernels as the whole block
+        return self.relu(self.bn2(self.conv2(self.relu(self.bn1(c)))) + shortcut)
+
+
+def _splittable_basic_block(block: nn.Module, names: list[str], path: str) -> bool:
+    """A torchvision-style BasicBlock (conv1 bn1 relu conv2 bn2 [downsample]) whose conv1 and shortcut hold no
+    selected parameter: its conv1 and shortcut can run once, in the prefix."""
+    parts = ("conv1", "bn1", "relu", "conv2", "bn2", "downsample")
+    if type(block).__name__ != "BasicBlock" or not all(hasattr(block, a) for a in parts):
+        return False
+    if {n for n, _ in block.named_children()} - set(parts):
+        return False
+    return not any(n.startswith((f"{path}conv1.", f"{path}downsample.")) for n in names)
+
+
 def _split(module: nn.Module, names: list[str], path: str = ""):
     """(prefix children, suffix children) of a plain Sequential, recursing into the first child that holds a
-    selected parameter when that child is itself a plain Sequential; None when nothing can go in front."""
+    selected parameter when that child is itself a plain Sequential (and splitting a ResNet BasicBlock after
+    its conv1 when that is where the selection starts); None when nothing can go in front."""
     if not _is_plain_sequential(module):
         return None
     children = list(module.named_children())
@@ -31,7 +69,10 @@ def _split(module: nn.Module, names: list[str], path: str = ""):
         if not any(n.startswith(f"{path}{name}.") for n in names):
             continue
         inner = _split(child, names, f"{path}{name}.")
-        if inner is None:
+        if inner is None and _splittable_basic_block(child, names, f"{path}{name}."):
+            pre = children[:i] + [(name, BasicBlockHead(child))]
+            suf = [(name, BasicBlockTail(child))] + children[i + 1:]
+        elif inner is None:
             pre, suf = children[:i], children[i:]
         else:
             pre = children[:i] + [(name, nn.Sequential(OrderedDict(inner[0])))]
@@ -46,7 +87,10 @@ def split_at_selection(model: nn.Module, names: list[str]) -> tuple[nn.Module, n
 
     Works on (nested) plain ``nn.Sequential`` models: it recurses into the first child holding a selected
     parameter while that child is a plain Sequential, so a ResNet whose ``layer4`` is a Sequential of blocks
-    and whose selection starts at ``layer4.1.bn1.weight`` splits just before block ``layer4.1``. The suffix
+    and whose selection starts at ``layer4.1.bn1.weight`` splits inside block ``layer4.1``: a torchvision
+    BasicBlock whose conv1 and shortcut hold no selected parameter becomes `BasicBlockHead` (conv1 and the
+    shortcut, in the prefix) and `BasicBlockTail` (the rest, in the suffix), which halves the suffix's
+    convolutions for the last-two-BN selection of ResNet-18; other blocks split just before. The suffix
     keeps the model's parameter names (``layer4.1.bn1.weight`` is still called that in the suffix). The
     modules are shared with ``model``, not copied. When the selection starts at the input (or the model is
     not a plain Sequential) the result is (Identity, model)."""
