@@ -54,3 +54,9 @@ ablation-report: $(STAMP)
 .PHONY: plots-diff
 plots-diff: $(STAMP)
 	python scripts/plots_diff.py $(REVS)
+
+# The cifar100-resnet18 preset, shortened, on synthetic CIFAR-100 files on one CUDA GPU -> metrics/gpu.json
+# (per-stage seconds and peak GPU memory, images/s, AE/LDM steps/s, accuracies); stops at once without CUDA.
+.PHONY: gpu-check
+gpu-check: $(STAMP)
+	python scripts/gpu_check.py $(GPU_CHECK_ARGS)
