@@ -29,7 +29,8 @@ test: $(STAMP)
 	python -m pytest -q tests
 
 # Benchmarks (not tests): a default `dvc repro -f` in a temporary clone of the last commit, then fast vs
-# naive evaluation and DDIM vs DDPM sampling on its artifacts -> metrics/bench.json (takes minutes).
+# naive evaluation and DDIM vs DDPM sampling on its artifacts, and AE/LDM s/step and peak memory for
+# D = 2,048 ... 1,048,576 (`scaling`; BENCH_ARGS="--scaling-dims 2048,8192" for fewer) -> metrics/bench.json.
 bench: $(STAMP)
 	python benchmarks/bench.py $(BENCH_ARGS)
 
