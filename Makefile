@@ -29,7 +29,8 @@ test: $(STAMP)
 	python -m pytest -q tests
 
 # Benchmarks (not tests): a default `dvc repro -f` in a temporary clone of the last commit, then fast vs
-# naive evaluation and DDIM vs DDPM sampling on its artifacts -> metrics/bench.json (takes minutes).
+# naive evaluation and DDIM vs DDPM sampling on its artifacts, and AE/LDM s/step and peak memory for
+# D = 2,048 ... 1,048,576 (`scaling`; BENCH_ARGS="--scaling-dims 2048,8192" for fewer) -> metrics/bench.json.
 bench: $(STAMP)
 	python benchmarks/bench.py $(BENCH_ARGS)
 
@@ -61,3 +62,9 @@ ablation-report: $(STAMP)
 .PHONY: plots-diff
 plots-diff: $(STAMP)
 	python scripts/plots_diff.py $(REVS)
+
+# The cifar100-resnet18 preset, shortened, on synthetic CIFAR-100 files on one CUDA GPU -> metrics/gpu.json
+# (per-stage seconds and peak GPU memory, images/s, AE/LDM steps/s, accuracies); stops at once without CUDA.
+.PHONY: gpu-check
+gpu-check: $(STAMP)
+	python scripts/gpu_check.py $(GPU_CHECK_ARGS)

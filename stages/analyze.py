@@ -1,5 +1,6 @@
-"""Stage `analyze`: honest evaluation. Build the noise / average / gaussian baselines, evaluate every method
-on the test split exactly as `evaluate` does, measure how close each model is to the training snapshots
+"""Stage `analyze`: honest evaluation. Build the noise / average / gaussian baselines and evaluate them on the
+test split exactly as `evaluate` does (the originals' and generated models' per-sample results come from
+`evaluate`'s models/correctness.pt, not evaluated again), measure how close each model is to the training snapshots
 (max error-set IoU, nearest-neighbour L2) -> metrics/novelty.json, plots/analyze/ and report.md."""
 import json
 import sys
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
+from pdiff.analysis.evaluation import load_correctness
 from pdiff.analysis.novelty import embed_2d, run_analysis, summary_table
 from pdiff.analysis.report import write_outputs
 from pdiff.core.artifacts import load_vectors, save_json
@@ -25,9 +27,13 @@ def main() -> None:
     device = resolve_device(p.device)
     data = load_prepared()
     model = load_base_model("models/base.pt").to(device)
-    analysis = run_analysis(model, load_vectors("models/snapshots.pt", "collect"),
-                            load_vectors("models/generated.pt", "generate"), data["test_x"], data["test_y"],
-                            device, p.evaluate.batch_size, p.baselines.noise_sigma, p.baselines.average_k, gen)
+    snapshots = load_vectors("models/snapshots.pt", "collect")
+    generated = load_vectors("models/generated.pt", "generate")
+    evaluated = {m: load_correctness(m, obj["params"].float(), data["test_y"])
+                 for m, obj in (("original", snapshots), ("generated", generated))}
+    analysis = run_analysis(model, snapshots, generated, data["test_x"], data["test_y"], device,
+                            p.evaluate.batch_size, p.baselines.noise_sigma, p.baselines.average_k, gen,
+                            evaluated=evaluated)
     summary = summary_table(analysis)
     save_json(summary, "metrics/novelty.json")
     start = time.perf_counter()

@@ -1,8 +1,10 @@
 """Stage `evaluate`: load every original snapshot and every generated vector into the base model and
-measure accuracy -> metrics/evaluate.json (test split; validation split under "val") and plots/evaluate/."""
+measure accuracy -> metrics/evaluate.json (test split; validation split under "val") and plots/evaluate/, and
+the per-sample test correctness of every vector -> models/correctness.pt, which `analyze` reuses instead of
+evaluating the same vectors again."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
-from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, finite_rows, summarize
+from pdiff.analysis.evaluation import EvalOptions, evaluate_sets, finite_rows, save_correctness, summarize
 from pdiff.core.artifacts import load_vectors, save_json, save_text
 from pdiff.core.config import load_params
 from pdiff.core.plots import accuracy_histogram
@@ -23,18 +25,24 @@ def main() -> None:
     methods = {"original": load_vectors("models/snapshots.pt", "collect"),
                "generated": load_vectors("models/generated.pt", "generate")}
     check_same_selection(methods["original"], methods["generated"], "models/generated.pt")
-    metrics, val, test_acc = {}, {}, {}
+    finite = {}
     for method, obj in methods.items():
         check_compatible(model, obj["names"], obj["shapes"], f"models/{method} vectors")
-        ok = finite_rows(obj["params"])
-        vecs = obj["params"][ok]
-        for split, out in (("test", metrics), ("val", val)):
-            correct = evaluate_vectors(model, obj["names"], vecs, data[f"{split}_x"], data[f"{split}_y"],
-                                       EvalOptions(device, p.evaluate.batch_size, desc=f"{method}/{split}"))
-            acc = 100.0 * correct.float().mean(1)
-            out[method] = summarize(acc, failed=int((~ok).sum()))
+        finite[method] = finite_rows(obj["params"])
+    names = methods["original"]["names"]
+    metrics, val, test_acc, test_correct = {}, {}, {}, {}
+    for split, out in (("test", metrics), ("val", val)):
+        # both methods in one call: the layers in front of the generated ones run once per split
+        correct = evaluate_sets(model, names, {m: obj["params"][finite[m]] for m, obj in methods.items()},
+                                data[f"{split}_x"], data[f"{split}_y"],
+                                EvalOptions(device, p.evaluate.batch_size, desc=f"original+generated/{split}"))
+        for method, corr in correct.items():
+            acc = 100.0 * corr.float().mean(1)
+            out[method] = summarize(acc, failed=int((~finite[method]).sum()))
             if split == "test":
                 test_acc[method] = [round(a, 4) for a in acc.tolist()]
+                test_correct[method] = (methods[method]["params"], corr)
+    save_correctness(test_correct, data["test_y"])
     metrics["val"] = val
     save_json(metrics, "metrics/evaluate.json")
     for method, accs in test_acc.items():

@@ -26,14 +26,17 @@ def main() -> None:
     latent_mean, latent_std = z.mean().item(), z.std().item()
     schedule = dict(timesteps=p.ldm.timesteps, beta_start=p.ldm.beta_start, beta_end=p.ldm.beta_end)
     diffusion = GaussianDiffusion(linear_betas(**schedule))
-    config = dict(in_channels=z.shape[1], base=p.ldm.channels)
+    config = dict(in_channels=z.shape[1], base=p.ldm.channels, mults=tuple(p.ldm.channel_mults))
     denoiser = UNet1D(**config)
     tracker = Tracker("metrics/train_ldm")
-    loss = train_denoiser(denoiser, diffusion, (z - latent_mean) / latent_std, p.ldm, device, gen, tracker)
+    # with ldm.ema_decay > 0 the saved weights (what `generate` samples with) are the EMA of the trained ones
+    loss, sampler_net = train_denoiser(denoiser, diffusion, (z - latent_mean) / latent_std, p.ldm, device, gen,
+                                       tracker)
     tracker.close()
     print(f"LDM: latents {tuple(z.shape)}, final loss {loss:.4g}")
-    save_torch({"state_dict": {k: v.cpu() for k, v in denoiser.state_dict().items()}, "config": config,
-                "schedule": schedule, "latent_mean": latent_mean, "latent_std": latent_std}, "models/ldm.pt")
+    save_torch({"state_dict": {k: v.cpu() for k, v in sampler_net.state_dict().items()}, "config": config,
+                "ema_decay": p.ldm.ema_decay, "schedule": schedule, "latent_mean": latent_mean,
+                "latent_std": latent_std}, "models/ldm.pt")
     loss_curves(tracker.history, "plots/train_ldm/loss.png", "latent diffusion (noise-prediction MSE)", log_y=True)
 
 

@@ -1,7 +1,13 @@
+from types import SimpleNamespace
+
+import pytest
 import torch
 
+from pdiff.core.tracking import Tracker
 from pdiff.generative.denoiser import UNet1D
 from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+from pdiff.generative.fitting import EMA
+from pdiff.generative.ldm import train_denoiser
 
 
 def test_schedule_matches_paper_defaults():
@@ -59,3 +65,49 @@ def test_unet_shapes_any_length():
     for length in (24, 13):
         x = torch.randn(3, 4, length)
         assert net(x, torch.tensor([0, 500, 999])).shape == x.shape
+
+
+def test_unet_with_the_official_rewrites_widths():
+    net = UNet1D(2, base=8, mults=(1, 2, 4, 8))  # widths 8...64...8, four halvings of the length
+    assert max(m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv1d)) == 64
+    x = torch.randn(2, 2, 64)
+    assert net(x, torch.tensor([1, 900])).shape == x.shape
+
+
+def test_ema_is_the_exponential_average_of_the_weights():
+    lin = torch.nn.Linear(3, 1)
+    ema = EMA(lin, decay=0.5)
+    expected = lin.weight.detach().clone()
+    for n in range(1, 6):
+        with torch.no_grad():
+            lin.weight.add_(1.0)
+        ema.update(lin)
+        d = min(0.5, (1 + n) / (10 + n))
+        expected = d * expected + (1 - d) * lin.weight.detach()
+    assert torch.allclose(ema.module().weight, expected)
+    assert not torch.allclose(ema.module().weight, lin.weight)  # it lags behind the current weights
+    with pytest.raises(ValueError):
+        EMA(lin, decay=1.0)
+
+
+def _train_tiny_denoiser(**cfg):
+    torch.manual_seed(0)
+    net = UNet1D(2, base=4)
+    z = torch.randn(6, 2, 8)
+    d = GaussianDiffusion(linear_betas(50, 1e-4, 2e-2))
+    conf = SimpleNamespace(lr=1e-2, weight_decay=0.0, steps=30, batch_size=4, **cfg)
+    loss, sampler = train_denoiser(net, d, z, conf, "cpu", torch.Generator().manual_seed(0), Tracker(None))
+    return net, sampler, loss
+
+
+def test_ema_off_by_default_samples_with_the_trained_weights_and_on_with_their_average():
+    net, sampler, loss = _train_tiny_denoiser()
+    assert sampler is net
+    off_net, off_sampler, off_loss = _train_tiny_denoiser(ema_decay=0.0)
+    assert off_sampler is off_net and off_loss == loss
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), off_net.state_dict().values()))
+    on_net, on_sampler, on_loss = _train_tiny_denoiser(ema_decay=0.9)
+    assert on_loss == loss  # the average does not feed back into training
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), on_net.state_dict().values()))
+    differ = [not torch.equal(a, b) for a, b in zip(on_net.parameters(), on_sampler.parameters())]
+    assert on_sampler is not on_net and any(differ)

@@ -1,6 +1,17 @@
+import pytest
 import torch
 
-from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, split_at_selection, summarize
+from pdiff import PdiffError
+from pdiff.analysis.evaluation import (
+    EvalOptions,
+    evaluate_sets,
+    evaluate_vectors,
+    finite_rows,
+    load_correctness,
+    save_correctness,
+    split_at_selection,
+    summarize,
+)
 from pdiff.nets.models import SmallCNN
 from pdiff.nets.selection import flatten, select
 
@@ -45,3 +56,33 @@ def test_summarize_statistics():
     s = summarize(torch.tensor([1.0, 2.0, 3.0, 10.0]))
     assert s == {"count": 4, "failed": 0, "acc_mean": 4.0, "acc_median": 2.5, "acc_max": 10.0, "acc_min": 1.0,
                  "acc_std": round(float(torch.tensor([1.0, 2, 3, 10]).std(unbiased=False)), 4)}
+
+
+def test_evaluate_sets_equals_one_call_per_set():
+    model, names, vectors, x, y = _model_and_vectors(7)
+    sets = {"a": vectors[:4], "b": vectors[4:], "empty": vectors[:0]}
+    together = evaluate_sets(model, names, sets, x, y, EvalOptions(batch_size=16))
+    assert list(together) == ["a", "b", "empty"]
+    for key, vecs in sets.items():
+        assert torch.equal(together[key], evaluate_vectors(model, names, vecs, x, y, EvalOptions(batch_size=16)))
+    assert together["empty"].shape == (0, len(y))
+
+
+def test_stored_correctness_is_returned_only_for_the_vectors_and_labels_it_belongs_to(tmp_path):
+    model, names, vectors, x, y = _model_and_vectors(5)
+    vectors[2, 0] = float("nan")
+    ok = finite_rows(vectors)
+    correct = evaluate_vectors(model, names, vectors[ok], x, y)
+    path = str(tmp_path / "correctness.pt")
+    save_correctness({"original": (vectors, correct)}, y, path)
+    assert torch.equal(load_correctness("original", vectors, y, path), correct)
+    other = vectors.clone()
+    other[0, 0] += 1e-3
+    with pytest.raises(PdiffError, match="other vectors.*dvc repro evaluate"):
+        load_correctness("original", other, y, path)
+    with pytest.raises(PdiffError, match="another test split"):
+        load_correctness("original", vectors, (y + 1) % 10, path)
+    with pytest.raises(PdiffError, match="no results for `generated`"):
+        load_correctness("generated", vectors, y, path)
+    with pytest.raises(PdiffError, match="missing.*`evaluate` stage"):
+        load_correctness("original", vectors, y, str(tmp_path / "absent.pt"))

@@ -115,3 +115,31 @@ def test_vmap_failure_falls_back_to_one_vector_at_a_time():
     with pytest.warns(RuntimeWarning, match="vmap failed"):
         fast = evaluate_vectors(model, names, vectors, x, y, EvalOptions(chunk=4))
     assert torch.equal(fast, evaluate_vectors(model, names, vectors, x, y, EvalOptions(cache_prefix=False)))
+
+
+@pytest.mark.parametrize("selection, in_prefix, first_in_suffix", [
+    ("auto", "layer4.1.conv1.weight", "layer4.1.bn1.weight"),                # the paper's last two BN layers
+    (["layer4.0.bn1.*"], "layer4.0.downsample.0.weight", "layer4.0.bn1.weight"),  # a block with a downsample
+    (["layer4.1.conv1.weight", "layer4.1.bn2.*"], "layer4.0.bn2.weight", "layer4.1.conv1.weight"),  # conv1 selected
+])
+def test_torchvision_basic_block_splits_after_its_conv1(selection, in_prefix, first_in_suffix):
+    """ResNet-18 (torchvision blocks): conv1 and the shortcut of the block holding the selection run once in
+    the prefix, unless conv1 itself is selected; predictions stay exactly the naive ones."""
+    from pdiff.nets.models import build_model
+
+    torch.manual_seed(4)
+    model = build_model("resnet18", 3, 10, 8).eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    names = last_norm_params(model) if selection == "auto" else select(model, selection)
+    prefix, suffix = split_at_selection(model, names)
+    pre, suf = {n for n, _ in prefix.named_parameters()}, [n for n, _ in suffix.named_parameters()]
+    assert in_prefix in pre and suf[0] == first_in_suffix and not pre & set(names)
+    x = torch.randn(6, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(suffix(prefix(x)), model(x))
+        y = model(x).argmax(1)
+    vectors = _perturbed(model, names, 4, scale=2.0)
+    _check_identical(model, names, vectors, x, y, chunks=(1, 3))

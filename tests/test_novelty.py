@@ -187,3 +187,20 @@ def test_findings_follow_the_numbers():
     summary["generated"] = row(91.05, 0.9, 0.9)
     first, second = findings(summary, 1000)
     assert "farther from" in first and "overlap less" in first and "within one test sample" in second
+
+
+def test_results_passed_in_are_used_instead_of_evaluating_again():
+    model, snaps, generated, x, y = _tiny_setup()
+    fresh = summary_table(run_analysis(model, snaps, generated, x, y, "cpu", 25, 0.05, 3, _gen()))
+    known = {m: evaluate_vectors(model, obj["names"], obj["params"][torch.isfinite(obj["params"]).all(1)], x, y)
+             for m, obj in (("original", snaps), ("generated", generated))}
+    reused = summary_table(run_analysis(model, snaps, generated, x, y, "cpu", 25, 0.05, 3, _gen(),
+                                        evaluated=known))
+    assert reused == fresh
+    # the given results really are what is reported: every original now gets every sample right
+    known["original"] = torch.ones_like(known["original"])
+    forced = summary_table(run_analysis(model, snaps, generated, x, y, "cpu", 25, 0.05, 3, _gen(), evaluated=known))
+    assert forced["original"]["acc_min"] == 100.0 and forced["noise"]["acc_mean"] == fresh["noise"]["acc_mean"]
+    with pytest.raises(PdiffError, match="shape"):
+        run_analysis(model, snaps, generated, x, y, "cpu", 25, 0.05, 3, _gen(),
+                     evaluated={"generated": known["original"]})

@@ -17,10 +17,10 @@ from pdiff.nets.selection import select, shapes_of
 from tests.conftest import ROOT
 from tools.presets import PRESETS_DIR, _nest, apply, available, exp_args, resolved
 
-REQUIRED = {"cifar10-resnet18", "cifar100-resnet18", "mnist-resnet18", "cifar100-vit-tiny"}
+REQUIRED = {"cifar10-resnet18", "cifar100-resnet18", "mnist-resnet18", "cifar100-vit-tiny", "mnist5k-resnet18"}
 # official train split size, classes, channels, image size of each real dataset
 SHAPES = {"cifar10": (50000, 10, 3, 32), "cifar100": (50000, 100, 3, 32), "mnist": (60000, 10, 1, 28),
-          "stl10": (5000, 10, 3, 96), "digits": (1797, 10, 1, 8)}
+          "stl10": (5000, 10, 3, 96), "digits": (1797, 10, 1, 8), "mnist5k": (5000, 10, 1, 28)}
 
 
 def test_required_presets_exist():
@@ -35,7 +35,8 @@ def test_preset_is_a_runnable_paper_setting(tmp_path, name):
     p = load_params(params_path)
     n_train, classes, channels, size = SHAPES[p.data.name]
     # K snapshots fit into the collection steps the preset gives
-    n_train -= p.data.val_size + (p.data.test_size if p.data.name == "digits" else 0)  # embedded: split here
+    embedded = p.data.name in ("digits", "mnist5k")
+    n_train -= p.data.val_size + (p.data.test_size if embedded else 0)  # embedded: split here
     steps = p.collect.epochs * math.ceil(n_train / p.collect.batch_size)
     assert p.collect.num_snapshots <= steps
     with torch.device("meta"):
@@ -113,3 +114,47 @@ def test_set_values_edits_in_place_and_refuses_keys_params_yaml_lacks():
     for key in ("ae.nope", "ldm.lr", "seed.x"):
         with pytest.raises(PdiffError, match=key.split(".")[0]):
             set_values(text, {key: 1})
+
+
+def test_mnist5k_resnet18_preset_plumbing_at_tiny_size(tmp_path):
+    """The preset's own sizes end to end on a few examples: ResNet-18 on 28x28 digits selects D = 2,048, the AE
+    folds it to a latent of 2 x 64 = 128 values, the 4-level UNet with EMA trains on those latents, generated
+    vectors decode to D values and are evaluated (fast path == naive path) on the preset's ResNet-18."""
+    from types import SimpleNamespace
+
+    from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors
+    from pdiff.core.tracking import Tracker
+    from pdiff.generative.autoencoder import Normalizer, ParamAE
+    from pdiff.generative.denoiser import UNet1D
+    from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+    from pdiff.generative.ldm import LatentModel, SamplingConfig, sample_vectors, train_denoiser
+    from pdiff.nets.selection import flatten
+
+    params_path = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params_path)
+    apply("mnist5k-resnet18", params_path)
+    p = load_params(params_path)
+    assert (p.data.name, p.data.test_size, p.model.arch, p.collect.num_snapshots) == ("mnist5k", 2000, "resnet18", 200)
+    torch.manual_seed(0)
+    model = build_model(p.model.arch, 1, 10, 28, p.model.width).eval()
+    names = select(model, p.collect.params)
+    assert names[0].startswith("layer4.1.bn1")
+    base = flatten(model, names)
+    snaps = base + 0.01 * torch.randn(8, base.numel())
+    assert snaps.shape[1] == 2048
+    normalizer = Normalizer(2048).fit(snaps, p.ae.normalize, numels(shapes_of(model, names)))
+    ae = ParamAE(2048, p.ae.channels, p.ae.latent_channels).eval()
+    assert ae.latent_shape == (2, 64)  # 128 latent values, as the official rewrite's latent
+    z = ae.encode(normalizer(snaps)).detach()
+    denoiser = UNet1D(z.shape[1], p.ldm.channels, tuple(p.ldm.channel_mults))
+    diffusion = GaussianDiffusion(linear_betas(20, p.ldm.beta_start, p.ldm.beta_end))
+    cfg = SimpleNamespace(lr=p.ldm.lr, weight_decay=0.0, steps=2, batch_size=4, ema_decay=p.ldm.ema_decay)
+    _, sampler = train_denoiser(denoiser, diffusion, z, cfg, "cpu", torch.Generator().manual_seed(0), Tracker(None))
+    assert sampler is not denoiser  # the preset samples with the EMA weights
+    vectors = sample_vectors(LatentModel(ae, normalizer, sampler, diffusion),
+                             SamplingConfig(num_models=3, batch_size=3), torch.Generator().manual_seed(0), "cpu")
+    assert vectors.shape == (3, 2048) and torch.isfinite(vectors).all()
+    x, y = torch.randn(6, 1, 28, 28), torch.randint(10, (6,))
+    fast = evaluate_vectors(model, names, vectors, x, y, EvalOptions(batch_size=p.evaluate.batch_size))
+    naive = evaluate_vectors(model, names, vectors, x, y, EvalOptions(batch_size=3, cache_prefix=False))
+    assert torch.equal(fast, naive)

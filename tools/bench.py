@@ -8,6 +8,10 @@ The pipeline is run (`dvc repro -f`, then a no-op `dvc repro`) in a temporary co
 which yields ``repro_s``, ``noop_repro_s`` and ``peak_rss_mb`` (the largest resident set of any process
 that run started: every stage is one process, so this is the heaviest stage) and the artifacts that the
 evaluation and sampling benchmarks load.
+
+``scaling`` (`scaling`) times the parameter AE and the latent denoiser alone, sized as the
+``mnist5k-resnet18`` preset sizes them, for D = 2,048 ... 1,048,576 generated values: seconds per training
+step and peak memory (CUDA: max allocated; CPU: the process's peak resident set so far, which grows with D).
 """
 from __future__ import annotations
 
@@ -137,6 +141,85 @@ def resnet18_ratio(num_vectors: int = 8, num_inputs: int = 256, batch_size: int 
                   "speedup_limit_many_vectors": round(full_s / suffix_s, 2)}
 
 
+# ------------------------------------------------------------------------------------------------- scaling
+SCALING_DIMS = (2048, 8192, 32768, 131072, 524288, 1048576)
+
+
+def _peak_mb(device) -> float:
+    if torch.device(device).type == "cuda":
+        return round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
+
+
+def _step_time(module: nn.Module, loss_fn, device, steps: int) -> float:
+    """Seconds per AdamW training step (forward, backward, update), after one warm-up step."""
+    opt = torch.optim.AdamW(module.parameters(), lr=1e-4)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss_fn().backward()
+        opt.step()
+
+    step()
+    s, _ = timed(lambda: [step() for _ in range(steps)], device)
+    return s / steps
+
+
+def _scale_one(dim: int, ae_cfg: dict, ldm_cfg: dict, batch_size: int, steps: int, device) -> dict:
+    from pdiff.generative.autoencoder import ParamAE
+    from pdiff.generative.denoiser import UNet1D
+    from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+
+    diffusion = GaussianDiffusion(linear_betas(1000, 1e-4, 2e-2))
+    gen = torch.Generator().manual_seed(0)
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    ae = ParamAE(dim, ae_cfg["channels"], ae_cfg["latent_channels"]).to(device)
+    x = torch.randn(batch_size, dim, generator=gen).to(device)
+    ae_s = _step_time(ae, lambda: nn.functional.mse_loss(ae(x, 0.001, 0.1), x), device, steps)
+    ae_mb = _peak_mb(device)
+    with torch.no_grad():
+        z = ae.encode(x)
+    den = UNet1D(z.shape[1], ldm_cfg["channels"], tuple(ldm_cfg["channel_mults"])).to(device)
+    ldm_s = _step_time(den, lambda: diffusion.training_loss(den, z, gen), device, steps)
+    return {"ae_s_per_step": round(ae_s, 4), "ldm_s_per_step": round(ldm_s, 4), "latent_shape": list(z.shape[1:]),
+            "ae_peak_mb": ae_mb, "peak_mb": _peak_mb(device), "ae_params": sum(q.numel() for q in ae.parameters()),
+            "ldm_params": sum(q.numel() for q in den.parameters())}
+
+
+def scaling(dims=SCALING_DIMS, preset: str = "mnist5k-resnet18", batch_size: int = 64, steps: int = 3,
+            device="cpu", memory_limit_gb: float | None = None) -> dict:
+    """AE and LDM seconds per training step and peak memory for each D in ``dims``, with the AE and denoiser
+    sizes of ``preset`` and minibatch ``batch_size``. A D whose estimated AE activations exceed
+    ``memory_limit_gb`` (default: half the machine's memory, or of the GPU's) is skipped, with the estimate."""
+    from tools.presets import _nest, resolved
+
+    cfg = _nest(resolved(preset))
+    ae_cfg, ldm_cfg = cfg["ae"], cfg["ldm"]
+    if memory_limit_gb is None:
+        total = (torch.cuda.get_device_properties(0).total_memory if torch.device(device).type == "cuda"
+                 else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        memory_limit_gb = total / 2 ** 31
+    out = {"preset": preset, "batch_size": batch_size, "steps_timed": steps, "ae_channels": ae_cfg["channels"],
+           "latent_channels": ae_cfg["latent_channels"], "ldm_channels": ldm_cfg["channels"],
+           "ldm_channel_mults": ldm_cfg["channel_mults"], "dims": {}}
+    levels = ae_cfg["channels"]
+    for dim in dims:
+        # AE activations per example: stem and position embedding at full length, then each level's output;
+        # x3 for the backward pass and the optimizer's temporaries
+        per_example = dim * (2 * levels[0] + sum(c / 2 ** (i + 1) for i, c in enumerate(levels)))
+        est_gb = 4 * batch_size * per_example * 3 / 2 ** 30
+        if est_gb > memory_limit_gb:
+            out["dims"][str(dim)] = {"skipped": f"estimated {est_gb:.1f} GB of AE activations > "
+                                                f"{memory_limit_gb:.1f} GB"}
+            continue
+        row = _scale_one(dim, ae_cfg, ldm_cfg, batch_size, steps, device)
+        out["dims"][str(dim)] = row
+        print(f"bench: scaling D={dim}: AE {row['ae_s_per_step']} s/step, LDM {row['ldm_s_per_step']} s/step, "
+              f"peak {row['peak_mb']} MB", flush=True)
+    return out
+
+
 # ------------------------------------------------------------------------------------------------- sampling
 def compare_sampling(workdir: Path, p, device, model, data, repeats: int = 1, sweep=(10, 25, 100)) -> dict:
     """DDPM (all ldm.timesteps steps) vs DDIM (generate.steps, eta=0) from the trained AE + LDM: time to sample
@@ -252,6 +335,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--device", default=None, help="default: the params' device")
     ap.add_argument("--resnet-vectors", type=int, default=8)
     ap.add_argument("--resnet-inputs", type=int, default=256)
+    ap.add_argument("--scaling-dims", default=",".join(map(str, SCALING_DIMS)),
+                    help="comma-separated D values for the `scaling` entry ('' to leave it out)")
+    ap.add_argument("--scaling-batch", type=int, default=64)
     args = ap.parse_args(argv)
 
     from pdiff.core.config import load_params
@@ -299,6 +385,9 @@ def main(argv=None) -> dict:
         result |= {"resnet18_cifar_eval_speedup": rn["speedup"], "resnet18_cifar": rn}
         print(f"bench: ResNet-18 (CIFAR size, random inputs) naive {rn['naive_s']} s, fast {rn['fast_s']} s -> "
               f"x{rn['speedup']}", flush=True)
+        dims = [int(d) for d in args.scaling_dims.split(",") if d.strip()]
+        if dims:
+            result["scaling"] = scaling(dims, batch_size=args.scaling_batch, device=device)
     finally:
         if tmp is not None and not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -1,6 +1,7 @@
 """Accuracy of many parameter vectors on one base model, plus summary statistics."""
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pdiff import PdiffError
-from pdiff.core.artifacts import numels
+from pdiff.core.artifacts import ArtifactError, load_torch, numels, save_torch
 from pdiff.nets.selection import flatten, load_vector
 
 
@@ -20,9 +21,47 @@ def _is_plain_sequential(module: nn.Module) -> bool:
     return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
 
 
+class BasicBlockHead(nn.Module):
+    """The part of a ResNet BasicBlock in front of its ``bn1``: ``conv1(x)`` and the shortcut
+    (``downsample(x)`` or ``x``), stacked into one tensor [N, 2, C, H, W] for `BasicBlockTail`."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.conv1, self.downsample = block.conv1, block.downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = self.downsample(x) if self.downsample is not None else x
+        return torch.stack([shortcut, self.conv1(x)], dim=1)
+
+
+class BasicBlockTail(nn.Module):
+    """The rest of the BasicBlock: ``relu(bn2(conv2(relu(bn1(c)))) + shortcut)``, the block's own computation
+    from `BasicBlockHead`'s output. Keeps the block's ``bn1`` / ``conv2`` / ``bn2`` names."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.bn1, self.relu, self.conv2, self.bn2 = block.bn1, block.relu, block.conv2, block.bn2
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        shortcut, c = (t.contiguous() for t in h.unbind(1))  # contiguous: the same kernels as the whole block
+        return self.relu(self.bn2(self.conv2(self.relu(self.bn1(c)))) + shortcut)
+
+
+def _splittable_basic_block(block: nn.Module, names: list[str], path: str) -> bool:
+    """A torchvision-style BasicBlock (conv1 bn1 relu conv2 bn2 [downsample]) whose conv1 and shortcut hold no
+    selected parameter: its conv1 and shortcut can run once, in the prefix."""
+    parts = ("conv1", "bn1", "relu", "conv2", "bn2", "downsample")
+    if type(block).__name__ != "BasicBlock" or not all(hasattr(block, a) for a in parts):
+        return False
+    if {n for n, _ in block.named_children()} - set(parts):
+        return False
+    return not any(n.startswith((f"{path}conv1.", f"{path}downsample.")) for n in names)
+
+
 def _split(module: nn.Module, names: list[str], path: str = ""):
     """(prefix children, suffix children) of a plain Sequential, recursing into the first child that holds a
-    selected parameter when that child is itself a plain Sequential; None when nothing can go in front."""
+    selected parameter when that child is itself a plain Sequential (and splitting a ResNet BasicBlock after
+    its conv1 when that is where the selection starts); None when nothing can go in front."""
     if not _is_plain_sequential(module):
         return None
     children = list(module.named_children())
@@ -30,7 +69,10 @@ def _split(module: nn.Module, names: list[str], path: str = ""):
         if not any(n.startswith(f"{path}{name}.") for n in names):
             continue
         inner = _split(child, names, f"{path}{name}.")
-        if inner is None:
+        if inner is None and _splittable_basic_block(child, names, f"{path}{name}."):
+            pre = children[:i] + [(name, BasicBlockHead(child))]
+            suf = [(name, BasicBlockTail(child))] + children[i + 1:]
+        elif inner is None:
             pre, suf = children[:i], children[i:]
         else:
             pre = children[:i] + [(name, nn.Sequential(OrderedDict(inner[0])))]
@@ -45,7 +87,10 @@ def split_at_selection(model: nn.Module, names: list[str]) -> tuple[nn.Module, n
 
     Works on (nested) plain ``nn.Sequential`` models: it recurses into the first child holding a selected
     parameter while that child is a plain Sequential, so a ResNet whose ``layer4`` is a Sequential of blocks
-    and whose selection starts at ``layer4.1.bn1.weight`` splits just before block ``layer4.1``. The suffix
+    and whose selection starts at ``layer4.1.bn1.weight`` splits inside block ``layer4.1``: a torchvision
+    BasicBlock whose conv1 and shortcut hold no selected parameter becomes `BasicBlockHead` (conv1 and the
+    shortcut, in the prefix) and `BasicBlockTail` (the rest, in the suffix), which halves the suffix's
+    convolutions for the last-two-BN selection of ResNet-18; other blocks split just before. The suffix
     keeps the model's parameter names (``layer4.1.bn1.weight`` is still called that in the suffix). The
     modules are shared with ``model``, not copied. When the selection starts at the input (or the model is
     not a plain Sequential) the result is (Identity, model)."""
@@ -166,3 +211,61 @@ def summarize(acc: torch.Tensor | np.ndarray, failed: int = 0) -> dict:
 
 def finite_rows(vectors: torch.Tensor) -> torch.Tensor:
     return torch.isfinite(vectors).all(dim=1)
+
+
+# --------------------------------------------------------------------------------------------------- evaluate once
+def evaluate_sets(model: nn.Module, names: list[str], sets: dict[str, torch.Tensor], x: torch.Tensor,
+                  y: torch.Tensor, opts: EvalOptions | None = None) -> dict[str, torch.Tensor]:
+    """`evaluate_vectors` on several sets of vectors in one call: {name: correctness [M_name, n]}.
+
+    The sets are stacked into one [sum M, D] tensor, so the prefix of the model (`split_at_selection`) runs
+    once per test batch for all of them instead of once per set; each row is evaluated on its own, so the
+    result for every set is exactly what a separate call would give."""
+    if not sets:
+        return {}
+    stacked = torch.cat([v.float() for v in sets.values()]) if len(sets) > 1 else next(iter(sets.values()))
+    correct = evaluate_vectors(model, names, stacked, x, y, opts)
+    return dict(zip(sets, torch.split(correct, [len(v) for v in sets.values()])))
+
+
+def digest(t: torch.Tensor) -> str:
+    """Short SHA-256 of a tensor's shape, dtype and values: ties a stored result to the exact inputs."""
+    t = t.detach().cpu().contiguous()
+    h = hashlib.sha256(f"{tuple(t.shape)}|{t.dtype}|".encode())
+    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:20]
+
+
+CORRECTNESS_FILE = "models/correctness.pt"
+
+
+def save_correctness(results: dict[str, tuple[torch.Tensor, torch.Tensor]], labels: torch.Tensor,
+                     path: str = CORRECTNESS_FILE) -> None:
+    """Write the per-sample test correctness of every evaluated method atomically, for `analyze` to reuse.
+
+    ``results`` maps a method to (all its vectors [M, D] as read from disk, correctness [M_finite, n] of the
+    finite ones). The file stores, per method, the correctness as a bool tensor and a digest of the vectors,
+    plus a digest of the labels, so `load_correctness` can refuse results that belong to other inputs."""
+    save_torch({"labels": digest(labels), "test_size": len(labels),
+                "methods": {m: {"correct": c.to(torch.bool).cpu(), "vectors": digest(v.float())}
+                            for m, (v, c) in results.items()}}, path)
+
+
+def load_correctness(method: str, vectors: torch.Tensor, labels: torch.Tensor,
+                     path: str = CORRECTNESS_FILE) -> torch.Tensor:
+    """The stored correctness [M_finite, n] of ``method``, checked against the vectors and labels it must
+    belong to; a clear error (rerun `evaluate`) when the file is missing, stale or from other data."""
+    obj = load_torch(path, "evaluate", required=("labels", "test_size", "methods"))
+    entry = obj["methods"].get(method) if isinstance(obj["methods"], dict) else None
+    rerun = "Run `dvc repro evaluate` to evaluate the current vectors."
+    if entry is None:
+        raise ArtifactError(f"{path} has no results for `{method}`. {rerun}")
+    if obj["labels"] != digest(labels) or obj["test_size"] != len(labels):
+        raise ArtifactError(f"{path} was computed on another test split ({obj['test_size']} examples). {rerun}")
+    if entry["vectors"] != digest(vectors.float()):
+        raise ArtifactError(f"{path}: the `{method}` results belong to other vectors than the current ones. {rerun}")
+    correct = entry["correct"]
+    if correct.dtype != torch.bool or tuple(correct.shape) != (int(finite_rows(vectors).sum()), len(labels)):
+        raise ArtifactError(f"{path}: the `{method}` results have shape {tuple(correct.shape)}, not one row per "
+                            f"finite vector by {len(labels)} test examples. {rerun}")
+    return correct

@@ -9,7 +9,9 @@ Baselines, each a [n, D] tensor of parameter vectors built from the K training s
 
 Measures, for every model of every method, against the training snapshots:
 
-- accuracy on the test split, through `pdiff.analysis.evaluation.evaluate_vectors`, the code path of `evaluate`;
+- accuracy on the test split, through `pdiff.analysis.evaluation.evaluate_vectors`, the code path of `evaluate`
+  (the `analyze` stage passes the originals' and generated models' per-sample results that `evaluate` stored,
+  so only the baselines are evaluated here);
 - ``max_similarity``: the largest IoU between the model's set of misclassified test samples and a
   snapshot's, computed for all pairs at once as a product of boolean error matrices;
 - ``nn_l2``: L2 distance in parameter space to the nearest snapshot.
@@ -26,7 +28,7 @@ import torch
 from torch import nn
 
 from pdiff import PdiffError
-from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, finite_rows, summarize
+from pdiff.analysis.evaluation import EvalOptions, evaluate_sets, finite_rows, summarize
 from pdiff.core.artifacts import numels
 from pdiff.nets.selection import check_compatible
 
@@ -172,9 +174,15 @@ def summary_table(analysis: Analysis) -> dict:
 
 
 def run_analysis(model: nn.Module, snapshots: dict, generated: dict, x: torch.Tensor, y: torch.Tensor, device,
-                 batch_size: int, noise_sigma: float, average_k: int, gen: torch.Generator) -> Analysis:
+                 batch_size: int, noise_sigma: float, average_k: int, gen: torch.Generator, *,
+                 evaluated: dict[str, torch.Tensor] | None = None) -> Analysis:
     """Build the baselines (as many models each as there are generated vectors), evaluate every method on
-    (x, y) with `evaluate_vectors`, and measure max_similarity and nn_l2 against the snapshots."""
+    (x, y) with `evaluate_vectors`, and measure max_similarity and nn_l2 against the snapshots.
+
+    ``evaluated`` maps a method ("original", "generated") to its per-sample correctness [M_finite, n] on
+    (x, y) when it is already known (from `evaluate`, see `load_correctness`); those methods are not
+    evaluated again."""
+    evaluated = evaluated or {}
     for name, obj in (("models/snapshots.pt", snapshots), ("models/generated.pt", generated)):
         check_compatible(model, obj["names"], obj["shapes"], f"{name} vectors")
     if list(snapshots["names"]) != list(generated["names"]):
@@ -194,13 +202,15 @@ def run_analysis(model: nn.Module, snapshots: dict, generated: dict, x: torch.Te
     timings["baselines_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    correct = {}
-    for method, vecs in raw.items():
-        if vecs is None:
-            continue
-        ok = finite_rows(vecs)
-        correct[method] = (vecs[ok], int((~ok).sum()),
-                           evaluate_vectors(model, names, vecs[ok], x, y, EvalOptions(device, batch_size, desc=method)))
+    finite = {m: finite_rows(v) for m, v in raw.items() if v is not None}
+    todo = {m: raw[m][ok] for m, ok in finite.items() if m not in evaluated}
+    fresh = evaluate_sets(model, names, todo, x, y, EvalOptions(device, batch_size, desc="+".join(todo)))
+    correct = {m: (raw[m][ok], int((~ok).sum()), evaluated[m] if m in evaluated else fresh[m])
+               for m, ok in finite.items()}
+    for m, (vecs, _, corr) in correct.items():
+        if tuple(corr.shape) != (len(vecs), len(y)):
+            raise PdiffError(f"the given results for `{m}` have shape {tuple(corr.shape)}, not {len(vecs)} "
+                             f"finite vectors by {len(y)} test examples.")
     timings["evaluate_s"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -166,6 +166,9 @@ class AEConfig(Section):
 
 class LDMConfig(Section):
     channels: int = opt(32, "base width of the 1-D UNet denoiser", ge=1)
+    channel_mults: list[int] = opt([1, 2], "width of each UNet level as a multiple of ldm.channels (one level per "
+                                   "entry, each halves the latent length; [1, 2, 4, 8] with channels 64 gives "
+                                   "the official rewrite's 64...512...64 widths)", ge=1)
     timesteps: int = opt(1000, "DDPM steps T", ge=1)
     beta_start: float = opt(1e-4, "first beta of the linear schedule", gt=0, le=1)
     beta_end: float = opt(2e-2, "last beta of the linear schedule", gt=0, le=1)
@@ -173,6 +176,9 @@ class LDMConfig(Section):
     weight_decay: float = opt(0.0, "AdamW weight decay", ge=0)
     steps: int = opt(1500, "training steps", ge=1)
     batch_size: int = opt(64, "minibatch size (drawn with replacement from the K latents)", ge=1)
+    ema_decay: float = opt(0.0, "exponential moving average of the denoiser's weights, which `generate` then "
+                           "samples with: 0 = off (the weights after the last step); the official first release "
+                           "uses 0.9999", ge=0, le=0.999999)
 
 
 class GenerateConfig(Section):

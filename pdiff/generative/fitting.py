@@ -1,7 +1,9 @@
 """The optimisation loop shared by the autoencoder and the latent diffusion model: AdamW with a cosine
-decay to zero over ``cfg.steps``, a NaN/Inf check before every update, and logging every ``log_every`` steps."""
+decay to zero over ``cfg.steps``, a NaN/Inf check before every update, logging every ``log_every`` steps, and
+optionally an exponential moving average (EMA) of the weights."""
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -11,10 +13,36 @@ from tqdm import tqdm
 from pdiff.core.tracking import Tracker, check_finite
 
 
+class EMA:
+    """An exponential moving average of a module's weights: after update number n,
+    ``ema = d * ema + (1 - d) * weights`` with ``d = min(decay, (1 + n) / (10 + n))``, so that early on (when
+    a decay of 0.9999 would still mostly hold the initial weights) the average follows the weights closely.
+    Buffers are copied, not averaged. ``module()`` is a copy of the module holding the averaged weights."""
+
+    def __init__(self, module: nn.Module, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay, self.updates = decay, 0
+        self.averaged = copy.deepcopy(module).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for avg, cur in zip(self.averaged.parameters(), module.parameters()):
+            avg.lerp_(cur.detach(), 1.0 - d)
+        for avg, cur in zip(self.averaged.buffers(), module.buffers()):
+            avg.copy_(cur)
+
+    def module(self) -> nn.Module:
+        return self.averaged
+
+
 def fit(module: nn.Module, batch_loss: Callable[[], torch.Tensor], cfg, tracker: Tracker, what: str,
-        log_every: int = 25) -> float:
+        log_every: int = 25, ema: EMA | None = None) -> float:
     """Minimise ``batch_loss()`` (a fresh minibatch each call) over ``module``'s parameters for ``cfg.steps``
-    steps with AdamW(``cfg.lr``, ``cfg.weight_decay``); returns the last step's loss."""
+    steps with AdamW(``cfg.lr``, ``cfg.weight_decay``); returns the last step's loss. With ``ema``, its
+    average is updated after every optimizer step."""
     module.train()
     opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
@@ -27,6 +55,8 @@ def fit(module: nn.Module, batch_loss: Callable[[], torch.Tensor], cfg, tracker:
         loss.backward()
         opt.step()
         sched.step()
+        if ema is not None:
+            ema.update(module)
         if step % log_every == 0 or step == cfg.steps:
             tracker.log(step, loss=value)
     module.eval()

@@ -9,20 +9,24 @@ import torch
 from pdiff.core.tracking import Tracker
 from pdiff.generative.autoencoder import Normalizer, ParamAE
 from pdiff.generative.diffusion import GaussianDiffusion
-from pdiff.generative.fitting import fit
+from pdiff.generative.fitting import EMA, fit
 
 
 def train_denoiser(denoiser, diffusion: GaussianDiffusion, z: torch.Tensor, cfg, device, gen: torch.Generator,
-                   tracker: Tracker, log_every: int = 25) -> float:
-    """Fit ``denoiser`` to the DDPM objective on latents ``z`` [K, C, L]; returns the last step's loss."""
+                   tracker: Tracker, log_every: int = 25) -> tuple[float, torch.nn.Module]:
+    """Fit ``denoiser`` to the DDPM objective on latents ``z`` [K, C, L]. Returns the last step's loss and the
+    denoiser to sample with: ``denoiser`` itself, or, when ``cfg.ema_decay`` > 0, a copy holding the
+    exponential moving average of its weights (`EMA`)."""
     denoiser.to(device)
+    ema = EMA(denoiser, cfg.ema_decay) if getattr(cfg, "ema_decay", 0.0) > 0 else None
     z = z.to(device)
 
     def batch_loss() -> torch.Tensor:
         return diffusion.training_loss(denoiser, z[torch.randint(len(z), (cfg.batch_size,), generator=gen).to(device)],
                                        gen)
 
-    return fit(denoiser, batch_loss, cfg, tracker, "train_ldm", log_every)
+    loss = fit(denoiser, batch_loss, cfg, tracker, "train_ldm", log_every, ema)
+    return loss, (ema.module() if ema is not None else denoiser)
 
 
 @dataclass

@@ -1,0 +1,168 @@
+"""`make gpu-check`: the cifar100-resnet18 preset, shortened, end to end on one CUDA GPU -> metrics/gpu.json.
+
+    python scripts/gpu_check.py [--keep DIR] [--out metrics/gpu.json]
+
+Without CUDA it stops at once (exit 2) with a message saying so. With CUDA it writes a synthetic CIFAR-100 of
+the real size in the official on-disk format (scripts/synthetic_cifar.py) into a temporary data root, copies
+the pipeline into a temporary folder, applies the `cifar100-resnet18` preset there with the shortened settings
+in SHORTENED (the workspace's params.yaml is not touched), runs every stage in order, and records per-stage
+seconds, the peak GPU memory seen by nvidia-smi during each stage, training images/s, AE and LDM steps/s and
+the accuracies. Sized to finish within 8 minutes on one H100. Accuracies on synthetic images say nothing about
+CIFAR-100; the check is for speed, memory and that the pipeline runs on a GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+STAGES = ("prepare", "train", "collect", "train_ae", "train_ldm", "generate", "evaluate", "analyze")
+COPY = ("pdiff", "stages", "tools", "presets", "scripts", "params.yaml")
+# What the check changes in the preset so that the whole pipeline fits in 8 minutes on one H100.
+SHORTENED = {"train.epochs": 3, "ae.steps": 3000, "ldm.steps": 3000, "threads": 8}
+NO_CUDA = ("gpu-check: no CUDA device is visible to PyTorch (torch.cuda.is_available() is False), so there is "
+           "nothing to check here. Run `make gpu-check` on a machine with an NVIDIA GPU and a CUDA build of "
+           "PyTorch; the CPU pipeline is checked by `make test`.")
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+class MemoryPeak:
+    """Polls nvidia-smi's memory.used (MiB, all processes on GPU 0) every ``every`` seconds in a thread."""
+
+    def __init__(self, every: float = 0.5):
+        self.every, self.peak, self._stop = every, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits",
+                                      "-i", "0"], capture_output=True, text=True, timeout=5).stdout
+                self.peak = max(self.peak, int(out.strip().splitlines()[0]))
+            except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+                pass
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> MemoryPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def write_shortened_params(params: Path, data_root: Path) -> None:
+    """Apply the cifar100-resnet18 preset to ``params`` and shorten it (SHORTENED), reading data from ``data_root``
+    on CUDA."""
+    from pdiff.core.config import load_params
+    from tools.presets import apply, set_values
+
+    apply("cifar100-resnet18", params)
+    params.write_text(set_values(params.read_text(), {"data.root": str(data_root), "device": "cuda",
+                                                      **SHORTENED}))
+    load_params(params)
+
+
+def prepare_workdir(work: Path, data_root: Path) -> None:
+    """Copy the pipeline into ``work``, write the synthetic CIFAR-100 and apply the shortened preset there."""
+    for item in COPY:
+        src, dst = ROOT / item, work / item
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    subprocess.run([sys.executable, str(ROOT / "scripts/synthetic_cifar.py"), str(data_root), "--cifar100"],
+                   check=True)
+    write_shortened_params(work / "params.yaml", data_root)
+
+
+def run_stages(work: Path) -> dict:
+    """Run every stage in ``work``; {stage: {"seconds", "peak_gpu_mib"}}. Stops at the first failing stage."""
+    stages = {}
+    for stage in STAGES:
+        with MemoryPeak() as mem:
+            start = time.perf_counter()
+            res = subprocess.run([sys.executable, f"stages/{stage}.py"], cwd=work, capture_output=True, text=True)
+            seconds = time.perf_counter() - start
+        own = re.search(rf"stage `{stage}` done in ([0-9.]+) s", res.stderr)
+        stages[stage] = {"seconds": round(seconds, 1), "stage_seconds": float(own.group(1)) if own else None,
+                         "peak_gpu_mib": mem.peak}
+        print(f"{stage}: {seconds:.1f} s, peak GPU memory {mem.peak} MiB", flush=True)
+        if res.returncode != 0:
+            raise SystemExit(f"gpu-check: stage `{stage}` failed ({res.returncode}):\n{res.stderr[-3000:]}")
+    return stages
+
+
+def summarize_run(work: Path, stages: dict) -> dict:
+    """metrics/gpu.json's content from the finished run in ``work``."""
+    import torch
+
+    from pdiff.core.config import load_params
+    from pdiff.data.prepare import PREPARED_FILE
+
+    p = load_params(work / "params.yaml")
+    prepared = torch.load(work / "data/prepared" / PREPARED_FILE, map_location="cpu", weights_only=True)
+    n_train = len(prepared["train_y"])
+
+    def rate(count: float, stage: str) -> float | None:
+        s = stages[stage]["stage_seconds"] or stages[stage]["seconds"]
+        return round(count / s, 1) if s else None
+
+    evaluate = json.loads((work / "metrics/evaluate.json").read_text())
+    novelty = json.loads((work / "metrics/novelty.json").read_text())
+    return {
+        "device": torch.cuda.get_device_name(0),
+        "preset": "cifar100-resnet18", "shortened": SHORTENED, "data": "synthetic CIFAR-100 (official file format)",
+        "stages": stages, "total_seconds": round(sum(s["seconds"] for s in stages.values()), 1),
+        "peak_gpu_mib": max(s["peak_gpu_mib"] for s in stages.values()),
+        "train_images_per_s": rate(n_train * p.train.epochs, "train"),
+        "ae_steps_per_s": rate(p.ae.steps, "train_ae"), "ldm_steps_per_s": rate(p.ldm.steps, "train_ldm"),
+        "accuracy": {m: {k: evaluate[m][k] for k in ("acc_mean", "acc_median", "acc_max", "acc_min")}
+                     for m in ("original", "generated")},
+        "novelty": {m: {"acc_median": r["acc_median"], "max_similarity_mean": r["max_similarity_mean"]}
+                    for m, r in novelty.items()},
+        "note": "stage seconds include Python start-up; rates use the stage's own timer (loading included)",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "metrics/gpu.json"))
+    ap.add_argument("--keep", default=None, help="run in this folder and keep it (default: a temporary one)")
+    args = ap.parse_args(argv)
+    if not cuda_available():
+        print(NO_CUDA, file=sys.stderr)
+        return 2
+    from pdiff.core.artifacts import save_json
+
+    with tempfile.TemporaryDirectory(prefix="pdiff-gpu-check-") as tmp:
+        work = Path(args.keep) if args.keep else Path(tmp) / "work"
+        work.mkdir(parents=True, exist_ok=True)
+        prepare_workdir(work, Path(tmp) / "raw")
+        os.environ.setdefault("PYTHONUNBUFFERED", "1")
+        stages = run_stages(work)
+        result = summarize_run(work, stages)
+    save_json(result, args.out)
+    print(f"gpu-check: {result['total_seconds']} s in all, peak {result['peak_gpu_mib']} MiB -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

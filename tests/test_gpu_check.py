@@ -1,0 +1,35 @@
+"""`make gpu-check` (scripts/gpu_check.py): stops at once without CUDA; its shortened preset is a valid run."""
+import shutil
+import subprocess
+import sys
+import time
+
+from pdiff.core.config import load_params
+from tests.conftest import ROOT
+
+
+def test_without_cuda_it_stops_at_once_with_a_clear_message(tmp_path):
+    out = tmp_path / "gpu.json"
+    start = time.perf_counter()
+    res = subprocess.run([sys.executable, "scripts/gpu_check.py", "--out", str(out)], cwd=ROOT, capture_output=True,
+                         text=True, env={"PATH": "/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": ""}, timeout=300)
+    assert res.returncode == 2, res.stderr
+    assert "no CUDA device" in res.stderr and "make gpu-check" in res.stderr and not res.stdout
+    assert not out.exists()
+    assert time.perf_counter() - start < 120  # no data written, no stage run (import torch only)
+
+
+def test_shortened_preset_reads_the_synthetic_data_on_cuda(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    params = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params)
+    gpu_check.write_shortened_params(params, tmp_path / "raw")
+    p = load_params(params)
+    assert (p.data.name, p.model.arch, p.device, p.data.root) == ("cifar100", "resnet18", "cuda", str(tmp_path / "raw"))
+    assert (p.train.epochs, p.ae.steps, p.ldm.steps) == (3, 3000, 3000)
+    assert p.collect.num_snapshots == 200 and p.generate.num_models == 100  # the paper's K and N are kept
+    assert set(gpu_check.STAGES) == set(__import__("yaml").safe_load((ROOT / "dvc.yaml").read_text())["stages"])
