@@ -31,7 +31,7 @@ class SmallCNN(nn.Sequential):
 
 
 ARCHS = {"small_cnn": lambda in_ch, n_cls, size, width: SmallCNN(in_ch, n_cls, width)}
-ARCHS.update(PAPER_ARCHS)  # mlp, lenet, resnet18, resnet50, convnext_tiny, vit_tiny (pdiff/archs.py)
+ARCHS.update(PAPER_ARCHS)  # mlp, lenet, resnet18, resnet50, convnext_tiny, vit_tiny (pdiff/nets/archs.py)
 
 
 def build_model(arch: str, in_channels: int, num_classes: int, image_size: int, width: int = 16) -> nn.Module:
