@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors  # noqa: E402
-from pdiff.base.training import collect_snapshots, train_classifier  # noqa: E402
+from pdiff.base.training import LoopContext, collect_snapshots, train_classifier  # noqa: E402
 from pdiff.core.config import CollectConfig, TrainConfig  # noqa: E402
 from pdiff.core.runtime import seed_everything, setup_torch  # noqa: E402
 from pdiff.core.tracking import Tracker  # noqa: E402
@@ -67,13 +67,13 @@ def main() -> None:
     gen = seed_everything(args.seed, "train")
     model = build_model("mlp", 1, 10, 8, args.width)
     train_classifier(model, data, TrainConfig(epochs=30, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4),
-                     cpu, gen, Tracker(None))
+                     LoopContext(cpu, gen, Tracker(None)))
     names = select(model, ["*"])
     sizes = numels(shapes_of(model, names))
     gen = seed_everything(args.seed, "collect")
     snaps, _ = collect_snapshots(model, data, names, CollectConfig(
         optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=0.0, batch_size=16, epochs=4, num_snapshots=args.k),
-        cpu, gen, Tracker(None))
+        LoopContext(cpu, gen, Tracker(None)))
     result = {"setting": {"arch": f"mlp width {args.width}", "D": sum(sizes), "K": args.k, "ae_steps": args.ae_steps,
                           "ldm_steps": args.ldm_steps, "N": args.num_models, "split": "val (300 digits)"},
               "original": stats(val_acc(model, names, snaps, data))}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
-from pdiff.analysis.evaluation import load_correctness
+from pdiff.analysis.evaluation import EvalOptions, load_correctness
 from pdiff.analysis.novelty import embed_2d, run_analysis, summary_table
 from pdiff.analysis.report import write_outputs
 from pdiff.core.artifacts import load_vectors, save_json
@@ -31,9 +31,8 @@ def main() -> None:
     generated = load_vectors("models/generated.pt", "generate")
     evaluated = {m: load_correctness(m, obj["params"].float(), data["test_y"])
                  for m, obj in (("original", snapshots), ("generated", generated))}
-    analysis = run_analysis(model, snapshots, generated, data["test_x"], data["test_y"], device,
-                            p.evaluate.batch_size, p.baselines.noise_sigma, p.baselines.average_k, gen,
-                            evaluated=evaluated)
+    analysis = run_analysis(model, snapshots, generated, (data["test_x"], data["test_y"]), p.baselines, gen,
+                            opts=EvalOptions(device, p.evaluate.batch_size), evaluated=evaluated)
     summary = summary_table(analysis)
     save_json(summary, "metrics/novelty.json")
     start = time.perf_counter()

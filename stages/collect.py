@@ -3,7 +3,7 @@
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
 from pdiff.base import distributed
-from pdiff.base.training import collect_snapshots
+from pdiff.base.training import LoopContext, collect_snapshots
 from pdiff.core.artifacts import numels, save_torch
 from pdiff.core.config import load_params
 from pdiff.core.plots import loss_curves
@@ -30,8 +30,8 @@ def main() -> None:
     total = sum(numels(shapes))
     print(f"generating {total} values: {', '.join(names)}")
     tracker = Tracker(None)
-    snaps, steps = collect_snapshots(model, data, names, p.collect, device, gen, tracker, precision=p.precision,
-                                     dist=dist)
+    snaps, steps = collect_snapshots(model, data, names, p.collect,
+                                     LoopContext(device, gen, tracker, p.precision, dist))
     if not distributed.is_main(dist):  # only rank 0 writes
         return distributed.finish(dist)
     save_torch({"params": snaps, "names": names, "shapes": shapes, "steps": steps}, "models/snapshots.pt")

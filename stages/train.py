@@ -3,7 +3,7 @@
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
 from pdiff.base import distributed
-from pdiff.base.training import accuracy, train_classifier
+from pdiff.base.training import LoopContext, accuracy, train_classifier
 from pdiff.core.artifacts import save_torch
 from pdiff.core.config import load_params
 from pdiff.core.plots import loss_curves
@@ -33,7 +33,7 @@ def main() -> None:
     model = model.to(device)
     tracker = Tracker("metrics/train" if distributed.is_main(dist) else None)
     print(f"{p.model.arch}: {sum(t.numel() for t in model.parameters()):,} parameters, precision {p.precision}")
-    result = train_classifier(model, data, p.train, device, gen, tracker, precision=p.precision, dist=dist)
+    result = train_classifier(model, data, p.train, LoopContext(device, gen, tracker, p.precision, dist))
     tracker.close()
     test_acc = accuracy(model, data["test_x"], data["test_y"], device)
     if not distributed.is_main(dist):  # only rank 0 writes

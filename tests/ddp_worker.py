@@ -11,7 +11,7 @@ from sklearn.datasets import load_digits  # noqa: E402
 from torch import nn  # noqa: E402
 
 from pdiff.base import distributed  # noqa: E402
-from pdiff.base.training import train_classifier  # noqa: E402
+from pdiff.base.training import LoopContext, train_classifier  # noqa: E402
 from pdiff.core.config import TrainConfig  # noqa: E402
 from pdiff.core.tracking import Tracker  # noqa: E402
 
@@ -29,8 +29,8 @@ def train(batch_size: int, dist) -> dict:
     model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
     cfg = TrainConfig(epochs=3, batch_size=batch_size, lr=0.1, momentum=0.9, weight_decay=5e-4)
     init = {k: v.clone() for k, v in model.state_dict().items()}
-    train_classifier(model, data(), cfg, torch.device("cpu"), torch.Generator().manual_seed(1), Tracker(None),
-                     dist=dist)
+    train_classifier(model, data(), cfg,
+                     LoopContext(torch.device("cpu"), torch.Generator().manual_seed(1), Tracker(None), dist=dist))
     return {"init": init, "final": {k: v.detach().clone() for k, v in model.state_dict().items()}}
 
 

@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import save_file
 
 from pdiff import PdiffError
-from pdiff.base.training import train_classifier
+from pdiff.base.training import LoopContext, train_classifier
 from pdiff.core.artifacts import ArtifactError, load_torch, save_torch
 from pdiff.core.config import ConfigError, from_dict
 from pdiff.core.tracking import Tracker
@@ -114,7 +114,7 @@ def test_epochs_zero_keeps_the_starting_weights_and_needs_them():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(30, 1, 8, 8)
     data = {"train_x": x, "train_y": torch.randint(0, 10, (30,)), "val_x": x[:10], "val_y": torch.zeros(10).long()}
-    result = train_classifier(model, data, p.train, torch.device("cpu"), torch.Generator(), Tracker(None))
+    result = train_classifier(model, data, p.train, LoopContext(torch.device("cpu"), torch.Generator(), Tracker(None)))
     assert result["steps"] == 0 and 0.0 <= result["val_acc"] <= 100.0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 

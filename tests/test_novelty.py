@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pdiff import PdiffError
-from pdiff.analysis.evaluation import evaluate_vectors, summarize
+from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, summarize
 from pdiff.analysis.novelty import (
     METHODS,
     average_baseline,
@@ -20,8 +20,12 @@ from pdiff.analysis.novelty import (
     tensor_scales,
 )
 from pdiff.analysis.report import findings, method_csv, report_markdown
+from pdiff.core.config import BaselinesConfig
 from pdiff.nets.models import SmallCNN
 from pdiff.nets.selection import flatten, select, shapes_of
+
+SMALL = BaselinesConfig(noise_sigma=0.05, average_k=3)  # the baselines of the small analyses below
+EVAL25 = EvalOptions(batch_size=25)
 
 
 def _gen(seed=0):
@@ -142,7 +146,7 @@ def _tiny_setup(k=6, n=4):
 
 def test_run_analysis_uses_the_evaluate_code_path_and_reports_every_method():
     model, snaps, generated, x, y = _tiny_setup()
-    analysis = run_analysis(model, snaps, generated, x, y, "cpu", 25, 0.05, 3, _gen())
+    analysis = run_analysis(model, snaps, generated, (x, y), SMALL, _gen(), opts=EVAL25)
     summary = summary_table(analysis)
     assert list(summary) == list(METHODS)
     for method in ("noise", "average", "gaussian"):
@@ -169,7 +173,9 @@ def test_run_analysis_uses_the_evaluate_code_path_and_reports_every_method():
 
 def test_single_snapshot_marks_gaussian_and_leave_one_out_as_undefined():
     model, snaps, generated, x, y = _tiny_setup(k=1, n=3)
-    summary = summary_table(run_analysis(model, snaps, generated, x, y, "cpu", 60, 0.01, 16, _gen()))
+    baselines = BaselinesConfig(noise_sigma=0.01, average_k=16)
+    summary = summary_table(run_analysis(model, snaps, generated, (x, y), baselines, _gen(),
+                                         opts=EvalOptions(batch_size=60)))
     assert summary["gaussian"]["count"] == 0 and not summary["gaussian"]["applicable"]
     assert "K >= 2" in summary["gaussian"]["note"]
     assert summary["original"]["nn_l2_mean"] is None and summary["original"]["max_similarity_mean"] is None
@@ -191,16 +197,16 @@ def test_findings_follow_the_numbers():
 
 def test_results_passed_in_are_used_instead_of_evaluating_again():
     model, snaps, generated, x, y = _tiny_setup()
-    fresh = summary_table(run_analysis(model, snaps, generated, x, y, "cpu", 25, 0.05, 3, _gen()))
+    fresh = summary_table(run_analysis(model, snaps, generated, (x, y), SMALL, _gen(), opts=EVAL25))
     known = {m: evaluate_vectors(model, obj["names"], obj["params"][torch.isfinite(obj["params"]).all(1)], x, y)
              for m, obj in (("original", snaps), ("generated", generated))}
-    reused = summary_table(run_analysis(model, snaps, generated, x, y, "cpu", 25, 0.05, 3, _gen(),
+    reused = summary_table(run_analysis(model, snaps, generated, (x, y), SMALL, _gen(), opts=EVAL25,
                                         evaluated=known))
     assert reused == fresh
     # the given results really are what is reported: every original now gets every sample right
     known["original"] = torch.ones_like(known["original"])
-    forced = summary_table(run_analysis(model, snaps, generated, x, y, "cpu", 25, 0.05, 3, _gen(), evaluated=known))
+    forced = summary_table(run_analysis(model, snaps, generated, (x, y), SMALL, _gen(), opts=EVAL25, evaluated=known))
     assert forced["original"]["acc_min"] == 100.0 and forced["noise"]["acc_mean"] == fresh["noise"]["acc_mean"]
     with pytest.raises(PdiffError, match="shape"):
-        run_analysis(model, snaps, generated, x, y, "cpu", 25, 0.05, 3, _gen(),
+        run_analysis(model, snaps, generated, (x, y), SMALL, _gen(), opts=EVAL25,
                      evaluated={"generated": known["original"]})

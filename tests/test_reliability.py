@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from pdiff import PdiffError
-from pdiff.base.training import collect_snapshots
+from pdiff.base.training import LoopContext, collect_snapshots
 from pdiff.core.artifacts import ArtifactError, load_torch, load_vectors, save_torch
 from pdiff.core.config import CollectConfig
 from pdiff.core.tracking import Tracker, check_finite
@@ -156,8 +156,8 @@ def test_nan_loss_stops_training_naming_step_and_value():
     data["train_x"][5] = float("nan")
     cfg = CollectConfig(num_snapshots=2, batch_size=32, epochs=2)
     with pytest.raises(PdiffError, match=r"collect: the loss became nan at step 1"):
-        collect_snapshots(model, data, select(model, "auto"), cfg, "cpu", torch.Generator().manual_seed(0),
-                          Tracker(None))
+        collect_snapshots(model, data, select(model, "auto"), cfg,
+                          LoopContext("cpu", torch.Generator().manual_seed(0), Tracker(None)))
 
 
 SLOW_SAVE = """

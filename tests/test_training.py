@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from pdiff import PdiffError
-from pdiff.base.training import collect_snapshots, snapshot_steps
+from pdiff.base.training import LoopContext, collect_snapshots, snapshot_steps
 from pdiff.core.config import CollectConfig
 from pdiff.core.tracking import Tracker
 from pdiff.nets.models import SmallCNN
@@ -24,7 +24,8 @@ def test_collect_trains_only_the_selection_and_freezes_running_stats():
     names = select(model, "auto")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     cfg = CollectConfig(num_snapshots=5, lr=0.1, batch_size=8, epochs=1)
-    snaps, steps = collect_snapshots(model, data, names, cfg, "cpu", torch.Generator().manual_seed(0), Tracker(None))
+    ctx = LoopContext("cpu", torch.Generator().manual_seed(0), Tracker(None))
+    snaps, steps = collect_snapshots(model, data, names, cfg, ctx)
     assert snaps.shape == (5, flatten(model, names).numel()) and steps == [1, 2, 3, 4, 5]
     assert torch.equal(snaps[-1], flatten(model, names))
     assert not torch.equal(snaps[0], snaps[-1])

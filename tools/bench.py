@@ -80,11 +80,14 @@ def timed(fn, device="cpu", repeats: int = 1):
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
-def compare_evaluation(model: nn.Module, names: list[str], vectors: torch.Tensor, x: torch.Tensor,
-                       y: torch.Tensor, device, batch_size: int = 1000, chunks=(1, None), repeats: int = 1) -> dict:
-    """Naive (full model per vector) vs fast (cached prefix; each chunk setting) on the same vectors.
-    Raises AssertionError unless every fast variant gives exactly the naive per-sample predictions."""
-    kw = dict(device=device, batch_size=batch_size)
+def compare_evaluation(model: nn.Module, names: list[str], vectors: torch.Tensor, test: tuple, base: EvalOptions,
+                       chunks=(1, None), repeats: int = 1) -> dict:
+    """Naive (full model per vector) vs fast (cached prefix; each chunk setting) on the same vectors, on
+    ``test`` = (x, y) with ``base``'s device and batch size. Raises AssertionError unless every fast variant
+    gives exactly the naive per-sample predictions."""
+    x, y = test
+    device = base.device
+    kw = dict(device=device, batch_size=base.batch_size)
     naive_opts = EvalOptions(cache_prefix=False, desc="naive", **kw)
     naive_s, naive = timed(lambda: evaluate_vectors(model, names, vectors, x, y, naive_opts), device, repeats)
     out = {"vectors": len(vectors), "test_examples": len(y), "naive_s": round(naive_s, 3), "fast": {}}
@@ -133,7 +136,7 @@ def resnet18_ratio(num_vectors: int = 8, num_inputs: int = 256, batch_size: int 
     h = prefix(x[:batch_size].to(device))
     full_s, _ = timed(lambda: model(x[:batch_size].to(device)), device)
     suffix_s, _ = timed(lambda: suffix(h), device)
-    res = compare_evaluation(model, names, vectors, x, y, device, batch_size, chunks=(1, None))
+    res = compare_evaluation(model, names, vectors, (x, y), EvalOptions(device, batch_size), chunks=(1, None))
     res.pop("accuracies")
     return res | {"selection": sorted({n.rsplit(".", 1)[0] for n in names}),
                   "split_before": next(iter(dict(suffix.named_parameters()))).rsplit(".", 2)[0],
@@ -370,8 +373,8 @@ def main(argv=None) -> dict:
         snaps = load_vectors(repo / "models/snapshots.pt", "collect")
         gen_vecs = load_vectors(repo / "models/generated.pt", "generate")
         vectors = torch.cat([snaps["params"], gen_vecs["params"]])
-        ev = compare_evaluation(model, snaps["names"], vectors, data["test_x"], data["test_y"], device,
-                                p.evaluate.batch_size)
+        ev = compare_evaluation(model, snaps["names"], vectors, (data["test_x"], data["test_y"]),
+                                EvalOptions(device, p.evaluate.batch_size))
         ev.pop("accuracies")
         result |= {"eval_naive_s": ev["naive_s"], "eval_fast_s": ev["fast_s"], "eval_speedup": ev["speedup"],
                    "eval": ev | {"original": len(snaps["params"]), "generated": len(gen_vecs["params"])}}

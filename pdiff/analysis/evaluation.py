@@ -157,7 +157,12 @@ def evaluate_vectors(model: nn.Module, names: list[str], vectors: torch.Tensor, 
         chunk = auto_chunk(inputs[0][0].numel() * len(inputs[0])) if inputs else 1
     if cache_prefix and chunk > 1 and len(inputs):
         try:
-            _evaluate_vmapped(suffix, model, names, vectors, ok, inputs, y, correct, chunk, desc, amp_ctx)
+            rows = ok.nonzero().flatten()
+            with tqdm(total=len(vectors), desc=desc, unit="model", mininterval=1.0) as bar:
+                for idx, preds in _vmapped_predictions(suffix, names, vectors, rows, inputs, chunk, amp_ctx):
+                    correct[idx] = preds == y
+                    bar.update(len(idx))
+                bar.update(len(vectors) - bar.n)
             return correct
         except (RuntimeError, NotImplementedError) as exc:  # an op without a vmap rule: one vector at a time
             warnings.warn(f"evaluate_vectors: vmap failed ({str(exc).splitlines()[0]}); evaluating one vector "
@@ -175,24 +180,20 @@ def evaluate_vectors(model: nn.Module, names: list[str], vectors: torch.Tensor, 
     return correct
 
 
-def _evaluate_vmapped(suffix, model, names, vectors, ok, inputs, y, correct, chunk, desc, amp_ctx) -> None:
-    params = dict(model.named_parameters())
-    missing = [n for n in names if n not in dict(suffix.named_parameters())]
+def _vmapped_predictions(suffix, names, vectors, rows, inputs, chunk, amp_ctx):
+    """Yield (row indices, predictions [len(idx), n]) for ``rows`` of ``vectors``, ``chunk`` vectors per call of
+    the suffix under ``torch.vmap`` (the suffix keeps the model's parameter names)."""
+    params = dict(suffix.named_parameters())
+    missing = [n for n in names if n not in params]
     if missing:
         raise PdiffError(f"evaluate_vectors: selected parameters {missing[:3]} are not in the model's suffix.")
     shapes = [list(params[n].shape) for n in names]
-    dtype = params[names[0]].dtype
-    device = params[names[0]].device
+    dtype, device = params[names[0]].dtype, params[names[0]].device
     call = torch.func.vmap(lambda p, h: torch.func.functional_call(suffix, p, (h,)), in_dims=(0, None))
-    rows = ok.nonzero().flatten()
-    with tqdm(total=len(vectors), desc=desc, unit="model", mininterval=1.0) as bar:
-        for idx in rows.split(chunk):
-            batched = stack_vectors(vectors[idx].to(device, dtype), names, shapes)
-            with amp_ctx:
-                preds = torch.cat([call(batched, h).argmax(-1).cpu() for h in inputs], dim=1)
-            correct[idx] = preds == y
-            bar.update(len(idx))
-        bar.update(len(vectors) - bar.n)
+    for idx in rows.split(chunk):
+        batched = stack_vectors(vectors[idx].to(device, dtype), names, shapes)
+        with amp_ctx:
+            yield idx, torch.cat([call(batched, h).argmax(-1).cpu() for h in inputs], dim=1)
 
 
 def summarize(acc: torch.Tensor | np.ndarray, failed: int = 0) -> dict:

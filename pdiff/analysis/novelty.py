@@ -20,6 +20,7 @@ For the original snapshots themselves both are leave-one-out (the snapshot is no
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -173,16 +174,20 @@ def summary_table(analysis: Analysis) -> dict:
     return {m: summarize_method(analysis.methods[m]) for m in METHODS if m in analysis.methods}
 
 
-def run_analysis(model: nn.Module, snapshots: dict, generated: dict, x: torch.Tensor, y: torch.Tensor, device,
-                 batch_size: int, noise_sigma: float, average_k: int, gen: torch.Generator, *,
+def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple[torch.Tensor, torch.Tensor],
+                 baselines, gen: torch.Generator, *, opts: EvalOptions | None = None,
                  evaluated: dict[str, torch.Tensor] | None = None) -> Analysis:
     """Build the baselines (as many models each as there are generated vectors), evaluate every method on
-    (x, y) with `evaluate_vectors`, and measure max_similarity and nn_l2 against the snapshots.
+    ``test`` = (x, y) with `evaluate_vectors` (``opts``: device and batch size), and measure max_similarity and
+    nn_l2 against the snapshots. ``baselines`` has the `baselines` params: ``noise_sigma`` and ``average_k``.
 
     ``evaluated`` maps a method ("original", "generated") to its per-sample correctness [M_finite, n] on
     (x, y) when it is already known (from `evaluate`, see `load_correctness`); those methods are not
     evaluated again."""
     evaluated = evaluated or {}
+    x, y = test
+    noise_sigma, average_k = baselines.noise_sigma, baselines.average_k
+    opts = opts or EvalOptions()
     for name, obj in (("models/snapshots.pt", snapshots), ("models/generated.pt", generated)):
         check_compatible(model, obj["names"], obj["shapes"], f"{name} vectors")
     if list(snapshots["names"]) != list(generated["names"]):
@@ -204,7 +209,7 @@ def run_analysis(model: nn.Module, snapshots: dict, generated: dict, x: torch.Te
     start = time.perf_counter()
     finite = {m: finite_rows(v) for m, v in raw.items() if v is not None}
     todo = {m: raw[m][ok] for m, ok in finite.items() if m not in evaluated}
-    fresh = evaluate_sets(model, names, todo, x, y, EvalOptions(device, batch_size, desc="+".join(todo)))
+    fresh = evaluate_sets(model, names, todo, x, y, dataclasses.replace(opts, desc="+".join(todo)))
     correct = {m: (raw[m][ok], int((~ok).sum()), evaluated[m] if m in evaluated else fresh[m])
                for m, ok in finite.items()}
     for m, (vecs, _, corr) in correct.items():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -49,10 +50,22 @@ def optimizer_step(batch_loss, idx: torch.Tensor, opt: torch.optim.Optimizer, st
     return loss
 
 
-def train_classifier(model: nn.Module, data: dict, cfg, device, gen: torch.Generator, tracker: Tracker,
-                     precision: str = "fp32", dist: distributed.Context | None = None) -> dict:
+@dataclass
+class LoopContext:
+    """Where and how a training loop runs: the device, the seeded generator (minibatch order, augmentation),
+    the curve tracker, the arithmetic (``precision``, see `pdiff.base.batches`) and the DDP context (None: one
+    process)."""
+    device: torch.device | str
+    gen: torch.Generator
+    tracker: Tracker
+    precision: str = "fp32"
+    dist: distributed.Context | None = None
+
+
+def train_classifier(model: nn.Module, data: dict, cfg, ctx: LoopContext) -> dict:
     """Plain SGD with momentum, weight decay and a cosine schedule; logs loss and validation accuracy.
     The dataset's ``augment`` and ``precision`` (see `pdiff.base.batches`) apply to every minibatch."""
+    device, gen, tracker, precision, dist = ctx.device, ctx.gen, ctx.tracker, ctx.precision, ctx.dist
     x, y = data["train_x"], data["train_y"]
     if cfg.epochs == 0:  # starting weights used as they are (train.init)
         val_acc = accuracy(model, data["val_x"], data["val_y"], device)
@@ -87,11 +100,11 @@ def snapshot_steps(total_steps: int, k: int) -> list[int]:
     return [((i + 1) * total_steps) // k for i in range(k)]
 
 
-def collect_snapshots(model: nn.Module, data: dict, names: list[str], cfg, device, gen: torch.Generator,
-                      tracker: Tracker, precision: str = "fp32",
-                      dist: distributed.Context | None = None) -> tuple[torch.Tensor, list[int]]:
+def collect_snapshots(model: nn.Module, data: dict, names: list[str], cfg,
+                      ctx: LoopContext) -> tuple[torch.Tensor, list[int]]:
     """Train only ``names`` (all else frozen, norm running statistics frozen by eval mode, so each snapshot
     is exactly the model at that step) and return K flat snapshots [K, D] and their steps."""
+    device, gen, tracker, precision, dist = ctx.device, ctx.gen, ctx.tracker, ctx.precision, ctx.dist
     x, y = data["train_x"], data["train_y"]
     chosen = set(names)
     params = []
