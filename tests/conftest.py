@@ -15,6 +15,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tools import bench  # noqa: E402  (after the repository root is on sys.path)
+
 # Tiny params for end-to-end runs of the real stages: the whole pipeline in well under a minute on 2 cores.
 TINY = {
     "data": {"name": "digits", "val_size": 200, "test_size": 300},
@@ -25,9 +27,8 @@ TINY = {
     "ldm": {"channels": 8, "steps": 60, "timesteps": 50, "batch_size": 10},
     "generate": {"num_models": 8},
 }
-# What a working-tree copy of the project needs to run its pipeline.
-COPY = ["pdiff", "stages", "user", "weights", "data/raw/README.md", "dvc.yaml", "params.yaml", ".dvc/config",
-        ".dvcignore", ".gitignore"]
+# What a working-tree copy of the project needs to run its pipeline: one list, shared with `make bench`.
+COPY = bench.COPY
 
 
 def pytest_configure(config):

@@ -37,6 +37,7 @@ from pdiff.nets.selection import flatten, last_norm_params
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a working-tree copy needs (the same list as tests/test_pipeline.py).
+# What a working-tree copy of the project needs to run its pipeline (also the tests' tiny repos).
 COPY = ["pdiff", "stages", "user", "weights", "data/raw/README.md", "dvc.yaml", "params.yaml", ".dvc/config",
         ".dvcignore", ".gitignore"]
 
