@@ -4,6 +4,9 @@
     python scripts/ablation.py run NAME [--jobs N]   # queue the grid, `dvc queue start -j N`, wait, report
     python scripts/ablation.py report NAME           # reports/ablations/NAME.md + NAME.png from `dvc exp show`
 
+--out DIR writes the report, logs and run summary to DIR instead of reports/ablations (for instance
+reports/mnist5k-resnet18/ablations for a run on that preset).
+
 Run it from the repository root of a committed git + DVC repo (queued runs only see git-tracked files).
 Logic lives in tools/ablations.py."""
 import argparse
@@ -28,6 +31,7 @@ def main() -> None:
     ap.add_argument("name", nargs="?")
     ap.add_argument("--jobs", "-j", type=int, help="parallel queue workers (dvc queue start -j); default: CPU "
                     "cores / params.yaml `threads`, at least 1")
+    ap.add_argument("--out", type=Path, default=OUT, help=f"report folder (default {OUT})")
     args = ap.parse_args()
     params = yaml.safe_load(Path("params.yaml").read_text())
     jobs = args.jobs or ablations.default_jobs(int(params.get("threads") or 1))
@@ -40,14 +44,14 @@ def main() -> None:
     recipe = ablations.get_recipe(args.name, params)
     run = None
     if args.action == "run":
-        run = ablations.run_recipe(recipe, jobs, Path.cwd(), OUT)
+        run = ablations.run_recipe(recipe, jobs, Path.cwd(), args.out)
         print(f"ablation {recipe.name}: {len(recipe.points)} experiments in {run['wall_seconds']:.0f} s "
               f"(-j {jobs})")
         for name, info in run["experiments"].items():
             print(f"  {name}: ran {', '.join(info['ran']) or 'nothing'}; reused {', '.join(info['reused'])}")
-    elif (OUT / f"{recipe.name}_run.json").exists():
-        run = json.loads((OUT / f"{recipe.name}_run.json").read_text())
-    path = ablations.write_report(recipe, ablations.show_experiments(Path.cwd()), OUT, run)
+    elif (args.out / f"{recipe.name}_run.json").exists():
+        run = json.loads((args.out / f"{recipe.name}_run.json").read_text())
+    path = ablations.write_report(recipe, ablations.show_experiments(Path.cwd()), args.out, run)
     print(f"wrote {path} and {path.with_suffix('.png')}")
 
 

@@ -1,0 +1,86 @@
+"""tools/paper_scale.py: one seed's entry from a finished run's artifacts, the claim check, the results file and
+its report. The full runs are documented measurements (docs/paper-scale.md), not tests."""
+import json
+
+import pytest
+import torch
+
+from pdiff import PdiffError
+from pdiff.core.artifacts import save_json, save_torch
+from tools import paper_scale
+
+
+def summary(median, best, count):
+    return {"count": count, "failed": 0, "acc_mean": median, "acc_median": median, "acc_max": best,
+            "acc_min": median - 1, "acc_std": 0.1}
+
+
+def fake_run(repo, seed=3, gen_median=95.0, gen_max=96.0):
+    """The artifacts `collect` reads, as a finished preset run leaves them."""
+    (repo / "params.yaml").write_text(f"seed: {seed}\nthreads: 2\n")
+    evaluate = {"original": summary(95.0, 95.5, 4), "generated": summary(gen_median, gen_max, 3),
+                "val": {"original": summary(94.0, 94.5, 4), "generated": summary(94.1, 94.4, 3)}}
+    save_json(evaluate, repo / "metrics/evaluate.json")
+    nov = {m: dict(summary(90.0, 91.0, 3), max_similarity_mean=0.5, nn_l2_mean=0.01)
+           for m in ("original", "generated", "noise", "average", "gaussian")}
+    save_json(nov, repo / "metrics/novelty.json")
+    save_torch({"params": torch.zeros(4, 6), "names": ["a", "b"], "shapes": [[2], [4]]}, repo / "models/snapshots.pt")
+    correct = torch.ones(4, 10, dtype=torch.bool)
+    correct[0, :3] = False   # 3 errors
+    correct[1, :1] = False   # 1 error
+    save_torch({"labels": "x", "test_size": 10, "methods": {"original": {"correct": correct, "vectors": "y"}}},
+               repo / "models/correctness.pt")
+    tsv = repo / "metrics/train/plots/metrics/val_acc.tsv"
+    tsv.parent.mkdir(parents=True)
+    tsv.write_text("step\tval_acc\n1\t50.0\n2\t90.5\n")
+
+
+LOG = ["21:00:00 Running stage 'train':", "21:00:01 stage `train` done in 120.5 s",
+       "21:05:00 stage `evaluate` done in 60.0 s", "21:10:30 Updating lock file 'dvc.lock'"]
+
+
+def test_collect_reads_one_finished_run(tmp_path):
+    fake_run(tmp_path)
+    e = paper_scale.collect(tmp_path, LOG)
+    assert e["seed"] == 3 and e["dim"] == 6 and e["test_size"] == 10
+    assert e["original"]["acc_max"] == 95.5 and e["generated"]["count"] == 3 and "failed" not in e["original"]
+    assert e["val"]["generated"]["acc_median"] == 94.1
+    assert e["baselines"]["average"] == {"acc_median": 90.0, "max_similarity_mean": 0.5}
+    assert e["original_test_errors"] == {"mean": 1.0, "min": 0, "max": 3}
+    assert e["base"]["val_acc_per_epoch"] == [50.0, 90.5]
+    assert e["stage_seconds"] == {"train": 120.5, "evaluate": 60.0}
+    assert e["wall_seconds"] == 630.0
+    assert e["claim"] == {"max": True, "median": True}
+
+
+@pytest.mark.parametrize("gen_median, gen_max, expected", [(95.0, 95.5, (True, True)), (94.95, 96.0, (True, False)),
+                                                           (95.2, 95.45, (False, True))])
+def test_claim_needs_both_the_max_and_the_median(tmp_path, gen_median, gen_max, expected):
+    fake_run(tmp_path, gen_median=gen_median, gen_max=gen_max)
+    e = paper_scale.collect(tmp_path, LOG)
+    assert (e["claim"]["max"], e["claim"]["median"]) == expected
+
+
+def test_results_file_keeps_one_entry_per_seed_and_refuses_another_preset(tmp_path):
+    fake_run(tmp_path)
+    e3 = paper_scale.collect(tmp_path, LOG)
+    e1 = dict(e3, seed=1)
+    res = paper_scale.add_entry({"preset": None, "seeds": []}, "p", e3)
+    res = paper_scale.add_entry(res, "p", e1)
+    res = paper_scale.add_entry(res, "p", dict(e3, wall_seconds=1.0))
+    assert [e["seed"] for e in res["seeds"]] == [1, 3] and res["seeds"][1]["wall_seconds"] == 1.0
+    with pytest.raises(PdiffError, match="holds preset 'p'"):
+        paper_scale.add_entry(res, "other", e1)
+
+
+def test_report_has_a_row_per_seed_a_summary_row_and_a_figure(tmp_path):
+    fake_run(tmp_path)
+    e = paper_scale.collect(tmp_path, LOG)
+    res = {"preset": "p", "seeds": [e, dict(e, seed=4, claim={"max": False, "median": True})]}
+    save_json(res, tmp_path / "out/results.json")
+    md = paper_scale.write_report(json.loads((tmp_path / "out/results.json").read_text()), tmp_path / "out")
+    text = md.read_text()
+    assert "| 3 | 95 | 95.5 | 95 | 96 |" in text and "| 4 |" in text
+    assert "| mean ± std | 95.00 ± 0.00 |" in text and "| 1/2 | 2/2 |" in text
+    assert "| 3 | 120 | 60 | 180 | 630 |" in text
+    assert (tmp_path / "out/results.png").stat().st_size > 1000

@@ -1,0 +1,250 @@
+"""A preset's headline over several seeds (`scripts/paper_scale.py`): run the whole pipeline once per seed in a
+fresh clone of the current commit, collect each run's accuracies, baselines, novelty and per-stage seconds into
+one results file, and render it as a Markdown table and a PNG figure.
+
+Per seed: ``git clone`` of HEAD into a work folder, ``python -m tools.presets apply PRESET``, ``seed: S`` written
+into params.yaml, ``dvc repro`` with its output time-stamped. A seed's entry (`collect`) holds:
+
+- ``original`` / ``generated``: count, acc_mean, acc_median, acc_max, acc_min, acc_std on the test split (and the
+  same under ``val`` for the validation split);
+- ``baselines``: acc_median and max_similarity_mean of the analyze stage's noise, average and gaussian baselines;
+- ``novelty``: max-IoU and nearest-neighbour L2 of the originals and the generated models;
+- ``original_test_errors``: how many test examples the originals get wrong (mean, min, max over the K);
+- ``base``: the base model's validation accuracy after each epoch (the convergence the epochs were chosen on);
+- ``dim``, ``test_size``, ``stage_seconds`` (each stage's own timer) and ``wall_seconds`` (the whole `dvc repro`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from pdiff import PdiffError
+from pdiff.core.artifacts import load_torch, load_vectors, save_json, save_text
+
+SUMMARY_KEYS = ("count", "acc_mean", "acc_median", "acc_max", "acc_min", "acc_std")
+BASELINES = ("noise", "average", "gaussian")
+STAGE_DONE = re.compile(r"stage `([^`]+)` done in ([0-9.]+) s")
+
+
+def stage_seconds(lines: list[str]) -> dict[str, float]:
+    """{stage: seconds} from the "stage `X` done in N s" lines every stage script prints."""
+    return {m.group(1): float(m.group(2)) for line in lines for m in STAGE_DONE.finditer(line)}
+
+
+def wall_from_log(lines: list[str]) -> float | None:
+    """Seconds between the first and last line of a log whose lines start with an HH:MM:SS time stamp (one run
+    within a day), or None."""
+    stamps = [m.group(1) for line in lines if (m := re.match(r"(\d\d:\d\d:\d\d) ", line))]
+    if len(stamps) < 2:
+        return None
+    secs = [int(h) * 3600 + int(m) * 60 + int(s) for h, m, s in (t.split(":") for t in stamps)]
+    return float((secs[-1] - secs[0]) % 86400)
+
+
+def _summary(d: dict) -> dict:
+    return {k: d[k] for k in SUMMARY_KEYS if k in d}
+
+
+def _read_tsv(path: Path) -> list[float]:
+    rows = path.read_text().split("\n")[1:] if path.exists() else []
+    return [float(r.split("\t")[1]) for r in rows if r.strip()]
+
+
+def collect(repo: Path, lines: list[str], wall_seconds: float | None = None) -> dict:
+    """One seed's entry from a finished pipeline run in ``repo`` and the output ``lines`` of its `dvc repro`."""
+    repo = Path(repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    evaluate = json.loads((repo / "metrics/evaluate.json").read_text())
+    novelty = json.loads((repo / "metrics/novelty.json").read_text())
+    snaps = load_vectors(repo / "models/snapshots.pt", "collect")
+    correct = load_torch(repo / "models/correctness.pt", "evaluate", required=("methods",))["methods"]["original"]
+    errors = (~correct["correct"]).sum(dim=1).float()
+    entry = {
+        "seed": params["seed"],
+        "dim": int(snaps["params"].shape[1]),
+        "test_size": int(correct["correct"].shape[1]),
+        "original": _summary(evaluate["original"]),
+        "generated": _summary(evaluate["generated"]),
+        "val": {m: _summary(evaluate["val"][m]) for m in ("original", "generated") if m in evaluate.get("val", {})},
+        "baselines": {m: {"acc_median": novelty[m]["acc_median"],
+                          "max_similarity_mean": novelty[m].get("max_similarity_mean")}
+                      for m in BASELINES if m in novelty},
+        "novelty": {m: {k: novelty[m].get(k) for k in ("max_similarity_mean", "nn_l2_mean")}
+                    for m in ("original", "generated")},
+        "original_test_errors": {"mean": round(float(errors.mean()), 2), "min": int(errors.min()),
+                                 "max": int(errors.max())},
+        "base": {"val_acc_per_epoch": _read_tsv(repo / "metrics/train/plots/metrics/val_acc.tsv")},
+        "stage_seconds": stage_seconds(lines),
+    }
+    wall_seconds = wall_seconds if wall_seconds is not None else wall_from_log(lines)
+    if wall_seconds is not None:
+        entry["wall_seconds"] = round(wall_seconds, 1)
+    entry["claim"] = claim(entry)
+    return entry
+
+
+def claim(entry: dict) -> dict:
+    """The paper's claim for one seed: generated max >= original max and generated median >= original median."""
+    o, g = entry["original"], entry["generated"]
+    return {"max": g["acc_max"] >= o["acc_max"], "median": g["acc_median"] >= o["acc_median"]}
+
+
+def run_seed(preset: str, seed: int, work: Path, log=print) -> dict:
+    """Clone HEAD into ``work``, apply ``preset``, set ``seed``, `dvc repro`; the seed's entry."""
+    from tools.presets import apply, set_values
+    from tools.soak import clone_head, timed_dvc
+
+    commit = clone_head(work)
+    apply(preset, work / "params.yaml")
+    path = work / "params.yaml"
+    path.write_text(set_values(path.read_text(), {"seed": seed}))
+    log(f"seed {seed}: dvc repro of {preset} in {work} (commit {commit[:7]})")
+    start = time.monotonic()
+    res = timed_dvc(["repro"], work)
+    lines = [line for _, line in res["lines"]]
+    save_text("\n".join(f"{t:8.1f} {line}" for t, line in res["lines"]) + "\n", work / "repro.log")
+    if res["returncode"] != 0:
+        raise PdiffError(f"seed {seed}: `dvc repro` failed in {work} (exit {res['returncode']}); the last lines:\n"
+                         + "\n".join(lines[-15:]))
+    entry = collect(work, lines, time.monotonic() - start)
+    entry["commit"] = commit
+    return entry
+
+
+def load_results(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {"preset": None, "seeds": []}
+
+
+def add_entry(results: dict, preset: str, entry: dict) -> dict:
+    """``results`` with ``entry`` replacing any earlier entry of the same seed; seeds kept in order."""
+    if results.get("preset") not in (None, preset):
+        raise PdiffError(f"the results file holds preset {results['preset']!r}, not {preset!r}; use another --out.")
+    seeds = [e for e in results.get("seeds", []) if e["seed"] != entry["seed"]] + [entry]
+    return {"preset": preset, "seeds": sorted(seeds, key=lambda e: e["seed"])}
+
+
+def _mean_std(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.2f} ± {std:.2f}"
+
+
+def value(entry: dict, dotted: str):
+    """``entry``'s value at a dotted path such as ``baselines.average.acc_median``."""
+    for part in dotted.split("."):
+        entry = entry[part]
+    return entry
+
+
+# (column title, dotted path into a seed's entry) of the results table
+COLUMNS = [("orig. median", "original.acc_median"), ("orig. max", "original.acc_max"),
+           ("gen. median", "generated.acc_median"), ("gen. max", "generated.acc_max"),
+           ("gen. min", "generated.acc_min"), ("gen. std", "generated.acc_std"),
+           *((f"{b} median", f"baselines.{b}.acc_median") for b in BASELINES),
+           ("gen. max-IoU", "novelty.generated.max_similarity_mean"), ("gen. NN-L2", "novelty.generated.nn_l2_mean"),
+           ("orig. NN-L2", "novelty.original.nn_l2_mean"), ("orig. test errors", "original_test_errors.mean")]
+
+
+def table(results: dict) -> str:
+    """The Markdown table: one row per seed and a mean ± std row."""
+    seeds = results["seeds"]
+    head = ["seed", *(c for c, _ in COLUMNS), "max ≥", "median ≥"]
+    rows = [[str(e["seed"]), *(_fmt(value(e, k)) for _, k in COLUMNS), _yes(e["claim"]["max"]),
+             _yes(e["claim"]["median"])] for e in seeds]
+    if len(seeds) > 1:
+        summary = []
+        for c, k in COLUMNS:
+            vals = [float(value(e, k)) for e in seeds]
+            summary.append(f"{statistics.fmean(vals):.4g}" if "IoU" in c or "L2" in c else _mean_std(vals))
+        rows.append(["mean ± std", *summary, f"{sum(e['claim']['max'] for e in seeds)}/{len(seeds)}",
+                     f"{sum(e['claim']['median'] for e in seeds)}/{len(seeds)}"])
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+                      *("| " + " | ".join(r) + " |" for r in rows)])
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    return f"{v:.4g}" if isinstance(v, float) and abs(v) < 1 else f"{v:g}"
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def stage_table(results: dict) -> str:
+    """Seconds per stage (each stage's own timer) and the whole `dvc repro`, per seed."""
+    seeds = results["seeds"]
+    stages = list(dict.fromkeys(s for e in seeds for s in e["stage_seconds"]))
+    head = ["seed", *stages, "sum of stages", "dvc repro wall"]
+    rows = [[str(e["seed"]), *(f"{e['stage_seconds'].get(s, float('nan')):.0f}" for s in stages),
+             f"{sum(e['stage_seconds'].values()):.0f}", f"{e.get('wall_seconds', float('nan')):.0f}"] for e in seeds]
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+                      *("| " + " | ".join(r) + " |" for r in rows)])
+
+
+def figure(results: dict, path: Path) -> None:
+    """Per seed: originals' and generated models' median and max, and the baselines' medians."""
+    from pdiff.core.plots import plt, save_figure
+
+    seeds = results["seeds"]
+    x = list(range(len(seeds)))
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(seeds) + 2.5), 3.8))
+    w = 0.13
+    bars = [("original median", "C0", "original.acc_median"), ("generated median", "C1", "generated.acc_median"),
+            *((f"{b} median", c, f"baselines.{b}.acc_median") for b, c in zip(BASELINES, ("C2", "0.5", "C4")))]
+    for i, (label, color, key) in enumerate(bars):
+        ax.bar([xi + (i - (len(bars) - 1) / 2) * w for xi in x], [value(e, key) for e in seeds], w, color=color,
+               label=label)
+    ax.scatter([xi - 2 * w for xi in x], [e["original"]["acc_max"] for e in seeds], marker="^", color="C0",
+               edgecolor="k", zorder=3, label="original max")
+    ax.scatter([xi - w for xi in x], [e["generated"]["acc_max"] for e in seeds], marker="^", color="C1",
+               edgecolor="k", zorder=3, label="generated max")
+    lows = [min(e["original"]["acc_min"], e["generated"]["acc_min"], *(e["baselines"][b]["acc_median"]
+                                                                       for b in BASELINES)) for e in seeds]
+    highs = [max(e["original"]["acc_max"], e["generated"]["acc_max"]) for e in seeds]
+    ax.set_ylim(min(lows) - 0.3, max(highs) + 0.3)
+    ax.set_xticks(x, [f"seed {e['seed']}" for e in seeds])
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{results['preset']}: D = {seeds[0]['dim']:,}, test split {seeds[0]['test_size']:,}", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    save_figure(fig, path)
+
+
+def write_report(results: dict, out_dir: Path) -> Path:
+    """results.md (tables) and results.png (figure) beside results.json."""
+    figure(results, out_dir / "results.png")
+    seeds = results["seeds"]
+    text = [f"# {results['preset']}: the headline over {len(seeds)} seed(s)", "",
+            "Test accuracy (%) of the K original snapshots, the generated models and the analyze stage's "
+            "baselines; novelty of the generated models (mean max-IoU of their error sets with any snapshot, mean "
+            "L2 to the nearest snapshot) beside the snapshots' own spacing (original NN-L2). \"max ≥\" and "
+            "\"median ≥\": does the generated max / median reach the originals'?", "", table(results), "",
+            "Seconds per stage (each stage's own timer; Python start-up excluded) and of the whole `dvc repro`:",
+            "", stage_table(results), "", "![results](results.png)", ""]
+    return save_text("\n".join(text), out_dir / "results.md")
+
+
+def run(preset: str, seeds: list[int], out_dir: Path, work_root: Path | None = None, log=print) -> dict:
+    """Run every seed in turn (each in its own clone), adding its entry to ``out_dir``/results.json as it
+    finishes, then write the report."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "results.json"
+    root = Path(work_root or tempfile.mkdtemp(prefix=f"pdiff-{preset}-"))
+    results = load_results(path)
+    for seed in seeds:
+        entry = run_seed(preset, seed, root / f"seed{seed}", log=log)
+        results = add_entry(results, preset, entry)
+        save_json(results, path)
+        log(f"seed {seed}: generated median/max {entry['generated']['acc_median']}/{entry['generated']['acc_max']}"
+            f" vs original {entry['original']['acc_median']}/{entry['original']['acc_max']}")
+    write_report(results, out_dir)
+    return results
