@@ -11,3 +11,11 @@ def test_scaling_times_each_dimension_and_skips_what_would_not_fit():
         assert row["latent_shape"] == [2, int(dim) // 32]  # 5 halvings, 2 latent channels
     assert res["dims"]["256"]["ae_params"] < res["dims"]["1024"]["ae_params"]  # position embeddings grow with D
     assert "skipped" in res["dims"][str(10 ** 9)] and "GB" in res["dims"][str(10 ** 9)]["skipped"]
+
+
+def test_scaling_figure_draws_what_ran_and_marks_what_was_skipped(tmp_path):
+    from tools.bench import scaling_figure
+
+    res = scaling(dims=(256, 10 ** 9), batch_size=2, steps=1, memory_limit_gb=4.0)
+    scaling_figure(res, tmp_path / "scaling.png")
+    assert (tmp_path / "scaling.png").stat().st_size > 1000

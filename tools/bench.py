@@ -146,7 +146,8 @@ def resnet18_ratio(num_vectors: int = 8, num_inputs: int = 256, batch_size: int 
 
 
 # ------------------------------------------------------------------------------------------------- scaling
-SCALING_DIMS = (2048, 8192, 32768, 131072, 524288, 1048576)
+SCALING_DIMS = (2048, 16384, 131072, 1048576)
+SCALING_LIMIT_GB = 24.0  # the issue's budget: a D whose AE would need more is recorded as not fitting
 
 
 def _peak_mb(device) -> float:
@@ -195,7 +196,8 @@ def scaling(dims=SCALING_DIMS, preset: str = "mnist5k-resnet18", batch_size: int
             device="cpu", memory_limit_gb: float | None = None) -> dict:
     """AE and LDM seconds per training step and peak memory for each D in ``dims``, with the AE and denoiser
     sizes of ``preset`` and minibatch ``batch_size``. A D whose estimated AE activations exceed
-    ``memory_limit_gb`` (default: half the machine's memory, or of the GPU's) is skipped, with the estimate."""
+    ``memory_limit_gb`` is skipped, with the estimate (default: 24 GB, or half the machine's or the GPU's memory
+    when that is less, so that a D that would not fit stops cleanly instead of swapping or being killed)."""
     from tools.presets import _nest, resolved
 
     cfg = _nest(resolved(preset))
@@ -203,8 +205,9 @@ def scaling(dims=SCALING_DIMS, preset: str = "mnist5k-resnet18", batch_size: int
     if memory_limit_gb is None:
         total = (torch.cuda.get_device_properties(0).total_memory if torch.device(device).type == "cuda"
                  else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-        memory_limit_gb = total / 2 ** 31
-    out = {"preset": preset, "batch_size": batch_size, "steps_timed": steps, "ae_channels": ae_cfg["channels"],
+        memory_limit_gb = min(SCALING_LIMIT_GB, total / 2 ** 31)
+    out = {"preset": preset, "memory_limit_gb": round(memory_limit_gb, 1), "batch_size": batch_size,
+           "steps_timed": steps, "ae_channels": ae_cfg["channels"],
            "latent_channels": ae_cfg["latent_channels"], "ldm_channels": ldm_cfg["channels"],
            "ldm_channel_mults": ldm_cfg["channel_mults"], "dims": {}}
     levels = ae_cfg["channels"]
@@ -222,6 +225,34 @@ def scaling(dims=SCALING_DIMS, preset: str = "mnist5k-resnet18", batch_size: int
         print(f"bench: scaling D={dim}: AE {row['ae_s_per_step']} s/step, LDM {row['ldm_s_per_step']} s/step, "
               f"peak {row['peak_mb']} MB", flush=True)
     return out
+
+
+def scaling_figure(result: dict, path: Path) -> None:
+    """Log-log: AE and LDM seconds per training step (left) and peak memory (right) against D; the D values
+    that were skipped as not fitting are marked on the x axis."""
+    from pdiff.core.plots import plt, save_figure
+
+    rows = {int(d): r for d, r in result["dims"].items()}
+    ran = sorted(d for d, r in rows.items() if "skipped" not in r)
+    skipped = sorted(d for d, r in rows.items() if "skipped" in r)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    left.plot(ran, [rows[d]["ae_s_per_step"] for d in ran], "o-", label="AE")
+    left.plot(ran, [rows[d]["ldm_s_per_step"] for d in ran], "s-", label="LDM")
+    left.set_ylabel("seconds per training step")
+    right.plot(ran, [rows[d]["ae_peak_mb"] / 1024 for d in ran], "o-", label="after AE steps")
+    right.plot(ran, [rows[d]["peak_mb"] / 1024 for d in ran], "s-", label="after LDM steps")
+    right.axhline(result.get("memory_limit_gb", SCALING_LIMIT_GB), color="0.5", ls=":", label="limit")
+    right.set_ylabel("peak memory (GB)")
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        for d in skipped:
+            ax.axvline(d, color="C3", ls="--", alpha=0.5)
+        ax.set_xlabel("D (generated values)" + (" — dashed: skipped, would not fit" if skipped else ""))
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{result['preset']} AE/LDM widths, batch {result['batch_size']}", fontsize=10)
+    save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------------------------- sampling
@@ -342,6 +373,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--scaling-dims", default=",".join(map(str, SCALING_DIMS)),
                     help="comma-separated D values for the `scaling` entry ('' to leave it out)")
     ap.add_argument("--scaling-batch", type=int, default=64)
+    ap.add_argument("--only-scaling", action="store_true",
+                    help="run only the `scaling` entry and update it in --out, keeping the other entries")
+    ap.add_argument("--scaling-figure", default="reports/bench/scaling.png")
     args = ap.parse_args(argv)
 
     from pdiff.core.config import load_params
@@ -354,6 +388,12 @@ def main(argv=None) -> dict:
     seed_everything(p.seed, "bench")
     device = resolve_device(args.device or p.device)
     result = {"machine": machine(), "device": str(device), "threads": torch.get_num_threads()}
+    if args.only_scaling:
+        dims = [int(d) for d in args.scaling_dims.split(",") if d.strip()]
+        old = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+        result = old | {"scaling": scaling(dims, batch_size=args.scaling_batch, device=device)
+                        | {"machine": result["machine"], "threads": result["threads"]}}
+        return _write(result, Path(args.out), args.scaling_figure)
 
     tmp = None
     if args.artifacts:
@@ -397,12 +437,18 @@ def main(argv=None) -> dict:
             shutil.rmtree(tmp, ignore_errors=True)
     if "repro_s" in result:
         result["goals"] = check_goals(result)
+    return _write(result, Path(args.out), args.scaling_figure)
+
+
+def _write(result: dict, out: Path, figure: str | None) -> dict:
+    """``result`` -> ``out`` atomically, and the scaling figure when the result has a scaling entry."""
+    from pdiff.core.artifacts import save_json
+
     if hasattr(os, "getloadavg"):
         result["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_name(f".{out.name}.tmp")
-    tmp_out.write_text(json.dumps(result, indent=2) + "\n")
-    tmp_out.replace(out)
+    save_json(result, out)
     print(f"bench: wrote {out}")
+    if figure and result.get("scaling", {}).get("dims"):
+        scaling_figure(result["scaling"], Path(figure))
+        print(f"bench: wrote {figure}")
     return result
