@@ -82,5 +82,6 @@ def test_report_has_a_row_per_seed_a_summary_row_and_a_figure(tmp_path):
     text = md.read_text()
     assert "| 3 | 95 | 95.5 | 95 | 96 |" in text and "| 4 |" in text
     assert "| mean ± std | 95.00 ± 0.00 |" in text and "| 1/2 | 2/2 |" in text
+    assert "| seed | train | evaluate | sum of stages | dvc repro wall |" in text
     assert "| 3 | 120 | 60 | 180 | 630 |" in text
     assert (tmp_path / "out/results.png").stat().st_size > 1000

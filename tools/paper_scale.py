@@ -30,6 +30,7 @@ from pdiff.core.artifacts import load_torch, load_vectors, save_json, save_text
 
 SUMMARY_KEYS = ("count", "acc_mean", "acc_median", "acc_max", "acc_min", "acc_std")
 BASELINES = ("noise", "average", "gaussian")
+STAGES = ("prepare", "train", "collect", "train_ae", "train_ldm", "generate", "evaluate", "analyze")
 STAGE_DONE = re.compile(r"stage `([^`]+)` done in ([0-9.]+) s")
 
 
@@ -182,7 +183,8 @@ def _yes(flag: bool) -> str:
 def stage_table(results: dict) -> str:
     """Seconds per stage (each stage's own timer) and the whole `dvc repro`, per seed."""
     seeds = results["seeds"]
-    stages = list(dict.fromkeys(s for e in seeds for s in e["stage_seconds"]))
+    found = {s for e in seeds for s in e["stage_seconds"]}
+    stages = [s for s in STAGES if s in found] + sorted(found - set(STAGES))
     head = ["seed", *stages, "sum of stages", "dvc repro wall"]
     rows = [[str(e["seed"]), *(f"{e['stage_seconds'].get(s, float('nan')):.0f}" for s in stages),
              f"{sum(e['stage_seconds'].values()):.0f}", f"{e.get('wall_seconds', float('nan')):.0f}"] for e in seeds]
