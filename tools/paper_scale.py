@@ -217,7 +217,8 @@ def figure(results: dict, path: Path) -> None:
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{results['preset']}: D = {seeds[0]['dim']:,}, test split {seeds[0]['test_size']:,}", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.set_xlim(-0.6, len(seeds) - 0.4)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     save_figure(fig, path)
 
 
