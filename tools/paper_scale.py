@@ -245,7 +245,7 @@ def run(preset: str, seeds: list[int], out_dir: Path, work_root: Path | None = N
     results = load_results(path)
     for seed in seeds:
         entry = run_seed(preset, seed, root / f"seed{seed}", log=log)
-        results = add_entry(results, preset, entry)
+        results = add_entry(load_results(path), preset, entry)  # re-read: entries added meanwhile are kept
         save_json(results, path)
         log(f"seed {seed}: generated median/max {entry['generated']['acc_median']}/{entry['generated']['acc_max']}"
             f" vs original {entry['original']['acc_median']}/{entry['original']['acc_max']}")
