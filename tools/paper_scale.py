@@ -186,7 +186,7 @@ def stage_table(results: dict) -> str:
     found = {s for e in seeds for s in e["stage_seconds"]}
     stages = [s for s in STAGES if s in found] + sorted(found - set(STAGES))
     head = ["seed", *stages, "sum of stages", "dvc repro wall"]
-    rows = [[str(e["seed"]), *(f"{e['stage_seconds'].get(s, float('nan')):.0f}" for s in stages),
+    rows = [[str(e["seed"]), *(f"{e['stage_seconds'][s]:.0f}" if s in e["stage_seconds"] else "—" for s in stages),
              f"{sum(e['stage_seconds'].values()):.0f}", f"{e.get('wall_seconds', float('nan')):.0f}"] for e in seeds]
     return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
                       *("| " + " | ".join(r) + " |" for r in rows)])
