@@ -235,7 +235,7 @@ def scaling_figure(result: dict, path: Path) -> None:
     rows = {int(d): r for d, r in result["dims"].items()}
     ran = sorted(d for d, r in rows.items() if "skipped" not in r)
     skipped = sorted(d for d, r in rows.items() if "skipped" in r)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"wspace": 0.3})
     left.plot(ran, [rows[d]["ae_s_per_step"] for d in ran], "o-", label="AE")
     left.plot(ran, [rows[d]["ldm_s_per_step"] for d in ran], "s-", label="LDM")
     left.set_ylabel("seconds per training step")
@@ -246,9 +246,9 @@ def scaling_figure(result: dict, path: Path) -> None:
     for ax in (left, right):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        for d in skipped:
-            ax.axvline(d, color="C3", ls="--", alpha=0.5)
-        ax.set_xlabel("D (generated values)" + (" — dashed: skipped, would not fit" if skipped else ""))
+        for i, d in enumerate(skipped):
+            ax.axvline(d, color="C3", ls="--", alpha=0.5, label="skipped: would not fit" if i == 0 else None)
+        ax.set_xlabel("D (generated values)")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     fig.suptitle(f"{result['preset']} AE/LDM widths, batch {result['batch_size']}", fontsize=10)
