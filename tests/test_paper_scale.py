@@ -85,3 +85,10 @@ def test_report_has_a_row_per_seed_a_summary_row_and_a_figure(tmp_path):
     assert "| seed | train | evaluate | sum of stages | dvc repro wall |" in text
     assert "| 3 | 120 | 60 | 180 | 630 |" in text
     assert (tmp_path / "out/results.png").stat().st_size > 1000
+
+
+def test_run_refuses_a_results_file_of_another_preset_before_running_anything(tmp_path, monkeypatch):
+    save_json({"preset": "p", "seeds": []}, tmp_path / "out/results.json")
+    monkeypatch.setattr(paper_scale, "run_seed", lambda *a, **k: pytest.fail("a seed ran"))
+    with pytest.raises(PdiffError, match="holds preset 'p', not 'other'"):
+        paper_scale.run("other", [0], tmp_path / "out", tmp_path / "work")

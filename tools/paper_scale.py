@@ -105,7 +105,7 @@ def run_seed(preset: str, seed: int, work: Path, log=print) -> dict:
     commit = clone_head(work)
     apply(preset, work / "params.yaml")
     path = work / "params.yaml"
-    path.write_text(set_values(path.read_text(), {"seed": seed}))
+    save_text(set_values(path.read_text(), {"seed": seed}), path)
     log(f"seed {seed}: dvc repro of {preset} in {work} (commit {commit[:7]})")
     start = time.monotonic()
     res = timed_dvc(["repro"], work)
@@ -123,10 +123,14 @@ def load_results(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {"preset": None, "seeds": []}
 
 
-def add_entry(results: dict, preset: str, entry: dict) -> dict:
-    """``results`` with ``entry`` replacing any earlier entry of the same seed; seeds kept in order."""
+def check_preset(results: dict, preset: str) -> None:
     if results.get("preset") not in (None, preset):
         raise PdiffError(f"the results file holds preset {results['preset']!r}, not {preset!r}; use another --out.")
+
+
+def add_entry(results: dict, preset: str, entry: dict) -> dict:
+    """``results`` with ``entry`` replacing any earlier entry of the same seed; seeds kept in order."""
+    check_preset(results, preset)
     seeds = [e for e in results.get("seeds", []) if e["seed"] != entry["seed"]] + [entry]
     return {"preset": preset, "seeds": sorted(seeds, key=lambda e: e["seed"])}
 
@@ -242,12 +246,12 @@ def run(preset: str, seeds: list[int], out_dir: Path, work_root: Path | None = N
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "results.json"
     root = Path(work_root or tempfile.mkdtemp(prefix=f"pdiff-{preset}-"))
-    results = load_results(path)
+    check_preset(load_results(path), preset)  # before the first half-hour run, not after it
     for seed in seeds:
         entry = run_seed(preset, seed, root / f"seed{seed}", log=log)
-        results = add_entry(load_results(path), preset, entry)  # re-read: entries added meanwhile are kept
-        save_json(results, path)
+        save_json(add_entry(load_results(path), preset, entry), path)  # re-read: entries added meanwhile are kept
         log(f"seed {seed}: generated median/max {entry['generated']['acc_median']}/{entry['generated']['acc_max']}"
             f" vs original {entry['original']['acc_median']}/{entry['original']['acc_max']}")
+    results = load_results(path)
     write_report(results, out_dir)
     return results
