@@ -170,6 +170,10 @@ def table(results: dict) -> str:
             summary.append(f"{statistics.fmean(vals):.4g}" if "IoU" in c or "L2" in c else _mean_std(vals))
         rows.append(["mean ± std", *summary, f"{sum(e['claim']['max'] for e in seeds)}/{len(seeds)}",
                      f"{sum(e['claim']['median'] for e in seeds)}/{len(seeds)}"])
+    return _markdown(head, rows)
+
+
+def _markdown(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
                       *("| " + " | ".join(r) + " |" for r in rows)])
 
@@ -192,8 +196,7 @@ def stage_table(results: dict) -> str:
     head = ["seed", *stages, "sum of stages", "dvc repro wall"]
     rows = [[str(e["seed"]), *(f"{e['stage_seconds'][s]:.0f}" if s in e["stage_seconds"] else "—" for s in stages),
              f"{sum(e['stage_seconds'].values()):.0f}", f"{e.get('wall_seconds', float('nan')):.0f}"] for e in seeds]
-    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
-                      *("| " + " | ".join(r) + " |" for r in rows)])
+    return _markdown(head, rows)
 
 
 def figure(results: dict, path: Path) -> None:
