@@ -388,12 +388,12 @@ def main(argv=None) -> dict:
     seed_everything(p.seed, "bench")
     device = resolve_device(args.device or p.device)
     result = {"machine": machine(), "device": str(device), "threads": torch.get_num_threads()}
-    if args.only_scaling:
-        dims = [int(d) for d in args.scaling_dims.split(",") if d.strip()]
+    dims = [int(d) for d in args.scaling_dims.split(",") if d.strip()]
+    if args.only_scaling:  # the other entries (and their machine record) stay as the last full run left them
         old = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
-        result = old | {"scaling": scaling(dims, batch_size=args.scaling_batch, device=device)
-                        | {"machine": result["machine"], "threads": result["threads"]}}
-        return _write(result, Path(args.out), args.scaling_figure)
+        entry = scaling(dims, batch_size=args.scaling_batch, device=device) | {
+            "machine": result["machine"], "threads": result["threads"]}
+        return _write(old | {"scaling": entry}, Path(args.out), args.scaling_figure, entry["machine"])
 
     tmp = None
     if args.artifacts:
@@ -429,7 +429,6 @@ def main(argv=None) -> dict:
         result |= {"resnet18_cifar_eval_speedup": rn["speedup"], "resnet18_cifar": rn}
         print(f"bench: ResNet-18 (CIFAR size, random inputs) naive {rn['naive_s']} s, fast {rn['fast_s']} s -> "
               f"x{rn['speedup']}", flush=True)
-        dims = [int(d) for d in args.scaling_dims.split(",") if d.strip()]
         if dims:
             result["scaling"] = scaling(dims, batch_size=args.scaling_batch, device=device)
     finally:
@@ -437,15 +436,16 @@ def main(argv=None) -> dict:
             shutil.rmtree(tmp, ignore_errors=True)
     if "repro_s" in result:
         result["goals"] = check_goals(result)
-    return _write(result, Path(args.out), args.scaling_figure)
+    return _write(result, Path(args.out), args.scaling_figure, result["machine"])
 
 
-def _write(result: dict, out: Path, figure: str | None) -> dict:
-    """``result`` -> ``out`` atomically, and the scaling figure when the result has a scaling entry."""
+def _write(result: dict, out: Path, figure: str | None, measured_on: dict) -> dict:
+    """``result`` -> ``out`` atomically, and the scaling figure when the result has a scaling entry; the load
+    average at the end goes into ``measured_on``, the machine record of what this run measured."""
     from pdiff.core.artifacts import save_json
 
     if hasattr(os, "getloadavg"):
-        result["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+        measured_on["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     save_json(result, out)
     print(f"bench: wrote {out}")
     if figure and result.get("scaling", {}).get("dims"):
