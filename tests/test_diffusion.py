@@ -90,6 +90,21 @@ def test_ema_is_the_exponential_average_of_the_weights():
         EMA(lin, decay=1.0)
 
 
+def test_ema_warm_up_caps_the_decay_in_short_runs():
+    """The decay in use is min(decay, (1 + n)/(10 + n)), so within 1,000 updates (< 8,989, where 0.999 would
+    take effect) a nominal 0.999 and 0.9999 average identically, while 0.9 does not."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(3, 2)
+    emas = {d: EMA(lin, decay=d) for d in (0.9, 0.999, 0.9999)}
+    for _ in range(1000):
+        with torch.no_grad():
+            lin.weight.add_(torch.randn_like(lin.weight))
+        for ema in emas.values():
+            ema.update(lin)
+    assert torch.equal(emas[0.999].module().weight, emas[0.9999].module().weight)
+    assert not torch.allclose(emas[0.9].module().weight, emas[0.999].module().weight)
+
+
 def _train_tiny_denoiser(**cfg):
     torch.manual_seed(0)
     net = UNet1D(2, base=4)

@@ -178,7 +178,8 @@ class LDMConfig(Section):
     batch_size: int = opt(64, "minibatch size (drawn with replacement from the K latents)", ge=1)
     ema_decay: float = opt(0.0, "exponential moving average of the denoiser's weights, which `generate` then "
                            "samples with: 0 = off (the weights after the last step); the official first release "
-                           "uses 0.9999", ge=0, le=0.999999)
+                           "uses 0.9999. After n updates the decay in use is min(ema_decay, (1 + n)/(10 + n)), so "
+                           "0.999 takes effect after 8,989 steps and 0.9999 after 99,989", ge=0, le=0.999999)
 
 
 class GenerateConfig(Section):
