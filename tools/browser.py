@@ -22,8 +22,8 @@ NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"
 OFFLINE_FLAGS = ["--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost"]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
-         "--disable-extensions", "--disable-background-networking", "--disable-component-update",
-         "--hide-scrollbars", *OFFLINE_FLAGS]
+         "--disable-dev-shm-usage", "--disable-extensions", "--disable-background-networking",
+         "--disable-component-update", "--hide-scrollbars", *OFFLINE_FLAGS]
 
 
 def chromium() -> str:
