@@ -3,7 +3,7 @@
     python scripts/plots.py show                            # workspace -> reports/plots/
     python scripts/plots.py diff noise-none noise-both      # two experiments -> reports/plots_diff/<a>_vs_<b>/
     python scripts/plots.py diff HEAD~1                     # a commit against the workspace
-    python scripts/plots.py show --targets metrics/train_ae/plots --out /tmp/ae
+    python scripts/plots.py show --targets metrics/train_ae/plots --out reports/ae
 
 Revisions are anything `dvc plots diff` takes: commits, branches, tags, experiment names (`dvc exp show`).
 Each output folder holds index.html (DVC's page, Vega inlined), static/ (image plots), png/ (one PNG per plot,
