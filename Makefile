@@ -24,7 +24,7 @@ repro: $(STAMP)
 exp: $(STAMP)
 	args="$$(python -m tools.presets exp-args $(PRESET))" && eval dvc exp run $$args $(EXP_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	ruff check .
 	python -m pytest -q tests
 
@@ -59,10 +59,28 @@ ablation: $(STAMP)
 ablation-report: $(STAMP)
 	python scripts/ablation.py report $(NAME)
 
-# `dvc plots diff` rendered offline to PNG: `make plots-diff REVS="noise-none noise-both"`.
-.PHONY: plots-diff
+# DVC's own plots, offline: `make plots` (`dvc plots show`, the workspace) -> reports/plots/, and
+# `make plots-diff REVS="noise-none noise-both"` (`dvc plots diff`, commits or experiment names; one rev is compared
+# with the workspace) -> reports/plots_diff/<rev>_vs_<rev>/. Each folder: index.html (DVC's page with Vega inlined,
+# opens with no network), png/ (one PNG per plot from DVC's Vega-Lite specs), plots.json. TARGETS="..." picks
+# plots, OUT=dir moves the folder.
+.PHONY: plots plots-diff
+PLOTS_ARGS = $(if $(TARGETS),--targets $(TARGETS)) $(if $(OUT),--out $(OUT))
+plots: $(STAMP)
+	python scripts/plots.py show $(PLOTS_ARGS)
+
 plots-diff: $(STAMP)
-	python scripts/plots_diff.py $(REVS)
+	python scripts/plots.py diff $(REVS) $(PLOTS_ARGS)
+
+# Headless Chromium for the test that opens the offline plots page: Debian's `chromium`, installed with apt-get
+# (as root, else through sudo) only when no Chromium is on PATH.
+.PHONY: browser
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  command -v google-chrome >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q \
+	    --no-install-recommends chromium; }
 
 # The cifar100-resnet18 preset, shortened, on synthetic CIFAR-100 files on one CUDA GPU -> metrics/gpu.json
 # (per-stage seconds and peak GPU memory, images/s, AE/LDM steps/s, accuracies); stops at once without CUDA.

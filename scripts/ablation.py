@@ -4,6 +4,9 @@
     python scripts/ablation.py run NAME [--jobs N]   # queue the grid, `dvc queue start -j N`, wait, report
     python scripts/ablation.py report NAME           # reports/ablations/NAME.md + NAME.png from `dvc exp show`
 
+Both write reports/ablations/NAME_plots/ too: `dvc plots diff` of the points as a page that opens offline, with
+one PNG per plot (tools/offline_plots.py), linked from NAME.md (--no-plots skips it).
+
 --out DIR writes the report, logs and run summary to DIR instead of reports/ablations (for instance
 reports/mnist5k-resnet18/ablations for a run on that preset).
 
@@ -32,6 +35,7 @@ def main() -> None:
     ap.add_argument("--jobs", "-j", type=int, help="parallel queue workers (dvc queue start -j); default: CPU "
                     "cores / params.yaml `threads`, at least 1")
     ap.add_argument("--out", type=Path, default=OUT, help=f"report folder (default {OUT})")
+    ap.add_argument("--no-plots", action="store_true", help="skip the offline `dvc plots diff` page of the points")
     args = ap.parse_args()
     params = yaml.safe_load(Path("params.yaml").read_text())
     jobs = args.jobs or ablations.default_jobs(int(params.get("threads") or 1))
@@ -51,8 +55,15 @@ def main() -> None:
             print(f"  {name}: ran {', '.join(info['ran']) or 'nothing'}; reused {', '.join(info['reused'])}")
     elif (args.out / f"{recipe.name}_run.json").exists():
         run = json.loads((args.out / f"{recipe.name}_run.json").read_text())
-    path = ablations.write_report(recipe, ablations.show_experiments(Path.cwd()), args.out, run)
-    print(f"wrote {path} and {path.with_suffix('.png')}")
+    show = ablations.show_experiments(Path.cwd())
+    plots = None
+    if not args.no_plots:
+        try:
+            plots = ablations.plots_page(recipe, show, args.out, Path.cwd())
+        except PdiffError as exc:  # the table does not need the plots
+            print(f"no offline plots page: {exc}", file=sys.stderr)
+    path = ablations.write_report(recipe, show, args.out, run, plots)
+    print(f"wrote {path} and {path.with_suffix('.png')}" + (f"; offline plots {plots}/index.html" if plots else ""))
 
 
 if __name__ == "__main__":

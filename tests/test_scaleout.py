@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, make_tiny_repo, run
-from tools import ablations
-from tools import plots_diff as plotdiff
+from tools import ablations, offline_plots
 
 # Even smaller than test_pipeline's TINY: these runs go through the queue's temporary copies.
 FAST = {"train": {"epochs": 1}, "ae": {"steps": 30}, "ldm": {"steps": 30, "timesteps": 20},
@@ -90,12 +89,15 @@ def test_two_point_grid_through_queue_with_two_workers(tiny_committed):
     assert {"tiny-off", "tiny-strong"} <= set(finished)
     assert finished["tiny-strong"]["params"]["ae"]["latent_noise"] == 0.3
     assert finished["tiny-off"]["metrics"]["generated"]["count"] == 4
-    report = ablations.write_report(recipe, show, out, summary)
+    page = ablations.plots_page(recipe, show, out, tiny_committed)  # the report links its offline plots page
+    report = ablations.write_report(recipe, show, out, summary, page)
     df = ablations.table(recipe, finished, summary)
     assert list(df["point"]) == ["off", "strong"] and list(df["ae.latent_noise"]) == [0.0, 0.3]
     assert df["generated max-IoU"].between(0, 1).all() and (df["original NN-L2"] >= 0).all()  # from analyze
     text = report.read_text()
     assert "| off " in text and "| strong " in text
+    assert "[tiny_plots/index.html](tiny_plots/index.html)" in text
+    assert json.loads((page / "plots.json").read_text())["revisions"] == ["tiny-off", "tiny-strong"]
     assert (out / "tiny.png").read_bytes()[:4] == b"\x89PNG"
     # `dvc plots diff` between the two experiments: accuracy distributions and loss curves of both
     plots = json.loads(run(["dvc", "plots", "diff", "tiny-off", "tiny-strong", "--json"], tiny_committed).stdout)
@@ -104,30 +106,19 @@ def test_two_point_grid_through_queue_with_two_workers(tiny_committed):
         assert set(plots[key][0]["revisions"]) == {"tiny-off", "tiny-strong"}, key
     assert {r for e in plots["plots/evaluate/accuracy_hist.png"] for r in e["revisions"]} == {"tiny-off",
                                                                                               "tiny-strong"}
-    # ... and rendered offline to one PNG (scripts/plots_diff.py): both experiments in every curve panel
-    drawn, images = plotdiff.panels(plotdiff.plots_diff_json(["tiny-off", "tiny-strong"], tiny_committed))
-    by_id = {p["id"]: p for p in drawn}
+    # ... and offline (scripts/plots.py, `make plots-diff`): DVC's page and one PNG per plot from its specs
+    script = run([sys.executable, str(ROOT / "scripts/plots.py"), "diff", "tiny-off", "tiny-strong"], tiny_committed)
+    out = tiny_committed / "reports/plots_diff/tiny-off_vs_tiny-strong"
+    manifest = json.loads((out / "plots.json").read_text())
+    assert manifest["revisions"] == ["tiny-off", "tiny-strong"], script.stdout
+    by_id = {p["id"]: p for p in manifest["plots"] if p["type"] == "vega"}
     for key in ("accuracy_quantiles", "metrics/train_ae/plots/metrics/loss.tsv"):
-        assert {rev for rev, _ in by_id[key]["series"]} == {"tiny-off", "tiny-strong"}, key
-    assert {f for _, f in by_id["accuracy_quantiles"]["series"]} == {"original.csv", "generated.csv"}
-    assert "plots/evaluate/accuracy_hist.png" in images
-    script = run([sys.executable, str(ROOT / "scripts/plots_diff.py"), "tiny-off", "tiny-strong"], tiny_committed)
-    png = tiny_committed / "reports/plots_diff/tiny-off_vs_tiny-strong.png"
-    assert png.read_bytes()[:4] == b"\x89PNG", script.stdout
-
-
-def test_plots_diff_panels_group_rows_by_revision_and_file():
-    rows = [{"step": "1", "loss": "0.5", "rev": "a"}, {"step": "2", "loss": "0.25", "rev": "a"},
-            {"step": "1", "loss": "0.7", "rev": "b"}, {"step": "2", "loss": "nan", "rev": "b"}]
-    anchors = {"<DVC_METRIC_DATA>": rows, "<DVC_METRIC_X_LABEL>": "step", "<DVC_METRIC_Y_LABEL>": "loss"}
-    data = {"loss.tsv": [{"type": "vega", "revisions": ["a", "b"], "anchor_definitions": anchors,
-                          "content": {"spec": {"mark": {"type": "line"}}}}],
-            "hist.png": [{"type": "image", "revisions": ["a"], "url": "x"}]}
-    drawn, images = plotdiff.panels(data)
-    assert images == ["hist.png"] and len(drawn) == 1 and drawn[0]["kind"] == "line"
-    assert drawn[0]["series"] == {("a", ""): ([1.0, 2.0], [0.5, 0.25]), ("b", ""): ([1.0], [0.7])}  # NaN dropped
-    data["loss.tsv"][0]["content"] = {"mark": {"type": "point", "tooltip": {"content": "data"}}}
-    assert plotdiff.panels(data)[0][0]["kind"] == "point"
+        assert set(by_id[key]["revisions"]) == {"tiny-off", "tiny-strong"}, key
+        assert (out / by_id[key]["png"][0]).read_bytes()[:4] == b"\x89PNG", key
+    hist = [p for p in manifest["plots"] if p["id"] == "plots/evaluate/accuracy_hist.png"]
+    assert sorted(r for p in hist for r in p["revisions"]) == ["tiny-off", "tiny-strong"]
+    assert all((out / p["png"][0]).is_file() for p in hist)
+    assert offline_plots.external_refs((out / "index.html").read_text()) == []
 
 
 def test_recipes_cover_the_paper_ablations():

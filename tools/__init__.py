@@ -1,3 +1,3 @@
 """Experiment tooling around the pipeline (not the method): ablation grids as DVC experiments (`ablations`),
-presets (`presets`), offline `dvc plots diff` figures (`plots_diff`), running dvc (`dvc_runner`) and the
-benchmarks (`bench`)."""
+presets (`presets`), offline `dvc plots` pages and PNGs (`offline_plots`; headless Chromium in `browser`),
+running dvc (`dvc_runner`) and the benchmarks (`bench`)."""

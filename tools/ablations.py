@@ -409,8 +409,25 @@ def figure(recipe: Recipe, df, path: Path) -> None:
     save_figure(fig, path)
 
 
-def write_report(recipe: Recipe, show: list, out_dir: Path, run: dict | None = None) -> Path:
-    """reports/ablations/<name>.md (table) and <name>.png (figure) from `dvc exp show --json` output."""
+def plots_page(recipe: Recipe, show: list, out_dir: Path, cwd: Path) -> Path:
+    """reports/ablations/<name>_plots/: `dvc plots diff` of the recipe's finished experiments as an offline page
+    (DVC's HTML with Vega inlined) and one PNG per plot (tools/offline_plots.py). Returns the folder."""
+    from tools import offline_plots
+
+    finished = experiments_from_show(show)
+    names = [n for p in recipe.points if (n := find_experiment(recipe, p, finished))]
+    if not names:
+        raise PdiffError(f"no finished experiments of ablation {recipe.name!r} to plot; run "
+                         f"`make ablation NAME={recipe.name}` first.")
+    folder = out_dir / f"{recipe.name}_plots"
+    offline_plots.render(names, folder, cwd=cwd, title=f"Ablation: {recipe.title} (dvc plots diff {' '.join(names)})")
+    return folder
+
+
+def write_report(recipe: Recipe, show: list, out_dir: Path, run: dict | None = None,
+                 plots: Path | None = None) -> Path:
+    """reports/ablations/<name>.md (table) and <name>.png (figure) from `dvc exp show --json` output; with
+    ``plots`` (the folder from `plots_page`), a link to its offline page."""
     import pandas as pd
 
     df = table(recipe, experiments_from_show(show), run)
@@ -442,4 +459,8 @@ def write_report(recipe: Recipe, show: list, out_dir: Path, run: dict | None = N
         lines += ["", f"Cost: {run['wall_seconds']:.0f} s wall for {len(recipe.points)} experiments with "
                       f"`dvc queue start -j {run['jobs']}`."]
     lines += ["", f"![{recipe.name}]({recipe.name}.png)", ""]
+    if plots is not None:
+        rel = plots.relative_to(out_dir).as_posix() if plots.is_relative_to(out_dir) else plots.as_posix()
+        lines += [f"DVC's plots of every point (`dvc plots diff`: accuracy distributions, novelty, loss curves), "
+                  f"offline: [{rel}/index.html]({rel}/index.html), one PNG per plot in `{rel}/png/`.", ""]
     return save_text("\n".join(lines), out_dir / f"{recipe.name}.md")

@@ -1,4 +1,4 @@
-"""Running the `dvc` command line from Python (the ablation runner, the offline plots diff)."""
+"""Running the `dvc` command line from Python (the ablation runner, the offline plots)."""
 from __future__ import annotations
 
 import os
