@@ -39,3 +39,25 @@ def test_ema_warm_up_thresholds_in_the_docs_are_the_formulas():
     for decay in (0.999, 0.9999):
         assert f"{ema_warmup_end(decay):,} for {decay}" in text
     assert f"ending at {(1 + 1500) / (10 + 1500):.3f}" in text
+
+
+def test_layout_inventories_name_every_module_script_tool_and_report_folder():
+    """README's layout and docs/architecture.md list every library module, tool, script and report folder."""
+    readme = (ROOT / "README.md").read_text()
+    architecture = (ROOT / "docs/architecture.md").read_text()
+    modules = [f.stem for f in (ROOT / "pdiff").glob("*/*.py") if f.stem != "__init__"]
+    tools = [f.stem for f in (ROOT / "tools").glob("*.py") if f.stem != "__init__"]
+    scripts = [f.stem for f in (ROOT / "scripts").glob("*.py")]
+    reports = [d.name for d in (ROOT / "reports").iterdir() if d.is_dir()]
+    missing = [f"architecture.md: {m}" for m in modules + tools + scripts + reports if f"`{m}" not in architecture]
+    missing += [f"README.md: {m}" for m in tools + scripts + reports if m not in readme]
+    assert not missing, missing
+
+
+def test_junit_counts_split_passed_skipped_and_failed(tmp_path):
+    from tools.test_counts import junit_counts
+
+    xml = tmp_path / "r.xml"
+    xml.write_text('<testsuites><testsuite name="pytest" tests="10" skipped="2" failures="1" errors="1" '
+                   'time="3.0"></testsuite></testsuites>')
+    assert junit_counts(xml) == {"tests": 10, "passed": 6, "skipped": 2, "failed": 2}
