@@ -35,6 +35,13 @@ test: $(STAMP) browser
 bench: $(STAMP)
 	python benchmarks/bench.py $(BENCH_ARGS)
 
+# One full pytest run recorded in metrics/tests.json (passed, skipped, seconds, tests collected), then the numbers
+# README.md and docs/ quote from metrics/*.json refreshed (tools.doc_numbers; tests/test_doc_numbers.py checks them).
+.PHONY: test-counts
+test-counts: $(STAMP)
+	python -m tools.test_counts
+	python -m tools.doc_numbers
+
 # Kill-anywhere soak (not part of `make test`; takes ROUNDS x about a pipeline run): SIGKILL `dvc repro` at random
 # moments in a temporary clone of HEAD, rerun it, check metrics/ byte-identical -> reports/soak/soak.json.
 ROUNDS ?= 20

@@ -35,7 +35,8 @@ def main() -> None:
     tracker.close()
     print(f"LDM: latents {tuple(z.shape)}, final loss {loss:.4g}")
     save_torch({"state_dict": {k: v.cpu() for k, v in sampler_net.state_dict().items()}, "config": config,
-                "ema_decay": p.ldm.ema_decay, "schedule": schedule, "latent_mean": latent_mean,
+                "ema_decay": p.ldm.ema_decay, "ema_warmup": p.ldm.ema_warmup,
+                "schedule": schedule, "latent_mean": latent_mean,
                 "latent_std": latent_std}, "models/ldm.pt")
     loss_curves(tracker.history, "plots/train_ldm/loss.png", "latent diffusion (noise-prediction MSE)", log_y=True)
 

@@ -6,7 +6,7 @@ import torch
 from pdiff.core.tracking import Tracker
 from pdiff.generative.denoiser import UNet1D
 from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
-from pdiff.generative.fitting import EMA
+from pdiff.generative.fitting import EMA, ema_warmup_end
 from pdiff.generative.ldm import train_denoiser
 
 
@@ -74,35 +74,60 @@ def test_unet_with_the_official_rewrites_widths():
     assert net(x, torch.tensor([1, 900])).shape == x.shape
 
 
-def test_ema_is_the_exponential_average_of_the_weights():
+def _hand_ema(start, steps, d_of_n):
+    """The EMA written out: ``e = d(n) e + (1 - d(n)) w_n`` over weights w_n = start + n (one step per update)."""
+    e = start.clone()
+    for n in range(1, steps + 1):
+        d = d_of_n(n)
+        e = d * e + (1 - d) * (start + n)
+    return e
+
+
+def _run_ema(decay, steps, warmup):
+    torch.manual_seed(0)
     lin = torch.nn.Linear(3, 1)
-    ema = EMA(lin, decay=0.5)
-    expected = lin.weight.detach().clone()
-    for n in range(1, 6):
+    start = lin.weight.detach().clone()
+    ema = EMA(lin, decay=decay, warmup=warmup)
+    for _ in range(steps):
         with torch.no_grad():
             lin.weight.add_(1.0)
         ema.update(lin)
-        d = min(0.5, (1 + n) / (10 + n))
-        expected = d * expected + (1 - d) * lin.weight.detach()
-    assert torch.allclose(ema.module().weight, expected)
-    assert not torch.allclose(ema.module().weight, lin.weight)  # it lags behind the current weights
+    return start, ema.module().weight, lin.weight
+
+
+def test_ema_without_warm_up_uses_the_configured_decay_from_the_first_update():
+    for decay in (0.5, 0.9):
+        start, avg, current = _run_ema(decay, 6, warmup=False)
+        assert torch.allclose(avg, _hand_ema(start, 6, lambda n, d=decay: d))
+        assert not torch.allclose(avg, current)  # it lags behind the current weights
+    # a decay that is ignored (or capped) would make these two equal
+    assert not torch.allclose(_run_ema(0.5, 6, False)[1], _run_ema(0.9, 6, False)[1])
     with pytest.raises(ValueError):
-        EMA(lin, decay=1.0)
+        EMA(torch.nn.Linear(3, 1), decay=1.0)
 
 
-def test_ema_warm_up_caps_the_decay_in_short_runs():
-    """The decay in use is min(decay, (1 + n)/(10 + n)), so within 1,000 updates (< 8,989, where 0.999 would
-    take effect) a nominal 0.999 and 0.9999 average identically, while 0.9 does not."""
-    torch.manual_seed(0)
-    lin = torch.nn.Linear(3, 2)
-    emas = {d: EMA(lin, decay=d) for d in (0.9, 0.999, 0.9999)}
-    for _ in range(1000):
-        with torch.no_grad():
-            lin.weight.add_(torch.randn_like(lin.weight))
-        for ema in emas.values():
-            ema.update(lin)
-    assert torch.equal(emas[0.999].module().weight, emas[0.9999].module().weight)
-    assert not torch.allclose(emas[0.9].module().weight, emas[0.999].module().weight)
+def test_ema_warm_up_follows_its_formula_and_reaches_the_configured_decay():
+    """With the warm-up the decay in use is min(decay, (1 + n)/(10 + n)): 0.9 takes effect from update 80 on,
+    so after 120 updates 0.9 and 0.95 (which takes effect only from 170) average differently, while after 60
+    updates (both still capped) they are identical."""
+    assert ema_warmup_end(0.9) == 80 and ema_warmup_end(0.95) == 170
+    start, avg, _ = _run_ema(0.9, 120, warmup=True)
+    assert torch.allclose(avg, _hand_ema(start, 120, lambda n: min(0.9, (1 + n) / (10 + n))))
+    assert not torch.allclose(avg, _hand_ema(start, 120, lambda n: (1 + n) / (10 + n)))  # 0.9 counted from 80 on
+    assert not torch.allclose(avg, _run_ema(0.95, 120, warmup=True)[1])
+    assert torch.equal(_run_ema(0.9, 60, warmup=True)[1], _run_ema(0.95, 60, warmup=True)[1])
+
+
+def test_ema_warm_up_thresholds_quoted_in_the_params_help_are_the_formulas():
+    from pdiff.core.config import LDMConfig
+
+    for decay in (0.5, 0.999, 0.9999):
+        n = ema_warmup_end(decay)
+        assert (1 + n) / (10 + n) >= decay > (1 + n - 1) / (10 + n - 1)
+    help_text = LDMConfig.model_fields["ema_warmup"].description
+    assert f"{ema_warmup_end(0.999):,} updates for 0.999" in help_text
+    assert f"{ema_warmup_end(0.9999):,} for 0.9999" in help_text
+    assert f"{(1 + 1500) / (10 + 1500):.3f} after 1,500 steps" in help_text
 
 
 def _train_tiny_denoiser(**cfg):
@@ -126,3 +151,6 @@ def test_ema_off_by_default_samples_with_the_trained_weights_and_on_with_their_a
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), on_net.state_dict().values()))
     differ = [not torch.equal(a, b) for a, b in zip(on_net.parameters(), on_sampler.parameters())]
     assert on_sampler is not on_net and any(differ)
+    # ldm.ema_warmup reaches the EMA: without the warm-up 30 steps at decay 0.9 average differently
+    _, cold_sampler, _ = _train_tiny_denoiser(ema_decay=0.9, ema_warmup=False)
+    assert any(not torch.equal(a, b) for a, b in zip(on_sampler.parameters(), cold_sampler.parameters()))

@@ -45,8 +45,8 @@ def test_analyze_rows_agree_with_evaluate_and_report_is_written(tiny_repo):
         assert 0.0 <= row["max_similarity_mean"] <= 1.0 and row["nn_l2_mean"] > 0.0, method
         for key in ("acc_mean", "acc_max", "acc_median"):
             assert 0.0 <= row[key] <= 100.0
-    for name in ("novelty_scatter", "distributions", "embedding"):
-        assert (tiny_repo / f"plots/analyze/{name}.png").read_bytes()[:4] == b"\x89PNG", name
+    for name in ("analyze/novelty_scatter", "analyze/distributions", "embedding/embedding"):
+        assert (tiny_repo / f"plots/{name}.png").read_bytes()[:4] == b"\x89PNG", name
     assert len((tiny_repo / "plots/analyze/noise.csv").read_text().splitlines()) == 1 + 8
     report = (tiny_repo / "report.md").read_text()
     assert "| generated |" in report.replace("  ", " ") and "plots/analyze/novelty_scatter.png" in report

@@ -148,7 +148,8 @@ def test_mnist5k_resnet18_preset_plumbing_at_tiny_size(tmp_path):
     z = ae.encode(normalizer(snaps)).detach()
     denoiser = UNet1D(z.shape[1], p.ldm.channels, tuple(p.ldm.channel_mults))
     diffusion = GaussianDiffusion(linear_betas(20, p.ldm.beta_start, p.ldm.beta_end))
-    cfg = SimpleNamespace(lr=p.ldm.lr, weight_decay=0.0, steps=2, batch_size=4, ema_decay=p.ldm.ema_decay)
+    cfg = SimpleNamespace(lr=p.ldm.lr, weight_decay=0.0, steps=2, batch_size=4, ema_decay=p.ldm.ema_decay,
+                          ema_warmup=p.ldm.ema_warmup)
     _, sampler = train_denoiser(denoiser, diffusion, z, cfg, "cpu", torch.Generator().manual_seed(0), Tracker(None))
     assert sampler is not denoiser  # the preset samples with the EMA weights
     vectors = sample_vectors(LatentModel(ae, normalizer, sampler, diffusion),

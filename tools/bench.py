@@ -374,8 +374,11 @@ def main(argv=None) -> dict:
                     help="comma-separated D values for the `scaling` entry ('' to leave it out)")
     ap.add_argument("--scaling-batch", type=int, default=64)
     ap.add_argument("--only-scaling", action="store_true",
-                    help="run only the `scaling` entry and update it in --out, keeping the other entries")
+                    help="the same as --only scaling")
     ap.add_argument("--scaling-figure", default="reports/bench/scaling.png")
+    ap.add_argument("--only", default="", help="comma-separated entries to rerun (eval, sampling, resnet18_cifar, "
+                    "scaling) and update in --out, each with its own machine record, keeping the other entries; "
+                    "eval and sampling need --artifacts (a folder after `dvc repro`)")
     args = ap.parse_args(argv)
 
     from pdiff.core.config import load_params
@@ -389,11 +392,12 @@ def main(argv=None) -> dict:
     device = resolve_device(args.device or p.device)
     result = {"machine": machine(), "device": str(device), "threads": torch.get_num_threads()}
     dims = [int(d) for d in args.scaling_dims.split(",") if d.strip()]
-    if args.only_scaling:  # the other entries (and their machine record) stay as the last full run left them
-        old = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
-        entry = scaling(dims, batch_size=args.scaling_batch, device=device) | {
-            "machine": result["machine"], "threads": result["threads"]}
-        return _write(old | {"scaling": entry}, Path(args.out), args.scaling_figure, entry["machine"])
+    only = {e.strip() for e in args.only.split(",") if e.strip()} | ({"scaling"} if args.only_scaling else set())
+    if only - {"eval", "sampling", "resnet18_cifar", "scaling"} or (only & {"eval", "sampling"} and not args.artifacts):
+        raise SystemExit(f"bench: --only {args.only!r}: entries are eval, sampling, resnet18_cifar, scaling; eval "
+                         "and sampling need --artifacts (a folder holding a finished `dvc repro`).")
+    if only:  # the other entries (and their machine record) stay as the last full run left them
+        return _rerun_entries(only, args, p, device, dims, result)
 
     tmp = None
     if args.artifacts:
@@ -407,28 +411,11 @@ def main(argv=None) -> dict:
         print(f"bench: repro {result['repro_s']} s, no-op {result['noop_repro_s']} s, "
               f"peak RSS {result['peak_rss_mb']} MB", flush=True)
     try:
-        from pdiff.core.artifacts import load_vectors
-
         data = load_prepared(repo / "data/prepared")
         model = load_base_model(repo / "models/base.pt").to(device)
-        snaps = load_vectors(repo / "models/snapshots.pt", "collect")
-        gen_vecs = load_vectors(repo / "models/generated.pt", "generate")
-        vectors = torch.cat([snaps["params"], gen_vecs["params"]])
-        ev = compare_evaluation(model, snaps["names"], vectors, (data["test_x"], data["test_y"]),
-                                EvalOptions(device, p.evaluate.batch_size))
-        ev.pop("accuracies")
-        result |= {"eval_naive_s": ev["naive_s"], "eval_fast_s": ev["fast_s"], "eval_speedup": ev["speedup"],
-                   "eval": ev | {"original": len(snaps["params"]), "generated": len(gen_vecs["params"])}}
-        print(f"bench: evaluation naive {ev['naive_s']} s, fast {ev['fast_s']} s -> x{ev['speedup']}", flush=True)
-        sm = compare_sampling(repo, p, device, model, data)
-        result |= {k: sm[k] for k in ("ddpm_s", "ddim_s", "sampling_speedup", "ddim_acc_median_delta")}
-        result["sampling"] = sm
-        print(f"bench: sampling DDPM {sm['ddpm_s']} s, DDIM({sm['ddim_steps']}) {sm['ddim_s']} s -> "
-              f"x{sm['sampling_speedup']}, median accuracy delta {sm['ddim_acc_median_delta']}", flush=True)
-        rn = resnet18_ratio(args.resnet_vectors, args.resnet_inputs, device=device, seed=p.seed)
-        result |= {"resnet18_cifar_eval_speedup": rn["speedup"], "resnet18_cifar": rn}
-        print(f"bench: ResNet-18 (CIFAR size, random inputs) naive {rn['naive_s']} s, fast {rn['fast_s']} s -> "
-              f"x{rn['speedup']}", flush=True)
+        result |= _eval_entry(repo, p, device, model, data)
+        result |= _sampling_entry(repo, p, device, model, data)
+        result |= _resnet_entry(args, p, device)
         if dims:
             result["scaling"] = scaling(dims, batch_size=args.scaling_batch, device=device)
     finally:
@@ -437,6 +424,64 @@ def main(argv=None) -> dict:
     if "repro_s" in result:
         result["goals"] = check_goals(result)
     return _write(result, Path(args.out), args.scaling_figure, result["machine"])
+
+
+def _eval_entry(repo: Path, p, device, model, data) -> dict:
+    """The `eval` entry and its flat keys: naive vs fast evaluation of the run's snapshots and generated vectors."""
+    from pdiff.core.artifacts import load_vectors
+
+    snaps = load_vectors(repo / "models/snapshots.pt", "collect")
+    gen_vecs = load_vectors(repo / "models/generated.pt", "generate")
+    ev = compare_evaluation(model, snaps["names"], torch.cat([snaps["params"], gen_vecs["params"]]),
+                            (data["test_x"], data["test_y"]), EvalOptions(device, p.evaluate.batch_size))
+    ev.pop("accuracies")
+    print(f"bench: evaluation naive {ev['naive_s']} s, fast {ev['fast_s']} s -> x{ev['speedup']}", flush=True)
+    return {"eval_naive_s": ev["naive_s"], "eval_fast_s": ev["fast_s"], "eval_speedup": ev["speedup"],
+            "eval": ev | {"original": len(snaps["params"]), "generated": len(gen_vecs["params"])}}
+
+
+def _sampling_entry(repo: Path, p, device, model, data) -> dict:
+    """The `sampling` entry and its flat keys: DDPM vs DDIM on the run's LDM."""
+    sm = compare_sampling(repo, p, device, model, data)
+    print(f"bench: sampling DDPM {sm['ddpm_s']} s, DDIM({sm['ddim_steps']}) {sm['ddim_s']} s -> "
+          f"x{sm['sampling_speedup']}, median accuracy delta {sm['ddim_acc_median_delta']}", flush=True)
+    return {k: sm[k] for k in ("ddpm_s", "ddim_s", "sampling_speedup", "ddim_acc_median_delta")} | {"sampling": sm}
+
+
+def _resnet_entry(args, p, device) -> dict:
+    """The `resnet18_cifar` entry and its flat key."""
+    rn = resnet18_ratio(args.resnet_vectors, args.resnet_inputs, device=device, seed=p.seed)
+    print(f"bench: ResNet-18 (CIFAR size, random inputs) naive {rn['naive_s']} s, fast {rn['fast_s']} s -> "
+          f"x{rn['speedup']}", flush=True)
+    return {"resnet18_cifar_eval_speedup": rn["speedup"], "resnet18_cifar": rn}
+
+
+def _rerun_entries(only: set[str], args, p, device, dims: list[int], result: dict) -> dict:
+    """Rerun the ``only`` entries of `main` and update them (and their flat summary keys) in ``args.out``; each
+    rerun entry records the machine it ran on, the others stay as the last run left them."""
+    from pdiff.data.prepare import load_prepared
+    from pdiff.nets.models import load_base_model
+
+    out = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+    mark = {"machine": result["machine"], "threads": result["threads"]}
+    if only & {"eval", "sampling"}:
+        repo = Path(args.artifacts).resolve()
+        data = load_prepared(repo / "data/prepared")
+        model = load_base_model(repo / "models/base.pt").to(device)
+    if "eval" in only:
+        new = _eval_entry(repo, p, device, model, data)
+        out |= new | {"eval": new["eval"] | mark}
+    if "sampling" in only:
+        new = _sampling_entry(repo, p, device, model, data)
+        out |= new | {"sampling": new["sampling"] | mark}
+    if "resnet18_cifar" in only:
+        new = _resnet_entry(args, p, device)
+        out |= new | {"resnet18_cifar": new["resnet18_cifar"] | mark}
+    if "scaling" in only:
+        out["scaling"] = scaling(dims, batch_size=args.scaling_batch, device=device) | mark
+    if "repro_s" in out:
+        out["goals"] = check_goals(out)
+    return _write(out, Path(args.out), args.scaling_figure if "scaling" in only else None, result["machine"])
 
 
 def _write(result: dict, out: Path, figure: str | None, measured_on: dict) -> dict:

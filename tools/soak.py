@@ -2,7 +2,10 @@
 
 In a temporary clone of the current commit (the venv is reused): one clean `dvc repro`, whose metrics/ are
 kept as the reference; then, per round, `dvc repro` is started, its whole process group is killed with SIGKILL
-at a seeded random moment (uniform over the clean run's duration), and `dvc repro` is run to completion.
+at a seeded random moment, and `dvc repro` is run to completion. The moments (`kill_plan`) first aim once at each
+stage of the clean run (a kill at a random fraction of the stage's clean duration after dvc prints
+"Running stage 'x'"), so every stage, short ones included, is hit at least once when there are as many rounds as
+stages; the remaining rounds are uniform over the clean run's duration.
 The killed run is `dvc repro -f`, so that each round runs every stage again.
 After every round metrics/ must be byte-identical to the clean run's and `dvc status` clean. The summary
 (per round: kill time, the stage that was running when the kill landed, recovery time, checks) is rewritten
@@ -32,6 +35,30 @@ def kill_times(seed: int, rounds: int, duration_s: float) -> list[float]:
     """``rounds`` kill moments drawn uniformly from (0, duration_s), reproducible from ``seed``."""
     rng = random.Random(seed)
     return [round(rng.uniform(0.0, duration_s), 3) for _ in range(rounds)]
+
+
+def stage_windows(starts: list[tuple[float, str]], duration_s: float) -> list[tuple[str, float, float]]:
+    """(stage, start, end) of each stage of a finished run: a stage ends where the next one starts, the last one
+    where the run ends."""
+    ends = [t for t, _ in starts[1:]] + [duration_s]
+    return [(stage, t, end) for (t, stage), end in zip(starts, ends)]
+
+
+def kill_plan(seed: int, rounds: int, duration_s: float, windows: list[tuple[str, float, float]]) -> list[dict]:
+    """``rounds`` kills, reproducible from ``seed``, each ``{"stage": name, "after_s": s}`` (kill ``s`` seconds
+    after dvc starts that stage) or ``{"stage": None, "at_s": t}`` (``t`` seconds after dvc starts).
+
+    One kill per stage of ``windows`` (the clean run's `stage_windows`), at a uniform 10-90 % of the stage's
+    clean duration, so that a stage of a second is hit as surely as one of a minute; with fewer rounds than
+    stages, a seeded choice of stages. The rounds left over are uniform over (0, ``duration_s``). The order of
+    the rounds is shuffled."""
+    rng = random.Random(seed)
+    targets = list(windows) if rounds >= len(windows) else rng.sample(list(windows), rounds)
+    plan = [{"stage": stage, "after_s": round((end - start) * rng.uniform(0.1, 0.9), 3)}
+            for stage, start, end in targets]
+    plan += [{"stage": None, "at_s": t} for t in kill_times(rng.randrange(2 ** 31), rounds - len(plan), duration_s)]
+    rng.shuffle(plan)
+    return plan
 
 
 def stage_starts(lines: list[tuple[float, str]]) -> list[tuple[float, str]]:
@@ -72,30 +99,39 @@ def dvc_env() -> dict:
     return env
 
 
-def timed_dvc(args: list[str], cwd: Path, kill_after: float | None = None) -> dict:
-    """``dvc ARGS`` in its own process group, its output lines time-stamped (seconds since start); with
-    ``kill_after`` the whole group gets SIGKILL at that moment unless dvc has already exited."""
+def timed_dvc(args: list[str], cwd: Path, kill_after: float | None = None,
+              kill_in: tuple[str, float] | None = None) -> dict:
+    """``dvc ARGS`` in its own process group, its output lines time-stamped (seconds since start). The whole group
+    gets SIGKILL, unless dvc has already exited, ``kill_after`` seconds after the start, or with
+    ``kill_in = (stage, s)`` ``s`` seconds after dvc prints "Running stage 'stage'"."""
     start = time.monotonic()
     proc = subprocess.Popen(["dvc", *args], cwd=cwd, env=dvc_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[tuple[float, str]] = []
+    kill_at = {"t": kill_after}  # seconds since start; set by the reader when the target stage starts
 
     def read():
         for line in proc.stdout:
-            lines.append((time.monotonic() - start, line.rstrip("\n")))
+            t = time.monotonic() - start
+            lines.append((t, line.rstrip("\n")))
+            found = RUNNING.search(line) if kill_in is not None and kill_at["t"] is None else None
+            if found and found.group(1) == kill_in[0]:
+                kill_at["t"] = t + kill_in[1]
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     killed = False
-    try:
-        proc.wait(timeout=kill_after)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # dvc and every stage process it started
-        killed = True
-        proc.wait()
+    while proc.poll() is None:
+        if kill_at["t"] is not None and time.monotonic() - start >= kill_at["t"]:
+            os.killpg(proc.pid, signal.SIGKILL)  # dvc and every stage process it started
+            killed = True
+            proc.wait()
+            break
+        time.sleep(0.02)
     elapsed = time.monotonic() - start
     reader.join(timeout=30)
-    return {"returncode": proc.returncode, "killed": killed, "elapsed_s": round(elapsed, 3), "lines": lines}
+    return {"returncode": proc.returncode, "killed": killed, "elapsed_s": round(elapsed, 3), "lines": lines,
+            "kill_at_s": round(kill_at["t"], 3) if killed else None}
 
 
 def run_checked(args: list[str], cwd: Path) -> str:
@@ -151,14 +187,19 @@ def soak(rounds: int, seed: int, out: Path, keep: bool = False, log=print) -> di
     write()
     log(f"soak: clean run {clean['elapsed_s']:.1f} s, {len(reference)} metrics files")
 
-    for i, at in enumerate(kill_times(seed, rounds, clean["elapsed_s"])):
+    windows = stage_windows(stage_starts(clean["lines"]), clean["elapsed_s"])
+    for i, aim in enumerate(kill_plan(seed, rounds, clean["elapsed_s"], windows)):
         # -f: every round reruns the whole pipeline (after the clean run a plain repro has nothing to do)
-        killed = timed_dvc(["repro", "-f"], repo, kill_after=at)
+        if aim["stage"] is None:
+            killed = timed_dvc(["repro", "-f"], repo, kill_after=aim["at_s"])
+        else:
+            killed = timed_dvc(["repro", "-f"], repo, kill_in=(aim["stage"], aim["after_s"]))
+        at = killed["kill_at_s"] if killed["killed"] else aim.get("at_s")
         stage = stage_at(stage_starts(killed["lines"]), at) if killed["killed"] else None
         recovered = timed_dvc(["repro"], repo)
         diff = differences(reference, snapshot(repo / "metrics"))
         clean_status, status = status_clean(repo)
-        row = {"round": i + 1, "kill_at_s": at, "killed": killed["killed"],
+        row = {"round": i + 1, "aimed_at": aim, "kill_at_s": at, "killed": killed["killed"],
                "stage_at_kill": stage if killed["killed"] else "(finished before the kill)",
                "recovery_s": recovered["elapsed_s"], "recovery_returncode": recovered["returncode"],
                "stages_rerun": [s for _, s in stage_starts(recovered["lines"])],
@@ -174,13 +215,14 @@ def soak(rounds: int, seed: int, out: Path, keep: bool = False, log=print) -> di
         summary["rounds_done"] = len(summary["rounds"])
         summary["ok"] = all(r["ok"] for r in summary["rounds"])
         write()
-        log(f"soak: round {i + 1}/{rounds}: kill at {at:.1f} s in {row['stage_at_kill']}, recovery "
+        log(f"soak: round {i + 1}/{rounds}: kill at {at or 0:.1f} s in {row['stage_at_kill']}, recovery "
             f"{recovered['elapsed_s']:.1f} s, rerun {row['stages_rerun']} -> {'ok' if row['ok'] else 'FAILED'}")
 
     stages: dict[str, int] = {}
     for r in summary["rounds"]:
         stages[str(r["stage_at_kill"])] = stages.get(str(r["stage_at_kill"]), 0) + 1
     summary["kills_per_stage"] = stages
+    summary["stages_not_hit"] = [s for s, _, _ in windows if s not in stages]
     summary["ok"] = all(r["ok"] for r in summary["rounds"])
     summary["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     write()
@@ -202,5 +244,6 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     summary = soak(args.rounds, args.seed, Path(args.out), args.keep, log=lambda m: print(m, flush=True))
     print(f"soak: {summary['rounds_done'] if summary['rounds'] else 0} rounds, kills per stage "
-          f"{summary['kills_per_stage']}, {'all ok' if summary['ok'] else 'FAILURES'}; wrote {args.out}")
+          f"{summary['kills_per_stage']} (not hit: {summary['stages_not_hit'] or 'none'}), "
+          f"{'all ok' if summary['ok'] else 'FAILURES'}; wrote {args.out}")
     return 0 if summary["ok"] else 1

@@ -135,8 +135,8 @@ def evaluate_vectors(model: nn.Module, names: list[str], vectors: torch.Tensor, 
     activations near 64 MB) evaluates that many vectors in one call on the suffix
     (``torch.func.functional_call`` under ``torch.vmap`` over the stacked vectors; an op without a vmap rule
     falls back to the loop with a warning); ``chunk=1`` (the default) loads one vector at a time into the
-    model, which `make bench` measured faster on the 2-core CPU for the default model (0.40 s vs 2.24 s for
-    300 vectors; vmap won by ~10% on ResNet-18).
+    model, which was faster on the 2-core CPU for the default model (`eval` in metrics/bench.json) and, once the
+    ResNet-18 block is split after ``conv1``, no slower than vmapped chunks there (docs/paper-scale.md).
     ``amp`` runs under autocast (bf16 on CPU, fp16 on CUDA): faster on GPUs, but predictions may then differ
     from fp32 ones (off by default; the benchmark's identity check is for fp32).
     Non-finite vectors are not run; their rows are all False (see `summarize`'s ``failed``). The model's own

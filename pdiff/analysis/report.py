@@ -16,8 +16,12 @@ TABLE_COLUMNS = {"count": "count", "failed": "failed", "acc_mean": "acc mean", "
                  "acc_max": "acc max", "acc_min": "acc min", "max_similarity_mean": "max-IoU mean",
                  "nn_l2_mean": "NN L2 mean"}
 FIGURES = {"novelty_scatter.png": "Accuracy against similarity to the nearest training snapshot",
-           "distributions.png": "Per-method distributions of accuracy, max-IoU and nearest-neighbour L2",
-           "embedding.png": "2-D PCA and t-SNE of the parameter vectors"}
+           "distributions.png": "Per-method distributions of accuracy, max-IoU and nearest-neighbour L2"}
+# t-SNE (and, to a lesser degree, PCA) turns the last-bit differences of floating-point kernels between CPUs
+# into a visibly different picture, so the embedding figure goes to its own folder, outside the stage's hashed
+# outputs: the `analyze` outputs in dvc.lock stay the same on every machine.
+EMBEDDING_FIGURE = ("embedding.png", "2-D PCA and t-SNE of the parameter vectors (machine-dependent, not "
+                    "tracked by DVC)")
 
 
 def _present(analysis: Analysis) -> list[str]:
@@ -155,7 +159,8 @@ def findings(summary: dict, test_size: int) -> list[str]:
     return [first, second]
 
 
-def report_markdown(analysis: Analysis, summary: dict, figures_dir: str = "plots/analyze") -> str:
+def report_markdown(analysis: Analysis, summary: dict, figures_dir: str = "plots/analyze",
+                    embedding_dir: str | None = None) -> str:
     s = analysis.settings
     lines = [
         "# Honest evaluation: baselines and memorization",
@@ -178,15 +183,18 @@ def report_markdown(analysis: Analysis, summary: dict, figures_dir: str = "plots
         lines += ["Notes:", *notes, ""]
     for name, caption in FIGURES.items():
         lines += [f"![{caption}]({figures_dir}/{name})", ""]
+    if embedding_dir is not None:
+        lines += [f"![{EMBEDDING_FIGURE[1]}]({embedding_dir}/{EMBEDDING_FIGURE[0]})", ""]
     return "\n".join(lines)
 
 
 def write_outputs(analysis: Analysis, summary: dict, embedding: dict, figures_dir: str | Path,
-                  report_path: str | Path) -> None:
-    """CSVs and PNGs under ``figures_dir``, the markdown report at ``report_path`` (figure links relative)."""
-    figures_dir = Path(figures_dir)
+                  report_path: str | Path, embedding_dir: str | Path) -> None:
+    """CSVs and PNGs under ``figures_dir``, the machine-dependent embedding figure under ``embedding_dir``
+    (`EMBEDDING_FIGURE`), the markdown report at ``report_path`` (figure links relative)."""
+    figures_dir, embedding_dir = Path(figures_dir), Path(embedding_dir)
     write_csvs(analysis, figures_dir)
     scatter_figure(analysis, figures_dir / "novelty_scatter.png")
     distribution_figure(analysis, figures_dir / "distributions.png")
-    embedding_figure(embedding, figures_dir / "embedding.png")
-    save_text(report_markdown(analysis, summary, figures_dir.as_posix()), report_path)
+    embedding_figure(embedding, embedding_dir / EMBEDDING_FIGURE[0])
+    save_text(report_markdown(analysis, summary, figures_dir.as_posix(), embedding_dir.as_posix()), report_path)

@@ -178,8 +178,12 @@ class LDMConfig(Section):
     batch_size: int = opt(64, "minibatch size (drawn with replacement from the K latents)", ge=1)
     ema_decay: float = opt(0.0, "exponential moving average of the denoiser's weights, which `generate` then "
                            "samples with: 0 = off (the weights after the last step); the official first release "
-                           "uses 0.9999. After n updates the decay in use is min(ema_decay, (1 + n)/(10 + n)), so "
-                           "0.999 takes effect after 8,989 steps and 0.9999 after 99,989", ge=0, le=0.999999)
+                           "uses 0.9999", ge=0, le=0.999999)
+    ema_warmup: bool = opt(True, "warm-up of the EMA (ldm.ema_decay > 0 only): after n updates the decay in use is "
+                           "min(ema_decay, (1 + n)/(10 + n)), which reaches ema_decay at n >= (10 d - 1)/(1 - d): "
+                           "8,990 updates for 0.999, 89,990 for 0.9999, so in shorter runs the decay in use is "
+                           "(1 + n)/(10 + n), 0.994 after 1,500 steps, whatever ema_decay is. false: ema_decay "
+                           "from the first update")
 
 
 class GenerateConfig(Section):

@@ -10,10 +10,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from pdiff.core.artifacts import write_atomic  # noqa: E402
 
+# No "Software" tag (it names the matplotlib version): the bytes of a PNG depend only on what is drawn.
+PNG_METADATA = {"Software": None}
+
 
 def save_figure(fig, path: str | Path) -> Path:
-    """Write ``fig`` as a PNG atomically and close it."""
-    out = write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    """Write ``fig`` as a PNG atomically (fixed dpi, no version metadata) and close it."""
+    out = write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight",
+                                                     metadata=PNG_METADATA))
     plt.close(fig)
     return out
 

@@ -16,9 +16,11 @@ def train_denoiser(denoiser, diffusion: GaussianDiffusion, z: torch.Tensor, cfg,
                    tracker: Tracker, log_every: int = 25) -> tuple[float, torch.nn.Module]:
     """Fit ``denoiser`` to the DDPM objective on latents ``z`` [K, C, L]. Returns the last step's loss and the
     denoiser to sample with: ``denoiser`` itself, or, when ``cfg.ema_decay`` > 0, a copy holding the
-    exponential moving average of its weights (`EMA`)."""
+    exponential moving average of its weights (`EMA`; ``cfg.ema_warmup``,
+    default true, turns its warm-up on)."""
     denoiser.to(device)
-    ema = EMA(denoiser, cfg.ema_decay) if getattr(cfg, "ema_decay", 0.0) > 0 else None
+    ema = (EMA(denoiser, cfg.ema_decay, getattr(cfg, "ema_warmup", True)) if getattr(cfg, "ema_decay", 0.0) > 0
+           else None)
     z = z.to(device)
 
     def batch_loss() -> torch.Tensor:

@@ -1,0 +1,63 @@
+"""The numbers README.md and docs/*.md quote from command outputs are the ones in those outputs' JSON files."""
+import json
+
+import pytest
+
+from pdiff import PdiffError
+from pdiff.generative.fitting import ema_warmup_end
+from tools.doc_numbers import ROOT, fill, pages
+
+
+def test_every_marked_number_in_the_pages_is_the_one_in_its_file():
+    stale = []
+    for path in pages():
+        stale += fill(path.read_text(), ROOT, path.name)[1]
+    assert not stale, "\n".join(stale) + "\nrun `python -m tools.doc_numbers`"
+
+
+def test_the_time_and_test_counts_are_quoted_from_their_files():
+    readme = (ROOT / "README.md").read_text()
+    testing = (ROOT / "docs/testing.md").read_text()
+    assert "<!--@ metrics/bench.json repro_s" in readme
+    for key in ("passed", "skipped", "seconds"):
+        assert f"<!--@ metrics/tests.json {key}" in readme and f"<!--@ metrics/tests.json {key}" in testing
+
+
+def test_fill_replaces_a_wrong_number_and_reports_it(tmp_path):
+    (tmp_path / "m.json").write_text(json.dumps({"a": {"s": 307.4, "n": [1, 1234]}}))
+    text = ("took <!--@ m.json a.s minsec -->4 min<!--/@--> for <!--@ m.json a.n.1 , -->1,234<!--/@--> "
+            "tests, <!--@ m.json a.s .0f -->307<!--/@--> s")
+    new, changed = fill(text, tmp_path, "page.md")
+    assert new == text.replace("-->4 min<", "-->5 min 07 s<")
+    assert changed == ["page.md: m.json a.s: the page says '4 min', the file gives '5 min 07 s'"]
+    with pytest.raises(PdiffError, match="a.missing"):
+        fill("<!--@ m.json a.missing -->1<!--/@-->", tmp_path)
+
+
+def test_ema_warm_up_thresholds_in_the_docs_are_the_formulas():
+    text = (ROOT / "docs/paper-scale.md").read_text()
+    for decay in (0.999, 0.9999):
+        assert f"{ema_warmup_end(decay):,} for {decay}" in text
+    assert f"ending at {(1 + 1500) / (10 + 1500):.3f}" in text
+
+
+def test_layout_inventories_name_every_module_script_tool_and_report_folder():
+    """README's layout and docs/architecture.md list every library module, tool, script and report folder."""
+    readme = (ROOT / "README.md").read_text()
+    architecture = (ROOT / "docs/architecture.md").read_text()
+    modules = [f.stem for f in (ROOT / "pdiff").glob("*/*.py") if f.stem != "__init__"]
+    tools = [f.stem for f in (ROOT / "tools").glob("*.py") if f.stem != "__init__"]
+    scripts = [f.stem for f in (ROOT / "scripts").glob("*.py")]
+    reports = [d.name for d in (ROOT / "reports").iterdir() if d.is_dir()]
+    missing = [f"architecture.md: {m}" for m in modules + tools + scripts + reports if f"`{m}" not in architecture]
+    missing += [f"README.md: {m}" for m in tools + scripts + reports if m not in readme]
+    assert not missing, missing
+
+
+def test_junit_counts_split_passed_skipped_and_failed(tmp_path):
+    from tools.test_counts import junit_counts
+
+    xml = tmp_path / "r.xml"
+    xml.write_text('<testsuites><testsuite name="pytest" tests="10" skipped="2" failures="1" errors="1" '
+                   'time="3.0"></testsuite></testsuites>')
+    assert junit_counts(xml) == {"tests": 10, "passed": 6, "skipped": 2, "failed": 2}

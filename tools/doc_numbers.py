@@ -1,0 +1,91 @@
+"""Fill the numbers that README.md and docs/*.md quote from the JSON files commands write.
+
+A quoted number is written between two markers that name its source, so the page shows the number and the
+source says where it comes from:
+
+    <!--@ metrics/bench.json repro_s .0f -->123<!--/@-->
+
+The marker holds a JSON file (relative to the repository root), a dotted key into it (``eval.speedup``;
+an integer step indexes a list) and an optional format: a Python format spec (``.0f``, ``,``), or ``minsec``
+(seconds as ``5 min 07 s``). Markdown renders the markers invisibly.
+
+    python -m tools.doc_numbers           # rewrite every marked number from its JSON
+    python -m tools.doc_numbers --check   # exit 1, listing each page and key, when a page quotes another value
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from pdiff import PdiffError
+from pdiff.core.artifacts import save_text
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKED = re.compile(r"<!--@ (?P<file>\S+) (?P<key>\S+)(?: (?P<fmt>\S+))? -->(?P<value>.*?)<!--/@-->")
+
+
+def pages(root: Path = ROOT) -> list[Path]:
+    """The pages that may quote numbers: README.md, data/README.md and docs/*.md."""
+    return [root / "README.md", root / "data/README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def lookup(data, key: str, where: str):
+    for part in key.split("."):
+        try:
+            data = data[int(part)] if isinstance(data, list) else data[part]
+        except (KeyError, IndexError, ValueError, TypeError):
+            raise PdiffError(f"{where}: the key `{key}` is not in the file (stopped at `{part}`).") from None
+    return data
+
+
+def render(value, fmt: str | None) -> str:
+    if fmt == "minsec":
+        minutes, seconds = divmod(round(float(value)), 60)
+        return f"{minutes} min {seconds:02d} s"
+    return format(value, fmt) if fmt else str(value)
+
+
+def fill(text: str, root: Path = ROOT, page: str = "") -> tuple[str, list[str]]:
+    """(``text`` with every marked number taken from its JSON, the descriptions of the numbers that changed)."""
+    cache: dict[str, object] = {}
+    changed: list[str] = []
+
+    def one(m: re.Match) -> str:
+        where = f"{page}: {m['file']} {m['key']}"
+        if m["file"] not in cache:
+            path = root / m["file"]
+            if not path.exists():
+                raise PdiffError(f"{where}: {m['file']} does not exist; run the command that writes it.")
+            cache[m["file"]] = json.loads(path.read_text())
+        new = render(lookup(cache[m["file"]], m["key"], where), m["fmt"])
+        if new != m["value"]:
+            changed.append(f"{where}: the page says {m['value']!r}, the file gives {new!r}")
+        return m.group(0).replace(f"-->{m['value']}<!--/@-->", f"-->{new}<!--/@-->")
+
+    return MARKED.sub(one, text), changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="report differences instead of rewriting the pages")
+    args = ap.parse_args(argv)
+    stale = []
+    for path in pages():
+        text = path.read_text()
+        new, changed = fill(text, ROOT, path.relative_to(ROOT).as_posix())
+        stale += changed
+        if changed and not args.check:
+            save_text(new, path)
+    for line in stale:
+        print(line, file=sys.stderr if args.check else sys.stdout)
+    if args.check and stale:
+        print("Run `python -m tools.doc_numbers` to take the numbers from their files.", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
