@@ -37,11 +37,12 @@ def _changed_stages(repo: Path) -> set[str]:
 def test_analyze_rows_agree_with_evaluate_and_report_is_written(tiny_repo):
     novelty = json.loads((tiny_repo / "metrics/novelty.json").read_text())
     evaluated = json.loads((tiny_repo / "metrics/evaluate.json").read_text())
-    assert list(novelty) == ["original", "generated", "noise", "average", "gaussian"]
+    assert list(novelty) == ["original", "generated", "noise", "average", "gaussian", "decoded_noise",
+                             "reconstruction"]
     for method in ("original", "generated"):  # same split, base model and code path as `evaluate`
         assert {k: novelty[method][k] for k in evaluated[method]} == evaluated[method]
     for method, row in novelty.items():
-        assert row["count"] == (10 if method == "original" else 8), method
+        assert row["count"] == (10 if method in ("original", "reconstruction") else 8), method
         assert 0.0 <= row["max_similarity_mean"] <= 1.0 and row["nn_l2_mean"] > 0.0, method
         for key in ("acc_mean", "acc_max", "acc_median"):
             assert 0.0 <= row[key] <= 100.0
