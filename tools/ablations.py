@@ -118,6 +118,11 @@ def recipes(params: dict | None = None) -> dict[str, Recipe]:
                            "plain Gaussian latents badly; `decoded-noise` (no diffusion model) beside "
                            "`generated` (the LDM's latents, same decoder) and the originals shows where diffusion "
                            "earns its place. Every point reruns train_ae and what follows it."))
+    out.append(Recipe("decoded_form", "Decoded noise: the latent Gaussian's form", "baselines.decoded_form",
+                      [Point(f, {"baselines.decoded_form": f}) for f in ("per_position", "global")], sweep=True,
+                      note="Gaussian latents decoded by the trained AE with no diffusion model, drawn per latent "
+                           "value (a mean and std for each over the K snapshots' latents) or globally (one mean "
+                           "and std: the LDM's own starting noise). Only `analyze` reruns."))
     out.append(Recipe("seeds", "Headline over 5 seeds", "seed",
                       [Point(str(s), {"seed": s}) for s in range(5)], sweep=True,
                       note="`seed` drives everything (data split, base model, collection, AE, LDM, sampling), so "
