@@ -71,7 +71,7 @@ def distribution_figure(analysis: Analysis, path: str | Path) -> None:
     """Box plots with the individual models on top: accuracy, max_similarity and nn_l2 per method."""
     rng = np.random.default_rng(0)
     methods = _present(analysis)
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
     for ax, attr, label in zip(axes, ("accuracy", "max_similarity", "nn_l2"),
                                ("test accuracy (%)", "max IoU of error sets", "nearest-snapshot L2")):
         data = [getattr(analysis.methods[m], attr).numpy() for m in methods]
@@ -81,7 +81,7 @@ def distribution_figure(analysis: Analysis, path: str | Path) -> None:
             ax.boxplot([data[i] for i in keep], positions=keep, widths=0.6, showfliers=False)
         for i in keep:
             ax.scatter(i + rng.uniform(-0.2, 0.2, len(data[i])), data[i], s=6, alpha=0.45, color=COLORS[methods[i]])
-        ax.set_xticks(range(len(methods)), methods, rotation=20)
+        ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, axis="y")
     save_figure(fig, path)
