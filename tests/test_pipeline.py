@@ -1,5 +1,6 @@
 """End to end: the real `dvc repro` on tiny params in a temporary copy of the repository."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,10 @@ def test_analyze_rows_agree_with_evaluate_and_report_is_written(tiny_repo):
         assert (tiny_repo / f"plots/analyze/{name}.png").read_bytes()[:4] == b"\x89PNG", name
     assert len((tiny_repo / "plots/analyze/noise.csv").read_text().splitlines()) == 1 + 8
     report = (tiny_repo / "report.md").read_text()
-    assert "| generated |" in report.replace("  ", " ") and "plots/analyze/novelty_scatter.png" in report
+    cells = re.sub(r" +", " ", report)
+    assert "| generated |" in cells and "| decoded_noise |" in cells and "| reconstruction |" in cells
+    assert "plots/analyze/novelty_scatter.png" in report
+    assert f"(`decoded_noise`, {novelty['decoded_noise']['acc_mean']:.2f}%)" in report
     assert f"{novelty['generated']['acc_mean']:.2f}%" in report
 
 
