@@ -1,7 +1,9 @@
 """Stage `analyze`: honest evaluation. Build the noise / average / gaussian baselines and evaluate them on the
 test split exactly as `evaluate` does (the originals' and generated models' per-sample results come from
 `evaluate`'s models/correctness.pt, not evaluated again), measure how close each model is to the training snapshots
-(max error-set IoU, nearest-neighbour L2) -> metrics/novelty.json, plots/analyze/ and report.md."""
+(max error-set IoU, nearest-neighbour L2) -> metrics/novelty.json, plots/analyze/ and report.md. The trained AE
+(models/ae.pt) adds two sets without the diffusion model: decoded Gaussian latents and the snapshots'
+reconstructions (pdiff/analysis/decoded.py)."""
 import json
 import sys
 import time
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
+from pdiff.analysis.decoded import DecoderReference, ae_decoder
 from pdiff.analysis.evaluation import EvalOptions, load_correctness
 from pdiff.analysis.novelty import embed_2d, run_analysis, summary_table
 from pdiff.analysis.report import write_outputs
@@ -17,6 +20,7 @@ from pdiff.core.config import load_params
 from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
 from pdiff.core.stage import run_stage
 from pdiff.data.prepare import load_prepared
+from pdiff.generative.autoencoder import load_autoencoder
 from pdiff.nets.models import load_base_model
 
 
@@ -31,8 +35,12 @@ def main() -> None:
     generated = load_vectors("models/generated.pt", "generate")
     evaluated = {m: load_correctness(m, obj["params"].float(), data["test_y"])
                  for m, obj in (("original", snapshots), ("generated", generated))}
+    ae, normalizer, _ = load_autoencoder("models/ae.pt")
+    decode, encode = ae_decoder(ae, normalizer)
+    decoder = DecoderReference(decode, encode(snapshots["params"]), p.baselines.decoded_num,
+                               p.baselines.decoded_form)
     analysis = run_analysis(model, snapshots, generated, (data["test_x"], data["test_y"]), p.baselines, gen,
-                            opts=EvalOptions(device, p.evaluate.batch_size), evaluated=evaluated)
+                            opts=EvalOptions(device, p.evaluate.batch_size), evaluated=evaluated, decoder=decoder)
     summary = summary_table(analysis)
     save_json(summary, "metrics/novelty.json")
     start = time.perf_counter()
@@ -47,7 +55,7 @@ def main() -> None:
         if any(evaluated.get(method, {}).get(k) != summary[method].get(k) for k in ("count", "acc_mean", "acc_max")):
             print(f"warning: the `{method}` row differs from metrics/evaluate.json", file=sys.stderr)
     for method, s in summary.items():
-        print(f"{method:>9}: n={s['count']} acc mean {s['acc_mean']} max {s['acc_max']} median {s['acc_median']} "
+        print(f"{method:>14}: n={s['count']} acc mean {s['acc_mean']} max {s['acc_max']} median {s['acc_median']} "
               f"max-IoU {s['max_similarity_mean']} NN-L2 {s['nn_l2_mean']}")
     print("timings: " + ", ".join(f"{k} {v:.1f}" for k, v in analysis.timings.items()))
 

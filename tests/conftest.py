@@ -26,6 +26,7 @@ TINY = {
     "ae": {"channels": [8, 16], "steps": 60, "batch_size": 10},
     "ldm": {"channels": 8, "steps": 60, "timesteps": 50, "batch_size": 10},
     "generate": {"num_models": 8},
+    "baselines": {"decoded_num": 8},
 }
 # What a working-tree copy of the project needs to run its pipeline: one list, shared with `make bench`.
 COPY = bench.COPY

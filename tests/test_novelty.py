@@ -5,6 +5,15 @@ import pytest
 import torch
 
 from pdiff import PdiffError
+from pdiff.analysis.decoded import (
+    DECODER_SETS,
+    DecoderReference,
+    ae_decoder,
+    decoded_noise,
+    decoder_sets,
+    latent_gaussian,
+    reconstructions,
+)
 from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, summarize
 from pdiff.analysis.novelty import (
     METHODS,
@@ -148,7 +157,7 @@ def test_run_analysis_uses_the_evaluate_code_path_and_reports_every_method():
     model, snaps, generated, x, y = _tiny_setup()
     analysis = run_analysis(model, snaps, generated, (x, y), SMALL, _gen(), opts=EVAL25)
     summary = summary_table(analysis)
-    assert list(summary) == list(METHODS)
+    assert list(summary) == [m for m in METHODS if m not in DECODER_SETS]  # no decoder given: no decoder sets
     for method in ("noise", "average", "gaussian"):
         assert summary[method]["count"] == 4 and summary[method]["applicable"]
     assert summary["generated"]["count"] == 3 and summary["generated"]["failed"] == 1
@@ -165,7 +174,7 @@ def test_run_analysis_uses_the_evaluate_code_path_and_reports_every_method():
     emb = embed_2d(analysis, seed=0)
     for key in ("pca", "tsne"):
         assert {m: v.shape for m, v in emb[key].items()} == {
-            m: (len(analysis.methods[m].vectors), 2) for m in METHODS}
+            m: (len(analysis.methods[m].vectors), 2) for m in summary}
     csv = method_csv(analysis, "generated").splitlines()
     assert csv[0] == "quantile,accuracy,max_similarity,nn_l2" and len(csv) == 4
     assert "| generated |" in report_markdown(analysis, summary).replace("  ", " ")
@@ -210,3 +219,74 @@ def test_results_passed_in_are_used_instead_of_evaluating_again():
     with pytest.raises(PdiffError, match="shape"):
         run_analysis(model, snaps, generated, (x, y), SMALL, _gen(), opts=EVAL25,
                      evaluated={"generated": known["original"]})
+
+
+# ------------------------------------------------------------------------------------------- decoder sets
+def _tiny_decoder(base: torch.Tensor, latent_shape=(2, 3), scale=0.05):
+    """A decoder whose every output lies within ``scale`` of ``base`` (tanh), unlike the snapshots' noise."""
+    weight = torch.randn(base.numel(), math.prod(latent_shape), generator=_gen(7))
+    return lambda z: base + scale * torch.tanh(z.flatten(1).float() @ weight.T)
+
+
+def test_decoder_sets_come_from_the_decoder_are_counted_and_leave_the_other_baselines_alone():
+    model, snaps, generated, x, y = _tiny_setup(k=6, n=4)
+    base = flatten(model, snaps["names"])
+    decode = _tiny_decoder(base)
+    latents = torch.randn(6, 2, 3, generator=_gen(3))
+    without = summary_table(run_analysis(model, snaps, generated, (x, y), SMALL, _gen(), opts=EVAL25))
+    analysis = run_analysis(model, snaps, generated, (x, y), SMALL, _gen(), opts=EVAL25,
+                            decoder=DecoderReference(decode, latents, num=5, form="per_position"))
+    summary = summary_table(analysis)
+    assert list(summary) == list(METHODS) and list(METHODS[-2:]) == ["decoded_noise", "reconstruction"]
+    assert {m: summary[m] for m in without} == without  # drawn after the other baselines, from the same gen
+    assert summary["decoded_noise"]["count"] == 5 and summary["reconstruction"]["count"] == 6
+    decoded, recon = analysis.methods["decoded_noise"].vectors, analysis.methods["reconstruction"].vectors
+    assert torch.equal(recon, decode(latents))  # the decoding of the snapshots' own latents
+    for vecs in (decoded, recon):  # in the decoder's output range, which the snapshots leave
+        assert ((vecs - base).abs() < 0.05).all()
+    assert not ((snaps["params"] - base).abs() < 0.05).all()
+    assert torch.cdist(decoded.double(), recon.double()).min() > 0  # noise, not a copy of a reconstruction
+    for method in DECODER_SETS:  # evaluated on the same code path as the other methods
+        acc = 100.0 * evaluate_vectors(model, snaps["names"], analysis.methods[method].vectors, x, y).float().mean(1)
+        assert summary[method]["acc_mean"] == summarize(acc)["acc_mean"]
+        assert 0.0 <= summary[method]["max_similarity_mean"] <= 1.0 and summary[method]["nn_l2_mean"] > 0
+    report = report_markdown(analysis, summary).replace("  ", " ")
+    assert "| decoded_noise |" in report and "| reconstruction |" in report
+    assert f"(`decoded_noise`, {summary['decoded_noise']['acc_mean']:.2f}%)" in report
+    assert f"{summary['reconstruction']['acc_mean']:.2f}%" in report
+    assert analysis.settings["decoded_form"] == "per_position" and analysis.settings["latent_shape"] == [2, 3]
+    assert method_csv(analysis, "decoded_noise").count("\n") == 1 + 5
+
+
+def test_latent_gaussian_forms_and_bad_input():
+    latents = torch.randn(50, 2, 4, generator=_gen(1)) * torch.arange(1.0, 9.0).view(2, 4) + 3.0
+    mean, std = latent_gaussian(latents, "per_position")
+    assert mean.shape == std.shape == (2, 4)
+    assert torch.allclose(std, latents.double().std(0)) and torch.allclose(mean, latents.double().mean(0))
+    g_mean, g_std = latent_gaussian(latents, "global")
+    assert g_mean.shape == () and g_std == pytest.approx(float(latents.double().std()))
+    decode = lambda z: z.flatten(1)  # noqa: E731  (identity decoder: the drawn latents themselves)
+    drawn = decoded_noise(decode, latents, 4000, "per_position", _gen(2)).view(4000, 2, 4).double()
+    assert torch.allclose(drawn.std(0), std, rtol=0.1) and torch.allclose(drawn.mean(0), mean, atol=0.3)
+    with pytest.raises(PdiffError, match="decoded_form"):
+        latent_gaussian(latents, "per_value")
+    with pytest.raises(PdiffError, match="K >= 2"):
+        latent_gaussian(latents[:1], "per_position")
+    with pytest.raises(PdiffError, match="decoded_num"):
+        decoded_noise(decode, latents, 0, "global", _gen())
+
+
+def test_ae_decoder_wraps_the_trained_autoencoder_without_noise():
+    from pdiff.generative.autoencoder import Normalizer, ParamAE
+
+    x = torch.randn(6, 20, generator=_gen(4)) * 3 + 1
+    normalizer = Normalizer(20).fit(x, "per_param", [20])
+    ae = ParamAE(20, channels=[4, 8], latent_channels=2)
+    decode, encode = ae_decoder(ae, normalizer)
+    z = encode(x)
+    assert z.shape == (6, *ae.latent_shape)
+    with torch.no_grad():
+        expected = normalizer.inverse(ae(normalizer(x)))
+    assert torch.equal(reconstructions(decode, z), expected)
+    sets = decoder_sets(decode, z, 3, "global", _gen())
+    assert sets["decoded_noise"].shape == (3, 20) and torch.equal(sets["reconstruction"], expected)

@@ -15,14 +15,18 @@ def summary(median, best, count):
             "acc_min": median - 1, "acc_std": 0.1}
 
 
-def fake_run(repo, seed=3, gen_median=95.0, gen_max=96.0):
-    """The artifacts `collect` reads, as a finished preset run leaves them."""
+def fake_run(repo, seed=3, gen_median=95.0, gen_max=96.0, decoder=False):
+    """The artifacts `collect` reads, as a finished preset run leaves them (``decoder``: with analyze's
+    decoded-noise and reconstruction sets)."""
     (repo / "params.yaml").write_text(f"seed: {seed}\nthreads: 2\n")
     evaluate = {"original": summary(95.0, 95.5, 4), "generated": summary(gen_median, gen_max, 3),
                 "val": {"original": summary(94.0, 94.5, 4), "generated": summary(94.1, 94.4, 3)}}
     save_json(evaluate, repo / "metrics/evaluate.json")
     nov = {m: dict(summary(90.0, 91.0, 3), max_similarity_mean=0.5, nn_l2_mean=0.01)
            for m in ("original", "generated", "noise", "average", "gaussian")}
+    if decoder:
+        nov |= {"decoded_noise": dict(summary(96.5, 97.0, 5), max_similarity_mean=0.4, nn_l2_mean=0.02),
+                "reconstruction": dict(summary(95.25, 95.5, 4), max_similarity_mean=0.9, nn_l2_mean=0.001)}
     save_json(nov, repo / "metrics/novelty.json")
     save_torch({"params": torch.zeros(4, 6), "names": ["a", "b"], "shapes": [[2], [4]]}, repo / "models/snapshots.pt")
     correct = torch.ones(4, 10, dtype=torch.bool)
@@ -92,3 +96,20 @@ def test_run_refuses_a_results_file_of_another_preset_before_running_anything(tm
     monkeypatch.setattr(paper_scale, "run_seed", lambda *a, **k: pytest.fail("a seed ran"))
     with pytest.raises(PdiffError, match="holds preset 'p', not 'other'"):
         paper_scale.run("other", [0], tmp_path / "out", tmp_path / "work")
+
+
+def test_decoder_sets_are_collected_and_shown_and_older_runs_read_pending(tmp_path):
+    fake_run(tmp_path, decoder=True)
+    e = paper_scale.collect(tmp_path, LOG)
+    assert e["decoder"]["decoded_noise"]["acc_median"] == 96.5 and e["decoder"]["decoded_noise"]["count"] == 5
+    assert e["decoder"]["reconstruction"]["nn_l2_mean"] == 0.001
+    old = {k: v for k, v in dict(e, seed=4).items() if k != "decoder"}  # a run made before analyze had them
+    text = paper_scale.table({"preset": "p", "seeds": [e, old]})
+    rows = {r.split("|")[1].strip(): r for r in text.splitlines()[2:]}
+    assert "| 96.5 | 97 | 95.25 | yes | yes |" in rows["3"]
+    assert "| pending | pending | pending |" in rows["4"]
+    assert "| 1/2 seeds | 1/2 seeds | 1/2 seeds |" in rows["mean ± std"]
+    both = paper_scale.table({"preset": "p", "seeds": [e, dict(e, seed=4)]})
+    assert "| 96.50 ± 0.00 | 97.00 ± 0.00 | 95.25 ± 0.00 |" in both
+    paper_scale.figure({"preset": "p", "seeds": [e, old]}, tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 1000

@@ -1,5 +1,6 @@
 """End to end: the real `dvc repro` on tiny params in a temporary copy of the repository."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -37,11 +38,12 @@ def _changed_stages(repo: Path) -> set[str]:
 def test_analyze_rows_agree_with_evaluate_and_report_is_written(tiny_repo):
     novelty = json.loads((tiny_repo / "metrics/novelty.json").read_text())
     evaluated = json.loads((tiny_repo / "metrics/evaluate.json").read_text())
-    assert list(novelty) == ["original", "generated", "noise", "average", "gaussian"]
+    assert list(novelty) == ["original", "generated", "noise", "average", "gaussian", "decoded_noise",
+                             "reconstruction"]
     for method in ("original", "generated"):  # same split, base model and code path as `evaluate`
         assert {k: novelty[method][k] for k in evaluated[method]} == evaluated[method]
     for method, row in novelty.items():
-        assert row["count"] == (10 if method == "original" else 8), method
+        assert row["count"] == (10 if method in ("original", "reconstruction") else 8), method
         assert 0.0 <= row["max_similarity_mean"] <= 1.0 and row["nn_l2_mean"] > 0.0, method
         for key in ("acc_mean", "acc_max", "acc_median"):
             assert 0.0 <= row[key] <= 100.0
@@ -49,7 +51,10 @@ def test_analyze_rows_agree_with_evaluate_and_report_is_written(tiny_repo):
         assert (tiny_repo / f"plots/{name}.png").read_bytes()[:4] == b"\x89PNG", name
     assert len((tiny_repo / "plots/analyze/noise.csv").read_text().splitlines()) == 1 + 8
     report = (tiny_repo / "report.md").read_text()
-    assert "| generated |" in report.replace("  ", " ") and "plots/analyze/novelty_scatter.png" in report
+    cells = re.sub(r" +", " ", report)
+    assert "| generated |" in cells and "| decoded_noise |" in cells and "| reconstruction |" in cells
+    assert "plots/analyze/novelty_scatter.png" in report
+    assert f"(`decoded_noise`, {novelty['decoded_noise']['acc_mean']:.2f}%)" in report
     assert f"{novelty['generated']['acc_mean']:.2f}%" in report
 
 

@@ -180,6 +180,38 @@ def test_seeds_report_has_mean_std_row_and_paired_difference(tmp_path):
     assert (tmp_path / "seeds.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_ae_steps_recipe_reports_decoded_noise_beside_generated_and_originals(tmp_path):
+    recipe = ablations.recipes({"ae": {"steps": 2000}})["ae_steps"]
+    assert [p.overrides["ae.steps"] for p in recipe.points] == [2000, 10000, 30000] and recipe.sweep
+    assert [p.overrides["ae.steps"] for p in ablations.recipes({"ae": {"steps": 1000}})["ae_steps"].points][:2] == [
+        1000, 5000]
+
+    def exp(name, steps, decoded):
+        stats = {"acc_median": 97.5, "acc_max": 97.9, "acc_min": 97.0, "acc_std": 0.1, "failed": 0}
+        novelty = {"generated": {"max_similarity_mean": 0.99, "nn_l2_mean": 0.008}, "original": {"nn_l2_mean": 0.003}}
+        if decoded is not None:  # an experiment run before analyze had the decoder sets has none
+            novelty |= {"decoded_noise": {"acc_median": decoded, "acc_max": decoded + 0.3, "acc_min": decoded - 9,
+                                          "max_similarity_mean": 0.9, "nn_l2_mean": 0.05},
+                        "reconstruction": {"acc_median": 97.4}}
+        metrics = {"metrics/evaluate.json": {"data": {"original": stats, "generated": stats}},
+                   "metrics/novelty.json": {"data": novelty}}
+        return {"name": name, "rev": name, "data": {"metrics": metrics,
+                                                     "params": {"params.yaml": {"data": {"ae": {"steps": steps}}}}}}
+
+    done = [exp("ae_steps-1", 2000, 97.6), exp("ae_steps-2", 10000, 81.25), exp("ae_steps-3", 30000, None)]
+    show = [{"rev": "base", "experiments": [{"executor": {"state": "success"}, "revs": [e]} for e in done]}]
+    text = ablations.write_report(recipe, show, tmp_path).read_text()
+    header = next(line for line in text.splitlines() if line.startswith("|") and " point " in line)
+    head = [c.strip() for c in header.split("|")]
+    for column in ("original median", "generated median", "decoded-noise median", "decoded-noise min",
+                   "reconstruction median", "decoded-noise NN-L2"):
+        assert column in head, column
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert "81.25" in rows["10,000"] and "72.25" in rows["10,000"]  # decoded-noise median and min
+    assert "n/a" in rows["30,000"]  # no decoder sets in that experiment: shown as missing, not dropped
+    assert (tmp_path / "ae_steps.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_run_dvc_finds_dvc_beside_python_and_puts_it_on_the_childs_path(monkeypatch):
     """Queue workers are started by dvc as plain `dvc ...`: without its folder on PATH they die at once and the
     queue waits forever (seen when pytest ran as `.venv/bin/python -m pytest` with no venv on PATH)."""

@@ -108,6 +108,21 @@ def recipes(params: dict | None = None) -> dict[str, Recipe]:
                           [Point(str(t), {"ldm.timesteps": t}) for t in (1000, 100, 50, 20)],
                           note="`generate.sampler` does not exist in params.yaml yet, so this recipe varies the "
                                "DDPM's own number of steps T (the LDM is retrained for each T)."))
+    ae_steps = int(_get(params, "ae.steps") or 2000)
+    out.append(Recipe("ae_steps", "AE training steps: when does the diffusion model start to matter?", "AE steps",
+                      [Point(f"{s:,}", {"ae.steps": s}) for s in (ae_steps, 5 * ae_steps, 15 * ae_steps)],
+                      sweep=True,
+                      note="The parameter autoencoder trained for 1x, 5x and 15x params.yaml's `ae.steps` (on the "
+                           "default 2,000 / 10,000 / 30,000; the official first release trained its AE for "
+                           "30,000). A longer-trained AE may fit the K latents so tightly that its decoder maps "
+                           "plain Gaussian latents badly; `decoded-noise` (no diffusion model) beside "
+                           "`generated` (the LDM's latents, same decoder) and the originals shows where diffusion "
+                           "earns its place. Every point reruns train_ae and what follows it."))
+    out.append(Recipe("decoded_form", "Decoded noise: the latent Gaussian's form", "baselines.decoded_form",
+                      [Point(f, {"baselines.decoded_form": f}) for f in ("per_position", "global")], sweep=True,
+                      note="Gaussian latents decoded by the trained AE with no diffusion model, drawn per latent "
+                           "value (a mean and std for each over the K snapshots' latents) or globally (one mean "
+                           "and std: the LDM's own starting noise). Only `analyze` reruns."))
     out.append(Recipe("seeds", "Headline over 5 seeds", "seed",
                       [Point(str(s), {"seed": s}) for s in range(5)], sweep=True,
                       note="`seed` drives everything (data split, base model, collection, AE, LDM, sampling), so "
@@ -303,12 +318,20 @@ COLUMNS = [("original", "acc_median"), ("original", "acc_max"), ("generated", "a
 # From the analyze stage (Zeng et al. 2025): the median accuracy of two no-learning baselines (the mean of a few
 # snapshots; values drawn from each value's snapshot mean/std), the mean over generated models of the best
 # error-set IoU with any training snapshot, and the mean L2 distance to the nearest snapshot, beside the
-# originals' own leave-one-out nearest distance (the spacing of the training set).
+# originals' own leave-one-out nearest distance (the spacing of the training set). Then the two sets that use the
+# trained AE but no diffusion model: Gaussian latents decoded (decoded-noise) and the snapshots' reconstructions
+# (experiments run before analyze had them leave these columns out).
 NOVELTY_COLUMNS = {"average median": ("average", "acc_median"),
                    "gaussian median": ("gaussian", "acc_median"),
                    "generated max-IoU": ("generated", "max_similarity_mean"),
                    "generated NN-L2": ("generated", "nn_l2_mean"),
-                   "original NN-L2": ("original", "nn_l2_mean")}
+                   "original NN-L2": ("original", "nn_l2_mean"),
+                   "decoded-noise median": ("decoded_noise", "acc_median"),
+                   "decoded-noise max": ("decoded_noise", "acc_max"),
+                   "decoded-noise min": ("decoded_noise", "acc_min"),
+                   "decoded-noise max-IoU": ("decoded_noise", "max_similarity_mean"),
+                   "decoded-noise NN-L2": ("decoded_noise", "nn_l2_mean"),
+                   "reconstruction median": ("reconstruction", "acc_median")}
 
 
 def find_experiment(recipe: Recipe, point: Point, finished: dict[str, dict]) -> str | None:
@@ -372,9 +395,10 @@ def mean_std(df, columns: list[str], digits: int | None = None) -> dict[str, str
 
 def figure(recipe: Recipe, df, path: Path) -> None:
     """Left: generated median / max / min vs the ablation value, with the originals' median and max as
-    reference lines (dashed) and the average-of-snapshots baseline's median (dotted grey). Right, when the
-    analyze stage ran: how far generated models sit from their nearest training snapshot, against the spacing
-    of the snapshots themselves (log scale)."""
+    reference lines (dashed), the average-of-snapshots baseline's median (dotted grey) and, when analyze had
+    them, the decoded-noise median and min (the AE without diffusion) and the reconstructions' median. Right,
+    when the analyze stage ran: how far generated (and decoded-noise) models sit from their nearest training
+    snapshot, against the spacing of the snapshots themselves (log scale)."""
     from pdiff.core.plots import plt, save_figure
 
     x = list(range(len(df)))
@@ -389,12 +413,22 @@ def figure(recipe: Recipe, df, path: Path) -> None:
     ax.plot(x, df["original max"], "--", color="C0", alpha=0.5, label="original max (reference)")
     if "average median" in df.columns:
         ax.plot(x, df["average median"], "d:", color="0.4", label="average-of-snapshots median (baseline)")
+    if "decoded-noise median" in df.columns:
+        ax.plot(x, df["decoded-noise median"].astype(float), "P-", color="C5",
+                label="decoded noise median (AE, no diffusion)")
+        ax.plot(x, df["decoded-noise min"].astype(float), "v:", color="C5", alpha=0.4, label="decoded noise min")
+    if "reconstruction median" in df.columns:
+        ax.plot(x, df["reconstruction median"].astype(float), "x--", color="C9", alpha=0.7,
+                label="reconstruction median (AE ceiling)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(recipe.title, fontsize=10)
     if novelty:
         ax = axes[0][1]
         gen = df["generated NN-L2"].astype(float)
         ax.plot(x, gen.where(gen > 0), "o-", color="C1", label="generated: L2 to nearest snapshot")
+        if "decoded-noise NN-L2" in df.columns:
+            ax.plot(x, df["decoded-noise NN-L2"].astype(float), "P-", color="C5",
+                    label="decoded noise: L2 to nearest snapshot")
         if "original NN-L2" in df.columns:
             ax.plot(x, df["original NN-L2"].astype(float), "s--", color="C0",
                     label="original: L2 to nearest other snapshot (spacing)")
@@ -440,7 +474,8 @@ def write_report(recipe: Recipe, show: list, out_dir: Path, run: dict | None = N
     lines = [f"# Ablation: {recipe.title}", "", recipe.note, "",
              "Test accuracy (%) of the K original snapshots and the generated models, per grid point.", ""]
     if recipe.name == "seeds":
-        acc_cols = [c for c in shown.columns if c.startswith(("original", "generated", "average", "gaussian"))
+        acc_cols = [c for c in shown.columns if c.startswith(("original", "generated", "average", "gaussian",
+                                                               "decoded-noise", "reconstruction"))
                     and "failed" not in c]
         summary = {"point": "mean ± std", **mean_std(shown, acc_cols)}
         shown = pd.concat([shown.astype(object), pd.DataFrame([summary])], ignore_index=True).fillna("")

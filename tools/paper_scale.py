@@ -9,6 +9,9 @@ into params.yaml, ``dvc repro`` with its output time-stamped. A seed's entry (`c
   same under ``val`` for the validation split);
 - ``baselines``: acc_median and max_similarity_mean of the analyze stage's noise, average and gaussian baselines;
 - ``novelty``: max-IoU and nearest-neighbour L2 of the originals and the generated models;
+- ``decoder``: the analyze stage's sets that use the trained AE but no diffusion model, ``decoded_noise``
+  (Gaussian latents decoded) and ``reconstruction`` (the snapshots' own latents decoded): accuracy statistics,
+  max-IoU and nearest-neighbour L2 (absent from entries of runs made before analyze had them: shown as pending);
 - ``original_test_errors``: how many test examples the originals get wrong (mean, min, max over the K);
 - ``base``: the base model's validation accuracy after each epoch (the convergence the epochs were chosen on);
 - ``dim``, ``test_size``, ``stage_seconds`` (each stage's own timer) and ``wall_seconds`` (the whole `dvc repro`).
@@ -30,6 +33,8 @@ from pdiff.core.artifacts import load_torch, load_vectors, save_json, save_text
 
 SUMMARY_KEYS = ("count", "acc_mean", "acc_median", "acc_max", "acc_min", "acc_std")
 BASELINES = ("noise", "average", "gaussian")
+DECODER_SETS = ("decoded_noise", "reconstruction")  # pdiff.analysis.decoded.DECODER_SETS
+DECODER_KEYS = ("count", "acc_mean", "acc_median", "acc_max", "acc_min", "max_similarity_mean", "nn_l2_mean")
 STAGES = ("prepare", "train", "collect", "train_ae", "train_ldm", "generate", "evaluate", "analyze")
 STAGE_DONE = re.compile(r"stage `([^`]+)` done in ([0-9.]+) s")
 
@@ -79,6 +84,7 @@ def collect(repo: Path, lines: list[str], wall_seconds: float | None = None) -> 
                       for m in BASELINES if m in novelty},
         "novelty": {m: {k: novelty[m].get(k) for k in ("max_similarity_mean", "nn_l2_mean")}
                     for m in ("original", "generated")},
+        "decoder": {m: {k: novelty[m].get(k) for k in DECODER_KEYS} for m in DECODER_SETS if m in novelty},
         "original_test_errors": {"mean": round(float(errors.mean()), 2), "min": int(errors.min()),
                                  "max": int(errors.max())},
         "base": {"val_acc_per_epoch": _read_tsv(repo / "metrics/train/plots/metrics/val_acc.tsv")},
@@ -142,8 +148,11 @@ def _mean_std(values: list[float]) -> str:
 
 
 def value(entry: dict, dotted: str):
-    """``entry``'s value at a dotted path such as ``baselines.average.acc_median``."""
+    """``entry``'s value at a dotted path such as ``baselines.average.acc_median``; None where the entry has no
+    such key (a run made before the key existed)."""
     for part in dotted.split("."):
+        if not isinstance(entry, dict) or part not in entry:
+            return None
         entry = entry[part]
     return entry
 
@@ -154,7 +163,10 @@ COLUMNS = [("orig. median", "original.acc_median"), ("orig. max", "original.acc_
            ("gen. min", "generated.acc_min"), ("gen. std", "generated.acc_std"),
            *((f"{b} median", f"baselines.{b}.acc_median") for b in BASELINES),
            ("gen. max-IoU", "novelty.generated.max_similarity_mean"), ("gen. NN-L2", "novelty.generated.nn_l2_mean"),
-           ("orig. NN-L2", "novelty.original.nn_l2_mean"), ("orig. test errors", "original_test_errors.mean")]
+           ("orig. NN-L2", "novelty.original.nn_l2_mean"), ("orig. test errors", "original_test_errors.mean"),
+           ("decoded-noise median", "decoder.decoded_noise.acc_median"),
+           ("decoded-noise max", "decoder.decoded_noise.acc_max"),
+           ("recon. median", "decoder.reconstruction.acc_median")]
 
 
 def table(results: dict) -> str:
@@ -166,7 +178,10 @@ def table(results: dict) -> str:
     if len(seeds) > 1:
         summary = []
         for c, k in COLUMNS:
-            vals = [float(value(e, k)) for e in seeds]
+            vals = [float(v) for e in seeds if (v := value(e, k)) is not None]
+            if len(vals) < len(seeds):  # some seeds ran before this column existed: no mean over a subset
+                summary.append("pending" if not vals else f"{len(vals)}/{len(seeds)} seeds")
+                continue
             summary.append(f"{statistics.fmean(vals):.4g}" if "IoU" in c or "L2" in c else _mean_std(vals))
         rows.append(["mean ± std", *summary, f"{sum(e['claim']['max'] for e in seeds)}/{len(seeds)}",
                      f"{sum(e['claim']['median'] for e in seeds)}/{len(seeds)}"])
@@ -179,7 +194,9 @@ def _markdown(head: list[str], rows: list[list[str]]) -> str:
 
 
 def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if v is None:
+        return "pending"
+    if isinstance(v, float) and math.isnan(v):
         return "n/a"
     return f"{v:.4g}" if isinstance(v, float) and abs(v) < 1 else f"{v:g}"
 
@@ -209,15 +226,19 @@ def figure(results: dict, path: Path) -> None:
     w = 0.13
     bars = [("original median", "C0", "original.acc_median"), ("generated median", "C1", "generated.acc_median"),
             *((f"{b} median", c, f"baselines.{b}.acc_median") for b, c in zip(BASELINES, ("C2", "0.5", "C4")))]
+    if any(value(e, "decoder.decoded_noise.acc_median") is not None for e in seeds):
+        bars.append(("decoded-noise median (AE, no LDM)", "C5", "decoder.decoded_noise.acc_median"))
+    offset = [(i - (len(bars) - 1) / 2) * w for i in range(len(bars))]
     for i, (label, color, key) in enumerate(bars):
-        ax.bar([xi + (i - (len(bars) - 1) / 2) * w for xi in x], [value(e, key) for e in seeds], w, color=color,
+        heights = [value(e, key) for e in seeds]
+        ax.bar([xi + offset[i] for xi in x], [math.nan if h is None else h for h in heights], w, color=color,
                label=label)
-    ax.scatter([xi - 2 * w for xi in x], [e["original"]["acc_max"] for e in seeds], marker="^", color="C0",
+    ax.scatter([xi + offset[0] for xi in x], [e["original"]["acc_max"] for e in seeds], marker="^", color="C0",
                edgecolor="k", zorder=3, label="original max")
-    ax.scatter([xi - w for xi in x], [e["generated"]["acc_max"] for e in seeds], marker="^", color="C1",
+    ax.scatter([xi + offset[1] for xi in x], [e["generated"]["acc_max"] for e in seeds], marker="^", color="C1",
                edgecolor="k", zorder=3, label="generated max")
-    lows = [min(e["original"]["acc_min"], e["generated"]["acc_min"], *(e["baselines"][b]["acc_median"]
-                                                                       for b in BASELINES)) for e in seeds]
+    lows = [min(e["original"]["acc_min"], e["generated"]["acc_min"],
+                *(v for _, _, k in bars[2:] if (v := value(e, k)) is not None)) for e in seeds]
     highs = [max(e["original"]["acc_max"], e["generated"]["acc_max"]) for e in seeds]
     ax.set_ylim(min(lows) - 0.3, max(highs) + 0.3)
     ax.set_xticks(x, [f"seed {e['seed']}" for e in seeds])
@@ -235,9 +256,11 @@ def write_report(results: dict, out_dir: Path) -> Path:
     seeds = results["seeds"]
     text = [f"# {results['preset']}: the headline over {len(seeds)} seed(s)", "",
             "Test accuracy (%) of the K original snapshots, the generated models and the analyze stage's "
-            "baselines; novelty of the generated models (mean max-IoU of their error sets with any snapshot, mean "
-            "L2 to the nearest snapshot) beside the snapshots' own spacing (original NN-L2). \"max ≥\" and "
-            "\"median ≥\": does the generated max / median reach the originals'?", "", table(results), "",
+            "baselines (with decoded-noise, Gaussian latents decoded by the trained AE without the diffusion "
+            "model, and recon., the AE's reconstructions of the snapshots; \"pending\" for runs made before "
+            "analyze had them); novelty of the generated models (mean max-IoU of their error sets with any "
+            "snapshot, mean L2 to the nearest snapshot) beside the snapshots' own spacing (original NN-L2). "
+            "\"max ≥\" and \"median ≥\": does the generated max / median reach the originals'?", "", table(results), "",
             "Seconds per stage (each stage's own timer; Python start-up excluded) and of the whole `dvc repro`:",
             "", stage_table(results), "", "![results](results.png)", ""]
     return save_text("\n".join(text), out_dir / "results.md")

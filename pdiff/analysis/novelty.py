@@ -5,7 +5,9 @@ Baselines, each a [n, D] tensor of parameter vectors built from the K training s
 - `noise_baseline`: a random snapshot plus Gaussian noise, ``sigma`` times each tensor's own scale;
 - `average_baseline`: the mean of min(k, K) randomly chosen snapshots;
 - `gaussian_baseline`: every value drawn independently from its per-parameter mean and std over the
-  snapshots (not applicable when K = 1: there is no spread to draw from).
+  snapshots (not applicable when K = 1: there is no spread to draw from);
+- with a trained decoder (``decoder``, see `pdiff.analysis.decoded`): ``decoded_noise``, Gaussian latents
+  decoded without the diffusion model, and ``reconstruction``, the decoding of the snapshots' own latents.
 
 Measures, for every model of every method, against the training snapshots:
 
@@ -29,12 +31,13 @@ import torch
 from torch import nn
 
 from pdiff import PdiffError
+from pdiff.analysis.decoded import DECODER_SETS, DecoderReference, decoder_sets
 from pdiff.analysis.evaluation import EvalOptions, evaluate_sets, finite_rows, summarize
 from pdiff.core.artifacts import numels
 from pdiff.nets.selection import check_compatible
 
-METHODS = ("original", "generated", "noise", "average", "gaussian")
 BASELINES = ("noise", "average", "gaussian")
+METHODS = ("original", "generated", *BASELINES, *DECODER_SETS)
 
 
 # --------------------------------------------------------------------------------------------------- baselines
@@ -176,10 +179,14 @@ def summary_table(analysis: Analysis) -> dict:
 
 def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple[torch.Tensor, torch.Tensor],
                  baselines, gen: torch.Generator, *, opts: EvalOptions | None = None,
-                 evaluated: dict[str, torch.Tensor] | None = None) -> Analysis:
+                 evaluated: dict[str, torch.Tensor] | None = None,
+                 decoder: DecoderReference | None = None) -> Analysis:
     """Build the baselines (as many models each as there are generated vectors), evaluate every method on
     ``test`` = (x, y) with `evaluate_vectors` (``opts``: device and batch size), and measure max_similarity and
     nn_l2 against the snapshots. ``baselines`` has the `baselines` params: ``noise_sigma`` and ``average_k``.
+    With ``decoder`` (the trained decoder and the snapshots' latents), the decoder sets of
+    `pdiff.analysis.decoded` are built after the other baselines (from the same ``gen``, so the baselines'
+    draws do not depend on it) and measured alike.
 
     ``evaluated`` maps a method ("original", "generated") to its per-sample correctness [M_finite, n] on
     (x, y) when it is already known (from `evaluate`, see `load_correctness`); those methods are not
@@ -205,6 +212,15 @@ def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple
            "average": average_baseline(snaps, n, average_k, gen),
            "gaussian": gaussian_baseline(snaps, n, gen)}
     timings["baselines_s"] = time.perf_counter() - start
+    if decoder is not None:
+        start = time.perf_counter()
+        for method, vecs in decoder_sets(decoder.decode, decoder.latents, decoder.num, decoder.form, gen).items():
+            if vecs.shape[1:] != snaps.shape[1:]:
+                raise PdiffError(f"the decoder gives vectors of width {vecs.shape[1]} for `{method}`, but the "
+                                 f"snapshots have {snaps.shape[1]} values; models/ae.pt must come from the same "
+                                 "models/snapshots.pt (rerun `dvc repro`).")
+            raw[method] = vecs
+        timings["decode_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
     finite = {m: finite_rows(v) for m, v in raw.items() if v is not None}
@@ -222,6 +238,8 @@ def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple
     train_errors = ~correct["original"][2]
     results = {}
     for method in METHODS:
+        if method not in raw:
+            continue
         if method not in correct:
             empty = torch.zeros(0, dtype=torch.float64)
             results[method] = MethodResult(snaps.new_zeros(0, snaps.shape[1]), empty, empty, empty,
@@ -236,6 +254,9 @@ def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple
     timings["measures_s"] = time.perf_counter() - start
     settings = {"num_snapshots": len(snaps), "num_models": n, "num_values": snaps.shape[1],
                 "test_size": len(y), "noise_sigma": noise_sigma, "average_k": min(int(average_k), len(snaps))}
+    if decoder is not None:
+        settings |= {"decoded_num": decoder.num, "decoded_form": decoder.form,
+                     "latent_shape": list(decoder.latents.shape[1:])}
     return Analysis(results, settings, timings)
 
 

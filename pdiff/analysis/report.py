@@ -1,5 +1,5 @@
 """What the `analyze` stage shows: per-method CSVs (for `dvc plots`), PNG figures, and report.md with one
-table of all methods and two sentences computed from the numbers."""
+table of all methods and sentences computed from the numbers."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +11,7 @@ from pdiff.core.artifacts import save_text
 from pdiff.core.plots import plt, save_figure
 
 COLORS = {"original": "tab:blue", "generated": "tab:red", "noise": "tab:green", "average": "tab:purple",
-          "gaussian": "tab:orange"}
+          "gaussian": "tab:orange", "decoded_noise": "tab:brown", "reconstruction": "tab:cyan"}
 TABLE_COLUMNS = {"count": "count", "failed": "failed", "acc_mean": "acc mean", "acc_median": "acc median",
                  "acc_max": "acc max", "acc_min": "acc min", "max_similarity_mean": "max-IoU mean",
                  "nn_l2_mean": "NN L2 mean"}
@@ -75,7 +75,7 @@ def distribution_figure(analysis: Analysis, path: str | Path) -> None:
     """Box plots with the individual models on top: accuracy, max_similarity and nn_l2 per method."""
     rng = np.random.default_rng(0)
     methods = _present(analysis)
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
     for ax, attr, label in zip(axes, ("accuracy", "max_similarity", "nn_l2"),
                                ("test accuracy (%)", "max IoU of error sets", "nearest-snapshot L2")):
         data = [getattr(analysis.methods[m], attr).numpy() for m in methods]
@@ -85,7 +85,7 @@ def distribution_figure(analysis: Analysis, path: str | Path) -> None:
             ax.boxplot([data[i] for i in keep], positions=keep, widths=0.6, showfliers=False)
         for i in keep:
             ax.scatter(i + rng.uniform(-0.2, 0.2, len(data[i])), data[i], s=6, alpha=0.45, color=COLORS[methods[i]])
-        ax.set_xticks(range(len(methods)), methods, rotation=20)
+        ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, axis="y")
     save_figure(fig, path)
@@ -124,11 +124,17 @@ def _fmt(v, digits: int) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
+def _verdict(diff: float, step: float) -> str:
+    """How a difference in mean accuracy reads: under one test sample (``step`` points) is a match."""
+    return "is within one test sample of" if abs(diff) < step else "beats" if diff > 0 else "falls short of"
+
+
 def findings(summary: dict, test_size: int) -> list[str]:
-    """Two plain sentences computed from ``summary`` (the novelty.json content): how close generated models
-    are to the training snapshots, relative to the snapshots among themselves; and how the best simple
+    """Plain sentences computed from ``summary`` (the novelty.json content): how close generated models
+    are to the training snapshots, relative to the snapshots among themselves; how the best simple
     baseline compares with them in accuracy (a difference under one test sample, 100 / test_size points,
-    is called a match)."""
+    is called a match); and, when the decoder sets are present, how decoded noise (no diffusion model)
+    compares with the generated models, beside the reconstructions' accuracy."""
     gen, orig = summary.get("generated", {}), summary.get("original", {})
     g_l2, o_l2 = gen.get("nn_l2_mean"), orig.get("nn_l2_mean")
     g_sim, o_sim = gen.get("max_similarity_mean"), orig.get("max_similarity_mean")
@@ -146,17 +152,39 @@ def findings(summary: dict, test_size: int) -> list[str]:
     baselines = {m: s["acc_mean"] for m, s in summary.items()
                  if m in ("noise", "average", "gaussian") and s.get("acc_mean") is not None}
     g_acc, o_acc = gen.get("acc_mean"), orig.get("acc_mean")
+    step = 100.0 / max(int(test_size), 1)
     if not baselines or g_acc is None:
         second = "No baseline or generated model could be evaluated, so accuracies cannot be compared."
     else:
         best = max(baselines, key=baselines.get)
         diff = baselines[best] - g_acc
-        step = 100.0 / max(int(test_size), 1)
-        verdict = ("is within one test sample of" if abs(diff) < step else "beats" if diff > 0 else "falls short of")
+        verdict = _verdict(diff, step)
         second = (f"In mean test accuracy the best simple baseline, `{best}` ({baselines[best]:.2f}%), {verdict} "
                   f"the generated models ({g_acc:.2f}%, {diff:+.2f} points; one test sample is {step:.2g} points), "
                   f"while the original snapshots average {_fmt(o_acc, 2)}%.")
-    return [first, second]
+    out = [first, second]
+    decoded, recon = summary.get("decoded_noise", {}), summary.get("reconstruction", {})
+    if decoded.get("acc_mean") is not None and g_acc is not None:
+        diff = decoded["acc_mean"] - g_acc
+        verdict = _verdict(diff, step)
+        ceiling = (f", and the decoded snapshot latents (reconstructions) average {recon['acc_mean']:.2f}%"
+                   if recon.get("acc_mean") is not None else "")
+        out.append(f"Without the diffusion model, the autoencoder's decoder fed Gaussian latent noise "
+                   f"(`decoded_noise`, {decoded['acc_mean']:.2f}%) {verdict} the LDM-generated models "
+                   f"({diff:+.2f} points){ceiling}.")
+    return out
+
+
+def _decoder_text(settings: dict) -> str:
+    """The sentence describing the decoder sets, or "" when the analysis had no decoder."""
+    if "decoded_form" not in settings:
+        return ""
+    form = ("a mean and std per latent value" if settings["decoded_form"] == "per_position"
+            else "one mean and std over all latent values")
+    return (f" Without the diffusion model: `decoded_noise` ({settings.get('decoded_num')} latents of shape "
+            f"{tuple(settings.get('latent_shape', ()))} drawn from a Gaussian fitted to the snapshots' AE latents, "
+            f"{form}, decoded by the trained AE) and `reconstruction` (the AE's decoding of the snapshots' own "
+            "latents).")
 
 
 def report_markdown(analysis: Analysis, summary: dict, figures_dir: str = "plots/analyze",
@@ -169,9 +197,9 @@ def report_markdown(analysis: Analysis, summary: dict, figures_dir: str = "plots
         f"models per generated method; test split of {s.get('test_size')} samples, the same base model and code "
         f"path as `evaluate`. Baselines: `noise` (a random snapshot + noise of {s.get('noise_sigma')} x each "
         f"tensor's std), `average` (mean of {s.get('average_k')} random snapshots), `gaussian` (per-parameter "
-        "mean and std of the snapshots). `max-IoU`: largest IoU of a model's set of misclassified test samples "
-        "with any training snapshot's; `NN L2`: distance to the nearest snapshot in parameter space. For "
-        "`original` both leave the snapshot itself out. Accuracies in %.",
+        "mean and std of the snapshots)." + _decoder_text(s) + " `max-IoU`: largest IoU of a model's set of "
+        "misclassified test samples with any training snapshot's; `NN L2`: distance to the nearest snapshot in "
+        "parameter space. For `original` both leave the snapshot itself out. Accuracies in %.",
         "",
         table_frame(summary).to_markdown(floatfmt=".4g"),
         "",

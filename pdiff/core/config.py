@@ -204,6 +204,14 @@ class BaselinesConfig(Section):
                              "to each tensor's std (the paper tried 0.001, 0.05, 0.15; 0.01 matches the default "
                              "run's generated models in max-IoU)", ge=0)
     average_k: int = opt(16, "average baseline: each model is the mean of min(k, K) random snapshots", ge=1)
+    decoded_num: int = opt(100, "decoded-noise set: how many latents are drawn from a Gaussian fitted to the K "
+                           "snapshots' AE latents and decoded by the trained AE, with no diffusion model "
+                           "(docs/evaluation.md); the `reconstruction` set, the decoding of the K latents "
+                           "themselves, comes with it", ge=1)
+    decoded_form: str = opt("per_position", "decoded-noise set: the latent Gaussian's form: per_position (a mean "
+                            "and std for every latent value over the K latents) or global (one mean and std over "
+                            "all latent values: the LDM's own starting noise, decoded without denoising)",
+                            choices=("per_position", "global"))
 
 
 class Params(Section):
