@@ -140,3 +140,22 @@ def test_task_pipeline_is_a_separate_file_with_exact_code_deps():
     reads = {name: set(stage["params"]) for name, stage in stages.items()}
     assert "tasks_ldm" in reads["tasks_ldm"] and not {"tasks_ldm", "tasks_eval"} & (reads["tasks_collect"]
                                                                                      | reads["tasks_ae"])
+
+
+def test_docs_summary_table_matches_the_committed_results():
+    """docs/tasks.md quotes reports/mnist5k-tasks/results.json: every method's mean / median / min and the paired
+    comparison, to two decimals."""
+    import json
+
+    from tests.conftest import ROOT
+
+    results = json.loads((ROOT / "reports/mnist5k-tasks/results.json").read_text())
+    assert len(results["unseen_tasks"]) >= 20 and len(results["per_task"]) == len(results["unseen_tasks"])
+    for key in ("generated", "trained", "nearest_task", "composed_head", "all_tasks_average", "wrong_code"):
+        assert set(results["summary"][key]) == {"acc_mean", "acc_median", "acc_min"}, key
+    doc = (ROOT / "docs/tasks.md").read_text()
+    for method, s in results["summary"].items():
+        cells = f"| {method} | {s['acc_mean']:.2f} | {s['acc_median']:.2f} | {s['acc_min']:.2f} |"
+        assert cells in doc, cells
+    for method, p in results["paired"].items():
+        assert f"{p['wins']} / {p['ties']} / {p['losses']}, {p['mean_diff']:+.2f} |" in doc, method
