@@ -159,3 +159,35 @@ def test_docs_summary_table_matches_the_committed_results():
         assert cells in doc, cells
     for method, p in results["paired"].items():
         assert f"{p['wins']} / {p['ties']} / {p['losses']}, {p['mean_diff']:+.2f} |" in doc, method
+
+
+def test_seen_tasks_table_gathers_runs_on_the_same_unseen_tasks(tmp_path):
+    import json
+
+    from tools.tasks_seen import METHODS, gather
+
+    def write(folder, n, unseen):
+        folder.mkdir(parents=True, exist_ok=True)
+        summary = {m: {"acc_mean": float(n), "acc_median": 0.0, "acc_min": 0.0} for m in METHODS}
+        (folder / "results.json").write_text(json.dumps({"num_seen": n, "unseen_tasks": unseen, "summary": summary,
+                                                         "paired": {"nearest_task": {"wins": 3}}}))
+
+    write(tmp_path, 982, ["01", "10"])
+    write(tmp_path / "seen-10", 10, ["01", "10"])
+    rows = gather(tmp_path)
+    assert [r["num_seen"] for r in rows] == [10, 982] and rows[0]["generated"] == 10.0
+    write(tmp_path / "seen-50", 50, ["11", "10"])
+    with pytest.raises(PdiffError, match="different unseen tasks"):
+        gather(tmp_path)
+
+
+def test_docs_seen_tasks_table_matches_the_committed_table():
+    import json
+
+    from tests.conftest import ROOT
+
+    rows = json.loads((ROOT / "reports/mnist5k-tasks/seen_tasks.json").read_text())
+    doc = (ROOT / "docs/tasks.md").read_text()
+    assert len(rows) >= 3
+    for r in rows:
+        assert f"| {r['num_seen']} | {r['generated']:.2f} | {r['trained']:.2f} | {r['nearest_task']:.2f} |" in doc
