@@ -191,3 +191,16 @@ def test_docs_seen_tasks_table_matches_the_committed_table():
     assert len(rows) >= 3
     for r in rows:
         assert f"| {r['num_seen']} | {r['generated']:.2f} | {r['trained']:.2f} | {r['nearest_task']:.2f} |" in doc
+
+
+def test_docs_condition_dropout_rows_match_their_results():
+    import json
+
+    from tests.conftest import ROOT
+
+    doc = (ROOT / "docs/tasks.md").read_text()
+    off = json.loads((ROOT / "reports/mnist5k-tasks/cond-dropout-0/results.json").read_text())["val"]["1.0"]
+    on = json.loads((ROOT / "reports/mnist5k-tasks/seen-50/results.json").read_text())["val"]
+    assert f"| 0 | 1.0 | {off['generated']['acc_mean']:.2f} |" in doc
+    for w in ("1.0", "2.0"):
+        assert f"| 0.1 | {w} | {on[w]['generated']['acc_mean']:.2f} |" in doc
