@@ -15,9 +15,15 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 # `make repro PRESET=cifar10-resnet18` first writes presets/<PRESET>.yaml into params.yaml (comments kept).
+# A preset named *-tasks runs the task-conditioned pipeline, tasks/dvc.yaml (docs/tasks.md).
 repro: $(STAMP)
 	$(if $(PRESET),python -m tools.presets apply $(PRESET))
-	dvc repro
+	dvc repro $(if $(filter %-tasks,$(PRESET)),tasks/dvc.yaml)
+
+# The task pipeline stage by stage, timed -> reports/mnist5k-tasks/results.json (TASKS_ARGS=--force: from scratch).
+.PHONY: tasks-run
+tasks-run: $(STAMP)
+	python -m tools.tasks_run $(TASKS_ARGS)
 
 # `make exp PRESET=name`: the preset as a DVC experiment (`dvc exp run -S key=value ...`), params.yaml untouched.
 .PHONY: exp

@@ -1,13 +1,13 @@
 """Stage `train_ae`: fit the parameter autoencoder on the K snapshots -> models/ae.pt."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
-from pdiff.core.artifacts import load_vectors, numels, save_torch
+from pdiff.core.artifacts import load_vectors, save_torch
 from pdiff.core.config import load_params
 from pdiff.core.plots import loss_curves
 from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
 from pdiff.core.stage import run_stage
 from pdiff.core.tracking import Tracker
-from pdiff.generative.autoencoder import Normalizer, ParamAE, train_autoencoder
+from pdiff.generative.autoencoder import fit_param_ae
 
 
 def main() -> None:
@@ -16,17 +16,11 @@ def main() -> None:
     gen = seed_everything(p.seed, "train_ae")
     device = resolve_device(p.device)
     snaps = load_vectors("models/snapshots.pt", "collect")
-    x = snaps["params"]
-    normalizer = Normalizer(x.shape[1]).fit(x, p.ae.normalize, numels(snaps["shapes"]))
-    config = dict(dim=x.shape[1], channels=p.ae.channels, latent_channels=p.ae.latent_channels)
-    ae = ParamAE(**config)
     tracker = Tracker("metrics/train_ae")
-    mse = train_autoencoder(ae, normalizer(x), p.ae, device, gen, tracker)
+    ae, ckpt = fit_param_ae(snaps, p.ae, device, gen, tracker)
     tracker.close()
-    print(f"AE: latent {ae.latent_shape}, noise-free reconstruction MSE {mse:.4g} (normalized units)")
-    save_torch({"state_dict": {k: v.cpu() for k, v in ae.state_dict().items()}, "config": config,
-                "normalizer": normalizer.state_dict(), "names": snaps["names"], "shapes": snaps["shapes"],
-                "recon_mse": mse}, "models/ae.pt")
+    print(f"AE: latent {ae.latent_shape}, noise-free reconstruction MSE {ckpt['recon_mse']:.4g} (normalized units)")
+    save_torch(ckpt, "models/ae.pt")
     loss_curves(tracker.history, "plots/train_ae/loss.png", "parameter autoencoder", log_y=True)
 
 

@@ -42,7 +42,7 @@ def test_preset_is_a_runnable_paper_setting(tmp_path, name):
     with torch.device("meta"):
         model = build_model(p.model.arch, channels, classes, size, p.model.width)
     d = sum(numels(shapes_of(model, select(model, p.collect.params))))
-    assert d == {"resnet18": 2048, "vit_tiny": 768, "mlp": 682}[p.model.arch]
+    assert d == {"resnet18": 2048, "vit_tiny": 768, "mlp": 682, "small_cnn": 192}[p.model.arch]
     assert d // 2 ** len(p.ae.channels) >= 1  # the AE can fold D that many times
 
 

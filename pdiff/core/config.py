@@ -214,6 +214,40 @@ class BaselinesConfig(Section):
                             choices=("per_position", "global"))
 
 
+class TasksConfig(Section):
+    num_seen: int = opt(982, "task-conditioned pipeline (tasks/dvc.yaml): tasks the generator is fitted on, a seeded "
+                        "choice among the 2^C - 2 class codes (C = the dataset's classes; 1,022 for 10) after the "
+                        "unseen and validation codes are set aside", ge=1)
+    num_val: int = opt(20, "validation tasks: never fitted on, scored on the validation split; every choice of the "
+                       "task pipeline (guidance, conditioning) is made on these", ge=1)
+    num_unseen: int = opt(20, "unseen (test) tasks: never fitted on, scored on the test split; the same codes for "
+                          "every num_seen with one seed", ge=20)
+    snapshots: int = opt(5, "snapshots saved per task, evenly spaced over the second half of its training", ge=1)
+    train_norm: bool = opt(True, "train the affine of the base model's last norm layer with each task's binary "
+                           "head (on cached pre-affine features, running statistics frozen); false: the head alone")
+    steps: int = opt(150, "Adam steps of every task's head (all tasks train at once on shared minibatches)", ge=2)
+    lr: float = opt(0.01, "Adam learning rate of the task heads", gt=0)
+    batch_size: int = opt(128, "cached feature rows per step, shared by all tasks", ge=1)
+
+
+class TasksLDMConfig(Section):
+    cond: str = opt("add", "how the task code enters the latent denoiser: add (an MLP embedding of the code added "
+                    "to the time embedding) or none (ignored: the unconditional ablation)", choices=("add", "none"))
+    cond_dropout: float = opt(0.1, "probability that a training code is replaced by a learned 'no code' embedding "
+                              "(needed for classifier-free guidance: tasks_eval.guidance != 1)", ge=0, le=1)
+
+
+class TasksEvalConfig(Section):
+    num_models: int = opt(10, "models generated per validation or unseen task (and per wrong code)", ge=1)
+    guidance: float = opt(2.0, "classifier-free guidance scale w for the unseen tasks: eps = eps_u + w (eps_c - "
+                          "eps_u); 1 = plain conditional sampling (needs tasks_ldm.cond_dropout > 0 otherwise)", ge=0)
+    val_guidance: list[float] = opt([1.0, 2.0], "guidance scales compared on the validation tasks (reported; "
+                                    "choose tasks_eval.guidance from them)", ge=0)
+    sampler: str = opt("ddim", "ddpm (all ldm.timesteps steps) or ddim (tasks_eval.steps steps)",
+                       choices=("ddpm", "ddim"))
+    steps: int = opt(50, "DDIM steps (sampler = ddim only; at most ldm.timesteps)", ge=1)
+
+
 class Params(Section):
     seed: int = opt(0, "the one seed behind every random choice of every stage")
     device: str = opt("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"))
@@ -230,6 +264,9 @@ class Params(Section):
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
+    tasks: TasksConfig = Field(default_factory=TasksConfig)
+    tasks_ldm: TasksLDMConfig = Field(default_factory=TasksLDMConfig)
+    tasks_eval: TasksEvalConfig = Field(default_factory=TasksEvalConfig)
 
 
 # --------------------------------------------------------------------------------------------- errors
@@ -314,6 +351,14 @@ def validate(p: Params) -> Params:
     if p.generate.sampler == "ddim" and p.generate.steps > p.ldm.timesteps:
         raise ConfigError(f"params: `generate.steps` = {p.generate.steps} is more than `ldm.timesteps` = "
                           f"{p.ldm.timesteps}; DDIM samples a subset of the training timesteps.")
+    if p.tasks_eval.sampler == "ddim" and p.tasks_eval.steps > p.ldm.timesteps:
+        raise ConfigError(f"params: `tasks_eval.steps` = {p.tasks_eval.steps} is more than `ldm.timesteps` = "
+                          f"{p.ldm.timesteps}; DDIM samples a subset of the training timesteps.")
+    guided = [w for w in [p.tasks_eval.guidance, *p.tasks_eval.val_guidance] if w != 1.0]
+    if guided and p.tasks_ldm.cond_dropout == 0 and p.tasks_ldm.cond == "add":
+        raise ConfigError(f"params: guidance scale {guided[0]} (`tasks_eval.guidance` / `tasks_eval.val_guidance`) "
+                          "needs an unconditional prediction, which `tasks_ldm.cond_dropout` = 0 never trains; set "
+                          "it above 0 (e.g. 0.1) or use guidance 1.")
     if p.ldm.beta_end < p.ldm.beta_start:
         raise ConfigError(f"params: `ldm.beta_end` = {p.ldm.beta_end} must be >= `ldm.beta_start` = "
                           f"{p.ldm.beta_start}.")

@@ -123,6 +123,22 @@ def train_autoencoder(ae: ParamAE, x: torch.Tensor, cfg, device, gen: torch.Gene
         return F.mse_loss(ae(x), x).item()
 
 
+def fit_param_ae(snaps: dict, cfg, device, gen: torch.Generator, tracker: Tracker) -> tuple[ParamAE, dict]:
+    """Normalize the vectors of a snapshot file (``params`` [K, D], ``names``, ``shapes``) with ``cfg.normalize``,
+    fit a `ParamAE` of ``cfg.channels`` / ``cfg.latent_channels`` on them; -> (the AE, its checkpoint dict in the
+    format `load_autoencoder` reads)."""
+    from pdiff.core.artifacts import numels
+
+    x = snaps["params"]
+    normalizer = Normalizer(x.shape[1]).fit(x, cfg.normalize, numels(snaps["shapes"]))
+    config = dict(dim=x.shape[1], channels=cfg.channels, latent_channels=cfg.latent_channels)
+    ae = ParamAE(**config)
+    mse = train_autoencoder(ae, normalizer(x), cfg, device, gen, tracker)
+    return ae, {"state_dict": {k: v.cpu() for k, v in ae.state_dict().items()}, "config": config,
+                "normalizer": normalizer.state_dict(), "names": snaps["names"], "shapes": snaps["shapes"],
+                "recon_mse": mse}
+
+
 def load_autoencoder(path: str = "models/ae.pt") -> tuple[ParamAE, Normalizer, dict]:
     """The trained AE (eval mode), its normalizer, and the checkpoint's metadata (names, shapes)."""
     from pdiff.core.artifacts import load_torch

@@ -60,11 +60,15 @@ class UNet1D(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, extra_emb: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted noise for ``x`` [B, C, L] at timesteps ``t`` [B]; ``extra_emb`` [B, 4 * base], when given, is
+        added to the time embedding (how `pdiff.generative.conditional` feeds in a task code)."""
         length = x.shape[-1]
         factor = 2 ** self.levels
         x = F.pad(x, (0, (-length) % factor))
         emb = self.time_mlp(timestep_embedding(t, self.base))
+        if extra_emb is not None:
+            emb = emb + extra_emb
         h = self.stem(x)
         skips = []
         for block, down in zip(self.down, self.downsample):

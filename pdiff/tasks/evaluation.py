@@ -1,0 +1,150 @@
+"""Per-task evaluation of a task-conditioned generator on tasks it never saw, beside the baselines a skeptic
+tries first. Every model is scored on its own task's binary labels; a method's score on a task is the mean
+accuracy of its models for that task.
+
+- generated: ``num_models`` models generated for the task's code;
+- trained: the task's own SGD-trained snapshots (the reference, never fitted on);
+- nearest_task: (a) the average of the snapshots of the seen task whose code is nearest in Hamming distance
+  (ties: the first in the seeded order of the seen tasks);
+- composed_head: (b) the base model's multi-class head, "positive" = summed probability of the positive classes
+  above 1/2 (None when the base model has no output for some class of the code);
+- all_tasks_average: (c) the average of every seen task's snapshots, one vector for all tasks;
+- wrong_code: (d) models generated for the complement code, scored on the true task;
+- no_task_info: latents drawn from a per-value Gaussian fitted to all seen tasks' latents, decoded: what the
+  decoder gives with no task information;
+- majority: the accuracy of always answering the task's majority label (chance level of the task)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pdiff.generative.conditional import sample_latents
+from pdiff.generative.ldm import LatentModel
+from pdiff.tasks.codes import code_str, hamming
+from pdiff.tasks.heads import TaskHeadSpec, accuracy
+
+METHODS = ("generated", "trained", "nearest_task", "composed_head", "all_tasks_average", "wrong_code",
+           "no_task_info")
+BASELINES = ("nearest_task", "composed_head", "all_tasks_average", "wrong_code", "no_task_info")
+
+
+@torch.no_grad()
+def decode(m: LatentModel, z: torch.Tensor) -> torch.Tensor:
+    """Standardized latents -> parameter vectors [M, D]."""
+    return m.normalizer.inverse(m.ae.decode(z * m.latent_std + m.latent_mean)).float()
+
+
+@torch.no_grad()
+def generate_for_codes(m: LatentModel, codes: torch.Tensor, num_models: int, guidance: float, sampler: str,
+                       steps: int, gen: torch.Generator, device="cpu") -> torch.Tensor:
+    """[T, num_models, D]: ``num_models`` vectors generated for each of the T codes."""
+    rep = codes.repeat_interleave(num_models, dim=0)
+    z = sample_latents(m.denoiser, m.diffusion, rep, m.ae.latent_shape, guidance, sampler, steps, gen, device)
+    return decode(m, z).reshape(len(codes), num_models, -1)
+
+
+@torch.no_grad()
+def gaussian_latent_vectors(m: LatentModel, z_seen: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+    """``n`` vectors decoded from latents drawn from the per-value Gaussian of the seen latents (standardized)."""
+    mean, std = z_seen.mean(0), z_seen.std(0)
+    return decode(m, mean + std * torch.randn((n, *mean.shape), generator=gen))
+
+
+def per_task_accuracy(vectors: torch.Tensor, codes: torch.Tensor, feats: torch.Tensor, y: torch.Tensor,
+                      spec: TaskHeadSpec) -> torch.Tensor:
+    """vectors [T, M, D] (M models for task t), codes [T, bits] -> [T, M] accuracy (%) on each task's labels."""
+    t, m, d = vectors.shape
+    labels = codes[:, y].repeat_interleave(m, dim=0)
+    return accuracy(vectors.reshape(t * m, d), feats, labels, spec).reshape(t, m)
+
+
+def summary(values: list[float | None]) -> dict | None:
+    if not values or any(v is None for v in values):
+        return None
+    a = np.asarray(values, dtype=np.float64)
+    return {"acc_mean": round(float(a.mean()), 4), "acc_median": round(float(np.median(a)), 4),
+            "acc_min": round(float(a.min()), 4)}
+
+
+def paired(gen: list[float], other: list[float | None]) -> dict | None:
+    """Generated against another method, task by task: wins / ties / losses and the mean difference (points)."""
+    if any(v is None for v in other):
+        return None
+    d = np.asarray(gen) - np.asarray(other)
+    return {"wins": int((d > 1e-9).sum()), "ties": int((np.abs(d) <= 1e-9).sum()), "losses": int((d < -1e-9).sum()),
+            "mean_diff": round(float(d.mean()), 4)}
+
+
+def evaluate_codes(m: LatentModel, spec: TaskHeadSpec, codes: torch.Tensor, trained: torch.Tensor,
+                   seen_codes: torch.Tensor, seen_snaps: torch.Tensor, z_seen: torch.Tensor,
+                   feats: torch.Tensor, y: torch.Tensor, composed: torch.Tensor | None, num_models: int,
+                   guidance: float, sampler: str, steps: int, gen: torch.Generator, device="cpu") -> list[dict]:
+    """One row per code with every method's accuracy (%) on that task's labels of (``feats``, ``y``)."""
+    generated = per_task_accuracy(generate_for_codes(m, codes, num_models, guidance, sampler, steps, gen, device),
+                                  codes, feats, y, spec)
+    wrong = per_task_accuracy(generate_for_codes(m, 1 - codes, num_models, guidance, sampler, steps, gen, device),
+                              codes, feats, y, spec)
+    train_acc = per_task_accuracy(trained, codes, feats, y, spec)
+    nearest = hamming(codes, seen_codes).min(1)
+    nearest_idx = hamming(codes, seen_codes).argmin(1)   # the first of the nearest, in the seeded order
+    nearest_acc = per_task_accuracy(seen_snaps[nearest_idx].mean(1, keepdim=True), codes, feats, y, spec)
+    average = seen_snaps.reshape(-1, seen_snaps.shape[-1]).mean(0)
+    average_acc = per_task_accuracy(average.expand(len(codes), 1, -1), codes, feats, y, spec)
+    noinfo = gaussian_latent_vectors(m, z_seen, num_models, gen)
+    noinfo_acc = per_task_accuracy(noinfo.expand(len(codes), -1, -1), codes, feats, y, spec)
+    rows = []
+    for i, code in enumerate(codes):
+        pos_rate = code[y].mean().item()
+        rows.append({
+            "code": code_str(code), "positives": [int(c) for c in torch.nonzero(code).flatten().tolist()],
+            "generated": round(generated[i].mean().item(), 4), "generated_max": round(generated[i].max().item(), 4),
+            "trained": round(train_acc[i].mean().item(), 4),
+            "nearest_task": round(nearest_acc[i, 0].item(), 4),
+            "nearest_code": code_str(seen_codes[nearest_idx[i]]), "nearest_hamming": int(nearest.values[i]),
+            "composed_head": None if composed is None else round(composed[i].item(), 4),
+            "all_tasks_average": round(average_acc[i, 0].item(), 4),
+            "wrong_code": round(wrong[i].mean().item(), 4),
+            "no_task_info": round(noinfo_acc[i].mean().item(), 4),
+            "majority": round(100.0 * max(pos_rate, 1 - pos_rate), 4),
+        })
+    return rows
+
+
+def summarize_rows(rows: list[dict]) -> tuple[dict, dict]:
+    """(summary per method over the tasks, paired comparison of generated against trained and each baseline)."""
+    stats = {k: summary([r[k] for r in rows]) for k in (*METHODS, "majority")}
+    gen = [r["generated"] for r in rows]
+    pairs = {k: paired(gen, [r[k] for r in rows]) for k in ("trained", *BASELINES)}
+    return stats, pairs
+
+
+def per_task_figure(rows: list[dict], path, title: str) -> None:
+    """Accuracy of every method on every unseen task (tasks sorted by the trained models' accuracy)."""
+    from pdiff.core.plots import plt, save_figure
+
+    order = sorted(range(len(rows)), key=lambda i: rows[i]["trained"])
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.32 * len(rows)), 4.0))
+    styles = {"trained": "k_", "generated": "ro", "nearest_task": "b^", "composed_head": "gs",
+              "all_tasks_average": "cv", "wrong_code": "mx", "no_task_info": "y.", "majority": "k:"}
+    for method, style in styles.items():
+        ys = [rows[i][method] for i in order]
+        if all(v is not None for v in ys):
+            ax.plot(range(len(rows)), ys, style, label=method, markersize=6 if style != "k_" else 14)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([rows[i]["code"] for i in order], rotation=90, fontsize=7)
+    ax.set_xlabel("unseen task (class code, bit i = digit i)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=4, loc="lower left")
+    save_figure(fig, path)
+
+
+def per_task_csv(rows: list[dict]) -> str:
+    """One line per task (the `dvc plots` source): task index, code and each method's accuracy."""
+    cols = ["generated", "trained", "nearest_task", "composed_head", "all_tasks_average", "wrong_code",
+            "no_task_info", "majority"]
+    lines = ["task,code," + ",".join(cols)]
+    for i, r in enumerate(rows):
+        lines.append(f"{i},{r['code']}," + ",".join("" if r[c] is None else str(r[c]) for c in cols))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,29 @@
+"""Stage `tasks_ae` (tasks/dvc.yaml): one parameter autoencoder shared by all seen tasks -> models/tasks/ae.pt
+(the `train_ae` format, so `load_autoencoder` reads it)."""
+import _bootstrap  # noqa: F401  (repo root on sys.path)
+
+from pdiff.core.artifacts import load_vectors, save_torch
+from pdiff.core.config import load_params
+from pdiff.core.plots import loss_curves
+from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
+from pdiff.core.stage import run_stage
+from pdiff.core.tracking import Tracker
+from pdiff.generative.autoencoder import fit_param_ae
+
+
+def main() -> None:
+    p = load_params()
+    setup_torch(p.threads)
+    gen = seed_everything(p.seed, "tasks_ae")
+    device = resolve_device(p.device)
+    snaps = load_vectors("models/tasks/snapshots.pt", "tasks_collect")
+    tracker = Tracker(None)
+    ae, ckpt = fit_param_ae(snaps, p.ae, device, gen, tracker)
+    print(f"task AE: {len(snaps['params'])} vectors, latent {ae.latent_shape}, reconstruction MSE "
+          f"{ckpt['recon_mse']:.4g} (normalized units)")
+    save_torch(ckpt, "models/tasks/ae.pt")
+    loss_curves(tracker.history, "plots/tasks/ae_loss.png", "task parameter autoencoder", log_y=True)
+
+
+if __name__ == "__main__":
+    run_stage("tasks_ae", main)

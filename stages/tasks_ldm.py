@@ -1,0 +1,41 @@
+"""Stage `tasks_ldm` (tasks/dvc.yaml): the latent DDPM conditioned on the task code -> models/tasks/ldm.pt."""
+import _bootstrap  # noqa: F401  (repo root on sys.path)
+import torch
+
+from pdiff.core.artifacts import load_torch, save_torch
+from pdiff.core.config import load_params
+from pdiff.core.plots import loss_curves
+from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
+from pdiff.core.stage import run_stage
+from pdiff.core.tracking import Tracker
+from pdiff.generative.autoencoder import load_autoencoder
+from pdiff.generative.conditional import CodeConditionedUNet, train_conditional
+from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+
+
+def main() -> None:
+    p = load_params()
+    setup_torch(p.threads)
+    gen = seed_everything(p.seed, "tasks_ldm")
+    device = resolve_device(p.device)
+    ae, normalizer, _ = load_autoencoder("models/tasks/ae.pt")
+    snaps = load_torch("models/tasks/snapshots.pt", "tasks_collect", required=("params", "codes"))
+    with torch.no_grad():
+        z = ae.encode(normalizer(snaps["params"]))
+    latent_mean, latent_std = z.mean().item(), z.std().item()
+    schedule = dict(timesteps=p.ldm.timesteps, beta_start=p.ldm.beta_start, beta_end=p.ldm.beta_end)
+    config = dict(in_channels=z.shape[1], base=p.ldm.channels, mults=tuple(p.ldm.channel_mults),
+                  code_bits=snaps["codes"].shape[1], cond=p.tasks_ldm.cond)
+    denoiser = CodeConditionedUNet(**config)
+    tracker = Tracker(None)
+    loss = train_conditional(denoiser, GaussianDiffusion(linear_betas(**schedule)), (z - latent_mean) / latent_std,
+                             snaps["codes"], p.ldm, p.tasks_ldm.cond_dropout, device, gen, tracker)
+    print(f"task LDM: latents {tuple(z.shape)}, cond {p.tasks_ldm.cond}, dropout {p.tasks_ldm.cond_dropout}, "
+          f"final loss {loss:.4g}")
+    save_torch({"state_dict": {k: v.cpu() for k, v in denoiser.state_dict().items()}, "config": config,
+                "schedule": schedule, "latent_mean": latent_mean, "latent_std": latent_std}, "models/tasks/ldm.pt")
+    loss_curves(tracker.history, "plots/tasks/ldm_loss.png", "task-conditioned latent diffusion", log_y=True)
+
+
+if __name__ == "__main__":
+    run_stage("tasks_ldm", main)

@@ -1,0 +1,206 @@
+"""Task-conditioned generation at tiny size: task codes, batched per-task heads, and a code-conditioned
+denoiser that must use its condition (the same check fails when the code is ignored or shuffled)."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from pdiff import PdiffError
+from pdiff.core.tracking import Tracker
+from pdiff.generative.conditional import CodeConditionedUNet, sample_latents, train_conditional
+from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+from pdiff.tasks.codes import all_codes, binary_labels, code_str, hamming, split_codes
+from pdiff.tasks.heads import (
+    HeadTraining,
+    accuracy,
+    cached_features,
+    composed_head_accuracy,
+    head_spec,
+    train_task_heads,
+)
+
+
+def test_codes_cover_every_nontrivial_task_and_split_disjointly():
+    codes = all_codes(10)
+    assert codes.shape == (1022, 10) and len({code_str(c) for c in codes}) == 1022
+    assert codes.sum(1).min() >= 1 and codes.sum(1).max() <= 9
+    a = split_codes(10, 50, 20, 20, torch.Generator().manual_seed(0))
+    b = split_codes(10, 982, 20, 20, torch.Generator().manual_seed(0))
+    assert torch.equal(a["unseen"], b["unseen"]) and torch.equal(a["val"], b["val"])  # same test tasks for any num_seen
+    assert torch.equal(a["seen"], b["seen"][:50])
+    names = [{code_str(c) for c in b[k]} for k in ("seen", "val", "unseen")]
+    assert sum(map(len, names)) == 1022 and not (names[0] & names[1] or names[0] & names[2] or names[1] & names[2])
+    assert hamming(b["unseen"], b["seen"]).min(1).values.max() >= 1
+    with pytest.raises(PdiffError, match="num_seen"):
+        split_codes(10, 990, 20, 20, torch.Generator())
+    assert binary_labels(torch.tensor([0, 2, 1]), torch.tensor([[1., 0, 1]])).tolist() == [[1., 1., 0.]]
+
+
+def _tiny_model(classes: int = 4, f: int = 6) -> nn.Sequential:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(5, f, bias=False), nn.BatchNorm1d(f), nn.ReLU(),
+                          nn.Linear(f, classes))
+    model[2].running_mean.uniform_(-0.5, 0.5)
+    model[2].running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def _blobs(classes: int = 4, n: int = 400):
+    g = torch.Generator().manual_seed(1)
+    centers = 3 * torch.randn(classes, 5, generator=g)
+    y = torch.arange(n) % classes
+    return centers[y] + 0.3 * torch.randn(n, 5, generator=g), y
+
+
+def test_cached_features_reproduce_the_model_and_batched_heads_equal_one_at_a_time():
+    model, (x, y) = _tiny_model(), _blobs()
+    spec = head_spec(model, train_norm=True)
+    feats = cached_features(model, x)
+    norm, head = model[2], model[4]
+    base = torch.cat([norm.weight, norm.bias, head.weight[0], head.bias[:1]]).detach()
+    from pdiff.tasks.heads import logits
+    assert torch.allclose(logits(base[None], feats, spec)[0], model(x)[:, 0], atol=1e-5)
+
+    codes = all_codes(4)[:5]
+    cfg = HeadTraining(steps=150, lr=0.05, batch_size=64, snapshots=3)
+    together = train_task_heads(codes, feats, y, spec, cfg, torch.Generator().manual_seed(3))
+    assert together.shape == (5, 3, spec.dim)
+    alone = train_task_heads(codes[2:3], feats, y, spec, cfg, torch.Generator().manual_seed(3))
+    assert torch.allclose(together[2], alone[0], atol=1e-5)  # tasks do not leak into each other
+    acc = accuracy(together[:, -1], feats, binary_labels(y, codes), spec)
+    assert acc.mean() > 90  # separable blobs, 6 random ReLU features: the tasks are learned
+    swapped = accuracy(together[:, -1].flip(0), feats, binary_labels(y, codes), spec)
+    assert swapped.mean() < acc.mean() - 20  # a head scored on another task's labels does badly
+
+
+def test_composed_head_scores_codes_and_refuses_missing_classes():
+    model, (x, y) = _tiny_model(), _blobs()
+    codes = all_codes(4)
+    acc = composed_head_accuracy(model, x, y, codes)
+    assert acc.shape == (14,) and (acc >= 0).all() and (acc <= 100).all()
+    assert composed_head_accuracy(model, x, y, all_codes(5)) is None  # 4 outputs, 5-class codes
+    with pytest.raises(PdiffError, match="BatchNorm1d"):
+        head_spec(nn.Sequential(nn.Linear(5, 3)), True)
+
+
+def _conditional_error(mode: str, seed: int = 0) -> tuple[float, float]:
+    """Train a tiny code-conditioned denoiser on latents that are a fixed linear function of a 4-bit code (10 seen
+    codes), sample 16 latents for each of 4 unseen codes; -> (mean squared error of the samples' mean to the
+    true latent, the true latents' variance). ``mode``: 'real', 'shuffled' (codes permuted during training) or
+    'ignored' (cond none)."""
+    torch.set_num_threads(1)  # a tiny network: one thread is faster, and far faster on a loaded CPU
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    codes = all_codes(4)                                    # 14 codes
+    proj = torch.randn(4, 2 * 8, generator=g)
+    target = lambda c: ((2 * c - 1) @ proj).reshape(-1, 2, 8) / 2  # noqa: E731
+    seen, unseen = codes[:10], codes[10:]
+    z = target(seen).repeat(8, 1, 1)
+    train_codes = seen.repeat(8, 1)
+    if mode == "shuffled":
+        train_codes = train_codes[torch.randperm(len(train_codes), generator=g)]
+    net = CodeConditionedUNet(2, 16, (1,), 4, cond="none" if mode == "ignored" else "add")
+    diffusion = GaussianDiffusion(linear_betas(100, 1e-4, 0.05))
+    cfg = SimpleNamespace(steps=300, lr=3e-3, weight_decay=0.0, batch_size=64)
+    train_conditional(net, diffusion, z, train_codes, cfg, 0.0, "cpu", g, Tracker(None))
+    samples = sample_latents(net, diffusion, unseen.repeat_interleave(16, 0), (2, 8), 1.0, "ddim", 20, g, "cpu")
+    err = (samples.reshape(4, 16, 2, 8).mean(1) - target(unseen)).pow(2).mean().item()
+    return err, target(codes).var(0).mean().item()
+
+
+def test_conditional_denoiser_uses_the_code_on_unseen_codes():
+    err, var = _conditional_error("real")
+    assert err < 0.75 * var, (err, var)  # a quarter of the variance across codes explained, at least
+
+
+@pytest.mark.parametrize("mode", ["shuffled", "ignored"])
+def test_the_same_check_fails_when_the_code_is_shuffled_or_ignored(mode):
+    err, var = _conditional_error(mode)
+    assert not err < 0.75 * var, (err, var)
+
+
+def test_task_pipeline_is_a_separate_file_with_exact_code_deps():
+    """tasks/dvc.yaml runs from the root (wdir ..), lists exactly the pdiff folders each script imports, shares no
+    stage name with the default pipeline, and keeps the conditioning params out of every stage before tasks_ldm."""
+    import yaml
+
+    from tests.conftest import ROOT
+    from tests.test_dvc_deps import code_deps
+
+    stages = yaml.safe_load((ROOT / "tasks/dvc.yaml").read_text())["stages"]
+    root = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert not set(stages) & set(root)
+    for name, stage in stages.items():
+        assert stage["wdir"] == ".." and stage["cmd"] == f"python stages/{name}.py", name
+        listed = {d for d in stage["deps"] if isinstance(d, str) and d.startswith("pdiff/")}
+        assert listed == code_deps(ROOT / f"stages/{name}.py"), name
+    reads = {name: set(stage["params"]) for name, stage in stages.items()}
+    assert "tasks_ldm" in reads["tasks_ldm"] and not {"tasks_ldm", "tasks_eval"} & (reads["tasks_collect"]
+                                                                                     | reads["tasks_ae"])
+
+
+def test_docs_summary_table_matches_the_committed_results():
+    """docs/tasks.md quotes reports/mnist5k-tasks/results.json: every method's mean / median / min and the paired
+    comparison, to two decimals."""
+    import json
+
+    from tests.conftest import ROOT
+
+    results = json.loads((ROOT / "reports/mnist5k-tasks/results.json").read_text())
+    assert len(results["unseen_tasks"]) >= 20 and len(results["per_task"]) == len(results["unseen_tasks"])
+    for key in ("generated", "trained", "nearest_task", "composed_head", "all_tasks_average", "wrong_code"):
+        assert set(results["summary"][key]) == {"acc_mean", "acc_median", "acc_min"}, key
+    doc = (ROOT / "docs/tasks.md").read_text()
+    for method, s in results["summary"].items():
+        cells = f"| {method} | {s['acc_mean']:.2f} | {s['acc_median']:.2f} | {s['acc_min']:.2f} |"
+        assert cells in doc, cells
+    for method, p in results["paired"].items():
+        assert f"{p['wins']} / {p['ties']} / {p['losses']}, {p['mean_diff']:+.2f} |" in doc, method
+
+
+def test_seen_tasks_table_gathers_runs_on_the_same_unseen_tasks(tmp_path):
+    import json
+
+    from tools.tasks_seen import METHODS, gather
+
+    def write(folder, n, unseen):
+        folder.mkdir(parents=True, exist_ok=True)
+        summary = {m: {"acc_mean": float(n), "acc_median": 0.0, "acc_min": 0.0} for m in METHODS}
+        (folder / "results.json").write_text(json.dumps({"num_seen": n, "unseen_tasks": unseen, "summary": summary,
+                                                         "paired": {"nearest_task": {"wins": 3}}}))
+
+    write(tmp_path, 982, ["01", "10"])
+    write(tmp_path / "seen-10", 10, ["01", "10"])
+    rows = gather(tmp_path)
+    assert [r["num_seen"] for r in rows] == [10, 982] and rows[0]["generated"] == 10.0
+    write(tmp_path / "seen-50", 50, ["11", "10"])
+    with pytest.raises(PdiffError, match="different unseen tasks"):
+        gather(tmp_path)
+
+
+def test_docs_seen_tasks_table_matches_the_committed_table():
+    import json
+
+    from tests.conftest import ROOT
+
+    rows = json.loads((ROOT / "reports/mnist5k-tasks/seen_tasks.json").read_text())
+    doc = (ROOT / "docs/tasks.md").read_text()
+    assert len(rows) >= 3
+    for r in rows:
+        assert f"| {r['num_seen']} | {r['generated']:.2f} | {r['trained']:.2f} | {r['nearest_task']:.2f} |" in doc
+
+
+def test_docs_condition_dropout_rows_match_their_results():
+    import json
+
+    from tests.conftest import ROOT
+
+    doc = (ROOT / "docs/tasks.md").read_text()
+    off = json.loads((ROOT / "reports/mnist5k-tasks/cond-dropout-0/results.json").read_text())["val"]["1.0"]
+    on = json.loads((ROOT / "reports/mnist5k-tasks/seen-50/results.json").read_text())["val"]
+    assert f"| 0 | 1.0 | {off['generated']['acc_mean']:.2f} |" in doc
+    for w in ("1.0", "2.0"):
+        assert f"| 0.1 | {w} | {on[w]['generated']['acc_mean']:.2f} |" in doc
