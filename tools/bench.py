@@ -376,12 +376,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--only-scaling", action="store_true",
                     help="run only the `scaling` entry and update it in --out, keeping the other entries")
     ap.add_argument("--scaling-figure", default="reports/bench/scaling.png")
+    ap.add_argument("--tokens-dims", default="2048,16384,131072,1048576,resnet18",
+                    help="D values of the tokens generator's `scaling.tokens` entry (tools/bench_tokens.py; "
+                    "'resnet18' = a whole ResNet-18, '' to leave it out)")
     args = ap.parse_args(argv)
 
     from pdiff.core.config import load_params
     from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
     from pdiff.data.prepare import load_prepared
     from pdiff.nets.models import load_base_model
+    from tools.bench_tokens import add_tokens
 
     p = load_params(ROOT / "params.yaml")
     setup_torch(p.threads)  # the same thread count for every measurement (and for the pipeline's stages)
@@ -393,6 +397,7 @@ def main(argv=None) -> dict:
         old = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
         entry = scaling(dims, batch_size=args.scaling_batch, device=device) | {
             "machine": result["machine"], "threads": result["threads"]}
+        entry = add_tokens(entry, args.tokens_dims)
         return _write(old | {"scaling": entry}, Path(args.out), args.scaling_figure, entry["machine"])
 
     tmp = None
@@ -430,7 +435,8 @@ def main(argv=None) -> dict:
         print(f"bench: ResNet-18 (CIFAR size, random inputs) naive {rn['naive_s']} s, fast {rn['fast_s']} s -> "
               f"x{rn['speedup']}", flush=True)
         if dims:
-            result["scaling"] = scaling(dims, batch_size=args.scaling_batch, device=device)
+            result["scaling"] = add_tokens(scaling(dims, batch_size=args.scaling_batch, device=device),
+                                           args.tokens_dims)
     finally:
         if tmp is not None and not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -75,7 +75,7 @@ def child(args) -> dict:
     rows, _, shapes = tk.open_rows(args.store, "bench")
     sizes = [int(np.prod(s)) for s in shapes]
     t0 = time.perf_counter()
-    mean, std = tk.fit_normalizer(rows, sizes, "per_tensor")
+    mean, std = tk.fit_normalizer(rows, sizes, "per_param")
     fit_s = time.perf_counter() - t0
     layout = tk.TokenLayout(sizes, args.token_size)
     data = tk.token_data(layout, rows, mean, std)
@@ -126,7 +126,7 @@ def tokens_scaling(dims=TOKEN_DIMS, **kw) -> dict:
     """{"settings": ..., "dims": {D: row}, summary ratios} for each D of ``dims`` (see `measure`); `main` stores
     the rows as ``scaling.tokens[D]`` and the rest as ``scaling.tokens_settings``."""
     settings = {"k": 8, "token_size": 1024, "batch": 256, "width": 256, "depth": 3, "steps": 5, "threads": 2,
-                "sequences": ["gru", "none"], "normalize": "per_tensor"} | kw
+                "sequences": ["gru", "none"], "normalize": "per_param"} | kw
     out = {"settings": settings, "dims": {}}
     for dim in dims:
         row = measure(dim, **{k: v for k, v in settings.items() if k not in ("normalize",)}
@@ -173,6 +173,58 @@ def tokens_figure(entry: dict, ae_rows: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
+@torch.no_grad()
+def eval_per_vector(num_vectors: int = 2, num_inputs: int = 128, batch_size: int = 128, seed: int = 0) -> dict:
+    """Seconds per evaluated vector on ResNet-18 (CIFAR stem, 1-channel 28x28, random weights and inputs) when
+    the generated parameters are one whole block (``layer4.1``, 4.72 M values) or the whole network (11.2 M):
+    the naive path against prefix caching (which, for the whole network, has nothing to cache), with the
+    predictions checked identical. ``num_inputs`` test inputs per vector."""
+    from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, split_at_selection
+    from pdiff.nets.selection import flatten, select
+    from tools.bench import resnet18_cifar, timed
+
+    gen = torch.Generator().manual_seed(seed)
+    model = resnet18_cifar(10)
+    model.conv1 = torch.nn.Conv2d(1, 64, 3, stride=1, padding=1, bias=False)
+    model.eval()
+    x = torch.randn(num_inputs, 1, 28, 28, generator=gen)
+    y = torch.randint(10, (num_inputs,), generator=gen)
+    out = {"num_inputs": num_inputs, "num_vectors": num_vectors}
+    for label, patterns in (("layer4.1", ["layer4.1.*"]), ("whole", ["*"])):
+        names = select(model, patterns)
+        base = flatten(model, names)
+        vectors = base + 0.01 * torch.randn(num_vectors, base.numel(), generator=gen)
+        prefix, _ = split_at_selection(model, names)
+        def run(cache: bool, names=names, vectors=vectors):
+            return evaluate_vectors(model, names, vectors, x, y, EvalOptions(batch_size=batch_size,
+                                                                             cache_prefix=cache))
+
+        naive_s, naive = timed(lambda: run(False))
+        fast_s, fast = timed(lambda: run(True))
+        if not torch.equal(naive, fast):
+            raise AssertionError(f"eval_per_vector: prefix caching changed predictions for {label}")
+        out[label] = {"dim": base.numel(), "prefix_cached": not isinstance(prefix, torch.nn.Identity),
+                      "naive_s_per_vector": round(naive_s / num_vectors, 3),
+                      "cached_s_per_vector": round(fast_s / num_vectors, 3), "identical_predictions": True}
+        print(f"bench eval: {label} (D={base.numel()}): naive {out[label]['naive_s_per_vector']} s/vector, "
+              f"cached {out[label]['cached_s_per_vector']} s/vector", flush=True)
+    return out
+
+
+def add_tokens(scaling_entry: dict, dims_arg: str, figure: str | None = "reports/bench/scaling_tokens.png") -> dict:
+    """`make bench`'s hook: ``scaling_entry`` with ``tokens`` (rows keyed by D) and ``tokens_settings`` added for
+    the comma-separated ``dims_arg`` ('' adds nothing), and the tokens figure drawn beside the conv AE's rows."""
+    dims = [d if d == WHOLE else int(d) for d in dims_arg.split(",") if d.strip()]
+    if not dims:
+        return scaling_entry
+    entry = tokens_scaling(dims)
+    scaling_entry["tokens"] = entry.pop("dims")
+    scaling_entry["tokens_settings"] = entry
+    if figure:
+        tokens_figure({"dims": scaling_entry["tokens"], **entry}, scaling_entry.get("dims", {}), Path(figure))
+    return scaling_entry
+
+
 def main(argv=None) -> dict | None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -189,17 +241,26 @@ def main(argv=None) -> dict | None:
                     help=f"comma-separated D values; '{WHOLE}' = every parameter of ResNet-18")
     ap.add_argument("--out", default="metrics/bench.json")
     ap.add_argument("--figure", default="reports/bench/scaling_tokens.png")
+    ap.add_argument("--eval-only", action="store_true",
+                    help="measure only the evaluation of whole-block / whole-network vectors (eval_large)")
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(args)))
         return None
+    from pdiff.core.artifacts import save_json
+
+    out = Path(args.out)
+    if args.eval_only:
+        torch.set_num_threads(args.threads)
+        result = json.loads(out.read_text()) if out.exists() else {}
+        result["eval_large"] = eval_per_vector()
+        save_json(result, out)
+        return result
     dims = [d if d == WHOLE else int(d) for d in args.dims.split(",") if d.strip()]
     entry = tokens_scaling(dims, k=args.k, token_size=args.token_size, batch=args.batch, width=args.width,
                            depth=args.depth, steps=args.steps, threads=args.threads)
-    from pdiff.core.artifacts import save_json
     from tools.bench import machine
 
-    out = Path(args.out)
     result = json.loads(out.read_text()) if out.exists() else {}
     scaling = result.setdefault("scaling", {})
     entry["machine"] = machine() | ({"load_avg_1m_at_end": round(os.getloadavg()[0], 2)}

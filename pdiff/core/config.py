@@ -206,8 +206,9 @@ class TokensConfig(Section):
                         "the square of the token count)", choices=("none", "gru", "attention"))
     width: int = opt(256, "hidden width of the per-token denoiser and of the sequence model", ge=8)
     depth: int = opt(3, "residual blocks of the per-token denoiser", ge=1)
-    normalize: str = opt("per_tensor", "normalization before tokenizing, as ae.normalize: per_param, per_tensor "
-                         "(per-value mean, one std per tensor), global, none",
+    normalize: str = opt("per_param", "normalization before tokenizing, as ae.normalize: per_param, per_tensor "
+                         "(per-value mean, one std per tensor), global, none; all keep two [D] vectors, a "
+                         "negligible memory cost next to the snapshots",
                          choices=("per_param", "per_tensor", "global", "none"))
     lr: float = opt(1e-3, "AdamW learning rate", gt=0)
     weight_decay: float = opt(0.0, "AdamW weight decay", ge=0)
