@@ -18,9 +18,10 @@ def tokens(p, gen, device) -> None:
     model, diffusion = tk.load_generator("models/ldm.pt")
     data = tk.token_data(layout, None, mean, std)
     g = p.generate
+    clip = p.tokens.clip if p.tokens.clip > 0 and meta["normalize"] != "none" else None
     with VectorWriter("models/generated.pt", g.num_models, meta["names"], meta["shapes"]) as out:
         for vec in tk.sample_vectors_tokens(model, diffusion, data, g.num_models, p.tokens.sample_chunk, gen,
-                                            device, g.sampler, g.steps):
+                                            device, g.sampler, g.steps, clip=clip):
             out.append(vec)
     print(f"generated ({g.num_models}, {layout.dim}) with the tokens generator")
 

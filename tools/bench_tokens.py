@@ -225,6 +225,63 @@ def add_tokens(scaling_entry: dict, dims_arg: str, figure: str | None = "reports
     return scaling_entry
 
 
+def _n(v) -> str:
+    return f"{v:,}" if isinstance(v, int) else f"{v:,.2f}" if isinstance(v, float) and v < 100 else f"{v:,.0f}"
+
+
+def docs_tables(bench: dict, sequence_val: dict | None = None) -> str:
+    """The Markdown tables of docs/tokens.md, from metrics/bench.json (and reports/tokens/sequence_val.json):
+    the page holds exactly this text between its ``<!-- tokens-tables -->`` markers (checked by a test;
+    rewrite with ``python -m tools.bench_tokens --docs``)."""
+    sc = bench["scaling"]
+    rows = sorted(sc["tokens"].values(), key=lambda r: r["dim"])
+    ae = sc.get("dims", {})
+    lines = ["| D | tensors | tokens | mapped file MB | s/step gru | s/step none | peak RSS MB (gru / none) | "
+             "RSS beyond file MB | conv AE s/step |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        a = ae.get(str(r["dim"]), {})
+        conv = _n(a["ae_s_per_step"]) if "ae_s_per_step" in a else ("does not fit" if "skipped" in a else "not run")
+        lines.append(f"| {_n(r['dim'])} | {r['tensors']} | {_n(r['tokens'])} | {_n(r['mapped_file_mb'])} | "
+                     f"{_n(r['s_per_step'])} | {_n(r.get('s_per_step_none', float('nan')))} | "
+                     f"{_n(r['peak_rss_mb'])} / {_n(r.get('peak_rss_mb_none', float('nan')))} | "
+                     f"{_n(r['rss_beyond_file_mb'])} | {conv} |")
+    st = sc.get("tokens_settings", {})
+    if "s_per_step_none_max_over_min" in st:
+        lines += ["", f"Largest over smallest s/step across D: gru x{st['s_per_step_max_over_min']}, none "
+                  f"x{st['s_per_step_none_max_over_min']}; largest RSS beyond the mapped file: "
+                  f"{_n(st['max_rss_beyond_file_mb'])} MB."]
+    ev = bench.get("eval_large")
+    if ev:
+        lines += ["", "| generated | D | prefix cached | naive s/vector | cached s/vector |", "|---|---|---|---|---|"]
+        for label in ("layer4.1", "whole"):
+            e = ev[label]
+            lines.append(f"| {label} | {_n(e['dim'])} | {'yes' if e['prefix_cached'] else 'no (falls back)'} | "
+                         f"{_n(e['naive_s_per_vector'])} | {_n(e['cached_s_per_vector'])} |")
+    if sequence_val:
+        o = sequence_val["val_original"]
+        lines += ["", "| sequence | val median | val mean | val min | final loss | train s |",
+                  "|---|---|---|---|---|---|",
+                  f"| (originals, K = {sequence_val['k']}) | {o['acc_median']} | {o['acc_mean']} | "
+                  f"{o['acc_min']} | | |"]
+        for r in sequence_val["runs"]:
+            g = r["val_generated"]
+            lines.append(f"| {r['sequence']} | {g['acc_median']} | {g['acc_mean']} | {g['acc_min']} | "
+                         f"{r['final_loss']} | {r['train_s']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_docs(doc: Path = ROOT / "docs/tokens.md") -> str:
+    text = doc.read_text()
+    seq = ROOT / "reports/tokens/sequence_val.json"
+    tables = docs_tables(json.loads((ROOT / "metrics/bench.json").read_text()),
+                         json.loads(seq.read_text()) if seq.exists() else None)
+    head, rest = text.split("<!-- tokens-tables -->\n", 1)
+    _, tail = rest.split("<!-- /tokens-tables -->", 1)
+    new = f"{head}<!-- tokens-tables -->\n{tables}<!-- /tokens-tables -->{tail}"
+    doc.write_text(new)
+    return new
+
+
 def main(argv=None) -> dict | None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -243,7 +300,11 @@ def main(argv=None) -> dict | None:
     ap.add_argument("--figure", default="reports/bench/scaling_tokens.png")
     ap.add_argument("--eval-only", action="store_true",
                     help="measure only the evaluation of whole-block / whole-network vectors (eval_large)")
+    ap.add_argument("--docs", action="store_true", help="rewrite the tables of docs/tokens.md from the JSON files")
     args = ap.parse_args(argv)
+    if args.docs:
+        write_docs()
+        return None
     if args.child:
         print(json.dumps(child(args)))
         return None

@@ -4,7 +4,7 @@
 
 Needs the default pipeline's artifacts (data/prepared, models/base.pt, models/snapshots.pt: `dvc repro collect`).
 
-    python -m tools.tokens_compare [--steps 1000 --token-size 16 --width 128 --num 100]
+    python -m tools.tokens_compare [--steps 400 --token-size 16 --width 64 --batch 128 --num 100 --clip 4]
 """
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def run_one(sequence: str, rows, sizes, args, p, model, names, data) -> dict:
     gen = seed_everything(p.seed, "generate")
     t0 = time.perf_counter()
     vecs = torch.stack(list(tk.sample_vectors_tokens(net, diffusion, tdata, args.num, 4096, gen,
-                                                     sampler=args.sampler, steps=args.ddim_steps)))
+                                                     sampler=args.sampler, steps=args.ddim_steps,
+                                                     clip=args.clip or None)))
     sample_s = time.perf_counter() - t0
     correct = evaluate_vectors(model, names, vecs, data["val_x"], data["val_y"], EvalOptions(batch_size=1000))
     ok = finite_rows(vecs)
@@ -51,20 +52,22 @@ def run_one(sequence: str, rows, sizes, args, p, model, names, data) -> dict:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--token-size", type=int, default=16)
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--width", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--depth", type=int, default=3)
     ap.add_argument("--normalize", default="per_param")
     ap.add_argument("--num", type=int, default=100)
-    ap.add_argument("--sampler", default="ddim")
+    ap.add_argument("--sampler", default="ddpm")
+    ap.add_argument("--clip", type=float, default=4.0)
     ap.add_argument("--ddim-steps", type=int, default=50)
     ap.add_argument("--sequences", default="none,gru,attention")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the params' `threads`)")
     ap.add_argument("--out", default="reports/tokens/sequence_val.json")
     args = ap.parse_args(argv)
     p = load_params()
-    setup_torch(p.threads)
+    setup_torch(args.threads or p.threads)
     data = load_prepared()
     model = load_base_model("models/base.pt")
     rows, names, shapes = tk.open_rows("models/snapshots.pt", "collect")

@@ -213,6 +213,10 @@ class TokensConfig(Section):
     lr: float = opt(1e-3, "AdamW learning rate", gt=0)
     weight_decay: float = opt(0.0, "AdamW weight decay", ge=0)
     steps: int = opt(2000, "training steps", ge=1)
+    clip: float = opt(4.0, "sampling clamps every step's estimate of the clean token to [-clip, clip] in normalized "
+                      "units (0 = off); without it an under-trained denoiser lets samples grow up to ~150x "
+                      "(the product of 1/sqrt(alpha_t) over the DDPM schedule). Unused with tokens.normalize = none",
+                      ge=0)
     sample_chunk: int = opt(4096, "tokens denoised at once by `generate` (rounded up to a multiple of 64); "
                             "sets the sampling memory, the result does not depend on it", ge=1)
 

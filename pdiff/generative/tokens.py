@@ -251,10 +251,12 @@ class _BlockNoise:
 @torch.no_grad()
 def sample_tokens(model: TokenGenerator, diffusion: GaussianDiffusion, num_rows: int, chunk: int,
                   gen: torch.Generator, device="cpu", sampler: str = "ddpm", steps: int = 50,
-                  progress: bool = True) -> Iterator[torch.Tensor]:
+                  progress: bool = True, clip: float | None = None) -> Iterator[torch.Tensor]:
     """Yield normalized tokens for token rows 0 .. ``num_rows`` - 1 in order, ``chunk`` rows at a time (row r is
     token r mod T of sample r // T). ``sampler`` ddpm (all timesteps, ancestral) or ddim (``steps``, eta 0).
-    One seed is drawn from ``gen``; the result is the same for every chunk size (up to float rounding)."""
+    One seed is drawn from ``gen``; the result is the same for every chunk size (up to float rounding).
+    ``clip``: each step's x0 estimate is clamped to [-clip, clip] (normalized units), as DDPM implementations
+    clip denoised images: an under-trained denoiser otherwise lets x grow by up to prod 1/sqrt(alpha_t)."""
     model.to(device).eval()
     layout, size = model.layout, model.layout.size
     chunk = max(NOISE_BLOCK, math.ceil(chunk / NOISE_BLOCK) * NOISE_BLOCK)
@@ -275,6 +277,10 @@ def sample_tokens(model: TokenGenerator, diffusion: GaussianDiffusion, num_rows:
             t = torch.full((b - a,), i, dtype=torch.long, device=device)
             eps = model.denoiser(x, t, proto)
             x0 = diffusion.predict_x0(x, t, eps)
+            if clip is not None:
+                x0 = x0.clamp(-clip, clip)
+                eps = (x - _gather(diffusion.sqrt_alphas_cumprod, t, x) * x0) / _gather(
+                    diffusion.sqrt_one_minus_alphas_cumprod, t, x)
             if sampler == "ddim":
                 abar = _gather(diffusion.alphas_cumprod, t, x)
                 nxt = ts[j + 1] if j + 1 < len(ts) else None
@@ -291,12 +297,14 @@ def sample_tokens(model: TokenGenerator, diffusion: GaussianDiffusion, num_rows:
 
 def sample_vectors_tokens(model: TokenGenerator, diffusion: GaussianDiffusion, data: TokenData, num: int,
                           chunk: int, gen: torch.Generator, device="cpu", sampler: str = "ddpm",
-                          steps: int = 50, progress: bool = True) -> Iterator[torch.Tensor]:
+                          steps: int = 50, progress: bool = True, clip: float | None = None
+                          ) -> Iterator[torch.Tensor]:
     """Yield ``num`` de-normalized parameter vectors [D], one at a time, sampled ``chunk`` tokens at a time
     (memory: one chunk and one vector, whatever ``num`` is)."""
     layout = model.layout
     pending, have = [], 0
-    for x in sample_tokens(model, diffusion, num * layout.num_tokens, chunk, gen, device, sampler, steps, progress):
+    for x in sample_tokens(model, diffusion, num * layout.num_tokens, chunk, gen, device, sampler, steps, progress,
+                           clip):
         pending.append(x)
         have += len(x)
         while have >= layout.num_tokens:
