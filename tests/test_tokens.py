@@ -158,3 +158,18 @@ def test_pipeline_with_the_tokens_generator_and_mmap_snapshots(tmp_path):
     ev = json.loads((repo / "metrics/evaluate.json").read_text())
     assert ev["generated"]["count"] == 8
     assert "tokens" in json.loads((repo / "metrics/train_ae/metrics.json").read_text())
+
+
+def test_clip_keeps_samples_of_an_untrained_denoiser_in_range():
+    """An untrained denoiser (zero output) lets DDPM samples grow ~150x; clip bounds every x0 estimate."""
+    lay = tk.TokenLayout(SIZES, 64)
+    model = tk.TokenGenerator(lay, width=16, depth=1, sequence="none")
+    diffusion = GaussianDiffusion(linear_betas(1000))
+
+    def sample(clip):
+        return torch.cat(list(tk.sample_tokens(model, diffusion, 16, 64, torch.Generator().manual_seed(0),
+                                               progress=False, clip=clip)))
+
+    assert sample(None).abs().max() > 20
+    clipped = sample(2.0)
+    assert clipped.abs().max() <= 2.0 + 1e-5 and clipped.std() > 0.1
