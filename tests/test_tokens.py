@@ -173,3 +173,12 @@ def test_clip_keeps_samples_of_an_untrained_denoiser_in_range():
     assert sample(None).abs().max() > 20
     clipped = sample(2.0)
     assert clipped.abs().max() <= 2.0 + 1e-5 and clipped.std() > 0.1
+
+
+def test_docs_tables_are_what_the_committed_json_files_give():
+    from tests.conftest import ROOT
+    from tools.bench_tokens import render_docs
+
+    text = (ROOT / "docs/tokens.md").read_text()
+    assert render_docs(text) == text, "run `python -m tools.bench_tokens --docs`"
+    assert "| 11,172,810 |" in text  # the whole ResNet-18 was measured
