@@ -134,7 +134,12 @@ def tokens_scaling(dims=TOKEN_DIMS, **kw) -> dict:
         out["dims"][str(row["dim"])] = row
         print(f"bench tokens: D={row['dim']}: {row['s_per_step']} s/step (gru), {row.get('s_per_step_none')} "
               f"s/step (none), peak RSS {row['peak_rss_mb']} MB, file {row['mapped_file_mb']} MB", flush=True)
-    rows = list(out["dims"].values())
+    return out | tokens_scaling_summary(list(out["dims"].values()))
+
+
+def tokens_scaling_summary(rows: list[dict]) -> dict:
+    """Largest over smallest s/step across D (per sequence model) and the largest RSS beyond the mapped file."""
+    out = {}
     if len(rows) > 1:
         for key in ("s_per_step", "s_per_step_none"):
             vals = [r[key] for r in rows if key in r]
@@ -334,12 +339,17 @@ def main(argv=None) -> dict | None:
     scaling = result.setdefault("scaling", {})
     entry["machine"] = machine() | ({"load_avg_1m_at_end": round(os.getloadavg()[0], 2)}
                                     if hasattr(os, "getloadavg") else {})
-    scaling["tokens"] = entry["dims"]
-    scaling["tokens_settings"] = {k: v for k, v in entry.items() if k != "dims"}
+    # rows of the D measured now replace theirs; rows of other D (measured earlier, same settings) are kept
+    if scaling.get("tokens_settings", {}).get("settings") != entry["settings"]:
+        scaling["tokens"] = {}
+    scaling["tokens"] = dict(sorted((scaling.get("tokens", {}) | entry["dims"]).items(), key=lambda kv: int(kv[0])))
+    summary = tokens_scaling_summary(list(scaling["tokens"].values()))
+    scaling["tokens_settings"] = {k: v for k, v in entry.items() if k != "dims"} | summary
     save_json(result, out)
     print(f"bench tokens: wrote {out}")
     if args.figure:
-        tokens_figure(entry, scaling.get("dims", {}), Path(args.figure))
+        tokens_figure({"dims": scaling["tokens"], **scaling["tokens_settings"]}, scaling.get("dims", {}),
+                      Path(args.figure))
         print(f"bench tokens: wrote {args.figure}")
     return result
 

@@ -79,13 +79,14 @@ class TokenLayout:
 
 
 @torch.no_grad()
-def fit_normalizer(rows, sizes: list[int], mode: str, block: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean [D], std [D]) of a [K, D] array-like in one streaming pass of ``block`` rows at a time, with the
-    modes of `pdiff.generative.autoencoder.Normalizer` (per-value mean; std per value, per tensor or global;
-    none = identity). Float64 sums; stds floored at 1e-8."""
+def fit_normalizer(rows, sizes: list[int], mode: str, block: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean [D], std [D]) of a [K, D] array-like in one streaming pass of ``block`` rows at a time (default: as
+    many as hold about 2^22 values, at least one), with the modes of `pdiff.generative.autoencoder.Normalizer`
+    (per-value mean; std per value, per tensor or global; none = identity). Float64 sums; stds floored at 1e-8."""
     k, d = rows.shape
     if mode == "none":
         return torch.zeros(d), torch.ones(d)
+    block = block or max(1, 2 ** 22 // max(d, 1))
     s1, s2 = np.zeros(d), np.zeros(d)
     for a in range(0, k, block):
         chunk = np.asarray(rows[a:a + block], dtype=np.float64)
