@@ -37,7 +37,8 @@ test: $(STAMP) browser
 # Benchmarks (not tests): a default `dvc repro -f` in a temporary clone of the last commit, then fast vs
 # naive evaluation and DDIM vs DDPM sampling on its artifacts, and AE/LDM s/step and peak memory for
 # D = 2,048 ... 1,048,576 (`scaling`; BENCH_ARGS="--scaling-dims 2048,8192" for fewer, BENCH_ARGS=--only-scaling
-# for that entry alone) -> metrics/bench.json and reports/bench/scaling.png.
+# for that entry alone) -> metrics/bench.json and reports/bench/scaling.png. The entry includes the tokens
+# generator up to a whole ResNet-18 (`scaling.tokens`, tools/bench_tokens.py, docs/tokens.md; --tokens-dims '' skips).
 bench: $(STAMP)
 	python benchmarks/bench.py $(BENCH_ARGS)
 

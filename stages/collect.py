@@ -1,5 +1,8 @@
 """Stage `collect`: keep training only the selected parameters and save K snapshots -> models/snapshots.pt
-(one tensor [K, D] plus names, shapes and the steps they were taken at)."""
+(one tensor [K, D] plus names, shapes and the steps they were taken at; with ``collect.storage: mmap`` a
+memory-mapped store written row by row, see pdiff/core/snapstore.py)."""
+import contextlib
+
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
 from pdiff.base import distributed
@@ -8,6 +11,7 @@ from pdiff.core.artifacts import numels, save_torch
 from pdiff.core.config import load_params
 from pdiff.core.plots import loss_curves
 from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
+from pdiff.core.snapstore import VectorWriter
 from pdiff.core.stage import run_stage
 from pdiff.core.tracking import Tracker
 from pdiff.data.prepare import load_prepared
@@ -30,11 +34,18 @@ def main() -> None:
     total = sum(numels(shapes))
     print(f"generating {total} values: {', '.join(names)}")
     tracker = Tracker(None)
-    snaps, steps = collect_snapshots(model, data, names, p.collect,
-                                     LoopContext(device, gen, tracker, p.precision, dist))
+    with contextlib.ExitStack() as stack:
+        def sink(steps):  # mmap: each snapshot goes to disk as it is taken (rank 0 only)
+            return stack.enter_context(VectorWriter("models/snapshots.pt", len(steps), names, shapes, steps)).append
+
+        stream = p.collect.storage == "mmap" and distributed.is_main(dist)
+        snaps, steps = collect_snapshots(model, data, names, p.collect,
+                                         LoopContext(device, gen, tracker, p.precision, dist),
+                                         sink=sink if stream else None)
     if not distributed.is_main(dist):  # only rank 0 writes
         return distributed.finish(dist)
-    save_torch({"params": snaps, "names": names, "shapes": shapes, "steps": steps}, "models/snapshots.pt")
+    if not stream:
+        save_torch({"params": snaps, "names": names, "shapes": shapes, "steps": steps}, "models/snapshots.pt")
     loss_curves(tracker.history, "plots/collect/loss.png", "collection (selected parameters only)")
     distributed.finish(dist)
 

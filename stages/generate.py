@@ -1,4 +1,6 @@
-"""Stage `generate`: sample N latents, decode them to N parameter vectors -> models/generated.pt."""
+"""Stage `generate`: sample N latents, decode them to N parameter vectors -> models/generated.pt. With
+``generator: tokens``: sample N vectors token chunk by token chunk and stream them, one row at a time, to a
+memory-mapped store at the same path (pdiff/core/snapstore.py)."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
 from pdiff.core.artifacts import save_torch
@@ -8,11 +10,29 @@ from pdiff.core.stage import run_stage
 from pdiff.generative.ldm import load_latent_model, sample_vectors
 
 
+def tokens(p, gen, device) -> None:
+    from pdiff.core.snapstore import VectorWriter
+    from pdiff.generative import tokens as tk
+
+    layout, mean, std, meta = tk.load_tokenizer("models/ae.pt")
+    model, diffusion = tk.load_generator("models/ldm.pt")
+    data = tk.token_data(layout, None, mean, std)
+    g = p.generate
+    clip = p.tokens.clip if p.tokens.clip > 0 and meta["normalize"] != "none" else None
+    with VectorWriter("models/generated.pt", g.num_models, meta["names"], meta["shapes"]) as out:
+        for vec in tk.sample_vectors_tokens(model, diffusion, data, g.num_models, p.tokens.sample_chunk, gen,
+                                            device, g.sampler, g.steps, clip=clip):
+            out.append(vec)
+    print(f"generated ({g.num_models}, {layout.dim}) with the tokens generator")
+
+
 def main() -> None:
     p = load_params()
     setup_torch(p.threads)
     gen = seed_everything(p.seed, "generate")
     device = resolve_device(p.device)
+    if p.generator == "tokens":
+        return tokens(p, gen, device)
     latent_model, meta = load_latent_model("models/ae.pt", "models/ldm.pt")
     vectors = sample_vectors(latent_model, p.generate, gen, device)
     save_torch({"params": vectors, "names": meta["names"], "shapes": meta["shapes"]}, "models/generated.pt")

@@ -1,7 +1,9 @@
-"""Stage `train_ae`: fit the parameter autoencoder on the K snapshots -> models/ae.pt."""
+"""Stage `train_ae`: fit the parameter autoencoder on the K snapshots -> models/ae.pt. With ``generator: tokens``
+there is no autoencoder: the stage fits the tokenizer's normalizer instead (one streaming pass over the
+snapshots), written to the same file."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
-from pdiff.core.artifacts import load_vectors, save_torch
+from pdiff.core.artifacts import load_vectors, numels, save_torch
 from pdiff.core.config import load_params
 from pdiff.core.plots import loss_curves
 from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
@@ -10,10 +12,27 @@ from pdiff.core.tracking import Tracker
 from pdiff.generative.autoencoder import fit_param_ae
 
 
+def tokens(p) -> None:
+    from pdiff.generative.tokens import TokenLayout, fit_normalizer, open_rows, tokenizer_state
+
+    rows, names, shapes = open_rows("models/snapshots.pt", "collect")
+    mean, std = fit_normalizer(rows, numels(shapes), p.tokens.normalize)
+    layout = TokenLayout(numels(shapes), p.tokens.size)
+    padding = 1.0 - layout.dim / (layout.num_tokens * layout.size)
+    tracker = Tracker("metrics/train_ae")
+    tracker.log(1, tokens=layout.num_tokens, padding_share=round(padding, 6))
+    tracker.close()
+    print(f"tokens: {layout.num_tokens} tokens of {layout.size} values, padding {100 * padding:.1f}%")
+    save_torch(tokenizer_state(names, shapes, p.tokens.size, p.tokens.normalize, mean, std), "models/ae.pt")
+    loss_curves(tracker.history, "plots/train_ae/loss.png", "tokenizer (generator: tokens, no autoencoder)")
+
+
 def main() -> None:
     p = load_params()
     setup_torch(p.threads)
     gen = seed_everything(p.seed, "train_ae")
+    if p.generator == "tokens":
+        return tokens(p)
     device = resolve_device(p.device)
     snaps = load_vectors("models/snapshots.pt", "collect")
     tracker = Tracker("metrics/train_ae")

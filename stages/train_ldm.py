@@ -1,4 +1,6 @@
-"""Stage `train_ldm`: fit the latent DDPM on the AE latents of the K snapshots -> models/ldm.pt."""
+"""Stage `train_ldm`: fit the latent DDPM on the AE latents of the K snapshots -> models/ldm.pt. With
+``generator: tokens``: fit the token generator (sequence model + per-token denoiser) on random token batches
+read from the (memory-mapped) snapshots instead, written to the same file."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 import torch
 
@@ -14,11 +16,30 @@ from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
 from pdiff.generative.ldm import train_denoiser
 
 
+def tokens(p, gen, device) -> None:
+    from pdiff.generative import tokens as tk
+
+    layout, mean, std, _ = tk.load_tokenizer("models/ae.pt")
+    rows, _, _ = tk.open_rows("models/snapshots.pt", "collect")
+    schedule = dict(timesteps=p.ldm.timesteps, beta_start=p.ldm.beta_start, beta_end=p.ldm.beta_end)
+    diffusion = GaussianDiffusion(linear_betas(**schedule))
+    model = tk.TokenGenerator(layout, p.tokens.width, p.tokens.depth, p.tokens.sequence)
+    tracker = Tracker("metrics/train_ldm")
+    loss = tk.train_tokens(model, diffusion, tk.token_data(layout, rows, mean, std), p.tokens, device, gen, tracker)
+    tracker.close()
+    print(f"tokens: {layout.num_tokens} tokens x {rows.shape[0]} snapshots, sequence {p.tokens.sequence}, "
+          f"final loss {loss:.4g}")
+    save_torch(tk.save_state(model, schedule), "models/ldm.pt")
+    loss_curves(tracker.history, "plots/train_ldm/loss.png", "token diffusion (noise-prediction MSE)", log_y=True)
+
+
 def main() -> None:
     p = load_params()
     setup_torch(p.threads)
     gen = seed_everything(p.seed, "train_ldm")
     device = resolve_device(p.device)
+    if p.generator == "tokens":
+        return tokens(p, gen, device)
     ae, normalizer, _ = load_autoencoder("models/ae.pt")
     x = load_vectors("models/snapshots.pt", "collect")["params"]
     with torch.no_grad():

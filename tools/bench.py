@@ -379,12 +379,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--only", default="", help="comma-separated entries to rerun (eval, sampling, resnet18_cifar, "
                     "scaling) and update in --out, each with its own machine record, keeping the other entries; "
                     "eval and sampling need --artifacts (a folder after `dvc repro`)")
+    ap.add_argument("--tokens-dims", default="2048,16384,131072,1048576,resnet18",
+                    help="D values of the tokens generator's `scaling.tokens` entry (tools/bench_tokens.py; "
+                    "'resnet18' = a whole ResNet-18, '' to leave it out)")
     args = ap.parse_args(argv)
 
     from pdiff.core.config import load_params
     from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
     from pdiff.data.prepare import load_prepared
     from pdiff.nets.models import load_base_model
+    from tools.bench_tokens import add_tokens
 
     p = load_params(ROOT / "params.yaml")
     setup_torch(p.threads)  # the same thread count for every measurement (and for the pipeline's stages)
@@ -417,7 +421,8 @@ def main(argv=None) -> dict:
         result |= _sampling_entry(repo, p, device, model, data)
         result |= _resnet_entry(args, p, device)
         if dims:
-            result["scaling"] = scaling(dims, batch_size=args.scaling_batch, device=device)
+            result["scaling"] = add_tokens(scaling(dims, batch_size=args.scaling_batch, device=device),
+                                           args.tokens_dims)
     finally:
         if tmp is not None and not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -478,7 +483,10 @@ def _rerun_entries(only: set[str], args, p, device, dims: list[int], result: dic
         new = _resnet_entry(args, p, device)
         out |= new | {"resnet18_cifar": new["resnet18_cifar"] | mark}
     if "scaling" in only:
-        out["scaling"] = scaling(dims, batch_size=args.scaling_batch, device=device) | mark
+        from tools.bench_tokens import add_tokens
+
+        out["scaling"] = add_tokens(scaling(dims, batch_size=args.scaling_batch, device=device) | mark,
+                                    args.tokens_dims)
     if "repro_s" in out:
         out["goals"] = check_goals(out)
     return _write(out, Path(args.out), args.scaling_figure if "scaling" in only else None, result["machine"])

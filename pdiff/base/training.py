@@ -101,9 +101,11 @@ def snapshot_steps(total_steps: int, k: int) -> list[int]:
 
 
 def collect_snapshots(model: nn.Module, data: dict, names: list[str], cfg,
-                      ctx: LoopContext) -> tuple[torch.Tensor, list[int]]:
+                      ctx: LoopContext, sink=None) -> tuple[torch.Tensor | None, list[int]]:
     """Train only ``names`` (all else frozen, norm running statistics frozen by eval mode, so each snapshot
-    is exactly the model at that step) and return K flat snapshots [K, D] and their steps."""
+    is exactly the model at that step) and return K flat snapshots [K, D] and their steps. With ``sink`` (a
+    callable taking the list of steps and returning a callable that takes one flat snapshot), each snapshot
+    goes to it as soon as it is taken and None is returned in place of the [K, D] tensor."""
     device, gen, tracker, precision, dist = ctx.device, ctx.gen, ctx.tracker, ctx.precision, ctx.dist
     x, y = data["train_x"], data["train_y"]
     chosen = set(names)
@@ -116,6 +118,7 @@ def collect_snapshots(model: nn.Module, data: dict, names: list[str], cfg,
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     save_at = snapshot_steps(cfg.epochs * steps_per_epoch, cfg.num_snapshots)
     wanted = set(save_at)
+    put = sink(save_at) if sink is not None else None
     model.eval()
     batch_loss = BatchLoss(distributed.wrap(model, dist, sync_bn=False), x, y, device, gen, data.get("augment"),
                            precision)
@@ -126,8 +129,8 @@ def collect_snapshots(model: nn.Module, data: dict, names: list[str], cfg,
             step += 1
             loss = optimizer_step(batch_loss, idx, opt, step, "collect", dist)
             if step in wanted:
-                snaps.append(flatten(model, names))
+                (put or snaps.append)(flatten(model, names))
                 tracker.log(step, loss=loss.item())
                 bar.update()
     bar.close()
-    return torch.stack(snaps), save_at
+    return (torch.stack(snaps) if put is None else None), save_at

@@ -118,7 +118,13 @@ def load_torch(path: str | Path, produced_by: str, required: tuple[str, ...] = (
 
 
 def load_vectors(path: str | Path, produced_by: str) -> dict:
-    """Load a parameter-vector file: ``params`` [M, D] float, ``names`` and ``shapes`` of the selection."""
+    """Load a parameter-vector file: ``params`` [M, D] float, ``names`` and ``shapes`` of the selection.
+    A memory-mapped store (`pdiff.core.snapstore`, ``collect.storage: mmap``) is read into memory the same way."""
+    from pdiff.core import snapstore
+
+    if snapstore.is_vector_store(path):
+        store = snapstore.open_vectors(path, produced_by)
+        return {"params": store.tensor(), "names": store.names, "shapes": store.shapes, "steps": store.steps}
     obj = load_torch(path, produced_by, required=("params", "names", "shapes"))
     params, names, shapes = obj["params"], obj["names"], obj["shapes"]
     if not isinstance(params, torch.Tensor) or params.dim() != 2 or not params.is_floating_point():

@@ -148,6 +148,10 @@ class CollectConfig(Section):
     weight_decay: float = opt(0.0, "weight decay while collecting", ge=0)
     batch_size: int = opt(16, "minibatch size while collecting", ge=1)
     epochs: int = opt(1, "epochs of collection; K must not exceed epochs * steps per epoch", ge=1)
+    storage: str = opt("torch", "how models/snapshots.pt is stored: torch (one torch file, read whole) or mmap "
+                       "(a safetensors file written row by row as snapshots are taken and memory-mapped by its "
+                       "readers, for [K, D] larger than memory; see docs/tokens.md). Same meaning, same path",
+                       choices=("torch", "mmap"))
 
 
 class AEConfig(Section):
@@ -193,6 +197,32 @@ class GenerateConfig(Section):
                        "deterministic DDIM (eta = 0) over generate.steps evenly spaced steps, far faster",
                        choices=("ddpm", "ddim"))
     steps: int = opt(50, "DDIM steps (sampler = ddim only; at most ldm.timesteps)", ge=1)
+
+
+class TokensConfig(Section):
+    size: int = opt(256, "values per token: each generated tensor is flattened and cut into tokens of this "
+                    "many values, the last one padded (padding is masked out of the loss)", ge=1)
+    batch: int = opt(256, "tokens per training step, drawn at random over (snapshot, token): sets the "
+                     "training memory, whatever D is", ge=1)
+    sequence: str = opt("gru", "model over the token sequence that gives each token its condition "
+                        "(prototype) from its (tensor, token index) position embedding: none (each token on its "
+                        "own), gru (recurrent, RPG-style), attention (one transformer layer; memory grows with "
+                        "the square of the token count)", choices=("none", "gru", "attention"))
+    width: int = opt(256, "hidden width of the per-token denoiser and of the sequence model", ge=8)
+    depth: int = opt(3, "residual blocks of the per-token denoiser", ge=1)
+    normalize: str = opt("per_param", "normalization before tokenizing, as ae.normalize: per_param, per_tensor "
+                         "(per-value mean, one std per tensor), global, none; all keep two [D] vectors, a "
+                         "negligible memory cost next to the snapshots",
+                         choices=("per_param", "per_tensor", "global", "none"))
+    lr: float = opt(1e-3, "AdamW learning rate", gt=0)
+    weight_decay: float = opt(0.0, "AdamW weight decay", ge=0)
+    steps: int = opt(2000, "training steps", ge=1)
+    clip: float = opt(4.0, "sampling clamps every step's estimate of the clean token to [-clip, clip] in normalized "
+                      "units (0 = off); without it an under-trained denoiser lets samples grow up to ~150x "
+                      "(the product of 1/sqrt(alpha_t) over the DDPM schedule). Unused with tokens.normalize = none",
+                      ge=0)
+    sample_chunk: int = opt(4096, "tokens denoised at once by `generate` (rounded up to a multiple of 64); "
+                            "sets the sampling memory, the result does not depend on it", ge=1)
 
 
 class EvaluateConfig(Section):
@@ -262,6 +292,11 @@ class Params(Section):
     ae: AEConfig = Field(default_factory=AEConfig)
     ldm: LDMConfig = Field(default_factory=LDMConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    generator: str = opt("conv_ae", "which generator train_ae / train_ldm / generate fit and sample: conv_ae "
+                         "(the paper's parameter autoencoder + latent DDPM, keys ae.* and ldm.*) or tokens (a "
+                         "tokenized DDPM over per-tensor tokens, keys tokens.* plus the ldm.timesteps / beta "
+                         "schedule and generate.*; see docs/tokens.md)", choices=("conv_ae", "tokens"))
+    tokens: TokensConfig = Field(default_factory=TokensConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     tasks: TasksConfig = Field(default_factory=TasksConfig)

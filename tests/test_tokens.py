@@ -1,0 +1,185 @@
+"""The tokenized generator (pdiff/generative/tokens.py) and the memory-mapped vector store
+(pdiff/core/snapstore.py), at tiny size."""
+import json
+import struct
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from pdiff.core.artifacts import ArtifactError, load_vectors
+from pdiff.core.snapstore import VectorWriter, is_vector_store, open_vectors
+from pdiff.core.tracking import Tracker
+from pdiff.generative import tokens as tk
+from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+from tests.conftest import make_tiny_repo, run
+
+SIZES = [100, 37, 300]  # 2 + 1 + 5 tokens of 64: three of them padded
+SHAPES = [[10, 10], [37], [3, 100]]
+NAMES = ["a.weight", "b.bias", "c.weight"]
+
+
+def test_tokenizer_round_trip_and_padding_mask():
+    lay = tk.TokenLayout(SIZES, 64)
+    assert lay.num_tokens == 8 and lay.length.tolist() == [64, 36, 37, 64, 64, 64, 64, 44]
+    assert lay.tensor.tolist() == [0, 0, 1, 2, 2, 2, 2, 2] and lay.index.tolist() == [0, 1, 0, 0, 1, 2, 3, 4]
+    x = torch.randn(4, sum(SIZES))
+    tok = lay.tokenize(x, pad=7.0)
+    assert tok.shape == (4, 8, 64) and torch.equal(lay.detokenize(tok), x)
+    assert (tok[:, ~lay.mask] == 7.0).all() and int(lay.mask.sum()) == sum(SIZES)
+    assert torch.equal(tok[:, 1, :36], x[:, 64:100])  # the second token of tensor a is its tail
+    k, t = np.array([3, 0]), np.array([7, 2])
+    assert torch.equal(lay.gather(x.numpy(), k, t), tok[[3, 0], [7, 2]] * lay.mask[[7, 2]])
+
+
+def test_padding_never_enters_the_loss():
+    torch.manual_seed(0)
+    lay = tk.TokenLayout(SIZES, 64)
+    model = tk.TokenGenerator(lay, width=32, depth=2, sequence="gru")
+    torch.nn.init.normal_(model.denoiser.out.weight, std=0.1)  # a non-trivial output everywhere
+    diffusion = GaussianDiffusion(linear_betas(50))
+    t = torch.tensor([1, 2, 7, 0])
+    x0 = torch.randn(4, 64) * lay.mask[t]
+    junk = x0 + 5.0 * torch.randn(4, 64) * ~lay.mask[t]  # only padded positions changed
+    clean = model.loss(diffusion, x0, t, torch.Generator().manual_seed(3))
+    dirty = model.loss(diffusion, junk, t, torch.Generator().manual_seed(3))
+    assert torch.equal(clean, dirty)
+    real = model.loss(diffusion, x0 + 0.5 * lay.mask[t], t, torch.Generator().manual_seed(3))
+    assert not torch.equal(clean, real)  # while a change to real values does change it
+
+
+@pytest.mark.parametrize("normalize", ["per_param", "per_tensor", "global", "none"])
+def test_streaming_normalizer_matches_the_conv_ae_one(normalize):
+    from pdiff.generative.autoencoder import Normalizer
+
+    x = torch.randn(9, sum(SIZES)) * torch.rand(sum(SIZES)) + torch.randn(sum(SIZES))
+    mean, std = tk.fit_normalizer(x.numpy(), SIZES, normalize, block=4)
+    ref = Normalizer(x.shape[1]).fit(x, normalize, SIZES)
+    assert torch.allclose(mean, ref.mean, atol=1e-5) and torch.allclose(std, ref.std, rtol=1e-4, atol=1e-6)
+
+
+def _trained(sequence: str, steps: int = 5):
+    lay = tk.TokenLayout(SIZES, 64)
+    rows = torch.randn(6, sum(SIZES)).numpy()
+    data = tk.token_data(lay, rows, *tk.fit_normalizer(rows, SIZES, "per_tensor"))
+    model = tk.TokenGenerator(lay, width=32, depth=1, sequence=sequence)
+    diffusion = GaussianDiffusion(linear_betas(20))
+    cfg = SimpleNamespace(steps=steps, batch=16, lr=1e-3, weight_decay=0.0)
+    loss = tk.train_tokens(model, diffusion, data, cfg, "cpu", torch.Generator().manual_seed(0), Tracker(None))
+    assert np.isfinite(loss)
+    return model, diffusion, data
+
+
+@pytest.mark.parametrize("sequence,sampler", [("gru", "ddpm"), ("attention", "ddim"), ("none", "ddpm")])
+def test_chunked_sampling_equals_unchunked(sequence, sampler):
+    model, diffusion, data = _trained(sequence)
+
+    def sample(chunk):
+        return torch.stack(list(tk.sample_vectors_tokens(model, diffusion, data, 20, chunk,
+                                                         torch.Generator().manual_seed(1), sampler=sampler,
+                                                         steps=5, progress=False)))
+
+    whole, chunked = sample(10_000), sample(64)  # 160 token rows: one chunk vs three
+    assert whole.shape == (20, sum(SIZES)) and torch.isfinite(whole).all()
+    assert torch.allclose(whole, chunked, atol=1e-5)
+    other = torch.stack(list(tk.sample_vectors_tokens(model, diffusion, data, 2, 64, torch.Generator().manual_seed(2),
+                                                      sampler=sampler, steps=5, progress=False)))
+    assert not torch.allclose(other, whole[:2])  # the seed matters
+
+
+def test_vector_store_round_trip_and_transparent_loading(tmp_path):
+    x = torch.randn(5, sum(SIZES))
+    path = tmp_path / "snapshots.pt"
+    with VectorWriter(path, 5, NAMES, SHAPES, steps=[1, 2, 3, 4, 5]) as w:
+        for row in x:
+            w.append(row)
+    assert is_vector_store(path)
+    store = open_vectors(path, "collect")
+    assert isinstance(store.rows, np.memmap) and store.shape == (5, sum(SIZES)) and store.names == NAMES
+    assert torch.equal(torch.from_numpy(np.array(store.rows[2, 100:137])), x[2, 100:137])
+    obj = load_vectors(path, "collect")  # what the conv AE stages read: the same meaning as the torch file
+    assert torch.equal(obj["params"], x) and obj["shapes"] == SHAPES and obj["steps"] == [1, 2, 3, 4, 5]
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:  # a standard safetensors file
+        assert torch.equal(f.get_tensor("params"), x) and json.loads(f.metadata()["names"]) == NAMES
+    rows, names, _ = tk.open_rows(str(path), "collect")
+    assert isinstance(rows, np.memmap) and names == NAMES
+
+
+def test_vector_store_refuses_incomplete_truncated_and_corrupt_files(tmp_path):
+    path = tmp_path / "snapshots.pt"
+    with pytest.raises(ArtifactError, match="3 of 5 rows"):
+        with VectorWriter(path, 5, NAMES, SHAPES) as w:
+            for _ in range(3):
+                w.append(torch.zeros(sum(SIZES)))
+    assert not path.exists() and not list(tmp_path.iterdir())  # nothing left behind, not even the temp file
+    with VectorWriter(path, 2, NAMES, SHAPES) as w:
+        w.append(torch.zeros(2, sum(SIZES)))
+    good = path.read_bytes()
+    path.write_bytes(good[:-10])
+    with pytest.raises(ArtifactError, match=r"truncated or corrupt.*dvc repro collect"):
+        load_vectors(path, "collect")
+    n = struct.unpack("<Q", good[:8])[0]
+    path.write_bytes(good[:8] + good[8:8 + n].replace(b"pdiff-vectors", b"other-vector") + good[8 + n:])
+    with pytest.raises(ArtifactError, match="not a pdiff vector store"):
+        open_vectors(path, "collect")
+    path.write_bytes(good[:8] + b"{not json" + good[17:])
+    with pytest.raises(ArtifactError, match="cannot be read"):
+        load_vectors(path, "collect")
+    with pytest.raises(ArtifactError, match="missing"):
+        open_vectors(tmp_path / "none.pt", "collect")
+
+
+def test_generator_param_is_validated():
+    from pdiff.core.config import ConfigError, from_dict
+
+    assert from_dict({}).generator == "conv_ae" and from_dict({}).collect.storage == "torch"
+    with pytest.raises(ConfigError, match="generator"):
+        from_dict({"generator": "gan"})
+    with pytest.raises(ConfigError, match="tokens.sequence"):
+        from_dict({"tokens": {"sequence": "mamba"}})
+
+
+@pytest.mark.slow
+def test_pipeline_with_the_tokens_generator_and_mmap_snapshots(tmp_path):
+    """generator: tokens + collect.storage: mmap through the real stages: both vector files are memory-mapped
+    stores, evaluate reads them, and the conv AE's checkpoints are refused by the tokens stages."""
+    repo = make_tiny_repo(tmp_path / "repo", {
+        "generator": "tokens", "collect": {"storage": "mmap"},
+        "tokens": {"size": 16, "batch": 32, "width": 16, "depth": 1, "steps": 30, "sample_chunk": 64},
+        "generate": {"sampler": "ddim", "steps": 5}})
+    run(["dvc", "repro", "evaluate"], repo)
+    assert is_vector_store(repo / "models/snapshots.pt") and is_vector_store(repo / "models/generated.pt")
+    gen = load_vectors(repo / "models/generated.pt", "generate")
+    snaps = load_vectors(repo / "models/snapshots.pt", "collect")
+    assert gen["params"].shape == (8, snaps["params"].shape[1]) and gen["names"] == snaps["names"]
+    ev = json.loads((repo / "metrics/evaluate.json").read_text())
+    assert ev["generated"]["count"] == 8
+    assert "tokens" in json.loads((repo / "metrics/train_ae/metrics.json").read_text())
+
+
+def test_clip_keeps_samples_of_an_untrained_denoiser_in_range():
+    """An untrained denoiser (zero output) lets DDPM samples grow (by prod 1/sqrt(alpha_t), ~150x for both this
+    short schedule and the default 1,000 steps); clip bounds every x0 estimate."""
+    lay = tk.TokenLayout(SIZES, 64)
+    model = tk.TokenGenerator(lay, width=16, depth=1, sequence="none")
+    diffusion = GaussianDiffusion(linear_betas(100, 1e-3, 0.2))
+
+    def sample(clip):
+        return torch.cat(list(tk.sample_tokens(model, diffusion, 16, 64, torch.Generator().manual_seed(0),
+                                               progress=False, clip=clip)))
+
+    assert sample(None).abs().max() > 20
+    clipped = sample(2.0)
+    assert clipped.abs().max() <= 2.0 + 1e-5 and clipped.std() > 0.1
+
+
+def test_docs_tables_are_what_the_committed_json_files_give():
+    from tests.conftest import ROOT
+    from tools.bench_tokens import render_docs
+
+    text = (ROOT / "docs/tokens.md").read_text()
+    assert render_docs(text) == text, "run `python -m tools.bench_tokens --docs`"
+    assert "| 11,172,810 |" in text  # the whole ResNet-18 was measured

@@ -1,0 +1,358 @@
+"""`make bench`'s ``scaling.tokens`` entry: the tokenized generator's cost against D, up to a whole ResNet-18.
+
+For each D a [K, D] memory-mapped store (pdiff/core/snapstore.py) of random rows is written row by row, then
+one child process per sequence model (a fresh process, so its peak resident set is its own) maps it, fits the
+normalizer in one streaming pass and times AdamW steps of the token generator at a fixed token batch. Recorded
+per D: ``s_per_step`` (the default sequence model's, ``tokens.sequence`` = gru) and ``s_per_step_none`` (no
+sequence model), ``peak_rss_mb`` (the child's ``ru_maxrss``; pages of the mapped file it touched count in it),
+``rss_beyond_file_mb`` (peak RSS minus the mapped file) and ``mapped_file_mb``. The file is deleted after each D.
+
+Shapes: D = 11.2 M is every parameter of ResNet-18 with the CIFAR stem on 1-channel 28x28 input (62 tensors,
+10 classes); smaller D are four equal tensors, as the last-two-BN selection (4 x 512 at D = 2,048).
+
+    python -m tools.bench_tokens                       # all D, written into metrics/bench.json's scaling entry
+    python -m tools.bench_tokens --dims 2048,16384 --out /tmp/b.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+WHOLE = "resnet18"
+TOKEN_DIMS = (2048, 16384, 131072, 1048576, WHOLE)
+
+
+def resnet18_shapes() -> list[list[int]]:
+    """Shapes of every parameter of ResNet-18, CIFAR stem, 1 input channel, 10 classes."""
+    from tools.bench import resnet18_cifar
+
+    model = resnet18_cifar(10)
+    model.conv1 = torch.nn.Conv2d(1, 64, 3, stride=1, padding=1, bias=False)
+    return [list(p.shape) for p in model.parameters()]
+
+
+def shapes_for(dim) -> list[list[int]]:
+    if dim == WHOLE:
+        return resnet18_shapes()
+    return [[int(dim) // 4]] * 3 + [[int(dim) - 3 * (int(dim) // 4)]]
+
+
+def write_store(path: Path, shapes: list[list[int]], k: int, seed: int = 0) -> float:
+    """Write a [k, D] store of random rows (snapshot-like: one base vector plus small noise); seconds taken."""
+    from pdiff.core.snapstore import VectorWriter
+
+    rng = np.random.default_rng(seed)
+    d = int(sum(np.prod(s) for s in shapes))
+    base = rng.standard_normal(d, dtype=np.float32)
+    t0 = time.perf_counter()
+    with VectorWriter(path, k, [f"p{i}" for i in range(len(shapes))], shapes) as w:
+        for _ in range(k):
+            w.append(base + 0.01 * rng.standard_normal(d, dtype=np.float32))
+    return time.perf_counter() - t0
+
+
+def child(args) -> dict:
+    """One measurement in this (fresh) process: map, fit the normalizer, time training steps."""
+    from types import SimpleNamespace
+
+    from pdiff.core.tracking import Tracker
+    from pdiff.generative import tokens as tk
+    from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+
+    torch.set_num_threads(args.threads)
+    rows, _, shapes = tk.open_rows(args.store, "bench")
+    sizes = [int(np.prod(s)) for s in shapes]
+    t0 = time.perf_counter()
+    mean, std = tk.fit_normalizer(rows, sizes, "per_param")
+    fit_s = time.perf_counter() - t0
+    layout = tk.TokenLayout(sizes, args.token_size)
+    data = tk.token_data(layout, rows, mean, std)
+    model = tk.TokenGenerator(layout, args.width, args.depth, args.sequence)
+    diffusion = GaussianDiffusion(linear_betas(1000))
+    gen = torch.Generator().manual_seed(0)
+    cfg = SimpleNamespace(steps=1, batch=args.batch, lr=1e-4, weight_decay=0.0)
+    tk.train_tokens(model, diffusion, data, cfg, "cpu", gen, Tracker(None))  # warm-up (and AdamW state)
+    cfg.steps = args.steps
+    t0 = time.perf_counter()
+    tk.train_tokens(model, diffusion, data, cfg, "cpu", gen, Tracker(None))
+    step_s = (time.perf_counter() - t0) / args.steps
+    return {"s_per_step": round(step_s, 4), "normalizer_fit_s": round(fit_s, 2), "tokens": layout.num_tokens,
+            "padding_share": round(1 - layout.dim / (layout.num_tokens * layout.size), 4),
+            "generator_params": sum(p.numel() for p in model.parameters()),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def measure(dim, k: int = 8, token_size: int = 1024, batch: int = 256, width: int = 256, depth: int = 3,
+            steps: int = 5, threads: int = 2, sequences=("gru", "none"), workdir: str | None = None) -> dict:
+    """Write the store for ``dim``, run one child per sequence model on it, delete it; the row for ``dim``."""
+    shapes = shapes_for(dim)
+    tmp = Path(tempfile.mkdtemp(prefix="pdiff-tokens-bench-", dir=workdir))
+    try:
+        store = tmp / "snapshots.safetensors"
+        write_s = write_store(store, shapes, k)
+        file_mb = round(store.stat().st_size / 2 ** 20, 1)
+        row = {"dim": int(sum(np.prod(s) for s in shapes)), "tensors": len(shapes), "k": k, "mapped_file_mb": file_mb,
+               "write_s": round(write_s, 2)}
+        for seq in sequences:
+            cmd = [sys.executable, "-m", "tools.bench_tokens", "--child", "--store", str(store), "--sequence", seq,
+                   "--token-size", str(token_size), "--batch", str(batch), "--width", str(width), "--depth",
+                   str(depth), "--steps", str(steps), "--threads", str(threads)]
+            res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise RuntimeError(f"bench_tokens child failed for D={dim}, {seq}:\n{res.stderr[-2000:]}")
+            out = json.loads(res.stdout.strip().splitlines()[-1])
+            suffix = "" if seq == sequences[0] else f"_{seq}"
+            row |= {f"s_per_step{suffix}": out["s_per_step"], f"peak_rss_mb{suffix}": out["peak_rss_mb"],
+                    f"rss_beyond_file_mb{suffix}": round(out["peak_rss_mb"] - file_mb, 1)}
+            row |= {k2: out[k2] for k2 in ("tokens", "padding_share", "generator_params", "normalizer_fit_s")}
+        return row
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def tokens_scaling(dims=TOKEN_DIMS, **kw) -> dict:
+    """{"settings": ..., "dims": {D: row}, summary ratios} for each D of ``dims`` (see `measure`); `main` stores
+    the rows as ``scaling.tokens[D]`` and the rest as ``scaling.tokens_settings``."""
+    settings = {"k": 8, "token_size": 1024, "batch": 256, "width": 256, "depth": 3, "steps": 5, "threads": 2,
+                "sequences": ["gru", "none"], "normalize": "per_param"} | kw
+    out = {"settings": settings, "dims": {}}
+    for dim in dims:
+        row = measure(dim, **{k: v for k, v in settings.items() if k not in ("normalize",)}
+                      | {"sequences": tuple(settings["sequences"])})
+        out["dims"][str(row["dim"])] = row
+        print(f"bench tokens: D={row['dim']}: {row['s_per_step']} s/step (gru), {row.get('s_per_step_none')} "
+              f"s/step (none), peak RSS {row['peak_rss_mb']} MB, file {row['mapped_file_mb']} MB", flush=True)
+    return out | tokens_scaling_summary(list(out["dims"].values()))
+
+
+def tokens_scaling_summary(rows: list[dict]) -> dict:
+    """Largest over smallest s/step across D (per sequence model) and the largest RSS beyond the mapped file."""
+    out = {}
+    if len(rows) > 1:
+        for key in ("s_per_step", "s_per_step_none"):
+            vals = [r[key] for r in rows if key in r]
+            out[f"{key}_max_over_min"] = round(max(vals) / min(vals), 2)
+        out["max_rss_beyond_file_mb"] = max(r["rss_beyond_file_mb"] for r in rows)
+    return out
+
+
+def tokens_figure(entry: dict, ae_rows: dict, path: Path) -> None:
+    """Log-log: seconds per training step (tokens: gru and none; the conv AE where it ran) and peak RSS vs D."""
+    from pdiff.core.plots import plt, save_figure
+
+    rows = sorted(entry["dims"].values(), key=lambda r: r["dim"])
+    d = [r["dim"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"wspace": 0.3})
+    left.plot(d, [r["s_per_step"] for r in rows], "o-", label="tokens, gru")
+    if all("s_per_step_none" in r for r in rows):
+        left.plot(d, [r["s_per_step_none"] for r in rows], "^-", label="tokens, none")
+    ae = sorted((int(k), v) for k, v in ae_rows.items() if "ae_s_per_step" in v)
+    if ae:
+        left.plot([a for a, _ in ae], [v["ae_s_per_step"] for _, v in ae], "s--", label="conv AE (batch 64)")
+        right.plot([a for a, _ in ae], [v["ae_peak_mb"] / 1024 for _, v in ae], "s--", label="conv AE")
+    left.set_ylabel("seconds per training step")
+    right.plot(d, [r["peak_rss_mb"] / 1024 for r in rows], "o-", label="tokens: peak RSS")
+    right.plot(d, [r["mapped_file_mb"] / 1024 for r in rows], ":", color="0.4", label="mapped file")
+    right.set_ylabel("GB")
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("D (generated values)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    s = entry["settings"]
+    fig.suptitle(f"tokens generator: token size {s['token_size']}, token batch {s['batch']}, K = {s['k']}",
+                 fontsize=10)
+    save_figure(fig, path)
+
+
+@torch.no_grad()
+def eval_per_vector(num_vectors: int = 2, num_inputs: int = 128, batch_size: int = 128, seed: int = 0) -> dict:
+    """Seconds per evaluated vector on ResNet-18 (CIFAR stem, 1-channel 28x28, random weights and inputs) when
+    the generated parameters are one whole block (``layer4.1``, 4.72 M values) or the whole network (11.2 M):
+    the naive path against prefix caching (which, for the whole network, has nothing to cache), with the
+    predictions checked identical. ``num_inputs`` test inputs per vector."""
+    from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, split_at_selection
+    from pdiff.nets.selection import flatten, select
+    from tools.bench import resnet18_cifar, timed
+
+    gen = torch.Generator().manual_seed(seed)
+    model = resnet18_cifar(10)
+    model.conv1 = torch.nn.Conv2d(1, 64, 3, stride=1, padding=1, bias=False)
+    model.eval()
+    x = torch.randn(num_inputs, 1, 28, 28, generator=gen)
+    y = torch.randint(10, (num_inputs,), generator=gen)
+    out = {"num_inputs": num_inputs, "num_vectors": num_vectors}
+    for label, patterns in (("layer4.1", ["layer4.1.*"]), ("whole", ["*"])):
+        names = select(model, patterns)
+        base = flatten(model, names)
+        vectors = base + 0.01 * torch.randn(num_vectors, base.numel(), generator=gen)
+        prefix, _ = split_at_selection(model, names)
+        def run(cache: bool, names=names, vectors=vectors):
+            return evaluate_vectors(model, names, vectors, x, y, EvalOptions(batch_size=batch_size,
+                                                                             cache_prefix=cache))
+
+        naive_s, naive = timed(lambda: run(False))
+        fast_s, fast = timed(lambda: run(True))
+        if not torch.equal(naive, fast):
+            raise AssertionError(f"eval_per_vector: prefix caching changed predictions for {label}")
+        out[label] = {"dim": base.numel(), "prefix_cached": not isinstance(prefix, torch.nn.Identity),
+                      "naive_s_per_vector": round(naive_s / num_vectors, 3),
+                      "cached_s_per_vector": round(fast_s / num_vectors, 3), "identical_predictions": True}
+        print(f"bench eval: {label} (D={base.numel()}): naive {out[label]['naive_s_per_vector']} s/vector, "
+              f"cached {out[label]['cached_s_per_vector']} s/vector", flush=True)
+    return out
+
+
+def add_tokens(scaling_entry: dict, dims_arg: str, figure: str | None = "reports/bench/scaling_tokens.png") -> dict:
+    """`make bench`'s hook: ``scaling_entry`` with ``tokens`` (rows keyed by D) and ``tokens_settings`` added for
+    the comma-separated ``dims_arg`` ('' adds nothing), and the tokens figure drawn beside the conv AE's rows."""
+    dims = [d if d == WHOLE else int(d) for d in dims_arg.split(",") if d.strip()]
+    if not dims:
+        return scaling_entry
+    entry = tokens_scaling(dims)
+    scaling_entry["tokens"] = entry.pop("dims")
+    scaling_entry["tokens_settings"] = entry
+    if figure:
+        tokens_figure({"dims": scaling_entry["tokens"], **entry}, scaling_entry.get("dims", {}), Path(figure))
+    return scaling_entry
+
+
+def _n(v) -> str:
+    return f"{v:,}" if isinstance(v, int) else f"{v:,.2f}" if isinstance(v, float) and v < 100 else f"{v:,.0f}"
+
+
+def docs_tables(bench: dict, sequence_val: dict | None = None) -> str:
+    """The Markdown tables of docs/tokens.md, from metrics/bench.json (and reports/tokens/sequence_val.json):
+    the page holds exactly this text between its ``<!-- tokens-tables -->`` markers (checked by a test;
+    rewrite with ``python -m tools.bench_tokens --docs``)."""
+    sc = bench["scaling"]
+    rows = sorted(sc["tokens"].values(), key=lambda r: r["dim"])
+    ae = sc.get("dims", {})
+    lines = ["| D | tensors | tokens | mapped file MB | s/step gru | s/step none | peak RSS MB (gru / none) | "
+             "RSS beyond file MB | conv AE s/step |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        a = ae.get(str(r["dim"]), {})
+        conv = _n(a["ae_s_per_step"]) if "ae_s_per_step" in a else ("does not fit" if "skipped" in a else "not run")
+        lines.append(f"| {_n(r['dim'])} | {r['tensors']} | {_n(r['tokens'])} | {_n(r['mapped_file_mb'])} | "
+                     f"{_n(r['s_per_step'])} | {_n(r.get('s_per_step_none', float('nan')))} | "
+                     f"{_n(r['peak_rss_mb'])} / {_n(r.get('peak_rss_mb_none', float('nan')))} | "
+                     f"{_n(r['rss_beyond_file_mb'])} | {conv} |")
+    st = sc.get("tokens_settings", {})
+    if "s_per_step_none_max_over_min" in st:
+        lines += ["", f"Largest over smallest s/step across D: gru x{st['s_per_step_max_over_min']}, none "
+                  f"x{st['s_per_step_none_max_over_min']}; largest RSS beyond the mapped file: "
+                  f"{_n(st['max_rss_beyond_file_mb'])} MB."]
+    ev = bench.get("eval_large")
+    if ev:
+        lines += ["", "| generated | D | prefix cached | naive s/vector | cached s/vector |", "|---|---|---|---|---|"]
+        for label in ("layer4.1", "whole"):
+            e = ev[label]
+            lines.append(f"| {label} | {_n(e['dim'])} | {'yes' if e['prefix_cached'] else 'no (falls back)'} | "
+                         f"{_n(e['naive_s_per_vector'])} | {_n(e['cached_s_per_vector'])} |")
+    if sequence_val:
+        o = sequence_val["val_original"]
+        lines += ["", "| sequence | val median | val mean | val min | final loss | train s |",
+                  "|---|---|---|---|---|---|",
+                  f"| (originals, K = {sequence_val['k']}) | {o['acc_median']} | {o['acc_mean']} | "
+                  f"{o['acc_min']} | | |"]
+        conv = sequence_val.get("conv_ae_val")
+        if conv:
+            lines.append(f"| (conv AE + latent DDPM, metrics/evaluate.json) | {conv['acc_median']} | "
+                         f"{conv['acc_mean']} | {conv['acc_min']} | | |")
+        for r in sequence_val["runs"]:
+            g = r["val_generated"]
+            lines.append(f"| {r['sequence']} | {g['acc_median']} | {g['acc_mean']} | {g['acc_min']} | "
+                         f"{r['final_loss']} | {r['train_s']} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_docs(text: str) -> str:
+    """``text`` (docs/tokens.md) with the tables between its markers regenerated from the JSON files."""
+    seq = ROOT / "reports/tokens/sequence_val.json"
+    seq_val = json.loads(seq.read_text()) if seq.exists() else None
+    if seq_val is not None:
+        seq_val["conv_ae_val"] = json.loads((ROOT / "metrics/evaluate.json").read_text())["val"]["generated"]
+    tables = docs_tables(json.loads((ROOT / "metrics/bench.json").read_text()), seq_val)
+    head, rest = text.split("<!-- tokens-tables -->\n", 1)
+    _, tail = rest.split("<!-- /tokens-tables -->", 1)
+    return f"{head}<!-- tokens-tables -->\n{tables}<!-- /tokens-tables -->{tail}"
+
+
+def write_docs(doc: Path = ROOT / "docs/tokens.md") -> None:
+    doc.write_text(render_docs(doc.read_text()))
+
+
+def main(argv=None) -> dict | None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--store")
+    ap.add_argument("--sequence", default="gru")
+    ap.add_argument("--token-size", type=int, default=1024)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--width", type=int, default=256)
+    ap.add_argument("--depth", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--k", type=int, default=8)
+    ap.add_argument("--dims", default=",".join(map(str, TOKEN_DIMS)),
+                    help=f"comma-separated D values; '{WHOLE}' = every parameter of ResNet-18")
+    ap.add_argument("--out", default="metrics/bench.json")
+    ap.add_argument("--figure", default="reports/bench/scaling_tokens.png")
+    ap.add_argument("--eval-only", action="store_true",
+                    help="measure only the evaluation of whole-block / whole-network vectors (eval_large)")
+    ap.add_argument("--docs", action="store_true", help="rewrite the tables of docs/tokens.md from the JSON files")
+    args = ap.parse_args(argv)
+    if args.docs:
+        write_docs()
+        return None
+    if args.child:
+        print(json.dumps(child(args)))
+        return None
+    from pdiff.core.artifacts import save_json
+
+    out = Path(args.out)
+    if args.eval_only:
+        torch.set_num_threads(args.threads)
+        result = json.loads(out.read_text()) if out.exists() else {}
+        result["eval_large"] = eval_per_vector()
+        save_json(result, out)
+        return result
+    dims = [d if d == WHOLE else int(d) for d in args.dims.split(",") if d.strip()]
+    entry = tokens_scaling(dims, k=args.k, token_size=args.token_size, batch=args.batch, width=args.width,
+                           depth=args.depth, steps=args.steps, threads=args.threads)
+    from tools.bench import machine
+
+    result = json.loads(out.read_text()) if out.exists() else {}
+    scaling = result.setdefault("scaling", {})
+    entry["machine"] = machine() | ({"load_avg_1m_at_end": round(os.getloadavg()[0], 2)}
+                                    if hasattr(os, "getloadavg") else {})
+    # rows of the D measured now replace theirs; rows of other D (measured earlier, same settings) are kept
+    if scaling.get("tokens_settings", {}).get("settings") != entry["settings"]:
+        scaling["tokens"] = {}
+    scaling["tokens"] = dict(sorted((scaling.get("tokens", {}) | entry["dims"]).items(), key=lambda kv: int(kv[0])))
+    summary = tokens_scaling_summary(list(scaling["tokens"].values()))
+    scaling["tokens_settings"] = {k: v for k, v in entry.items() if k != "dims"} | summary
+    save_json(result, out)
+    print(f"bench tokens: wrote {out}")
+    if args.figure:
+        tokens_figure({"dims": scaling["tokens"], **scaling["tokens_settings"]}, scaling.get("dims", {}),
+                      Path(args.figure))
+        print(f"bench tokens: wrote {args.figure}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
