@@ -5,16 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import make_tiny_repo, run
+from tests.conftest import run
 
-pytestmark = pytest.mark.slow  # every test here shares one real `dvc repro`
-
-
-@pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory):
-    repo = make_tiny_repo(tmp_path_factory.mktemp("pipeline"))
-    run(["dvc", "repro"], repo)
-    return repo
+pytestmark = pytest.mark.slow  # every test here uses the session's one real `dvc repro` (tiny_repo in conftest)
 
 
 def test_repro_writes_metrics_and_figures(tiny_repo):

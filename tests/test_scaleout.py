@@ -8,13 +8,10 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import ROOT, make_tiny_repo, run
+from tests.conftest import ROOT, copy_repo, run
 from tools import ablations
 from tools import plots_diff as plotdiff
 
-# Even smaller than test_pipeline's TINY: these runs go through the queue's temporary copies.
-FAST = {"train": {"epochs": 1}, "ae": {"steps": 30}, "ldm": {"steps": 30, "timesteps": 20},
-        "generate": {"num_models": 4}}
 TOL = 1e-5  # max |DDP - single-process| per weight; float32 all-reduce order gives ~1e-7
 
 
@@ -48,12 +45,10 @@ def test_shard_and_loss_scale_cover_the_global_batch():
 
 
 @pytest.fixture(scope="module")
-def tiny_committed(tmp_path_factory):
-    """A tiny repo, reproduced once, with dvc.lock and metrics committed: the baseline for queue and remote."""
-    repo = make_tiny_repo(tmp_path_factory.mktemp("scale"), FAST)
-    run(["dvc", "repro", "-q"], repo)
-    run("git add -A && git commit -qm baseline", repo)
-    return repo
+def tiny_committed(tiny_repo, tmp_path_factory):
+    """This module's copy of the session's tiny repo (reproduced, dvc.lock and metrics committed): the
+    baseline for queue and remote, which add remotes, experiments and reports to it."""
+    return copy_repo(tiny_repo, tmp_path_factory.mktemp("scale") / "repo")
 
 
 @pytest.mark.slow
@@ -89,7 +84,7 @@ def test_two_point_grid_through_queue_with_two_workers(tiny_committed):
     finished = ablations.experiments_from_show(show)
     assert {"tiny-off", "tiny-strong"} <= set(finished)
     assert finished["tiny-strong"]["params"]["ae"]["latent_noise"] == 0.3
-    assert finished["tiny-off"]["metrics"]["generated"]["count"] == 4
+    assert finished["tiny-off"]["metrics"]["generated"]["count"] == 8  # TINY's generate.num_models
     report = ablations.write_report(recipe, show, out, summary)
     df = ablations.table(recipe, finished, summary)
     assert list(df["point"]) == ["off", "strong"] and list(df["ae.latent_noise"]) == [0.0, 0.3]
@@ -244,8 +239,9 @@ def test_sweep_reports_find_experiments_of_older_per_point_runs_by_their_params(
         ["seeds-1", "seeds-2", "seeds-3", "seeds-4", None]
 
 
-def test_queueing_a_sweep_shows_named_tasks_in_the_queue_api(tmp_path):
-    repo = make_tiny_repo(tmp_path / "repo")
+@pytest.mark.slow
+def test_queueing_a_sweep_shows_named_tasks_in_the_queue_api(tiny_copy):
+    repo = tiny_copy
     recipe = ablations.Recipe("sw", "seeds", "seed", [ablations.Point(str(s), {"seed": s}) for s in (3, 4)],
                               sweep=True)
     for cmd in ablations.queue_commands(recipe):

@@ -100,7 +100,7 @@ def claim(entry: dict) -> dict:
 def run_seed(preset: str, seed: int, work: Path, log=print) -> dict:
     """Clone HEAD into ``work``, apply ``preset``, set ``seed``, `dvc repro`; the seed's entry."""
     from tools.presets import apply, set_values
-    from tools.soak import clone_head, timed_dvc
+    from tools.workcopy import clone_head, timed_run
 
     commit = clone_head(work)
     apply(preset, work / "params.yaml")
@@ -108,7 +108,7 @@ def run_seed(preset: str, seed: int, work: Path, log=print) -> dict:
     save_text(set_values(path.read_text(), {"seed": seed}), path)
     log(f"seed {seed}: dvc repro of {preset} in {work} (commit {commit[:7]})")
     start = time.monotonic()
-    res = timed_dvc(["repro"], work)
+    res = timed_run(["dvc", "repro"], work)
     lines = [line for _, line in res["lines"]]
     save_text("\n".join(f"{t:8.1f} {line}" for t, line in res["lines"]) + "\n", work / "repro.log")
     if res["returncode"] != 0:

@@ -15,15 +15,11 @@ import json
 import os
 import random
 import re
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tools.workcopy import ROOT, clone_head, run, timed_run
+
 RUNNING = re.compile(r"Running stage '([^']+)'")
 
 
@@ -64,57 +60,14 @@ def differences(reference: dict[str, bytes], current: dict[str, bytes]) -> list[
 
 
 # ------------------------------------------------------------------------------------------------ processes
-def dvc_env() -> dict:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["DVC_NO_ANALYTICS"] = "1"
-    env["PYTHONUNBUFFERED"] = "1"  # "Running stage" lines arrive when printed, not when a buffer fills
-    return env
-
-
 def timed_dvc(args: list[str], cwd: Path, kill_after: float | None = None) -> dict:
-    """``dvc ARGS`` in its own process group, its output lines time-stamped (seconds since start); with
-    ``kill_after`` the whole group gets SIGKILL at that moment unless dvc has already exited."""
-    start = time.monotonic()
-    proc = subprocess.Popen(["dvc", *args], cwd=cwd, env=dvc_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    lines: list[tuple[float, str]] = []
-
-    def read():
-        for line in proc.stdout:
-            lines.append((time.monotonic() - start, line.rstrip("\n")))
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    killed = False
-    try:
-        proc.wait(timeout=kill_after)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # dvc and every stage process it started
-        killed = True
-        proc.wait()
-    elapsed = time.monotonic() - start
-    reader.join(timeout=30)
-    return {"returncode": proc.returncode, "killed": killed, "elapsed_s": round(elapsed, 3), "lines": lines}
-
-
-def run_checked(args: list[str], cwd: Path) -> str:
-    res = subprocess.run(args, cwd=cwd, env=dvc_env(), capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"{args} failed ({res.returncode}) in {cwd}:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
-    return res.stdout
-
-
-def clone_head(dest: Path) -> str:
-    """A fresh clone of the commit checked out in this repository -> its hash."""
-    commit = run_checked(["git", "rev-parse", "HEAD"], ROOT).strip()
-    run_checked(["git", "clone", "-q", "--no-checkout", str(ROOT), str(dest)], ROOT)
-    run_checked(["git", "checkout", "-q", commit], dest)
-    return commit
+    """``dvc ARGS`` in its own process group, its output lines time-stamped (`tools.workcopy.timed_run`);
+    with ``kill_after`` the whole group (dvc and every stage process it started) gets SIGKILL at that moment."""
+    return timed_run(["dvc", *args], cwd, kill_after)
 
 
 def status_clean(repo: Path) -> tuple[bool, str]:
-    res = subprocess.run(["dvc", "status", "--json"], cwd=repo, env=dvc_env(), capture_output=True, text=True)
+    res = run(["dvc", "status", "--json"], repo, check=False)
     text = (res.stdout or "").strip()
     return res.returncode == 0 and json.loads(text or "{}") == {}, (text or res.stderr.strip())[-600:]
 
