@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -88,6 +87,7 @@ def prepare_workdir(work: Path, data_root: Path) -> None:
 
 def run_stages(work: Path) -> dict:
     """Run every stage in ``work``; {stage: {"seconds", "peak_gpu_mib"}}. Stops at the first failing stage."""
+    from pdiff.core.stage import read_timings, timing_folder
     from tools.workcopy import run
 
     stages = {}
@@ -96,8 +96,8 @@ def run_stages(work: Path) -> dict:
             start = time.perf_counter()
             res = run([sys.executable, f"stages/{stage}.py"], work, check=False)
             seconds = time.perf_counter() - start
-        own = re.search(rf"stage `{stage}` done in ([0-9.]+) s", res.stderr)
-        stages[stage] = {"seconds": round(seconds, 1), "stage_seconds": float(own.group(1)) if own else None,
+        own = read_timings(timing_folder(work, exp=""))  # the stage's own timer, written by run_stage
+        stages[stage] = {"seconds": round(seconds, 1), "stage_seconds": own.get(stage),
                          "peak_gpu_mib": mem.peak}
         print(f"{stage}: {seconds:.1f} s, peak GPU memory {mem.peak} MiB", flush=True)
         if res.returncode != 0:

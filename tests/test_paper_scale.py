@@ -7,6 +7,7 @@ import torch
 
 from pdiff import PdiffError
 from pdiff.core.artifacts import save_json, save_torch
+from pdiff.core.stage import timing_folder, write_timing
 from tools import paper_scale
 
 
@@ -33,10 +34,12 @@ def fake_run(repo, seed=3, gen_median=95.0, gen_max=96.0):
     tsv = repo / "metrics/train/plots/metrics/val_acc.tsv"
     tsv.parent.mkdir(parents=True)
     tsv.write_text("step\tval_acc\n1\t50.0\n2\t90.5\n")
+    for stage, seconds in (("train", 120.5), ("evaluate", 60.0)):  # what run_stage writes
+        write_timing(stage, seconds, timing_folder(repo, exp=""))
 
 
-LOG = ["21:00:00 Running stage 'train':", "21:00:01 stage `train` done in 120.5 s",
-       "21:05:00 stage `evaluate` done in 60.0 s", "21:10:30 Updating lock file 'dvc.lock'"]
+LOG = ["21:00:00 Running stage 'train':", "21:00:01 stage `train` done in 99.0 s",
+       "21:05:00 stage `evaluate` done in 1.0 s", "21:10:30 Updating lock file 'dvc.lock'"]
 
 
 def test_collect_reads_one_finished_run(tmp_path):
@@ -48,7 +51,7 @@ def test_collect_reads_one_finished_run(tmp_path):
     assert e["baselines"]["average"] == {"acc_median": 90.0, "max_similarity_mean": 0.5}
     assert e["original_test_errors"] == {"mean": 1.0, "min": 0, "max": 3}
     assert e["base"]["val_acc_per_epoch"] == [50.0, 90.5]
-    assert e["stage_seconds"] == {"train": 120.5, "evaluate": 60.0}
+    assert e["stage_seconds"] == {"train": 120.5, "evaluate": 60.0}  # the timing files, not the log's text
     assert e["wall_seconds"] == 630.0
     assert e["claim"] == {"max": True, "median": True}
 

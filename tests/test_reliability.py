@@ -20,7 +20,7 @@ from pdiff.core.config import CollectConfig
 from pdiff.core.tracking import Tracker, check_finite
 from pdiff.nets.models import SmallCNN
 from pdiff.nets.selection import select
-from tests.conftest import copy_repo, run, stage_env
+from tests.conftest import ROOT, copy_repo, run, stage_env
 
 
 def stage(repo: Path, name: str) -> subprocess.CompletedProcess:
@@ -210,3 +210,22 @@ def test_saving_equal_contents_twice_gives_identical_bytes(tmp_path):
     save_torch(obj, tmp_path / "b.pt")
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
 
+
+def test_stage_timing_is_written_as_json_under_the_run_or_the_experiment(tmp_path, monkeypatch):
+    """run_stage writes each stage's seconds to a git-ignored JSON file (no tool parses log text); inside a DVC
+    experiment (DVC_ROOT, DVC_EXP_NAME set by dvc) under exp/<name>/ of the workspace."""
+    from pdiff.core.stage import TIMINGS_DIR, read_timings, run_stage, timing_folder
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    run_stage("train", lambda: time.sleep(0.05))
+    entry = json.loads((tmp_path / TIMINGS_DIR / "train.json").read_text())
+    assert entry["stage"] == "train" and 0.05 <= entry["seconds"] < 5
+    workspace = tmp_path / "workspace"
+    monkeypatch.setenv("DVC_ROOT", str(workspace))
+    monkeypatch.setenv("DVC_EXP_NAME", "noise-off")
+    run_stage("collect", lambda: None)
+    assert set(read_timings(workspace / TIMINGS_DIR / "exp/noise-off")) == {"collect"}
+    assert read_timings(timing_folder(tmp_path, exp=""), since=entry["finished_at"] + 1) == {}  # older runs' left out
+    assert run(["git", "check-ignore", "-q", f"{TIMINGS_DIR}/train.json"], ROOT, check=False).returncode == 0

@@ -80,6 +80,8 @@ def test_two_point_grid_through_queue_with_two_workers(tiny_committed):
         assert info["status"] == "Success"
         assert "train_ae" in info["ran"] and "evaluate" in info["ran"]
         assert {"prepare", "train", "collect"} <= set(info["reused"]) and "train" not in info["ran"]
+        # each stage the experiment ran wrote its own timing into the workspace, though it ran in a temp copy
+        assert set(info["stage_seconds"]) == set(info["ran"]) and min(info["stage_seconds"].values()) > 0
     show = json.loads(run(["dvc", "exp", "show", "--json"], tiny_committed).stdout)
     finished = ablations.experiments_from_show(show)
     assert {"tiny-off", "tiny-strong"} <= set(finished)
@@ -140,8 +142,7 @@ def test_recipes_cover_the_paper_ablations():
                                             {"executor": {"state": "success"}, "revs": [{**rev, "name": "m"}]}]}]
     assert set(ablations.experiments_from_show(show)) == {"m"}  # running ones are left out
     assert ablations.parse_log("Stage 'train' didn't change, skipping\nRunning stage 'train_ae':\n"
-                               "stage `train_ae` done in 2.5 s") == {
-        "ran": ["train_ae"], "reused": ["train"], "stage_seconds": {"train_ae": 2.5}}
+                               "stage `train_ae` done in 2.5 s") == {"ran": ["train_ae"], "reused": ["train"]}
 
 
 def test_gpu_pool_gives_each_process_its_own_gpu(tmp_path):

@@ -17,12 +17,14 @@ import json
 import math
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pdiff import PdiffError
 from pdiff.core.artifacts import save_json, save_text
+from pdiff.core.stage import read_timings, timing_folder
 from tools.dvc_runner import run_dvc
 
 METRICS_FILE = "metrics/evaluate.json"
@@ -207,11 +209,10 @@ def show_experiments(cwd: Path) -> list:
 
 
 def parse_log(text: str) -> dict:
-    """Which stages ran / were reused in one experiment's log, and each run stage's own timing."""
+    """Which stages ran / were reused in one experiment's log (dvc's own lines: the queue has no API for it)."""
     ran = re.findall(r"Running stage '([^']+)'", text)
     skipped = re.findall(r"Stage '([^']+)' (?:didn't change, skipping|is cached - skipping run)", text)
-    seconds = {m.group(1): float(m.group(2)) for m in re.finditer(r"stage `([^`]+)` done in ([0-9.]+) s", text)}
-    return {"ran": ran, "reused": skipped, "stage_seconds": seconds}
+    return {"ran": ran, "reused": skipped}
 
 
 def default_jobs(threads: int) -> int:
@@ -231,6 +232,8 @@ def run_recipe(recipe: Recipe, jobs: int, cwd: Path, out_dir: Path, poll: float 
     old = [n for n in names if n in existing]
     if old:
         run_dvc(["exp", "remove", *old], cwd)
+    for name in names:  # each experiment's stages write their timings here (pdiff.core.stage); start afresh
+        shutil.rmtree(timing_folder(cwd, name), ignore_errors=True)
     before = set(queue_status(cwd))
     for cmd in queue_commands(recipe):
         run_dvc(cmd, cwd)
@@ -260,6 +263,7 @@ def run_recipe(recipe: Recipe, jobs: int, cwd: Path, out_dir: Path, poll: float 
         log = run_dvc(["queue", "logs", task], cwd, check=False).stdout
         save_text(log, logs_dir / f"{name}.log")
         info = parse_log(log)
+        info["stage_seconds"] = read_timings(timing_folder(cwd, name))  # each run stage's own timer
         info["status"] = status[task]
         experiments[name] = info
     summary = {"recipe": recipe.name, "jobs": jobs, "wall_seconds": round(wall, 1), "experiments": experiments}

@@ -11,7 +11,8 @@ into params.yaml, ``dvc repro`` with its output time-stamped. A seed's entry (`c
 - ``novelty``: max-IoU and nearest-neighbour L2 of the originals and the generated models;
 - ``original_test_errors``: how many test examples the originals get wrong (mean, min, max over the K);
 - ``base``: the base model's validation accuracy after each epoch (the convergence the epochs were chosen on);
-- ``dim``, ``test_size``, ``stage_seconds`` (each stage's own timer) and ``wall_seconds`` (the whole `dvc repro`).
+- ``dim``, ``test_size``, ``stage_seconds`` (each stage's own timer, from the timing files its stages wrote) and
+  ``wall_seconds`` (the whole `dvc repro`).
 """
 from __future__ import annotations
 
@@ -31,12 +32,6 @@ from pdiff.core.artifacts import load_torch, load_vectors, save_json, save_text
 SUMMARY_KEYS = ("count", "acc_mean", "acc_median", "acc_max", "acc_min", "acc_std")
 BASELINES = ("noise", "average", "gaussian")
 STAGES = ("prepare", "train", "collect", "train_ae", "train_ldm", "generate", "evaluate", "analyze")
-STAGE_DONE = re.compile(r"stage `([^`]+)` done in ([0-9.]+) s")
-
-
-def stage_seconds(lines: list[str]) -> dict[str, float]:
-    """{stage: seconds} from the "stage `X` done in N s" lines every stage script prints."""
-    return {m.group(1): float(m.group(2)) for line in lines for m in STAGE_DONE.finditer(line)}
 
 
 def wall_from_log(lines: list[str]) -> float | None:
@@ -59,7 +54,11 @@ def _read_tsv(path: Path) -> list[float]:
 
 
 def collect(repo: Path, lines: list[str], wall_seconds: float | None = None) -> dict:
-    """One seed's entry from a finished pipeline run in ``repo`` and the output ``lines`` of its `dvc repro`."""
+    """One seed's entry from a finished pipeline run in ``repo`` (its artifacts and the stage timings its
+    stages wrote, `pdiff.core.stage.read_timings`) and the output ``lines`` of its `dvc repro` (for the wall
+    time when ``wall_seconds`` is not given)."""
+    from pdiff.core.stage import read_timings, timing_folder
+
     repo = Path(repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     evaluate = json.loads((repo / "metrics/evaluate.json").read_text())
@@ -82,7 +81,7 @@ def collect(repo: Path, lines: list[str], wall_seconds: float | None = None) -> 
         "original_test_errors": {"mean": round(float(errors.mean()), 2), "min": int(errors.min()),
                                  "max": int(errors.max())},
         "base": {"val_acc_per_epoch": _read_tsv(repo / "metrics/train/plots/metrics/val_acc.tsv")},
-        "stage_seconds": stage_seconds(lines),
+        "stage_seconds": read_timings(timing_folder(repo, exp="")),
     }
     wall_seconds = wall_seconds if wall_seconds is not None else wall_from_log(lines)
     if wall_seconds is not None:
