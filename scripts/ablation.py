@@ -36,12 +36,12 @@ def main() -> None:
     params = yaml.safe_load(Path("params.yaml").read_text())
     jobs = args.jobs or ablations.default_jobs(int(params.get("threads") or 1))
     if args.action == "list":
-        for r in ablations.recipes(params).values():
+        for r in ablations.recipes().values():
             print(f"{r.name:8} {r.title}: " + "; ".join(f"{p.label} {p.overrides}" for p in r.points))
         return
     if not args.name:
         raise PdiffError("give the ablation's NAME; `python scripts/ablation.py list` shows them.")
-    recipe = ablations.get_recipe(args.name, params)
+    recipe = ablations.get_recipe(args.name)
     run = None
     if args.action == "run":
         run = ablations.run_recipe(recipe, jobs, Path.cwd(), args.out)

@@ -1,5 +1,5 @@
-"""Stage `train`: train the base model with SGD to convergence (from scratch, or from the starting weights in
-`train.init`) -> models/base.pt."""
+"""Stage `train`: train the base model (SGD or AdamW, `train.optimizer`) to convergence (from scratch, or from
+the starting weights in `train.init`) -> models/base.pt."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
 from pdiff.base import distributed

@@ -128,13 +128,11 @@ def test_plots_diff_panels_group_rows_by_revision_and_file():
 
 
 def test_recipes_cover_the_paper_ablations():
-    all_ = ablations.recipes({})
+    all_ = ablations.recipes()
     assert [p.overrides["collect.num_snapshots"] for p in all_["k"].points] == [1, 10, 50, 200, 500]
     assert all(p.overrides["collect.epochs"] >= 3 for p in all_["k"].points)  # 500 > 2 epochs of 219 steps
     assert len(all_["noise"].points) == 4 and len(all_["seeds"].points) == 5
-    assert "ldm.timesteps" in all_["sampler"].points[1].overrides  # no generate.sampler: DDPM steps
-    with_sampler = ablations.recipes({"generate": {"sampler": "ddpm", "steps": 1000}})["sampler"]
-    assert [p.label for p in with_sampler.points] == ["ddpm1000", "ddim100", "ddim50", "ddim20"]
+    assert [p.label for p in all_["sampler"].points] == ["ddpm1000", "ddim100", "ddim50", "ddim20"]
     cmd = ablations.queue_command(all_["params"], all_["params"].points[1])
     assert cmd[-2:] == ["-S", "collect.params=['bn2.*']"]
     rev = {"rev": "abc", "name": "n", "data": {"metrics": {"metrics/evaluate.json": {"data": {"x": 1}}}}}
@@ -214,7 +212,7 @@ def test_sweep_recipes_are_one_dvc_sweep_expanded_in_point_order():
     from dvc.utils.hydra import get_hydra_sweeps
 
     for name in ("seeds", "k"):
-        recipe = ablations.recipes({})[name]
+        recipe = ablations.recipes()[name]
         (cmd,) = ablations.queue_commands(recipe)
         assert cmd[:5] == ["exp", "run", "--queue", "--name", name] and "choice(" in cmd[6]
         sweeps = get_hydra_sweeps({"params.yaml": [a for a in cmd[5:] if a != "-S"]})
@@ -223,14 +221,14 @@ def test_sweep_recipes_are_one_dvc_sweep_expanded_in_point_order():
             assert ablations.exp_name(recipe, point) == f"{name}-{i + 1}"
             got = dict(o.split("=", 1) for o in sweep["params.yaml"])
             assert got == {k: str(v) for k, v in point.overrides.items()}
-    noise = ablations.recipes({})["noise"]  # two keys vary: one queued experiment per point, named by label
+    noise = ablations.recipes()["noise"]  # two keys vary: one queued experiment per point, named by label
     assert len(ablations.queue_commands(noise)) == 4 and ablations.exp_name(noise, noise.points[0]) == "noise-none"
     with pytest.raises(ablations.PdiffError, match="not a plain sweep"):
         ablations.Recipe("bad", "t", "x", noise.points, sweep=True)
 
 
 def test_sweep_reports_find_experiments_of_older_per_point_runs_by_their_params():
-    recipe = ablations.recipes({})["seeds"]
+    recipe = ablations.recipes()["seeds"]
     # before seeds was a sweep, seed s ran as `seeds-s`: `seeds-1` is seed 1 there, seed 0 in a sweep
     finished = {f"seeds-{s}": {"params": {"seed": s}, "metrics": {}} for s in range(5)}
     assert [ablations.find_experiment(recipe, p, finished) for p in recipe.points] == \

@@ -73,10 +73,8 @@ def _get(params: dict, dotted: str):
     return node
 
 
-def recipes(params: dict | None = None) -> dict[str, Recipe]:
-    """All ablation recipes. ``params`` (the parsed params.yaml) decides whether the sampler recipe compares
-    samplers (when `generate.sampler` exists) or falls back to DDPM with fewer diffusion steps."""
-    params = params or {}
+def recipes() -> dict[str, Recipe]:
+    """All ablation recipes."""
     k_values = [1, 10, 50, 200, 500]
     out = [
         Recipe("k", "Number of training snapshots K", "K (snapshots)",
@@ -100,16 +98,10 @@ def recipes(params: dict | None = None) -> dict[str, Recipe]:
                     "default 0.01, training the whole width-4 network with frozen norm statistics falls to chance "
                     "(8.8%) within the first snapshots, so there is nothing sensible to learn from."),
     ]
-    if _get(params, "generate.sampler") is not None:
-        grid = [("ddpm", 1000), ("ddim", 100), ("ddim", 50), ("ddim", 20)]
-        out.append(Recipe("sampler", "Sampler and sampling steps", "sampler / steps",
-                          [Point(f"{s}{n}", {"generate.sampler": s, "generate.steps": n}) for s, n in grid],
-                          note="The LDM is trained once (T = 1000); only `generate` and `evaluate` rerun."))
-    else:
-        out.append(Recipe("sampler", "DDPM steps (no DDIM sampler in this checkout)", "DDPM steps T",
-                          [Point(str(t), {"ldm.timesteps": t}) for t in (1000, 100, 50, 20)],
-                          note="`generate.sampler` does not exist in params.yaml yet, so this recipe varies the "
-                               "DDPM's own number of steps T (the LDM is retrained for each T)."))
+    grid = [("ddpm", 1000), ("ddim", 100), ("ddim", 50), ("ddim", 20)]
+    out.append(Recipe("sampler", "Sampler and sampling steps", "sampler / steps",
+                      [Point(f"{s}{n}", {"generate.sampler": s, "generate.steps": n}) for s, n in grid],
+                      note="The LDM is trained once (T = 1000); only `generate` and `evaluate` rerun."))
     out.append(Recipe("seeds", "Headline over 5 seeds", "seed",
                       [Point(str(s), {"seed": s}) for s in range(5)], sweep=True,
                       note="`seed` drives everything (data split, base model, collection, AE, LDM, sampling), so "
@@ -117,8 +109,8 @@ def recipes(params: dict | None = None) -> dict[str, Recipe]:
     return {r.name: r for r in out}
 
 
-def get_recipe(name: str, params: dict | None = None) -> Recipe:
-    all_ = recipes(params)
+def get_recipe(name: str) -> Recipe:
+    all_ = recipes()
     if name not in all_:
         raise PdiffError(f"unknown ablation {name!r}; choose one of: {', '.join(all_)}.")
     return all_[name]

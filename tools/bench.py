@@ -249,7 +249,7 @@ def compare_sampling(workdir: Path, p, device, model, data, repeats: int = 1, sw
     g = p.generate
 
     def sample(sampler, steps):
-        gen = seed_everything(p.seed, "bench")
+        gen = seed_everything(p.seed, "generate")  # the generate stage's own stream
         return sample_vectors(latent_model, SamplingConfig(g.num_models, g.batch_size, sampler, steps), gen, device)
 
     def median_acc(vectors):
@@ -345,7 +345,7 @@ def main(argv=None) -> dict:
 
     p = load_params(ROOT / "params.yaml")
     setup_torch(p.threads)  # the same thread count for every measurement (and for the pipeline's stages)
-    seed_everything(p.seed, "bench")
+    seed_everything(p.seed)
     device = resolve_device(args.device or p.device)
     result = {"machine": machine(), "device": str(device), "threads": torch.get_num_threads()}
     dims = [int(d) for d in args.scaling_dims.split(",") if d.strip()]
