@@ -11,6 +11,7 @@ runs on its own (checked with pytest-randomly, see docs/testing.md). The API (do
   nothing run yet (for tests whose params differ from TINY).
 - `run(cmd, cwd)`: a command whose failure fails the test with its output's tail; `stage_env()`: the
   environment it runs with (this Python's folder first on PATH, DVC analytics off).
+- `png_size(path)`: (width, height) in pixels of a PNG, for figure tests that check more than a file's existence.
 """
 import shutil
 import sys
@@ -56,6 +57,13 @@ def run(cmd, cwd, check=True):
     """``cmd`` (a list, or a shell string) in ``cwd``; with ``check`` a non-zero exit fails the test, quoting
     the output's tail."""
     return workcopy.run(cmd, cwd, check, error=AssertionError)
+
+
+def png_size(path) -> tuple[int, int]:
+    """(width, height) in pixels of the PNG at ``path``, from its header; fails the test when it is no PNG."""
+    head = Path(path).read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR", f"{path} is not a PNG"
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
 def merge(base: dict, over: dict) -> dict:

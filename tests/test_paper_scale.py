@@ -8,6 +8,7 @@ import torch
 from pdiff import PdiffError
 from pdiff.core.artifacts import save_json, save_torch
 from pdiff.core.stage import timing_folder, write_timing
+from tests.conftest import png_size
 from tools import paper_scale
 
 
@@ -76,10 +77,22 @@ def test_results_file_keeps_one_entry_per_seed_and_refuses_another_preset(tmp_pa
         paper_scale.add_entry(res, "other", e1)
 
 
-def test_report_has_a_row_per_seed_a_summary_row_and_a_figure(tmp_path):
+def test_report_has_a_row_per_seed_a_summary_row_and_a_figure(tmp_path, monkeypatch):
+    import pdiff.core.plots as plots
+
+    drawn = []
+    real = plots.save_figure
+
+    def capture(fig, path):  # the bars' heights, per legend label, as drawn
+        ax = fig.axes[0]
+        drawn.append({c.get_label(): [b.get_height() for b in c] for c in ax.containers})
+        return real(fig, path)
+
+    monkeypatch.setattr(plots, "save_figure", capture)
     fake_run(tmp_path)
     e = paper_scale.collect(tmp_path, LOG)
-    res = {"preset": "p", "seeds": [e, dict(e, seed=4, claim={"max": False, "median": True})]}
+    other = dict(e, seed=4, claim={"max": False, "median": True}, generated=dict(e["generated"], acc_median=96.5))
+    res = {"preset": "p", "seeds": [e, other]}
     save_json(res, tmp_path / "out/results.json")
     md = paper_scale.write_report(json.loads((tmp_path / "out/results.json").read_text()), tmp_path / "out")
     text = md.read_text()
@@ -87,7 +100,11 @@ def test_report_has_a_row_per_seed_a_summary_row_and_a_figure(tmp_path):
     assert "| mean ± std | 95.00 ± 0.00 |" in text and "| 1/2 | 2/2 |" in text
     assert "| seed | train | evaluate | sum of stages | dvc repro wall |" in text
     assert "| 3 | 120 | 60 | 180 | 630 |" in text
-    assert (tmp_path / "out/results.png").stat().st_size > 1000
+    (bars,) = drawn
+    assert bars["original median"] == [95.0, 95.0] and bars["generated median"] == [95.0, 96.5]
+    assert bars["average median"] == [90.0, 90.0]  # the baselines' medians from novelty.json
+    width, height = png_size(tmp_path / "out/results.png")
+    assert width > height > 300  # 120 dpi, at least 4.5 x 3.8 inches, legend beside the axes
 
 
 def test_run_refuses_a_results_file_of_another_preset_before_running_anything(tmp_path, monkeypatch):

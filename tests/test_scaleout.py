@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import ROOT, copy_repo, run
+from tests.conftest import ROOT, copy_repo, png_size, run
 from tools import ablations
 from tools import plots_diff as plotdiff
 
@@ -93,7 +93,8 @@ def test_two_point_grid_through_queue_with_two_workers(tiny_committed):
     assert df["generated max-IoU"].between(0, 1).all() and (df["original NN-L2"] >= 0).all()  # from analyze
     text = report.read_text()
     assert "| off " in text and "| strong " in text
-    assert (out / "tiny.png").read_bytes()[:4] == b"\x89PNG"
+    width, height = png_size(out / "tiny.png")
+    assert width > 1.5 * height > 450  # accuracy and distance panels side by side
     # `dvc plots diff` between the two experiments: accuracy distributions and loss curves of both
     plots = json.loads(run(["dvc", "plots", "diff", "tiny-off", "tiny-strong", "--json"], tiny_committed).stdout)
     plots = plots["data"]
@@ -108,9 +109,10 @@ def test_two_point_grid_through_queue_with_two_workers(tiny_committed):
         assert {rev for rev, _ in by_id[key]["series"]} == {"tiny-off", "tiny-strong"}, key
     assert {f for _, f in by_id["accuracy_quantiles"]["series"]} == {"original.csv", "generated.csv"}
     assert "plots/evaluate/accuracy_hist.png" in images
-    script = run([sys.executable, str(ROOT / "scripts/plots_diff.py"), "tiny-off", "tiny-strong"], tiny_committed)
+    run([sys.executable, str(ROOT / "scripts/plots_diff.py"), "tiny-off", "tiny-strong"], tiny_committed)
     png = tiny_committed / "reports/plots_diff/tiny-off_vs_tiny-strong.png"
-    assert png.read_bytes()[:4] == b"\x89PNG", script.stdout
+    width, height = png_size(png)
+    assert width >= 2 * 0.7 * 5.2 * 120 and height >= 0.7 * 3.6 * 120, (width, height)  # >= 2 panels of 5.2 x 3.6"
 
 
 def test_plots_diff_panels_group_rows_by_revision_and_file():
@@ -161,7 +163,17 @@ def test_gpu_pool_gives_each_process_its_own_gpu(tmp_path):
         gpus.release_all()
 
 
-def test_seeds_report_has_mean_std_row_and_paired_difference(tmp_path):
+def test_seeds_report_has_mean_std_row_and_paired_difference(tmp_path, monkeypatch):
+    import pdiff.core.plots as plots
+
+    drawn = []
+    real = plots.save_figure
+
+    def capture(fig, path):  # per panel: {line label: y values}, as drawn
+        drawn.append([{ln.get_label(): list(ln.get_ydata()) for ln in ax.get_lines()} for ax in fig.axes])
+        return real(fig, path)
+
+    monkeypatch.setattr(plots, "save_figure", capture)
     recipe = ablations.Recipe("seeds", "Headline over seeds", "seed",
                               [ablations.Point(str(s), {"seed": s}) for s in range(2)])
 
@@ -180,7 +192,11 @@ def test_seeds_report_has_mean_std_row_and_paired_difference(tmp_path):
     assert "| mean ± std |" in text and "97.50 ± 0.71" in text  # original median over the two seeds
     assert "generated − original (points): median 0.00 ± 0.28, max 0.00 ± 0.28" in text
     assert "0.9900 ± 0.0000" in text  # IoU-sized values keep 4 decimals
-    assert (tmp_path / "seeds.png").read_bytes()[:4] == b"\x89PNG"
+    (accuracy, distance), = drawn
+    assert accuracy["generated median"] == [97.2, 97.8] and accuracy["original median (reference)"] == [97.0, 98.0]
+    assert distance["generated: L2 to nearest snapshot"] == [0.008, 0.008]
+    width, height = png_size(tmp_path / "seeds.png")
+    assert width > 1.5 * height > 450  # two panels side by side, 3.6 inches high at 120 dpi
 
 
 def test_run_dvc_finds_dvc_beside_python_and_puts_it_on_the_childs_path(monkeypatch):
