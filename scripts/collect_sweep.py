@@ -66,7 +66,7 @@ def main() -> None:
     os.chdir(args.repo)
     p = load_params("params.yaml")
     setup_torch(p.threads)
-    data = load_prepared()
+    data = load_prepared("data/prepared")
     rows = []
     for setting in args.settings:
         rows.append(score(p, data, setting, args.every))

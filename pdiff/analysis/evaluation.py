@@ -12,7 +12,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pdiff import PdiffError
-from pdiff.core.artifacts import ArtifactError, load_torch, numels, save_torch
+from pdiff.core.artifacts import ArtifactError, load_torch, numels, rerun_hint, save_torch
 from pdiff.nets.selection import flatten, load_vector
 
 
@@ -229,11 +229,8 @@ def digest(t: torch.Tensor) -> str:
     return h.hexdigest()[:20]
 
 
-CORRECTNESS_FILE = "models/correctness.pt"
-
-
 def save_correctness(results: dict[str, tuple[torch.Tensor, torch.Tensor]], labels: torch.Tensor,
-                     path: str = CORRECTNESS_FILE) -> None:
+                     path: str) -> None:
     """Write the per-sample test correctness of every evaluated method atomically, for `analyze` to reuse.
 
     ``results`` maps a method to (all its vectors [M, D] as read from disk, correctness [M_finite, n] of the
@@ -244,13 +241,12 @@ def save_correctness(results: dict[str, tuple[torch.Tensor, torch.Tensor]], labe
                             for m, (v, c) in results.items()}}, path)
 
 
-def load_correctness(method: str, vectors: torch.Tensor, labels: torch.Tensor,
-                     path: str = CORRECTNESS_FILE) -> torch.Tensor:
+def load_correctness(method: str, vectors: torch.Tensor, labels: torch.Tensor, path: str) -> torch.Tensor:
     """The stored correctness [M_finite, n] of ``method``, checked against the vectors and labels it must
     belong to; a clear error (rerun `evaluate`) when the file is missing, stale or from other data."""
     obj = load_torch(path, "evaluate", required=("labels", "test_size", "methods"))
     entry = obj["methods"].get(method) if isinstance(obj["methods"], dict) else None
-    rerun = "Run `dvc repro evaluate` to evaluate the current vectors."
+    rerun = rerun_hint("evaluate", "to evaluate the current vectors")
     if entry is None:
         raise ArtifactError(f"{path} has no results for `{method}`. {rerun}")
     if obj["labels"] != digest(labels) or obj["test_size"] != len(labels):

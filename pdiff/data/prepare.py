@@ -125,7 +125,7 @@ def standardize(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.T
 PREPARED_FILE = "dataset.pt"
 
 
-def load_prepared(folder: str | Path = "data/prepared") -> dict:
+def load_prepared(folder: str | Path) -> dict:
     data = load_torch(Path(folder) / PREPARED_FILE, "prepare",
                       required=("train_x", "train_y", "val_x", "val_y", "test_x", "test_y", "num_classes"))
     if data.get("storage") == "uint8":  # real datasets: standardize once, here

@@ -123,7 +123,7 @@ def train_autoencoder(ae: ParamAE, x: torch.Tensor, cfg, device, gen: torch.Gene
         return F.mse_loss(ae(x), x).item()
 
 
-def load_autoencoder(path: str = "models/ae.pt") -> tuple[ParamAE, Normalizer, dict]:
+def load_autoencoder(path: str) -> tuple[ParamAE, Normalizer, dict]:
     """The trained AE (eval mode), its normalizer, and the checkpoint's metadata (names, shapes)."""
     from pdiff.core.artifacts import load_torch
 
