@@ -18,6 +18,7 @@ import torch  # noqa: E402
 
 from pdiff import PdiffError  # noqa: E402
 from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors  # noqa: E402
+from pdiff.analysis.novelty import nearest_l2  # noqa: E402
 from pdiff.base.training import LoopContext, collect_snapshots  # noqa: E402
 from pdiff.core.artifacts import save_json  # noqa: E402
 from pdiff.core.config import load_params  # noqa: E402
@@ -46,12 +47,10 @@ def score(p, data, setting: dict, every: int) -> dict:
     correct = evaluate_vectors(load_base_model("models/base.pt"), names, sub, data["val_x"], data["val_y"],
                                EvalOptions(batch_size=500, desc="val"))
     acc = correct.float().mean(1) * 100
-    dist = torch.cdist(sub, sub)
-    dist.fill_diagonal_(float("inf"))
     return setting | {"scored": len(sub), "val_median": round(acc.median().item(), 2),
                       "val_mean": round(acc.mean().item(), 3), "val_max": round(acc.max().item(), 2),
                       "val_min": round(acc.min().item(), 2), "val_std": round(acc.std().item(), 3),
-                      "nn_l2_mean": round(dist.min(1).values.mean().item(), 4),
+                      "nn_l2_mean": round(nearest_l2(sub, sub, leave_one_out=True).mean().item(), 4),
                       "first_to_last_l2": round((snaps[-1] - snaps[0]).norm().item(), 3)}
 
 
@@ -66,7 +65,7 @@ def main() -> None:
     os.chdir(args.repo)
     p = load_params("params.yaml")
     setup_torch(p.threads)
-    data = load_prepared()
+    data = load_prepared("data/prepared")
     rows = []
     for setting in args.settings:
         rows.append(score(p, data, setting, args.every))

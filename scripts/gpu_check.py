@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 STAGES = ("prepare", "train", "collect", "train_ae", "train_ldm", "generate", "evaluate", "analyze")
-COPY = ("pdiff", "stages", "tools", "presets", "scripts", "params.yaml")
 # What the check changes in the preset so that the whole pipeline fits in 8 minutes on one H100.
 SHORTENED = {"train.epochs": 3, "ae.steps": 3000, "ldm.steps": 3000, "threads": 8}
 NO_CUDA = ("gpu-check: no CUDA device is visible to PyTorch (torch.cuda.is_available() is False), so there is "
@@ -82,27 +78,26 @@ def write_shortened_params(params: Path, data_root: Path) -> None:
 
 def prepare_workdir(work: Path, data_root: Path) -> None:
     """Copy the pipeline into ``work``, write the synthetic CIFAR-100 and apply the shortened preset there."""
-    for item in COPY:
-        src, dst = ROOT / item, work / item
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst)
-    subprocess.run([sys.executable, str(ROOT / "scripts/synthetic_cifar.py"), str(data_root), "--cifar100"],
-                   check=True)
+    from tools.workcopy import copy_files, run
+
+    copy_files(work)
+    run([sys.executable, str(ROOT / "scripts/synthetic_cifar.py"), str(data_root), "--cifar100"], ROOT)
     write_shortened_params(work / "params.yaml", data_root)
 
 
 def run_stages(work: Path) -> dict:
     """Run every stage in ``work``; {stage: {"seconds", "peak_gpu_mib"}}. Stops at the first failing stage."""
+    from pdiff.core.stage import read_timings, timing_folder
+    from tools.workcopy import run
+
     stages = {}
     for stage in STAGES:
         with MemoryPeak() as mem:
             start = time.perf_counter()
-            res = subprocess.run([sys.executable, f"stages/{stage}.py"], cwd=work, capture_output=True, text=True)
+            res = run([sys.executable, f"stages/{stage}.py"], work, check=False)
             seconds = time.perf_counter() - start
-        own = re.search(rf"stage `{stage}` done in ([0-9.]+) s", res.stderr)
-        stages[stage] = {"seconds": round(seconds, 1), "stage_seconds": float(own.group(1)) if own else None,
+        own = read_timings(timing_folder(work, exp=""))  # the stage's own timer, written by run_stage
+        stages[stage] = {"seconds": round(seconds, 1), "stage_seconds": own.get(stage),
                          "peak_gpu_mib": mem.peak}
         print(f"{stage}: {seconds:.1f} s, peak GPU memory {mem.peak} MiB", flush=True)
         if res.returncode != 0:
@@ -156,7 +151,6 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(args.keep) if args.keep else Path(tmp) / "work"
         work.mkdir(parents=True, exist_ok=True)
         prepare_workdir(work, Path(tmp) / "raw")
-        os.environ.setdefault("PYTHONUNBUFFERED", "1")
         stages = run_stages(work)
         result = summarize_run(work, stages)
     save_json(result, args.out)

@@ -29,18 +29,19 @@ def main() -> None:
     setup_torch(p.threads)
     gen = seed_everything(p.seed, "analyze")
     device = resolve_device(p.device)
-    data = load_prepared()
+    data = load_prepared("data/prepared")
     model = load_base_model("models/base.pt").to(device)
     snapshots = load_vectors("models/snapshots.pt", "collect")
     generated = load_vectors("models/generated.pt", "generate")
-    evaluated = {m: load_correctness(m, obj["params"].float(), data["test_y"])
+    evaluated = {m: load_correctness(m, obj["params"].float(), data["test_y"], "models/correctness.pt")
                  for m, obj in (("original", snapshots), ("generated", generated))}
     ae, normalizer, _ = load_autoencoder("models/ae.pt")
     decode, encode = ae_decoder(ae, normalizer)
     decoder = DecoderReference(decode, encode(snapshots["params"]), p.baselines.decoded_num,
                                p.baselines.decoded_form)
     analysis = run_analysis(model, snapshots, generated, (data["test_x"], data["test_y"]), p.baselines, gen,
-                            opts=EvalOptions(device, p.evaluate.batch_size), evaluated=evaluated, decoder=decoder)
+                            opts=EvalOptions(device, p.evaluate.batch_size), evaluated=evaluated, decoder=decoder,
+                            sources=("models/snapshots.pt", "models/generated.pt"))
     summary = summary_table(analysis)
     save_json(summary, "metrics/novelty.json")
     start = time.perf_counter()

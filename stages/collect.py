@@ -27,7 +27,7 @@ def main() -> None:
     device = resolve_device(p.device)
     dist = distributed.init(device)  # under torchrun: DDP (gloo on CPU, NCCL on CUDA); else None
     device = dist.device if dist else device
-    data = load_prepared()
+    data = load_prepared("data/prepared")
     model = load_base_model("models/base.pt").to(device)
     names = select(model, p.collect.params)
     shapes = shapes_of(model, names)

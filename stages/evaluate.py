@@ -20,7 +20,7 @@ def main() -> None:
     setup_torch(p.threads)
     seed_everything(p.seed, "evaluate")
     device = resolve_device(p.device)
-    data = load_prepared()
+    data = load_prepared("data/prepared")
     model = load_base_model("models/base.pt").to(device)
     methods = {"original": load_vectors("models/snapshots.pt", "collect"),
                "generated": load_vectors("models/generated.pt", "generate")}
@@ -42,7 +42,7 @@ def main() -> None:
             if split == "test":
                 test_acc[method] = [round(a, 4) for a in acc.tolist()]
                 test_correct[method] = (methods[method]["params"], corr)
-    save_correctness(test_correct, data["test_y"])
+    save_correctness(test_correct, data["test_y"], "models/correctness.pt")
     metrics["val"] = val
     save_json(metrics, "metrics/evaluate.json")
     for method, accs in test_acc.items():

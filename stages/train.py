@@ -1,5 +1,5 @@
-"""Stage `train`: train the base model with SGD to convergence (from scratch, or from the starting weights in
-`train.init`) -> models/base.pt."""
+"""Stage `train`: train the base model (SGD or AdamW, `train.optimizer`) to convergence (from scratch, or from
+the starting weights in `train.init`) -> models/base.pt."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
 from pdiff.base import distributed
@@ -23,7 +23,7 @@ def main() -> None:
     device = resolve_device(p.device)
     dist = distributed.init(device)  # under torchrun: DDP (gloo on CPU, NCCL on CUDA); else None
     device = dist.device if dist else device
-    data = load_prepared()
+    data = load_prepared("data/prepared")
     arch = dict(arch=p.model.arch, in_channels=data["in_channels"], num_classes=data["num_classes"],
                 image_size=data["image_size"], width=p.model.width)
     model = build_model(**arch)

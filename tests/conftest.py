@@ -1,10 +1,19 @@
 """Shared test helpers (import them as ``from tests.conftest import ...``) and fixtures.
 
 Test files never import one another: whatever two files share lives here, so that any file, test or order
-runs on its own (checked with pytest-randomly, see docs/testing.md)."""
-import os
+runs on its own (checked with pytest-randomly, see docs/testing.md). The API (docs/testing.md):
+
+- fixture ``tiny_repo`` (session): the pipeline on TINY params, reproduced once per test run (`dvc repro`,
+  dvc.lock and outputs committed). Shared: a test that changes it restores it (params, outputs) before it ends.
+- fixture ``tiny_copy``: a private copy of ``tiny_repo`` (git, DVC cache and outputs included) in ``tmp_path``,
+  to change at will; `copy_repo` makes one anywhere (e.g. once per module).
+- `make_tiny_repo(dest, overrides)`: a committed copy of the pipeline files with TINY params plus ``overrides``,
+  nothing run yet (for tests whose params differ from TINY).
+- `run(cmd, cwd)`: a command whose failure fails the test with its output's tail; `stage_env()`: the
+  environment it runs with (this Python's folder first on PATH, DVC analytics off).
+- `png_size(path)`: (width, height) in pixels of a PNG, for figure tests that check more than a file's existence.
+"""
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tools import bench  # noqa: E402  (after the repository root is on sys.path)
+from tools import workcopy  # noqa: E402  (after the repository root is on sys.path)
 
 # Tiny params for end-to-end runs of the real stages: the whole pipeline in well under a minute on 2 cores.
 TINY = {
@@ -28,8 +37,6 @@ TINY = {
     "generate": {"num_models": 8},
     "baselines": {"decoded_num": 8},
 }
-# What a working-tree copy of the project needs to run its pipeline: one list, shared with `make bench`.
-COPY = bench.COPY
 
 
 def pytest_configure(config):
@@ -44,19 +51,20 @@ def _threads():
 
 def stage_env() -> dict:
     """The environment for subprocesses: this Python's folder (dvc, the venv) first on PATH, no analytics."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["DVC_NO_ANALYTICS"] = "1"
-    return env
+    return workcopy.subprocess_env()
 
 
-def run(cmd, cwd, check=True) -> subprocess.CompletedProcess:
+def run(cmd, cwd, check=True):
     """``cmd`` (a list, or a shell string) in ``cwd``; with ``check`` a non-zero exit fails the test, quoting
     the output's tail."""
-    res = subprocess.run(cmd, cwd=cwd, env=stage_env(), capture_output=True, text=True, shell=isinstance(cmd, str))
-    if check and res.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
-    return res
+    return workcopy.run(cmd, cwd, check, error=AssertionError)
+
+
+def png_size(path) -> tuple[int, int]:
+    """(width, height) in pixels of the PNG at ``path``, from its header; fails the test when it is no PNG."""
+    head = Path(path).read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR", f"{path} is not a PNG"
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
 def merge(base: dict, over: dict) -> dict:
@@ -69,17 +77,28 @@ def merge(base: dict, over: dict) -> dict:
 
 def make_tiny_repo(dest: Path, overrides: dict | None = None) -> Path:
     """A git+DVC copy of the project's pipeline files with TINY params (plus ``overrides``), committed so that
-    `dvc exp` works."""
-    for item in COPY:
-        src = ROOT / item
-        target = dest / item
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, target)
+    `dvc exp` works. Nothing is run."""
     params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), merge(TINY, overrides or {}))
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run("git init -q && git config user.email t@t && git config user.name t && git add -A && "
-        "git commit -qm init", dest)
+    return workcopy.copy_pipeline(dest, yaml.safe_dump(params, sort_keys=False))
+
+
+def copy_repo(src: Path, dest: Path) -> Path:
+    """A private copy of the repository ``src`` (working tree, git, DVC cache) at ``dest``."""
+    shutil.copytree(src, dest, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory) -> Path:
+    """The pipeline on TINY params, reproduced once per test run, dvc.lock and metrics committed. Shared by
+    every test that asks for it: leave it as you found it, or take `tiny_copy`."""
+    repo = make_tiny_repo(tmp_path_factory.mktemp("tiny") / "repo")
+    run(["dvc", "repro", "-q"], repo)
+    run("git add -A && git commit -qm reproduced", repo)
+    return repo
+
+
+@pytest.fixture
+def tiny_copy(tiny_repo, tmp_path) -> Path:
+    """A private copy of ``tiny_repo`` (outputs and DVC cache included) for a test that changes it."""
+    return copy_repo(tiny_repo, tmp_path / "tiny")

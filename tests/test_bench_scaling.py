@@ -13,9 +13,38 @@ def test_scaling_times_each_dimension_and_skips_what_would_not_fit():
     assert "skipped" in res["dims"][str(10 ** 9)] and "GB" in res["dims"][str(10 ** 9)]["skipped"]
 
 
-def test_scaling_figure_draws_what_ran_and_marks_what_was_skipped(tmp_path):
+def lines_of(fig) -> list[dict[str, list]]:
+    """Per axes of ``fig``: {line label: [(x, y) points]}; unlabeled lines under "_"."""
+    out = []
+    for ax in fig.axes:
+        lines = {}
+        for line in ax.get_lines():
+            label = line.get_label() if not line.get_label().startswith("_") else "_"
+            lines.setdefault(label, []).extend(zip(line.get_xdata(), line.get_ydata()))
+        out.append(lines)
+    return out
+
+
+def test_scaling_figure_draws_what_ran_and_marks_what_was_skipped(tmp_path, monkeypatch):
+    import pdiff.core.plots as plots
+    from tests.conftest import png_size
     from tools.bench import scaling_figure
 
-    res = scaling(dims=(256, 10 ** 9), batch_size=2, steps=1, memory_limit_gb=4.0)
+    row = lambda ae, ldm, ae_mb, mb: {"ae_s_per_step": ae, "ldm_s_per_step": ldm, "ae_peak_mb": ae_mb,  # noqa: E731
+                                      "peak_mb": mb}
+    res = {"preset": "p", "batch_size": 2, "memory_limit_gb": 4.0,
+           "dims": {"256": row(0.01, 0.02, 512.0, 1024.0), "1024": row(0.04, 0.03, 1024.0, 2048.0),
+                    str(2 ** 30): {"skipped": "estimated 99 GB"}}}
+    drawn = []
+    real = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.append(lines_of(fig)) or real(fig, path))
     scaling_figure(res, tmp_path / "scaling.png")
-    assert (tmp_path / "scaling.png").stat().st_size > 1000
+    (left, right), = drawn
+    assert left["AE"] == [(256, 0.01), (1024, 0.04)] and left["LDM"] == [(256, 0.02), (1024, 0.03)]
+    assert right["after AE steps"] == [(256, 0.5), (1024, 1.0)]  # GB
+    assert right["after LDM steps"] == [(256, 1.0), (1024, 2.0)]
+    assert {y for _, y in right["limit"]} == {4.0}  # the memory limit as a horizontal line
+    for panel in (left, right):  # the skipped D as a vertical line in both panels
+        assert {x for x, _ in panel["skipped: would not fit"]} == {2 ** 30}
+    width, height = png_size(tmp_path / "scaling.png")
+    assert 900 <= width <= 1400 and 2 * height < width  # two panels side by side at 120 dpi (10 x 3.6 inches)

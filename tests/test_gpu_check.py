@@ -19,7 +19,7 @@ def test_without_cuda_it_stops_at_once_with_a_clear_message(tmp_path):
     assert time.perf_counter() - start < 120  # no data written, no stage run (import torch only)
 
 
-def test_shortened_preset_reads_the_synthetic_data_on_cuda(tmp_path):
+def test_shortened_params_point_at_the_data_root_and_cuda_and_keep_the_papers_k_and_n(tmp_path):
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
         import gpu_check

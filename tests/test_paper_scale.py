@@ -7,6 +7,8 @@ import torch
 
 from pdiff import PdiffError
 from pdiff.core.artifacts import save_json, save_torch
+from pdiff.core.stage import timing_folder, write_timing
+from tests.conftest import png_size
 from tools import paper_scale
 
 
@@ -37,10 +39,12 @@ def fake_run(repo, seed=3, gen_median=95.0, gen_max=96.0, decoder=False):
     tsv = repo / "metrics/train/plots/metrics/val_acc.tsv"
     tsv.parent.mkdir(parents=True)
     tsv.write_text("step\tval_acc\n1\t50.0\n2\t90.5\n")
+    for stage, seconds in (("train", 120.5), ("evaluate", 60.0)):  # what run_stage writes
+        write_timing(stage, seconds, timing_folder(repo, exp=""))
 
 
-LOG = ["21:00:00 Running stage 'train':", "21:00:01 stage `train` done in 120.5 s",
-       "21:05:00 stage `evaluate` done in 60.0 s", "21:10:30 Updating lock file 'dvc.lock'"]
+LOG = ["21:00:00 Running stage 'train':", "21:00:01 stage `train` done in 99.0 s",
+       "21:05:00 stage `evaluate` done in 1.0 s", "21:10:30 Updating lock file 'dvc.lock'"]
 
 
 def test_collect_reads_one_finished_run(tmp_path):
@@ -52,7 +56,7 @@ def test_collect_reads_one_finished_run(tmp_path):
     assert e["baselines"]["average"] == {"acc_median": 90.0, "max_similarity_mean": 0.5}
     assert e["original_test_errors"] == {"mean": 1.0, "min": 0, "max": 3}
     assert e["base"]["val_acc_per_epoch"] == [50.0, 90.5]
-    assert e["stage_seconds"] == {"train": 120.5, "evaluate": 60.0}
+    assert e["stage_seconds"] == {"train": 120.5, "evaluate": 60.0}  # the timing files, not the log's text
     assert e["wall_seconds"] == 630.0
     assert e["claim"] == {"max": True, "median": True}
 
@@ -77,10 +81,22 @@ def test_results_file_keeps_one_entry_per_seed_and_refuses_another_preset(tmp_pa
         paper_scale.add_entry(res, "other", e1)
 
 
-def test_report_has_a_row_per_seed_a_summary_row_and_a_figure(tmp_path):
+def test_report_has_a_row_per_seed_a_summary_row_and_a_figure(tmp_path, monkeypatch):
+    import pdiff.core.plots as plots
+
+    drawn = []
+    real = plots.save_figure
+
+    def capture(fig, path):  # the bars' heights, per legend label, as drawn
+        ax = fig.axes[0]
+        drawn.append({c.get_label(): [b.get_height() for b in c] for c in ax.containers})
+        return real(fig, path)
+
+    monkeypatch.setattr(plots, "save_figure", capture)
     fake_run(tmp_path)
     e = paper_scale.collect(tmp_path, LOG)
-    res = {"preset": "p", "seeds": [e, dict(e, seed=4, claim={"max": False, "median": True})]}
+    other = dict(e, seed=4, claim={"max": False, "median": True}, generated=dict(e["generated"], acc_median=96.5))
+    res = {"preset": "p", "seeds": [e, other]}
     save_json(res, tmp_path / "out/results.json")
     md = paper_scale.write_report(json.loads((tmp_path / "out/results.json").read_text()), tmp_path / "out")
     text = md.read_text()
@@ -88,7 +104,11 @@ def test_report_has_a_row_per_seed_a_summary_row_and_a_figure(tmp_path):
     assert "| mean ± std | 95.00 ± 0.00 |" in text and "| 1/2 | 2/2 |" in text
     assert "| seed | train | evaluate | sum of stages | dvc repro wall |" in text
     assert "| 3 | 120 | 60 | 180 | 630 |" in text
-    assert (tmp_path / "out/results.png").stat().st_size > 1000
+    (bars,) = drawn
+    assert bars["original median"] == [95.0, 95.0] and bars["generated median"] == [95.0, 96.5]
+    assert bars["average median"] == [90.0, 90.0]  # the baselines' medians from novelty.json
+    width, height = png_size(tmp_path / "out/results.png")
+    assert width > height > 300  # 120 dpi, at least 4.5 x 3.8 inches, legend beside the axes
 
 
 def test_run_refuses_a_results_file_of_another_preset_before_running_anything(tmp_path, monkeypatch):

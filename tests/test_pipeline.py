@@ -6,28 +6,39 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import make_tiny_repo, run
+from tests.conftest import png_size, run
 
-pytestmark = pytest.mark.slow  # every test here shares one real `dvc repro`
+pytestmark = pytest.mark.slow  # every test here uses the session's one real `dvc repro` (tiny_repo in conftest)
 
 
-@pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory):
-    repo = make_tiny_repo(tmp_path_factory.mktemp("pipeline"))
-    run(["dvc", "repro"], repo)
-    return repo
+# Each figure's size in inches (figsize) at save_figure's 120 dpi; `bbox_inches="tight"` trims or widens it a
+# little, so a figure must come within 0.7-1.2 of it on each side (an empty figure shrinks to its title).
+FIGURES = {"plots/evaluate/accuracy_hist.png": (6, 3.6), "plots/train/curves.png": (9, 3.2),
+           "plots/collect/loss.png": (4.5, 3.2), "plots/train_ae/loss.png": (4.5, 3.2),
+           "plots/train_ldm/loss.png": (4.5, 3.2), "plots/analyze/novelty_scatter.png": (11, 4),
+           "plots/analyze/distributions.png": (14, 4), "plots/analyze/embedding.png": (11, 4.5)}
 
 
 def test_repro_writes_metrics_and_figures(tiny_repo):
     metrics = json.loads((tiny_repo / "metrics/evaluate.json").read_text())
-    assert metrics["original"]["count"] == 10 and metrics["generated"]["count"] == 8
-    for method in ("original", "generated"):
-        for key in ("acc_mean", "acc_median", "acc_max", "acc_min", "acc_std"):
-            assert 0.0 <= metrics[method][key] <= 100.0
-        assert metrics["original"]["acc_median"] > 30  # digits: a real classifier, far above chance
-    for png in ("plots/evaluate/accuracy_hist.png", "plots/train_ae/loss.png", "plots/train_ldm/loss.png",
-                "plots/train/curves.png"):
-        assert (tiny_repo / png).read_bytes()[:4] == b"\x89PNG", png
+    orig, gen = metrics["original"], metrics["generated"]
+    assert orig["count"] == 10 and gen["count"] == 8 and gen["failed"] == 0
+    assert orig["acc_median"] > 30  # digits: a real classifier, far above chance (10 %)
+    # the generated models are as good as the snapshots they were trained on (within 3 points of their median);
+    # a generator that learned nothing gives models near chance
+    assert gen["acc_median"] >= orig["acc_median"] - 3.0, (orig, gen)
+    assert gen["acc_min"] >= orig["acc_min"] - 10.0, (orig, gen)
+    for method, summary in metrics.items():  # the plotted quantiles are the accuracies the summary is made of
+        if method == "val":
+            continue
+        rows = (tiny_repo / f"plots/evaluate/{method}.csv").read_text().splitlines()[1:]
+        accs = [float(r.split(",")[1]) for r in rows]
+        assert len(accs) == summary["count"] and accs == sorted(accs), method
+        assert (accs[0], accs[-1]) == (summary["acc_min"], summary["acc_max"]), method
+    for png, (w, h) in FIGURES.items():
+        width, height = png_size(tiny_repo / png)
+        assert 0.7 * w * 120 <= width <= 1.2 * w * 120 and 0.7 * h * 120 <= height <= 1.2 * h * 120, (png, width,
+                                                                                                        height)
     assert (tiny_repo / "metrics/train_ldm/plots/metrics/loss.tsv").exists()
 
 
@@ -47,15 +58,16 @@ def test_analyze_rows_agree_with_evaluate_and_report_is_written(tiny_repo):
         assert 0.0 <= row["max_similarity_mean"] <= 1.0 and row["nn_l2_mean"] > 0.0, method
         for key in ("acc_mean", "acc_max", "acc_median"):
             assert 0.0 <= row[key] <= 100.0
-    for name in ("analyze/novelty_scatter", "analyze/distributions", "embedding/embedding"):
-        assert (tiny_repo / f"plots/{name}.png").read_bytes()[:4] == b"\x89PNG", name
     assert len((tiny_repo / "plots/analyze/noise.csv").read_text().splitlines()) == 1 + 8
     report = (tiny_repo / "report.md").read_text()
     cells = re.sub(r" +", " ", report)
     assert "| generated |" in cells and "| decoded_noise |" in cells and "| reconstruction |" in cells
     assert "plots/analyze/novelty_scatter.png" in report
-    assert f"(`decoded_noise`, {novelty['decoded_noise']['acc_mean']:.2f}%)" in report
-    assert f"{novelty['generated']['acc_mean']:.2f}%" in report
+    # the findings quote mean accuracies: the numbers read back, not the formatter repeated
+    for method, pattern in (("generated", r"the generated models \(([0-9.]+)%"),
+                            ("decoded_noise", r"\(`decoded_noise`, ([0-9.]+)%\)")):
+        quoted = re.search(pattern, report)
+        assert quoted and abs(float(quoted.group(1)) - novelty[method]["acc_mean"]) < 0.01, (method, quoted)
 
 
 def test_changing_a_baselines_param_reruns_only_analyze(tiny_repo):

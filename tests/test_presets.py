@@ -62,12 +62,12 @@ def test_apply_keeps_comments_and_switching_resets_other_presets_keys(tmp_path):
 
 
 @pytest.mark.slow
-def test_exp_args_queue_a_dvc_experiment_with_the_preset(tmp_path):
+def test_exp_args_queue_a_dvc_experiment_with_the_preset(tiny_copy):
     """`dvc exp run --queue` with the preset's -S arguments in a tiny copy: the queued experiment carries
     exactly the preset's values (nothing runs)."""
-    from tests.conftest import make_tiny_repo, run
+    from tests.conftest import run
 
-    repo = make_tiny_repo(tmp_path / "repo")
+    repo = tiny_copy
     name = "cifar100-vit-tiny"
     res = run(["dvc", "exp", "run", "--queue", "-n", "preset", *exp_args(name)], repo)
     assert "Queued experiment" in res.stdout + res.stderr

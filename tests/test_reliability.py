@@ -20,7 +20,7 @@ from pdiff.core.config import CollectConfig
 from pdiff.core.tracking import Tracker, check_finite
 from pdiff.nets.models import SmallCNN
 from pdiff.nets.selection import select
-from tests.conftest import make_tiny_repo, run, stage_env
+from tests.conftest import ROOT, copy_repo, run, stage_env
 
 
 def stage(repo: Path, name: str) -> subprocess.CompletedProcess:
@@ -38,13 +38,9 @@ def assert_clean_error(res: subprocess.CompletedProcess, *fragments: str) -> Non
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """A tiny repo whose prepare/train/collect outputs exist (run directly, without dvc)."""
-    repo = make_tiny_repo(tmp_path_factory.mktemp("reliability"))
-    for name in ("prepare", "train", "collect"):
-        res = stage(repo, name)
-        assert res.returncode == 0, res.stderr
-    return repo
+def repo(tiny_repo, tmp_path_factory):
+    """This module's private copy of the session's reproduced tiny repo: its tests overwrite artifacts."""
+    return copy_repo(tiny_repo, tmp_path_factory.mktemp("reliability") / "repo")
 
 
 def _set_params(repo: Path, **groups) -> str:
@@ -60,15 +56,11 @@ def _set_params(repo: Path, **groups) -> str:
     return original
 
 
-@pytest.mark.parametrize("groups, fragments", [
-    ({"ae": {"lr": -0.1}}, ["`ae.lr`", "-0.1", "> 0"]),
-    ({"collect": {"num_snapshots": 0}}, ["`collect.num_snapshots`", ">= 1"]),
-    ({"model": {"arch": "resnet9000"}}, ["`model.arch`", "resnet9000", "small_cnn"]),
-    ({"ae": {"latent_nosie": 0.1}}, ["ae.latent_nosie", "ae.latent_noise"]),
-    ({"collect": {"num_snapshots": 100000}}, ["collect.num_snapshots", "100000"]),
-])
 @pytest.mark.slow
-def test_bad_params_stop_the_stage_with_one_line(repo, groups, fragments):
+def test_bad_params_stop_the_stage_with_one_line(repo):
+    """One case through the real stage script (a check that needs the data: more snapshots than optimizer
+    steps); that check and the schema's are tested in-process (test_training.py, test_config.py)."""
+    groups, fragments = {"collect": {"num_snapshots": 100000}}, ["collect.num_snapshots", "100000", "exceeds"]
     original = _set_params(repo, **groups)
     try:
         res = stage(repo, "collect")
@@ -177,9 +169,10 @@ runpy.run_path("stages/prepare.py", run_name="__main__")
 
 
 @pytest.mark.slow
-def test_sigkill_mid_write_leaves_no_truncated_artifact_and_repro_recovers(tmp_path):
-    repo = make_tiny_repo(tmp_path / "kill")
+def test_sigkill_mid_write_leaves_no_truncated_artifact_and_repro_recovers(tiny_copy):
+    repo = tiny_copy
     target = repo / "data/prepared/dataset.pt"
+    target.unlink()  # as before a first run: the only file at the real name would be a complete one
     proc = subprocess.Popen([sys.executable, "-c", SLOW_SAVE], cwd=repo, env=stage_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
@@ -216,3 +209,23 @@ def test_saving_equal_contents_twice_gives_identical_bytes(tmp_path):
     save_torch(obj, tmp_path / "a.pt")
     save_torch(obj, tmp_path / "b.pt")
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
+def test_stage_timing_is_written_as_json_under_the_run_or_the_experiment(tmp_path, monkeypatch):
+    """run_stage writes each stage's seconds to a git-ignored JSON file (no tool parses log text); inside a DVC
+    experiment (DVC_ROOT, DVC_EXP_NAME set by dvc) under exp/<name>/ of the workspace."""
+    from pdiff.core.stage import TIMINGS_DIR, read_timings, run_stage, timing_folder
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    run_stage("train", lambda: time.sleep(0.05))
+    entry = json.loads((tmp_path / TIMINGS_DIR / "train.json").read_text())
+    assert entry["stage"] == "train" and 0.05 <= entry["seconds"] < 5
+    workspace = tmp_path / "workspace"
+    monkeypatch.setenv("DVC_ROOT", str(workspace))
+    monkeypatch.setenv("DVC_EXP_NAME", "noise-off")
+    run_stage("collect", lambda: None)
+    assert set(read_timings(workspace / TIMINGS_DIR / "exp/noise-off")) == {"collect"}
+    assert read_timings(timing_folder(tmp_path, exp=""), since=entry["finished_at"] + 1) == {}  # older runs' left out
+    assert run(["git", "check-ignore", "-q", f"{TIMINGS_DIR}/train.json"], ROOT, check=False).returncode == 0

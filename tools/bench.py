@@ -21,11 +21,8 @@ import os
 import platform
 import resource
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +31,8 @@ from torch import nn
 
 from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, split_at_selection
 from pdiff.nets.selection import flatten, last_norm_params
-
-ROOT = Path(__file__).resolve().parents[1]
-# What a working-tree copy needs (the same list as tests/test_pipeline.py).
-# What a working-tree copy of the project needs to run its pipeline (also the tests' tiny repos).
-COPY = ["pdiff", "stages", "user", "weights", "data/raw/README.md", "dvc.yaml", "params.yaml", ".dvc/config",
-        ".dvcignore", ".gitignore"]
+from tools.workcopy import ROOT, clone_head, copy_pipeline
+from tools.workcopy import run as _run
 
 
 def machine() -> dict:
@@ -103,26 +96,15 @@ def compare_evaluation(model: nn.Module, names: list[str], vectors: torch.Tensor
     return out
 
 
-def resnet18_cifar(num_classes: int = 10) -> nn.Sequential:
-    """torchvision's ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max-pool), re-assembled as a nested
-    Sequential with torchvision's parameter names (``layer4.1.bn1.weight``)."""
-    from torchvision.models import resnet18
-
-    m = resnet18(num_classes=num_classes)
-    m.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
-    return nn.Sequential(OrderedDict([
-        ("conv1", m.conv1), ("bn1", m.bn1), ("relu", m.relu), ("layer1", m.layer1), ("layer2", m.layer2),
-        ("layer3", m.layer3), ("layer4", m.layer4), ("avgpool", m.avgpool), ("flatten", nn.Flatten(1)),
-        ("fc", m.fc)]))
-
-
 @torch.no_grad()
 def resnet18_ratio(num_vectors: int = 8, num_inputs: int = 256, batch_size: int = 128, device="cpu",
                    seed: int = 0) -> dict:
     """Naive vs fast evaluation of ``num_vectors`` perturbations of ResNet-18's last two BN layers on random
     CIFAR-size inputs (random weights and BN statistics; only the cost matters here)."""
+    from pdiff.nets.models import build_model
+
     gen = torch.Generator().manual_seed(seed)
-    model = resnet18_cifar(10)
+    model = build_model("resnet18", 3, 10, 32)  # the pipeline's own ResNet-18 (CIFAR stem at 32 px)
     for mod in model.modules():
         if isinstance(mod, nn.BatchNorm2d):  # non-trivial statistics so activations stay in a sane range
             mod.running_mean.copy_(0.1 * torch.randn(mod.running_mean.shape, generator=gen))
@@ -267,7 +249,7 @@ def compare_sampling(workdir: Path, p, device, model, data, repeats: int = 1, sw
     g = p.generate
 
     def sample(sampler, steps):
-        gen = seed_everything(p.seed, "bench")
+        gen = seed_everything(p.seed, "generate")  # the generate stage's own stream
         return sample_vectors(latent_model, SamplingConfig(g.num_models, g.batch_size, sampler, steps), gen, device)
 
     def median_acc(vectors):
@@ -295,35 +277,13 @@ def compare_sampling(workdir: Path, p, device, model, data, repeats: int = 1, sw
 
 
 # ------------------------------------------------------------------------------------------------- pipeline
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["DVC_NO_ANALYTICS"] = "1"
-    return env
-
-
-def _run(cmd, cwd, check: bool = True) -> subprocess.CompletedProcess:
-    res = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, shell=isinstance(cmd, str))
-    if check and res.returncode != 0:
-        raise RuntimeError(f"{cmd} failed ({res.returncode}) in {cwd}:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
-    return res
-
-
 def make_copy(dest: Path, source: str = "head") -> Path:
     """A git+DVC copy of the project: ``head`` clones the last commit (what is committed is what is
     measured); ``worktree`` copies the working tree's pipeline files (uncommitted edits included)."""
     if source == "head":
-        _run(["git", "clone", "-q", str(ROOT), str(dest)], ROOT)
-        return dest
-    for item in COPY:
-        src, target = ROOT / item, dest / item
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            shutil.copy2(src, target)
-    _run("git init -q && git config user.email bench@pdiff && git config user.name bench && git add -A && "
-         "git commit -qm bench", dest)
+        clone_head(dest)
+    else:
+        copy_pipeline(dest)
     return dest
 
 
@@ -392,7 +352,7 @@ def main(argv=None) -> dict:
 
     p = load_params(ROOT / "params.yaml")
     setup_torch(p.threads)  # the same thread count for every measurement (and for the pipeline's stages)
-    seed_everything(p.seed, "bench")
+    seed_everything(p.seed)
     device = resolve_device(args.device or p.device)
     result = {"machine": machine(), "device": str(device), "threads": torch.get_num_threads()}
     dims = [int(d) for d in args.scaling_dims.split(",") if d.strip()]

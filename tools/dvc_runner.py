@@ -1,13 +1,13 @@
 """Running the `dvc` command line from Python (the ablation runner, the offline plots)."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from pdiff import PdiffError
+from tools.workcopy import run, subprocess_env
 
 
 def dvc_executable() -> str:
@@ -24,10 +24,8 @@ def run_dvc(args: list[str], cwd: str | Path = ".", check: bool = True, env: dic
     """``dvc ARGS`` in ``cwd``; with ``check`` a non-zero exit becomes a PdiffError quoting dvc's message,
     followed by ``hint`` (what to check)."""
     dvc = dvc_executable()
-    env = dict(os.environ if env is None else env)
     # dvc starts more dvc processes by name (queue workers, `dvc exp exec-run`): put its folder on their PATH.
-    env["PATH"] = os.pathsep.join([str(Path(dvc).parent), env.get("PATH", "")])
-    res = subprocess.run([dvc, *args], cwd=cwd, capture_output=True, text=True, env=env)
+    res = run([dvc, *args], cwd, check=False, env=subprocess_env(env, Path(dvc).parent))
     if check and res.returncode != 0:
         message = (res.stderr or res.stdout).strip()[-800:].rstrip(".")
         raise PdiffError(f"`dvc {' '.join(args)}` failed ({res.returncode}): {message}." + (f" {hint}" if hint else ""))

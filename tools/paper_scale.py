@@ -14,7 +14,8 @@ into params.yaml, ``dvc repro`` with its output time-stamped. A seed's entry (`c
   max-IoU and nearest-neighbour L2 (absent from entries of runs made before analyze had them: shown as pending);
 - ``original_test_errors``: how many test examples the originals get wrong (mean, min, max over the K);
 - ``base``: the base model's validation accuracy after each epoch (the convergence the epochs were chosen on);
-- ``dim``, ``test_size``, ``stage_seconds`` (each stage's own timer) and ``wall_seconds`` (the whole `dvc repro`).
+- ``dim``, ``test_size``, ``stage_seconds`` (each stage's own timer, from the timing files its stages wrote) and
+  ``wall_seconds`` (the whole `dvc repro`).
 """
 from __future__ import annotations
 
@@ -36,12 +37,6 @@ BASELINES = ("noise", "average", "gaussian")
 DECODER_SETS = ("decoded_noise", "reconstruction")  # pdiff.analysis.decoded.DECODER_SETS
 DECODER_KEYS = ("count", "acc_mean", "acc_median", "acc_max", "acc_min", "max_similarity_mean", "nn_l2_mean")
 STAGES = ("prepare", "train", "collect", "train_ae", "train_ldm", "generate", "evaluate", "analyze")
-STAGE_DONE = re.compile(r"stage `([^`]+)` done in ([0-9.]+) s")
-
-
-def stage_seconds(lines: list[str]) -> dict[str, float]:
-    """{stage: seconds} from the "stage `X` done in N s" lines every stage script prints."""
-    return {m.group(1): float(m.group(2)) for line in lines for m in STAGE_DONE.finditer(line)}
 
 
 def wall_from_log(lines: list[str]) -> float | None:
@@ -64,7 +59,11 @@ def _read_tsv(path: Path) -> list[float]:
 
 
 def collect(repo: Path, lines: list[str], wall_seconds: float | None = None) -> dict:
-    """One seed's entry from a finished pipeline run in ``repo`` and the output ``lines`` of its `dvc repro`."""
+    """One seed's entry from a finished pipeline run in ``repo`` (its artifacts and the stage timings its
+    stages wrote, `pdiff.core.stage.read_timings`) and the output ``lines`` of its `dvc repro` (for the wall
+    time when ``wall_seconds`` is not given)."""
+    from pdiff.core.stage import read_timings, timing_folder
+
     repo = Path(repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     evaluate = json.loads((repo / "metrics/evaluate.json").read_text())
@@ -88,7 +87,7 @@ def collect(repo: Path, lines: list[str], wall_seconds: float | None = None) -> 
         "original_test_errors": {"mean": round(float(errors.mean()), 2), "min": int(errors.min()),
                                  "max": int(errors.max())},
         "base": {"val_acc_per_epoch": _read_tsv(repo / "metrics/train/plots/metrics/val_acc.tsv")},
-        "stage_seconds": stage_seconds(lines),
+        "stage_seconds": read_timings(timing_folder(repo, exp="")),
     }
     wall_seconds = wall_seconds if wall_seconds is not None else wall_from_log(lines)
     if wall_seconds is not None:
@@ -106,7 +105,7 @@ def claim(entry: dict) -> dict:
 def run_seed(preset: str, seed: int, work: Path, log=print) -> dict:
     """Clone HEAD into ``work``, apply ``preset``, set ``seed``, `dvc repro`; the seed's entry."""
     from tools.presets import apply, set_values
-    from tools.soak import clone_head, timed_dvc
+    from tools.workcopy import clone_head, timed_run
 
     commit = clone_head(work)
     apply(preset, work / "params.yaml")
@@ -114,7 +113,7 @@ def run_seed(preset: str, seed: int, work: Path, log=print) -> dict:
     save_text(set_values(path.read_text(), {"seed": seed}), path)
     log(f"seed {seed}: dvc repro of {preset} in {work} (commit {commit[:7]})")
     start = time.monotonic()
-    res = timed_dvc(["repro"], work)
+    res = timed_run(["dvc", "repro"], work)
     lines = [line for _, line in res["lines"]]
     save_text("\n".join(f"{t:8.1f} {line}" for t, line in res["lines"]) + "\n", work / "repro.log")
     if res["returncode"] != 0:

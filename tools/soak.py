@@ -18,15 +18,11 @@ import json
 import os
 import random
 import re
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tools.workcopy import ROOT, clone_head, run, timed_run
+
 RUNNING = re.compile(r"Running stage '([^']+)'")
 
 
@@ -91,68 +87,18 @@ def differences(reference: dict[str, bytes], current: dict[str, bytes]) -> list[
 
 
 # ------------------------------------------------------------------------------------------------ processes
-def dvc_env() -> dict:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["DVC_NO_ANALYTICS"] = "1"
-    env["PYTHONUNBUFFERED"] = "1"  # "Running stage" lines arrive when printed, not when a buffer fills
-    return env
-
-
 def timed_dvc(args: list[str], cwd: Path, kill_after: float | None = None,
               kill_in: tuple[str, float] | None = None) -> dict:
-    """``dvc ARGS`` in its own process group, its output lines time-stamped (seconds since start). The whole group
-    gets SIGKILL, unless dvc has already exited, ``kill_after`` seconds after the start, or with
-    ``kill_in = (stage, s)`` ``s`` seconds after dvc prints "Running stage 'stage'"."""
-    start = time.monotonic()
-    proc = subprocess.Popen(["dvc", *args], cwd=cwd, env=dvc_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    lines: list[tuple[float, str]] = []
-    kill_at = {"t": kill_after}  # seconds since start; set by the reader when the target stage starts
-
-    def read():
-        for line in proc.stdout:
-            t = time.monotonic() - start
-            lines.append((t, line.rstrip("\n")))
-            found = RUNNING.search(line) if kill_in is not None and kill_at["t"] is None else None
-            if found and found.group(1) == kill_in[0]:
-                kill_at["t"] = t + kill_in[1]
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    killed = False
-    while proc.poll() is None:
-        if kill_at["t"] is not None and time.monotonic() - start >= kill_at["t"]:
-            os.killpg(proc.pid, signal.SIGKILL)  # dvc and every stage process it started
-            killed = True
-            proc.wait()
-            break
-        time.sleep(0.02)
-    elapsed = time.monotonic() - start
-    reader.join(timeout=30)
-    return {"returncode": proc.returncode, "killed": killed, "elapsed_s": round(elapsed, 3), "lines": lines,
-            "kill_at_s": round(kill_at["t"], 3) if killed else None}
-
-
-def run_checked(args: list[str], cwd: Path) -> str:
-    res = subprocess.run(args, cwd=cwd, env=dvc_env(), capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"{args} failed ({res.returncode}) in {cwd}:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
-    return res.stdout
-
-
-def clone_head(dest: Path) -> str:
-    """A fresh clone of the commit checked out in this repository -> its hash."""
-    commit = run_checked(["git", "rev-parse", "HEAD"], ROOT).strip()
-    run_checked(["git", "clone", "-q", "--no-checkout", str(ROOT), str(dest)], ROOT)
-    run_checked(["git", "checkout", "-q", commit], dest)
-    return commit
+    """``dvc ARGS`` in its own process group, its output lines time-stamped (`tools.workcopy.timed_run`). The
+    whole group (dvc and every stage process it started) gets SIGKILL ``kill_after`` seconds after the start, or
+    with ``kill_in = (stage, s)`` ``s`` seconds after dvc prints "Running stage 'stage'"."""
+    pattern = (re.compile(rf"Running stage '{re.escape(kill_in[0])}'"), kill_in[1]) if kill_in else None
+    return timed_run(["dvc", *args], cwd, kill_after, pattern)
 
 
 def status_clean(repo: Path) -> tuple[bool, str]:
     # the default pipeline only: tasks/dvc.yaml (never run by a bare `dvc repro`) would be listed as not run
-    res = subprocess.run(["dvc", "status", "--json", "dvc.yaml"], cwd=repo, env=dvc_env(), capture_output=True,
-                         text=True)
+    res = run(["dvc", "status", "--json", "dvc.yaml"], repo, check=False)
     text = (res.stdout or "").strip()
     return res.returncode == 0 and json.loads(text or "{}") == {}, (text or res.stderr.strip())[-600:]
 

@@ -12,7 +12,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pdiff import PdiffError
-from pdiff.core.artifacts import ArtifactError, load_torch, numels, save_torch
+from pdiff.core.artifacts import ArtifactError, load_torch, numels, rerun_hint, save_torch
 from pdiff.nets.selection import flatten, load_vector
 
 
@@ -119,7 +119,6 @@ class EvalOptions:
     batch_size: int = 1000     # test examples per forward pass
     cache_prefix: bool = True  # run the layers before the first generated parameter once
     chunk: int | None = 1      # vectors per vmapped call on the suffix (None: sized by `auto_chunk`)
-    amp: bool = False          # autocast (bf16 on CPU, fp16 on CUDA)
     desc: str = "evaluate"     # progress-bar label
 
 
@@ -137,29 +136,24 @@ def evaluate_vectors(model: nn.Module, names: list[str], vectors: torch.Tensor, 
     falls back to the loop with a warning); ``chunk=1`` (the default) loads one vector at a time into the
     model, which was faster on the 2-core CPU for the default model (`eval` in metrics/bench.json) and, once the
     ResNet-18 block is split after ``conv1``, no slower than vmapped chunks there (docs/paper-scale.md).
-    ``amp`` runs under autocast (bf16 on CPU, fp16 on CUDA): faster on GPUs, but predictions may then differ
-    from fp32 ones (off by default; the benchmark's identity check is for fp32).
     Non-finite vectors are not run; their rows are all False (see `summarize`'s ``failed``). The model's own
     values of ``names`` are restored afterwards."""
     o = opts or EvalOptions()
-    device, batch_size, cache_prefix, chunk, amp, desc = (torch.device(o.device), o.batch_size, o.cache_prefix,
-                                                          o.chunk, o.amp, o.desc)
+    device, batch_size, cache_prefix, chunk, desc = (torch.device(o.device), o.batch_size, o.cache_prefix, o.chunk,
+                                                     o.desc)
     model.eval()
     prefix, suffix = split_at_selection(model, names) if cache_prefix else (nn.Identity(), model)
-    amp_ctx = torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16,
-                             enabled=amp)
     y = y.cpu()
     correct = torch.zeros(len(vectors), len(y), dtype=torch.bool)
     ok = finite_rows(vectors)
-    with amp_ctx:
-        inputs = [prefix(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
+    inputs = [prefix(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
     if chunk is None:
         chunk = auto_chunk(inputs[0][0].numel() * len(inputs[0])) if inputs else 1
     if cache_prefix and chunk > 1 and len(inputs):
         try:
             rows = ok.nonzero().flatten()
             with tqdm(total=len(vectors), desc=desc, unit="model", mininterval=1.0) as bar:
-                for idx, preds in _vmapped_predictions(suffix, names, vectors, rows, inputs, chunk, amp_ctx):
+                for idx, preds in _vmapped_predictions(suffix, names, vectors, rows, inputs, chunk):
                     correct[idx] = preds == y
                     bar.update(len(idx))
                 bar.update(len(vectors) - bar.n)
@@ -173,14 +167,13 @@ def evaluate_vectors(model: nn.Module, names: list[str], vectors: torch.Tensor, 
             if not ok[i]:
                 continue
             load_vector(model, names, vec)
-            with amp_ctx:
-                correct[i] = torch.cat([suffix(h).argmax(1).cpu() for h in inputs]) == y
+            correct[i] = torch.cat([suffix(h).argmax(1).cpu() for h in inputs]) == y
     finally:
         load_vector(model, names, original)
     return correct
 
 
-def _vmapped_predictions(suffix, names, vectors, rows, inputs, chunk, amp_ctx):
+def _vmapped_predictions(suffix, names, vectors, rows, inputs, chunk):
     """Yield (row indices, predictions [len(idx), n]) for ``rows`` of ``vectors``, ``chunk`` vectors per call of
     the suffix under ``torch.vmap`` (the suffix keeps the model's parameter names)."""
     params = dict(suffix.named_parameters())
@@ -192,8 +185,7 @@ def _vmapped_predictions(suffix, names, vectors, rows, inputs, chunk, amp_ctx):
     call = torch.func.vmap(lambda p, h: torch.func.functional_call(suffix, p, (h,)), in_dims=(0, None))
     for idx in rows.split(chunk):
         batched = stack_vectors(vectors[idx].to(device, dtype), names, shapes)
-        with amp_ctx:
-            yield idx, torch.cat([call(batched, h).argmax(-1).cpu() for h in inputs], dim=1)
+        yield idx, torch.cat([call(batched, h).argmax(-1).cpu() for h in inputs], dim=1)
 
 
 def summarize(acc: torch.Tensor | np.ndarray, failed: int = 0) -> dict:
@@ -237,11 +229,8 @@ def digest(t: torch.Tensor) -> str:
     return h.hexdigest()[:20]
 
 
-CORRECTNESS_FILE = "models/correctness.pt"
-
-
 def save_correctness(results: dict[str, tuple[torch.Tensor, torch.Tensor]], labels: torch.Tensor,
-                     path: str = CORRECTNESS_FILE) -> None:
+                     path: str) -> None:
     """Write the per-sample test correctness of every evaluated method atomically, for `analyze` to reuse.
 
     ``results`` maps a method to (all its vectors [M, D] as read from disk, correctness [M_finite, n] of the
@@ -252,13 +241,12 @@ def save_correctness(results: dict[str, tuple[torch.Tensor, torch.Tensor]], labe
                             for m, (v, c) in results.items()}}, path)
 
 
-def load_correctness(method: str, vectors: torch.Tensor, labels: torch.Tensor,
-                     path: str = CORRECTNESS_FILE) -> torch.Tensor:
+def load_correctness(method: str, vectors: torch.Tensor, labels: torch.Tensor, path: str) -> torch.Tensor:
     """The stored correctness [M_finite, n] of ``method``, checked against the vectors and labels it must
     belong to; a clear error (rerun `evaluate`) when the file is missing, stale or from other data."""
     obj = load_torch(path, "evaluate", required=("labels", "test_size", "methods"))
     entry = obj["methods"].get(method) if isinstance(obj["methods"], dict) else None
-    rerun = "Run `dvc repro evaluate` to evaluate the current vectors."
+    rerun = rerun_hint("evaluate", "to evaluate the current vectors")
     if entry is None:
         raise ArtifactError(f"{path} has no results for `{method}`. {rerun}")
     if obj["labels"] != digest(labels) or obj["test_size"] != len(labels):

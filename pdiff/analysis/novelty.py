@@ -33,7 +33,7 @@ from torch import nn
 from pdiff import PdiffError
 from pdiff.analysis.decoded import DECODER_SETS, DecoderReference, decoder_sets
 from pdiff.analysis.evaluation import EvalOptions, evaluate_sets, finite_rows, summarize
-from pdiff.core.artifacts import numels
+from pdiff.core.artifacts import numels, rerun_hint
 from pdiff.nets.selection import check_compatible
 
 BASELINES = ("noise", "average", "gaussian")
@@ -180,7 +180,8 @@ def summary_table(analysis: Analysis) -> dict:
 def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple[torch.Tensor, torch.Tensor],
                  baselines, gen: torch.Generator, *, opts: EvalOptions | None = None,
                  evaluated: dict[str, torch.Tensor] | None = None,
-                 decoder: DecoderReference | None = None) -> Analysis:
+                 decoder: DecoderReference | None = None,
+                 sources: tuple[str, str] = ("the snapshots", "the generated vectors")) -> Analysis:
     """Build the baselines (as many models each as there are generated vectors), evaluate every method on
     ``test`` = (x, y) with `evaluate_vectors` (``opts``: device and batch size), and measure max_similarity and
     nn_l2 against the snapshots. ``baselines`` has the `baselines` params: ``noise_sigma`` and ``average_k``.
@@ -190,20 +191,20 @@ def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple
 
     ``evaluated`` maps a method ("original", "generated") to its per-sample correctness [M_finite, n] on
     (x, y) when it is already known (from `evaluate`, see `load_correctness`); those methods are not
-    evaluated again."""
+    evaluated again. ``sources`` name the snapshots' and the generated vectors' files in error messages."""
     evaluated = evaluated or {}
     x, y = test
     noise_sigma, average_k = baselines.noise_sigma, baselines.average_k
     opts = opts or EvalOptions()
-    for name, obj in (("models/snapshots.pt", snapshots), ("models/generated.pt", generated)):
+    for name, obj in zip(sources, (snapshots, generated)):
         check_compatible(model, obj["names"], obj["shapes"], f"{name} vectors")
     if list(snapshots["names"]) != list(generated["names"]):
-        raise PdiffError(f"models/generated.pt holds {generated['names']} but models/snapshots.pt holds "
-                         f"{snapshots['names']}; rerun `dvc repro` so both come from the same selection.")
+        raise PdiffError(f"{sources[1]} holds {generated['names']} but {sources[0]} holds {snapshots['names']}. "
+                         + rerun_hint(what="so that both come from the same selection"))
     names, shapes = list(snapshots["names"]), [list(s) for s in snapshots["shapes"]]
     snaps = snapshots["params"].float()
     if not finite_rows(snaps).all():
-        raise PdiffError("models/snapshots.pt holds non-finite values; rerun `dvc repro collect`.")
+        raise PdiffError(f"{sources[0]} holds non-finite values. {rerun_hint('collect')}")
     n = len(generated["params"])
     timings = {}
     start = time.perf_counter()

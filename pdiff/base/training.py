@@ -1,4 +1,4 @@
-"""SGD training of the base model (step 1) and snapshot collection (step 2)."""
+"""Training the base model (step 1) and snapshot collection (step 2), with SGD (momentum) or AdamW."""
 from __future__ import annotations
 
 import math
@@ -63,7 +63,8 @@ class LoopContext:
 
 
 def train_classifier(model: nn.Module, data: dict, cfg, ctx: LoopContext) -> dict:
-    """Plain SGD with momentum, weight decay and a cosine schedule; logs loss and validation accuracy.
+    """The `train.optimizer` (SGD with momentum, or AdamW) with weight decay and a cosine schedule; logs loss and
+    validation accuracy.
     The dataset's ``augment`` and ``precision`` (see `pdiff.base.batches`) apply to every minibatch."""
     device, gen, tracker, precision, dist = ctx.device, ctx.gen, ctx.tracker, ctx.precision, ctx.dist
     x, y = data["train_x"], data["train_y"]

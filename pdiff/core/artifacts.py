@@ -96,10 +96,15 @@ def unsafe_load_reason(exc: BaseException) -> str:
     return reason[:200]
 
 
+def rerun_hint(stage: str = "", what: str = "to (re)create it") -> str:
+    """The one sentence that tells a user how to rebuild what ``stage`` writes (the whole pipeline: no stage)."""
+    return f"Run `dvc repro{' ' + stage if stage else ''}` {what}."
+
+
 def load_torch(path: str | Path, produced_by: str, required: tuple[str, ...] = ()) -> dict:
     """Load a dict of tensors and plain values with ``weights_only=True``; clear errors otherwise."""
     path = Path(path)
-    rerun = f"Run `dvc repro {produced_by}` to (re)create it."
+    rerun = rerun_hint(produced_by)
     if not path.exists():
         raise ArtifactError(f"{path} is missing; it is written by the `{produced_by}` stage. {rerun}")
     try:

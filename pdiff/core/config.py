@@ -124,14 +124,14 @@ class ModelConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int = opt(15, "epochs of SGD for the base model; 0 with train.init uses the starting weights as they "
+    epochs: int = opt(15, "epochs of training for the base model; 0 with train.init uses the starting weights as they "
                       "are", ge=0)
     optimizer: str = opt("sgd", "optimizer for the base model: sgd (momentum) or adamw (e.g. for ViTs trained "
                          "from scratch)", choices=("sgd", "adamw"))
     batch_size: int = opt(64, "minibatch size", ge=1)
     lr: float = opt(0.05, "peak learning rate (cosine decay to 0)", gt=0)
-    momentum: float = opt(0.9, "SGD momentum", ge=0, le=1)
-    weight_decay: float = opt(5e-4, "SGD weight decay", ge=0)
+    momentum: float = opt(0.9, "SGD momentum (not used by adamw)", ge=0, le=1)
+    weight_decay: float = opt(5e-4, "weight decay (SGD: L2 penalty; AdamW: decoupled)", ge=0)
     init: str = opt("", "starting weights: '' (train from scratch) or a state dict file under weights/ "
                     "(.safetensors, or a torch file that loads with weights_only=True) loaded into the base model "
                     "before training; every key and shape must match")
@@ -144,7 +144,7 @@ class CollectConfig(Section):
     num_snapshots: int = opt(200, "K, snapshots saved at evenly spaced steps", ge=1)
     optimizer: str = opt("sgd", "optimizer for the selected parameters", choices=("sgd", "adamw"))
     lr: float = opt(0.01, "learning rate while collecting", gt=0)
-    momentum: float = opt(0.9, "SGD momentum while collecting", ge=0, le=1)
+    momentum: float = opt(0.9, "SGD momentum while collecting (not used by adamw)", ge=0, le=1)
     weight_decay: float = opt(0.0, "weight decay while collecting", ge=0)
     batch_size: int = opt(16, "minibatch size while collecting", ge=1)
     epochs: int = opt(1, "epochs of collection; K must not exceed epochs * steps per epoch", ge=1)

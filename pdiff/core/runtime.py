@@ -9,7 +9,7 @@ import torch
 
 # Offsets so that each stage draws from its own stream of the one seed.
 STAGE_OFFSETS = {"prepare": 0, "train": 1, "collect": 2, "train_ae": 3, "train_ldm": 4, "generate": 5,
-                 "evaluate": 6, "analyze": 7, "bench": 8,
+                 "evaluate": 6, "analyze": 7,
                  "tasks_collect": 9, "tasks_ae": 10, "tasks_ldm": 11, "tasks_evaluate": 12}
 
 

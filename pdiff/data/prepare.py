@@ -58,6 +58,26 @@ def split(x: torch.Tensor, y: torch.Tensor, val_size: int, test_size: int, gen: 
     }
 
 
+def hold_out(n: int, val_size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(validation indices, training indices), both sorted: ``val_size`` of ``n`` examples drawn with ``gen``."""
+    perm = torch.randperm(n, generator=gen)
+    return perm[:val_size].sort().values, perm[val_size:].sort().values
+
+
+def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (float64) of images [N, C, H, W] in the images' own units, in chunks: a float
+    copy of all of CIFAR would take 600 MB."""
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    total_sq = torch.zeros(x.shape[1], dtype=torch.float64)
+    for chunk in torch.split(x, 4096):
+        c = chunk.double()
+        total += c.sum(dim=(0, 2, 3))
+        total_sq += (c * c).sum(dim=(0, 2, 3))
+    count = len(x) * x.shape[2] * x.shape[3]
+    mean = total / count
+    return mean, (total_sq / count - mean * mean).clamp_min(1e-12).sqrt()
+
+
 def split_official(raw: dict, val_size: int, gen: torch.Generator) -> dict:
     """A real dataset (`pdiff.data.readers`): its official test split stays the test split, ``val_size`` seeded
     examples of the official train split become the validation split. Images stay uint8 (4x smaller on disk
@@ -67,18 +87,9 @@ def split_official(raw: dict, val_size: int, gen: torch.Generator) -> dict:
     if val_size >= len(x):
         raise PdiffError(f"params: `data.val_size` = {val_size} leaves no training data out of the {len(x)} "
                          f"training examples; make it smaller.")
-    perm = torch.randperm(len(x), generator=gen)
-    val_idx, train_idx = perm[:val_size].sort().values, perm[val_size:].sort().values
+    val_idx, train_idx = hold_out(len(x), val_size, gen)
     train_x = x[train_idx].contiguous()
-    total = torch.zeros(x.shape[1], dtype=torch.float64)
-    total_sq = torch.zeros(x.shape[1], dtype=torch.float64)
-    for chunk in torch.split(train_x, 4096):  # chunked: a float copy of all of CIFAR would be 600 MB
-        c = chunk.double()
-        total += c.sum(dim=(0, 2, 3))
-        total_sq += (c * c).sum(dim=(0, 2, 3))
-    count = len(train_x) * x.shape[2] * x.shape[3]
-    mean = total / count
-    std = (total_sq / count - mean * mean).clamp_min(1e-12).sqrt()
+    mean, std = channel_stats(train_x)
     num_classes = raw["num_classes"]
     labels = torch.cat([y, raw["test_y"]])
     if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
@@ -125,7 +136,7 @@ def standardize(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.T
 PREPARED_FILE = "dataset.pt"
 
 
-def load_prepared(folder: str | Path = "data/prepared") -> dict:
+def load_prepared(folder: str | Path) -> dict:
     data = load_torch(Path(folder) / PREPARED_FILE, "prepare",
                       required=("train_x", "train_y", "val_x", "val_y", "test_x", "test_y", "num_classes"))
     if data.get("storage") == "uint8":  # real datasets: standardize once, here

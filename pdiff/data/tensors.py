@@ -20,6 +20,7 @@ import torch
 
 from pdiff import PdiffError
 from pdiff.core.artifacts import torch_load_safely, unsafe_load_reason
+from pdiff.data.prepare import channel_stats, hold_out
 
 REQUIRED = ("train_x", "train_y", "test_x", "test_y")
 OPTIONAL = ("val_x", "val_y")
@@ -158,19 +159,6 @@ def load_tensors(path: str | Path) -> dict:
     return out | {"num_classes": num_classes}
 
 
-def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std of images [N, C, H, W] (in the images' own units), chunked."""
-    total = torch.zeros(x.shape[1], dtype=torch.float64)
-    total_sq = torch.zeros(x.shape[1], dtype=torch.float64)
-    for chunk in torch.split(x, 4096):
-        c = chunk.double()
-        total += c.sum(dim=(0, 2, 3))
-        total_sq += (c * c).sum(dim=(0, 2, 3))
-    count = len(x) * x.shape[2] * x.shape[3]
-    mean = total / count
-    return mean, (total_sq / count - mean * mean).clamp_min(1e-12).sqrt()
-
-
 def prepare_tensors(path: str | Path, val_size: int, gen: torch.Generator) -> dict:
     """The prepared dataset (same keys as `pdiff.data.prepare.split`) from a tensors file."""
     raw = load_tensors(path)
@@ -181,8 +169,7 @@ def prepare_tensors(path: str | Path, val_size: int, gen: torch.Generator) -> di
         if val_size >= len(x):
             raise PdiffError(f"params: `data.val_size` = {val_size} leaves no training data out of the {len(x)} "
                              f"examples of train_x in {path}; make it smaller, or give val_x and val_y.")
-        perm = torch.randperm(len(x), generator=gen)
-        val_idx, train_idx = perm[:val_size].sort().values, perm[val_size:].sort().values
+        val_idx, train_idx = hold_out(len(x), val_size, gen)
         x, y, val_x, val_y = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
     mean, std = channel_stats(x)
     meta = {"num_classes": raw["num_classes"], "in_channels": int(x.shape[1]), "image_size": int(x.shape[-1])}

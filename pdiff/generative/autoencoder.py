@@ -139,7 +139,7 @@ def fit_param_ae(snaps: dict, cfg, device, gen: torch.Generator, tracker: Tracke
                 "recon_mse": mse}
 
 
-def load_autoencoder(path: str = "models/ae.pt") -> tuple[ParamAE, Normalizer, dict]:
+def load_autoencoder(path: str) -> tuple[ParamAE, Normalizer, dict]:
     """The trained AE (eval mode), its normalizer, and the checkpoint's metadata (names, shapes)."""
     from pdiff.core.artifacts import load_torch
 

@@ -70,7 +70,7 @@ def sample_vectors(m: LatentModel, cfg: SamplingConfig, gen: torch.Generator, de
     return torch.cat(out)
 
 
-def load_ldm(path: str = "models/ldm.pt"):
+def load_ldm(path: str):
     """(denoiser in eval mode, GaussianDiffusion, checkpoint dict with latent_mean / latent_std)."""
     from pdiff.core.artifacts import load_torch
     from pdiff.generative.denoiser import UNet1D
@@ -82,7 +82,7 @@ def load_ldm(path: str = "models/ldm.pt"):
     return denoiser.eval(), GaussianDiffusion(linear_betas(**ckpt["schedule"])), ckpt
 
 
-def load_latent_model(ae_path: str = "models/ae.pt", ldm_path: str = "models/ldm.pt") -> tuple[LatentModel, dict]:
+def load_latent_model(ae_path: str, ldm_path: str) -> tuple[LatentModel, dict]:
     """(`LatentModel` from the `train_ae` and `train_ldm` checkpoints, the AE checkpoint's names/shapes meta)."""
     from pdiff.generative.autoencoder import load_autoencoder
 

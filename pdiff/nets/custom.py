@@ -25,7 +25,6 @@ from pdiff import PdiffError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 USER_DIR = "user"  # tracked by dvc.yaml for the model-building stages
-CALL_ARGS = ("in_channels", "num_classes", "image_size")
 
 
 class UntrackedCodeWarning(UserWarning):

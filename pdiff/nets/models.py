@@ -44,10 +44,10 @@ def build_model(arch: str, in_channels: int, num_classes: int, image_size: int, 
     return ARCHS[arch](in_channels, num_classes, image_size, width)
 
 
-def load_base_model(path: str = "models/base.pt") -> nn.Module:
+def load_base_model(path: str) -> nn.Module:
     """Rebuild the base model from its checkpoint (architecture recorded beside the weights), in eval mode.
     Its ``pdiff_arch`` attribute holds the `model.arch` value it was built from (named in error messages)."""
-    from pdiff.core.artifacts import ArtifactError, load_torch
+    from pdiff.core.artifacts import ArtifactError, load_torch, rerun_hint
 
     ckpt = load_torch(path, "train", required=("state_dict", "arch"))
     model = build_model(**ckpt["arch"])
@@ -55,6 +55,6 @@ def load_base_model(path: str = "models/base.pt") -> nn.Module:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
         raise ArtifactError(f"{path} (written by the `train` stage) does not fit architecture {ckpt['arch']}: "
-                            f"{str(exc).splitlines()[0]}. Run `dvc repro train`.") from None
+                            f"{str(exc).splitlines()[0]}. {rerun_hint('train')}") from None
     model.pdiff_arch = ckpt["arch"]["arch"]
     return model.eval()
