@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow  # every test here uses the session's one real `dv
 FIGURES = {"plots/evaluate/accuracy_hist.png": (6, 3.6), "plots/train/curves.png": (9, 3.2),
            "plots/collect/loss.png": (4.5, 3.2), "plots/train_ae/loss.png": (4.5, 3.2),
            "plots/train_ldm/loss.png": (4.5, 3.2), "plots/analyze/novelty_scatter.png": (11, 4),
-           "plots/analyze/distributions.png": (14, 4), "plots/analyze/embedding.png": (11, 4.5)}
+           "plots/analyze/distributions.png": (14, 4), "plots/embedding/embedding.png": (11, 4.5)}
 
 
 def test_repro_writes_metrics_and_figures(tiny_repo):
