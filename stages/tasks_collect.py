@@ -18,7 +18,7 @@ def main() -> None:
     p = load_params()
     setup_torch(p.threads)
     gen = seed_everything(p.seed, "tasks_collect")
-    data = load_prepared()
+    data = load_prepared("data/prepared")
     model = load_base_model("models/base.pt")  # CPU: the per-task work is one batched matmul per step
     spec = head_spec(model, p.tasks.train_norm)
     codes = split_codes(data["num_classes"], p.tasks.num_seen, p.tasks.num_val, p.tasks.num_unseen, gen)

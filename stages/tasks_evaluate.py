@@ -21,7 +21,7 @@ def main() -> None:
     setup_torch(p.threads)
     gen = seed_everything(p.seed, "tasks_evaluate")
     device = resolve_device(p.device)
-    data = load_prepared()
+    data = load_prepared("data/prepared")
     model = load_base_model("models/base.pt")
     snaps = load_torch("models/tasks/snapshots.pt", "tasks_collect",
                        required=("seen", "val", "unseen", "seen_codes", "val_codes", "unseen_codes", "train_norm"))

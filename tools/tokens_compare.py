@@ -68,7 +68,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     p = load_params()
     setup_torch(args.threads or p.threads)
-    data = load_prepared()
+    data = load_prepared("data/prepared")
     model = load_base_model("models/base.pt")
     rows, names, shapes = tk.open_rows("models/snapshots.pt", "collect")
     originals = evaluate_vectors(model, names, torch.from_numpy(rows.copy()), data["val_x"], data["val_y"],
