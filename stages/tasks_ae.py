@@ -3,7 +3,7 @@
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
 from pdiff.core.artifacts import load_vectors, save_torch
-from pdiff.core.config import load_params
+from pdiff.core.config import load_params, validate_tasks
 from pdiff.core.plots import loss_curves
 from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
 from pdiff.core.stage import run_stage
@@ -12,7 +12,7 @@ from pdiff.generative.autoencoder import fit_param_ae
 
 
 def main() -> None:
-    p = load_params()
+    p = validate_tasks(load_params())
     setup_torch(p.threads)
     gen = seed_everything(p.seed, "tasks_ae")
     device = resolve_device(p.device)

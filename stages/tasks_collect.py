@@ -5,7 +5,7 @@ import time
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
 from pdiff.core.artifacts import save_torch
-from pdiff.core.config import load_params
+from pdiff.core.config import load_params, validate_tasks
 from pdiff.core.runtime import seed_everything, setup_torch
 from pdiff.core.stage import run_stage
 from pdiff.data.prepare import load_prepared
@@ -15,7 +15,7 @@ from pdiff.tasks.heads import HeadTraining, cached_features, head_spec, train_ta
 
 
 def main() -> None:
-    p = load_params()
+    p = validate_tasks(load_params())
     setup_torch(p.threads)
     gen = seed_everything(p.seed, "tasks_collect")
     data = load_prepared("data/prepared")

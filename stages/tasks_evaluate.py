@@ -5,7 +5,7 @@ import _bootstrap  # noqa: F401  (repo root on sys.path)
 import torch
 
 from pdiff.core.artifacts import load_torch, save_json, save_text
-from pdiff.core.config import load_params
+from pdiff.core.config import load_params, validate_tasks
 from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
 from pdiff.core.stage import run_stage
 from pdiff.data.prepare import load_prepared
@@ -17,7 +17,7 @@ from pdiff.tasks.heads import cached_features, composed_head_accuracy, head_spec
 
 
 def main() -> None:
-    p = load_params()
+    p = validate_tasks(load_params())
     setup_torch(p.threads)
     gen = seed_everything(p.seed, "tasks_evaluate")
     device = resolve_device(p.device)

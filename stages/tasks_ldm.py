@@ -3,7 +3,7 @@ import _bootstrap  # noqa: F401  (repo root on sys.path)
 import torch
 
 from pdiff.core.artifacts import load_torch, save_torch
-from pdiff.core.config import load_params
+from pdiff.core.config import load_params, validate_tasks
 from pdiff.core.plots import loss_curves
 from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
 from pdiff.core.stage import run_stage
@@ -14,7 +14,7 @@ from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
 
 
 def main() -> None:
-    p = load_params()
+    p = validate_tasks(load_params())
     setup_torch(p.threads)
     gen = seed_everything(p.seed, "tasks_ldm")
     device = resolve_device(p.device)

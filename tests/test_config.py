@@ -98,3 +98,14 @@ def test_committed_parameters_page_is_what_the_schema_generates():
     from tools.params_doc import DOC, render
 
     assert DOC.read_text() == render(), "docs/parameters.md is stale: run `python -m tools.params_doc`"
+
+
+def test_task_pipeline_checks_do_not_stop_the_default_pipeline():
+    """`tasks_eval.steps` above a short `ldm.timesteps` is an error for the task stages only: the default
+    pipeline never reads the `tasks*` groups (a tiny default run with 30 timesteps must still load)."""
+    from pdiff.core.config import validate_tasks
+
+    p = from_dict({"ldm": {"timesteps": 30}, "tasks_eval": {"sampler": "ddim", "steps": 50}})
+    with pytest.raises(ConfigError, match=r"`tasks_eval.steps` = 50 is more than `ldm.timesteps` = 30"):
+        validate_tasks(p)
+    assert validate_tasks(from_dict({"ldm": {"timesteps": 30}, "tasks_eval": {"steps": 20}})).tasks_eval.steps == 20

@@ -386,14 +386,6 @@ def validate(p: Params) -> Params:
     if p.generate.sampler == "ddim" and p.generate.steps > p.ldm.timesteps:
         raise ConfigError(f"params: `generate.steps` = {p.generate.steps} is more than `ldm.timesteps` = "
                           f"{p.ldm.timesteps}; DDIM samples a subset of the training timesteps.")
-    if p.tasks_eval.sampler == "ddim" and p.tasks_eval.steps > p.ldm.timesteps:
-        raise ConfigError(f"params: `tasks_eval.steps` = {p.tasks_eval.steps} is more than `ldm.timesteps` = "
-                          f"{p.ldm.timesteps}; DDIM samples a subset of the training timesteps.")
-    guided = [w for w in [p.tasks_eval.guidance, *p.tasks_eval.val_guidance] if w != 1.0]
-    if guided and p.tasks_ldm.cond_dropout == 0 and p.tasks_ldm.cond == "add":
-        raise ConfigError(f"params: guidance scale {guided[0]} (`tasks_eval.guidance` / `tasks_eval.val_guidance`) "
-                          "needs an unconditional prediction, which `tasks_ldm.cond_dropout` = 0 never trains; set "
-                          "it above 0 (e.g. 0.1) or use guidance 1.")
     if p.ldm.beta_end < p.ldm.beta_start:
         raise ConfigError(f"params: `ldm.beta_end` = {p.ldm.beta_end} must be >= `ldm.beta_start` = "
                           f"{p.ldm.beta_start}.")
@@ -404,6 +396,21 @@ def validate(p: Params) -> Params:
     if isinstance(p.collect.params, str) and p.collect.params != "auto":
         raise ConfigError(f"params: `collect.params` = {p.collect.params!r} is not allowed; use 'auto' or a "
                           "list of name patterns such as ['bn3.*'].")
+    return p
+
+
+
+def validate_tasks(p: Params) -> Params:
+    """Checks of the task-conditioned pipeline (tasks/dvc.yaml), run by its stages only: the default pipeline
+    never reads the `tasks*` groups, so their settings must not stop it."""
+    if p.tasks_eval.sampler == "ddim" and p.tasks_eval.steps > p.ldm.timesteps:
+        raise ConfigError(f"params: `tasks_eval.steps` = {p.tasks_eval.steps} is more than `ldm.timesteps` = "
+                          f"{p.ldm.timesteps}; DDIM samples a subset of the training timesteps.")
+    guided = [w for w in [p.tasks_eval.guidance, *p.tasks_eval.val_guidance] if w != 1.0]
+    if guided and p.tasks_ldm.cond_dropout == 0 and p.tasks_ldm.cond == "add":
+        raise ConfigError(f"params: guidance scale {guided[0]} (`tasks_eval.guidance` / `tasks_eval.val_guidance`) "
+                          "needs an unconditional prediction, which `tasks_ldm.cond_dropout` = 0 never trains; set "
+                          "it above 0 (e.g. 0.1) or use guidance 1.")
     return p
 
 
