@@ -1,6 +1,10 @@
 """The paper's architectures (ResNet-18/50, ConvNeXt-T, ViT-Tiny) and two small models for whole-network
 generation (MLP, LeNet), all as (nested) ``nn.Sequential`` modules.
 
+Every builder is a function named after its `model.arch` value with the signature ``(in_channels, num_classes,
+image_size, width)``; ``width`` sizes the small models (MLP, and the small CNN in `pdiff.nets.models`) and the
+fixed architectures ignore it. The names themselves are listed once, in `pdiff.core.config.BUILTIN_ARCHS`.
+
 Being Sequential all the way down to the block that holds a generated parameter lets `pdiff.analysis.evaluation`
 run the part of the network before it once and cache it. The big models are torchvision's own modules
 (same blocks, same initialisation) re-assembled into a Sequential; parameter names are torchvision's, so
@@ -46,17 +50,17 @@ def _resnet(factory, in_channels: int, num_classes: int, image_size: int) -> nn.
     ]))
 
 
-def resnet18(in_channels: int, num_classes: int, image_size: int) -> nn.Sequential:
+def resnet18(in_channels: int, num_classes: int, image_size: int, width: int = 0) -> nn.Sequential:
     from torchvision.models import resnet18 as tv
     return _resnet(tv, in_channels, num_classes, image_size)
 
 
-def resnet50(in_channels: int, num_classes: int, image_size: int) -> nn.Sequential:
+def resnet50(in_channels: int, num_classes: int, image_size: int, width: int = 0) -> nn.Sequential:
     from torchvision.models import resnet50 as tv
     return _resnet(tv, in_channels, num_classes, image_size)
 
 
-def convnext_tiny(in_channels: int, num_classes: int, image_size: int) -> nn.Sequential:
+def convnext_tiny(in_channels: int, num_classes: int, image_size: int, width: int = 0) -> nn.Sequential:
     from torchvision.models import convnext_tiny as tv
 
     m = tv(num_classes=num_classes)
@@ -91,7 +95,7 @@ VIT_TORCHVISION_NAMES = {"embed.conv_proj.": "conv_proj.", "embed.class_token": 
                          "embed.pos_embedding": "encoder.pos_embedding"}
 
 
-def vit_tiny(in_channels: int, num_classes: int, image_size: int) -> nn.Sequential:
+def vit_tiny(in_channels: int, num_classes: int, image_size: int, width: int = 0) -> nn.Sequential:
     from torchvision.models.vision_transformer import VisionTransformer
 
     patch = 4 if image_size <= CIFAR_STEM_MAX else 16
@@ -119,7 +123,7 @@ def mlp(in_channels: int, num_classes: int, image_size: int, width: int = 32) ->
     ]))
 
 
-def lenet(in_channels: int, num_classes: int, image_size: int) -> nn.Sequential:
+def lenet(in_channels: int, num_classes: int, image_size: int, width: int = 0) -> nn.Sequential:
     """LeNet-5 (6 and 16 5x5 convolutions, 120-84 head) with padding so any size >= 8 px works."""
     pad = 2 if image_size >= 28 else 2 + (28 - image_size) // 2
     side = ((image_size + 2 * pad - 4) // 2 - 4) // 2
@@ -130,15 +134,5 @@ def lenet(in_channels: int, num_classes: int, image_size: int) -> nn.Sequential:
         ("fc2", nn.Linear(120, 84)), ("relu4", nn.ReLU()), ("fc3", nn.Linear(84, num_classes)),
     ]))
 
-
-# name -> builder(in_channels, num_classes, image_size, width)
-PAPER_ARCHS = {
-    "mlp": lambda c, n, s, w: mlp(c, n, s, w),
-    "lenet": lambda c, n, s, w: lenet(c, n, s),
-    "resnet18": lambda c, n, s, w: resnet18(c, n, s),
-    "resnet50": lambda c, n, s, w: resnet50(c, n, s),
-    "convnext_tiny": lambda c, n, s, w: convnext_tiny(c, n, s),
-    "vit_tiny": lambda c, n, s, w: vit_tiny(c, n, s),
-}
 
 # architectures that profit from channels_last memory format on CUDA (convolutional ones)

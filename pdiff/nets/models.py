@@ -7,7 +7,8 @@ from collections import OrderedDict
 from torch import nn
 
 from pdiff import PdiffError
-from pdiff.nets.archs import PAPER_ARCHS
+from pdiff.core.config import BUILTIN_ARCHS
+from pdiff.nets import archs
 from pdiff.nets.custom import build_custom, is_custom
 
 
@@ -30,8 +31,13 @@ class SmallCNN(nn.Sequential):
         ]))
 
 
-ARCHS = {"small_cnn": lambda in_ch, n_cls, size, width: SmallCNN(in_ch, n_cls, width)}
-ARCHS.update(PAPER_ARCHS)  # mlp, lenet, resnet18, resnet50, convnext_tiny, vit_tiny (pdiff/nets/archs.py)
+def small_cnn(in_channels: int, num_classes: int, image_size: int, width: int = 16) -> nn.Sequential:
+    return SmallCNN(in_channels, num_classes, width)
+
+
+# name -> builder(in_channels, num_classes, image_size, width): every name the params schema allows
+# (`BUILTIN_ARCHS`, the one list) is the builder function of that name, here or in pdiff/nets/archs.py
+ARCHS = {name: small_cnn if name == "small_cnn" else getattr(archs, name) for name in BUILTIN_ARCHS}
 
 
 def build_model(arch: str, in_channels: int, num_classes: int, image_size: int, width: int = 16) -> nn.Module:
