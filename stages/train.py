@@ -3,7 +3,7 @@ the starting weights in `train.init`) -> models/base.pt."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
 from pdiff.base import distributed
-from pdiff.base.training import LoopContext, accuracy, train_classifier
+from pdiff.base.training import LoopContext, accuracy, keep_classes, train_classifier
 from pdiff.core.artifacts import save_torch
 from pdiff.core.config import load_params
 from pdiff.core.plots import loss_curves
@@ -23,7 +23,7 @@ def main() -> None:
     device = resolve_device(p.device)
     dist = distributed.init(device)  # under torchrun: DDP (gloo on CPU, NCCL on CUDA); else None
     device = dist.device if dist else device
-    data = load_prepared("data/prepared")
+    data = keep_classes(load_prepared("data/prepared"), p.train.classes)
     arch = dict(arch=p.model.arch, in_channels=data["in_channels"], num_classes=data["num_classes"],
                 image_size=data["image_size"], width=p.model.width)
     model = build_model(**arch)
@@ -38,9 +38,11 @@ def main() -> None:
     test_acc = accuracy(model, data["test_x"], data["test_y"], device)
     if not distributed.is_main(dist):  # only rank 0 writes
         return distributed.finish(dist)
-    print(f"base model: val acc {result['val_acc']:.2f}%, test acc {test_acc:.2f}%")
+    seen = f" (trained on classes {sorted(set(p.train.classes))} only; test acc over all)" if p.train.classes else ""
+    print(f"base model: val acc {result['val_acc']:.2f}%, test acc {test_acc:.2f}%{seen}")
     state = {k: v.cpu() for k, v in model.state_dict().items()}
-    save_torch({"state_dict": state, "arch": arch, "val_acc": result["val_acc"], "test_acc": test_acc},
+    subset = {"classes": sorted(set(p.train.classes))} if p.train.classes else {}  # trained on these only
+    save_torch({"state_dict": state, "arch": arch, "val_acc": result["val_acc"], "test_acc": test_acc, **subset},
                "models/base.pt")
     loss_curves(tracker.history, "plots/train/curves.png", "base model training", xlabel="epoch")
     distributed.finish(dist)

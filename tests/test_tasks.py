@@ -86,11 +86,35 @@ def test_composed_head_scores_codes_and_refuses_missing_classes():
         head_spec(nn.Sequential(nn.Linear(5, 3)), True)
 
 
-def _conditional_error(mode: str, seed: int = 0) -> tuple[float, float]:
+def test_train_classes_keeps_those_images_and_the_composed_head_then_has_no_answer():
+    """`train.classes` (the hard task setting): train and val keep only images of those classes (labels and
+    order unchanged), test stays whole, an out-of-range class is named; a base model trained on some digits
+    gives no composed-head baseline for codes over all of them."""
+    from pdiff.base.training import keep_classes
+
+    ys = torch.arange(30) % 10
+    data = {"num_classes": 10, **{f"{s}_x": ys[:, None].float() + 0.5 for s in ("train", "val", "test")},
+            **{f"{s}_y": ys.clone() for s in ("train", "val", "test")}}
+    kept = keep_classes(data, [4, 0])
+    for split in ("train", "val"):
+        assert kept[f"{split}_y"].tolist() == [0, 4] * 3
+        assert torch.equal(kept[f"{split}_x"][:, 0], kept[f"{split}_y"].float() + 0.5)
+    assert torch.equal(kept["test_y"], ys) and keep_classes(data, []) is data
+    with pytest.raises(PdiffError, match=r"train.classes.*class 10"):
+        keep_classes(data, [3, 10])
+    head, codes = nn.Linear(1, 10), all_codes(10)[:5]
+    assert composed_head_accuracy(head, data["test_x"], ys, codes).shape == (5,)
+    head.pdiff_classes = [0, 1, 2, 3, 4]
+    assert composed_head_accuracy(head, data["test_x"], ys, codes) is None
+    head.pdiff_classes = list(range(10))
+    assert composed_head_accuracy(head, data["test_x"], ys, codes).shape == (5,)
+
+
+def _conditional_error(mode: str, seed: int = 0, cond: str = "add") -> tuple[float, float]:
     """Train a tiny code-conditioned denoiser on latents that are a fixed linear function of a 4-bit code (10 seen
     codes), sample 16 latents for each of 4 unseen codes; -> (mean squared error of the samples' mean to the
     true latent, the true latents' variance). ``mode``: 'real', 'shuffled' (codes permuted during training) or
-    'ignored' (cond none)."""
+    'ignored' (cond none); ``cond``: how a used code enters (add, concat)."""
     torch.set_num_threads(1)  # a tiny network: one thread is faster, and far faster on a loaded CPU
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -102,7 +126,7 @@ def _conditional_error(mode: str, seed: int = 0) -> tuple[float, float]:
     train_codes = seen.repeat(8, 1)
     if mode == "shuffled":
         train_codes = train_codes[torch.randperm(len(train_codes), generator=g)]
-    net = CodeConditionedUNet(2, 16, (1,), 4, cond="none" if mode == "ignored" else "add")
+    net = CodeConditionedUNet(2, 16, (1,), 4, cond="none" if mode == "ignored" else cond)
     diffusion = GaussianDiffusion(linear_betas(100, 1e-4, 0.05))
     cfg = SimpleNamespace(steps=300, lr=3e-3, weight_decay=0.0, batch_size=64)
     train_conditional(net, diffusion, z, train_codes, cfg, 0.0, "cpu", g, Tracker(None))
@@ -111,14 +135,15 @@ def _conditional_error(mode: str, seed: int = 0) -> tuple[float, float]:
     return err, target(codes).var(0).mean().item()
 
 
-def test_conditional_denoiser_uses_the_code_on_unseen_codes():
-    err, var = _conditional_error("real")
+@pytest.mark.parametrize("cond", ["add", "concat"])
+def test_conditional_denoiser_uses_the_code_on_unseen_codes(cond):
+    err, var = _conditional_error("real", cond=cond)
     assert err < 0.75 * var, (err, var)  # a quarter of the variance across codes explained, at least
 
 
-@pytest.mark.parametrize("mode", ["shuffled", "ignored"])
-def test_the_same_check_fails_when_the_code_is_shuffled_or_ignored(mode):
-    err, var = _conditional_error(mode)
+@pytest.mark.parametrize("mode,cond", [("shuffled", "add"), ("shuffled", "concat"), ("ignored", "none")])
+def test_the_same_check_fails_when_the_code_is_shuffled_or_ignored(mode, cond):
+    err, var = _conditional_error(mode, cond=cond)
     assert not err < 0.75 * var, (err, var)
 
 

@@ -62,6 +62,24 @@ class LoopContext:
     dist: distributed.Context | None = None
 
 
+def keep_classes(data: dict, classes: list[int]) -> dict:
+    """``data`` with its train and val splits restricted to images of ``classes`` (labels unchanged); the test
+    split stays whole. ``classes`` empty: ``data`` itself."""
+    if not classes:
+        return data
+    bad = [c for c in classes if not 0 <= c < data["num_classes"]]
+    if bad:
+        raise PdiffError(f"params: `train.classes` = {classes} names class {bad[0]}, but the dataset has "
+                         f"{data['num_classes']} classes (0 to {data['num_classes'] - 1}); list classes of the "
+                         "dataset, or [] for all of them.")
+    out = dict(data)
+    wanted = torch.tensor(sorted(set(classes)))
+    for split in ("train", "val"):
+        keep = torch.isin(data[f"{split}_y"], wanted)
+        out[f"{split}_x"], out[f"{split}_y"] = data[f"{split}_x"][keep], data[f"{split}_y"][keep]
+    return out
+
+
 def train_classifier(model: nn.Module, data: dict, cfg, ctx: LoopContext) -> dict:
     """The `train.optimizer` (SGD with momentum, or AdamW) with weight decay and a cosine schedule; logs loss and
     validation accuracy.

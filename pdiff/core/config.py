@@ -135,6 +135,10 @@ class TrainConfig(Section):
     init: str = opt("", "starting weights: '' (train from scratch) or a state dict file under weights/ "
                     "(.safetensors, or a torch file that loads with weights_only=True) loaded into the base model "
                     "before training; every key and shape must match")
+    classes: list[int] = opt([], "train the base model on images of these classes only (their labels unchanged; "
+                             "the classifier keeps one output per class of the dataset); [] = every class. For a "
+                             "backbone that has never seen some classes, e.g. the mnist5k-tasks-hard preset "
+                             "(docs/tasks.md); the `collect` stage still uses every class")
 
 
 class CollectConfig(Section):
@@ -262,7 +266,8 @@ class TasksConfig(Section):
 
 class TasksLDMConfig(Section):
     cond: str = opt("add", "how the task code enters the latent denoiser: add (an MLP embedding of the code added "
-                    "to the time embedding) or none (ignored: the unconditional ablation)", choices=("add", "none"))
+                    "to the time embedding), concat (the code's bits as extra input channels of the UNet) or none "
+                    "(ignored: the unconditional ablation)", choices=("add", "concat", "none"))
     cond_dropout: float = opt(0.1, "probability that a training code is replaced by a learned 'no code' embedding "
                               "(needed for classifier-free guidance: tasks_eval.guidance != 1)", ge=0, le=1)
 
@@ -407,7 +412,7 @@ def validate_tasks(p: Params) -> Params:
         raise ConfigError(f"params: `tasks_eval.steps` = {p.tasks_eval.steps} is more than `ldm.timesteps` = "
                           f"{p.ldm.timesteps}; DDIM samples a subset of the training timesteps.")
     guided = [w for w in [p.tasks_eval.guidance, *p.tasks_eval.val_guidance] if w != 1.0]
-    if guided and p.tasks_ldm.cond_dropout == 0 and p.tasks_ldm.cond == "add":
+    if guided and p.tasks_ldm.cond_dropout == 0 and p.tasks_ldm.cond != "none":
         raise ConfigError(f"params: guidance scale {guided[0]} (`tasks_eval.guidance` / `tasks_eval.val_guidance`) "
                           "needs an unconditional prediction, which `tasks_ldm.cond_dropout` = 0 never trains; set "
                           "it above 0 (e.g. 0.1) or use guidance 1.")

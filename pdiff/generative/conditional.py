@@ -1,10 +1,16 @@
 """A latent denoiser conditioned on a task code, trained with optional condition dropout and sampled with
 optional classifier-free guidance (Ho & Salimans 2022).
 
-The code c (0/1 bits) goes through a small MLP on 2c - 1 and is added to the UNet's time embedding
-(``cond: add``); ``cond: none`` ignores it (the unconditional ablation, the same network with the code
-embedding never used). With ``cond_dropout`` p > 0, training replaces the code's embedding by a learned
-"no code" embedding with probability p, so one network also predicts the unconditional noise, and sampling
+How the code c (0/1 bits) enters is ``cond``:
+
+- ``add``: a small MLP on 2c - 1, added to the UNet's time embedding (so every residual block sees it);
+- ``concat``: 2c - 1 as extra input channels, constant along the latent's length (the UNet's first
+  convolution sees it, nothing later does directly);
+- ``none``: ignored (the unconditional ablation, the same network with the code embedding never used).
+
+With ``cond_dropout`` p > 0, training replaces the code by "no code" with probability p (``add``: a learned
+embedding; ``concat``: zero channels, halfway between the two bit values), so one network also predicts the
+unconditional noise, and sampling
 with ``guidance`` w uses eps = eps_uncond + w (eps_cond - eps_uncond) (w = 1: plain conditional sampling)."""
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from pdiff.generative.denoiser import UNet1D
 from pdiff.generative.diffusion import GaussianDiffusion
 from pdiff.generative.fitting import fit
 
-COND_MODES = ("add", "none")
+COND_MODES = ("add", "concat", "none")
 
 
 class CodeConditionedUNet(nn.Module):
@@ -25,13 +31,25 @@ class CodeConditionedUNet(nn.Module):
         if cond not in COND_MODES:
             raise ValueError(f"unknown conditioning {cond!r}; choose one of {COND_MODES}")
         self.cond = cond
-        self.unet = UNet1D(in_channels, base, mults)
+        extra = code_bits if cond == "concat" else 0
+        self.unet = UNet1D(in_channels + extra, base, mults, out_channels=in_channels)
         temb = 4 * base
         self.code_mlp = nn.Sequential(nn.Linear(code_bits, temb), nn.SiLU(), nn.Linear(temb, temb))
         self.null = nn.Parameter(torch.zeros(temb))
 
+    def code_channels(self, x: torch.Tensor, code: torch.Tensor | None, keep: torch.Tensor | None) -> torch.Tensor:
+        """``cond: concat``: ``x`` [B, C, L] with 2c - 1 appended as channels (zeros for "no code")."""
+        bits = self.code_mlp[0].in_features
+        if code is None:
+            signs = x.new_zeros(x.shape[0], bits)
+        else:
+            signs = (2.0 * code - 1.0).expand(x.shape[0], -1)
+            if keep is not None:
+                signs = signs * keep[:, None]
+        return torch.cat([x, signs[:, :, None].expand(-1, -1, x.shape[-1])], dim=1)
+
     def code_embedding(self, code: torch.Tensor | None, keep: torch.Tensor | None = None) -> torch.Tensor | None:
-        if self.cond == "none":
+        if self.cond != "add":
             return None
         if code is None:
             return self.null[None]
@@ -42,6 +60,8 @@ class CodeConditionedUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, code: torch.Tensor | None = None,
                 keep: torch.Tensor | None = None) -> torch.Tensor:
+        if self.cond == "concat":
+            return self.unet(self.code_channels(x, code, keep), t)
         emb = self.code_embedding(code, keep)
         if emb is not None and emb.shape[0] != x.shape[0]:
             emb = emb.expand(x.shape[0], -1)

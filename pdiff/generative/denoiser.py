@@ -35,7 +35,8 @@ class ResBlock1d(nn.Module):
 
 
 class UNet1D(nn.Module):
-    def __init__(self, in_channels: int, base: int = 64, mults: tuple[int, ...] = (1, 2)):
+    def __init__(self, in_channels: int, base: int = 64, mults: tuple[int, ...] = (1, 2),
+                 out_channels: int | None = None):
         super().__init__()
         temb = 4 * base
         self.base = base
@@ -56,7 +57,7 @@ class UNet1D(nn.Module):
             self.up.append(ResBlock1d(prev + skip, base * m, temb))
             prev = base * m
         self.out_norm = _norm(prev)
-        self.out = nn.Conv1d(prev, in_channels, 3, padding=1)
+        self.out = nn.Conv1d(prev, out_channels or in_channels, 3, padding=1)  # fewer when inputs carry a condition
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 

@@ -52,7 +52,8 @@ def build_model(arch: str, in_channels: int, num_classes: int, image_size: int, 
 
 def load_base_model(path: str) -> nn.Module:
     """Rebuild the base model from its checkpoint (architecture recorded beside the weights), in eval mode.
-    Its ``pdiff_arch`` attribute holds the `model.arch` value it was built from (named in error messages)."""
+    Its ``pdiff_arch`` attribute holds the `model.arch` value it was built from (named in error messages), and
+    ``pdiff_classes`` the classes it was trained on when `train.classes` chose some (None: all of them)."""
     from pdiff.core.artifacts import ArtifactError, load_torch, rerun_hint
 
     ckpt = load_torch(path, "train", required=("state_dict", "arch"))
@@ -63,4 +64,5 @@ def load_base_model(path: str) -> nn.Module:
         raise ArtifactError(f"{path} (written by the `train` stage) does not fit architecture {ckpt['arch']}: "
                             f"{str(exc).splitlines()[0]}. {rerun_hint('train')}") from None
     model.pdiff_arch = ckpt["arch"]["arch"]
+    model.pdiff_classes = ckpt.get("classes")  # `train.classes` when it was trained on some classes only, else None
     return model.eval()

@@ -149,7 +149,10 @@ def composed_head_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c
                            batch_size: int = 1000) -> torch.Tensor | None:
     """Baseline (b): the base model's own multi-class head, composed: "positive" when the summed softmax
     probability of the positive classes exceeds 1/2. Accuracy (%) per code, or None when the base model has no
-    output for some class of the codes."""
+    trained output for some class of the codes (fewer outputs, or `train.classes` left the class out)."""
+    trained = getattr(model, "pdiff_classes", None)
+    if trained is not None and not set(range(codes.shape[1])) <= set(trained):
+        return None
     model.eval()
     probs = torch.cat([model(x[i:i + batch_size]).softmax(1) for i in range(0, len(x), batch_size)])
     if probs.shape[1] < codes.shape[1]:
