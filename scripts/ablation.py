@@ -56,6 +56,12 @@ def main() -> None:
     elif (args.out / f"{recipe.name}_run.json").exists():
         run = json.loads((args.out / f"{recipe.name}_run.json").read_text())
     show = ablations.show_experiments(Path.cwd())
+    if recipe.target == "tasks/dvc.yaml":  # the task pipeline's own report (unseen-task accuracy per method)
+        from tools import tasks_ablations
+
+        path = tasks_ablations.write_report(recipe, show, args.out, run)
+        print(f"wrote {path} and {path.with_suffix('.png')}")
+        return
     plots = None
     if not args.no_plots:
         try:

@@ -189,7 +189,7 @@ def test_docs_summary_table_matches_the_committed_results():
 def test_seen_tasks_table_gathers_runs_on_the_same_unseen_tasks(tmp_path):
     import json
 
-    from tools.tasks_seen import METHODS, gather
+    from tools.tasks_ablations import METHODS, gather
 
     def write(folder, n, unseen):
         folder.mkdir(parents=True, exist_ok=True)
@@ -204,6 +204,34 @@ def test_seen_tasks_table_gathers_runs_on_the_same_unseen_tasks(tmp_path):
     write(tmp_path / "seen-50", 50, ["11", "10"])
     with pytest.raises(PdiffError, match="different unseen tasks"):
         gather(tmp_path)
+
+
+def test_task_recipes_queue_the_task_pipeline_with_the_preset_and_report_each_point():
+    """A task recipe queues `dvc exp run ... tasks/dvc.yaml` with its preset's values on every point; the report
+    rows come from each finished experiment's metrics/tasks/results.json, in point order, only for experiments
+    whose params carry the point's value."""
+    from tools import ablations, tasks_ablations
+    from tools.presets import resolved
+
+    recipe = ablations.get_recipe("task_cond")
+    (cmd,) = ablations.queue_commands(recipe)
+    assert cmd[-1] == "tasks/dvc.yaml" and "tasks_ldm.cond=choice(add,concat,none)" in cmd
+    assert "train.classes=[0,1,2,3,4]" in cmd and resolved("mnist5k-hard-tasks")["train.classes"] == [0, 1, 2, 3, 4]
+    assert [p.overrides["tasks.num_seen"] for p in ablations.get_recipe("seen_tasks").points] == [10, 50, 200, 982]
+
+    def rev(name, cond, mean):
+        summary = {m: {"acc_mean": mean, "acc_median": mean, "acc_min": mean} for m in tasks_ablations.METHODS}
+        metrics = {"num_seen": 982, "unseen_tasks": ["0000000011"], "summary": summary | {"composed_head": None},
+                   "paired": {"nearest_task": {"wins": 1}}}
+        params = {"tasks_ldm": {"cond": cond}, "tasks": {"num_seen": 982}}
+        return {"name": name, "data": {"metrics": {tasks_ablations.TASKS_METRICS: {"data": metrics}},
+                                       "params": {"params.yaml": {"data": params}}}}
+
+    show = [{"experiments": [{"revs": [rev("task_cond-3", "none", 50.0)]}, {"revs": [rev("task_cond-1", "add", 80.0)]},
+                             {"revs": [rev("task_cond-2", "add", 70.0)]}]}]  # -2 does not carry its point's value
+    rows = tasks_ablations.experiment_rows(recipe, show)
+    assert [(r["point"], r["generated"], r["composed_head"]) for r in rows] == [("add", 80.0, None),
+                                                                                ("none", 50.0, None)]
 
 
 def test_docs_seen_tasks_table_matches_the_committed_table():

@@ -46,6 +46,7 @@ class Recipe:
     note: str = ""
     keys: list[str] = field(default_factory=list)  # params shown as table columns
     sweep: bool = False  # queue as one DVC sweep over the one key that varies (see `queue_commands`)
+    target: str = ""     # the pipeline file to run ("" = dvc.yaml; tasks/dvc.yaml: a task-pipeline recipe)
 
     def __post_init__(self):
         if not self.keys:
@@ -122,7 +123,37 @@ def recipes(params: dict | None = None) -> dict[str, Recipe]:
                       [Point(str(s), {"seed": s}) for s in range(5)], sweep=True,
                       note="`seed` drives everything (data split, base model, collection, AE, LDM, sampling), so "
                            "every point but seed 0 reruns the whole pipeline."))
-    return {r.name: r for r in out}
+    return {r.name: r for r in out + task_recipes()}
+
+
+def task_recipes() -> list[Recipe]:
+    """Recipes of the task-conditioned pipeline (tasks/dvc.yaml, docs/tasks.md): every point carries its task
+    preset's values, so the committed params.yaml stays the default. Reported by `tools.tasks_ablations`."""
+    from tools.presets import resolved
+
+    def on(preset: str, key: str, values, label=str) -> list[Point]:
+        base = resolved(preset)
+        return [Point(label(v), {**base, key: v}) for v in values]
+
+    seen = (10, 50, 200, 982)
+    seen_note = ("`tasks.num_seen` seen tasks (seeded; the unseen and validation tasks are the same at every "
+                 "point), 5 snapshots each; 982 is the whole rest of the 1,022 tasks. Every point reruns "
+                 "tasks_collect and what follows it.")
+    return [
+        Recipe("seen_tasks", "Unseen-task accuracy against seen tasks (mnist5k-tasks)", "seen tasks (log scale)",
+               on("mnist5k-tasks", "tasks.num_seen", seen), keys=["tasks.num_seen"], sweep=True,
+               target="tasks/dvc.yaml", note=seen_note),
+        Recipe("seen_tasks_hard", "Unseen-task accuracy against seen tasks, backbone on digits 0-4 "
+               "(mnist5k-hard-tasks)", "seen tasks (log scale)", on("mnist5k-hard-tasks", "tasks.num_seen", seen),
+               keys=["tasks.num_seen"], sweep=True, target="tasks/dvc.yaml",
+               note=seen_note + " The base model was trained on digits 0-4 only (`train.classes`)."),
+        Recipe("task_cond", "How the task code enters the denoiser (mnist5k-hard-tasks)", "tasks_ldm.cond",
+               on("mnist5k-hard-tasks", "tasks_ldm.cond", ("add", "concat", "none")), keys=["tasks_ldm.cond"],
+               sweep=True, target="tasks/dvc.yaml",
+               note="add: an MLP embedding of the code added to the time embedding; concat: the code's bits as "
+                    "extra input channels of the UNet; none: the code ignored (unconditional). Condition dropout "
+                    "0.1 and guidance 2.0 (the preset's) at every point; only tasks_ldm and tasks_evaluate rerun."),
+    ]
 
 
 def get_recipe(name: str, params: dict | None = None) -> Recipe:
@@ -160,7 +191,7 @@ def queue_command(recipe: Recipe, point: Point) -> list[str]:
     cmd = ["exp", "run", "--queue", "--name", exp_name(recipe, point)]
     for key, value in point.overrides.items():
         cmd += ["-S", f"{key}={format_value(value)}"]
-    return cmd
+    return cmd + ([recipe.target] if recipe.target else [])
 
 
 def queue_commands(recipe: Recipe) -> list[list[str]]:
@@ -175,7 +206,7 @@ def queue_commands(recipe: Recipe) -> list[list[str]]:
     for key, value in recipe.points[0].overrides.items():
         if key != swept:
             cmd += ["-S", f"{key}={format_value(value)}"]
-    return [cmd]
+    return [cmd + ([recipe.target] if recipe.target else [])]
 
 
 # ---------------------------------------------------------------------------------------------------------

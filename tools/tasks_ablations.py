@@ -1,0 +1,137 @@
+"""Ablations of the task-conditioned pipeline (docs/tasks.md): unseen-task accuracy against the number of seen
+tasks, and how the task code enters the denoiser. The recipes (``seen_tasks``, ``seen_tasks_hard``,
+``task_cond`` in `tools.ablations`) queue `dvc exp run tasks/dvc.yaml` with a task preset's values; the report
+reads each finished experiment's ``metrics/tasks/results.json`` from `dvc exp show`:
+
+    python scripts/ablation.py run seen_tasks       # -> reports/ablations/seen_tasks.{md,json,png}
+
+``python -m tools.tasks_ablations FOLDER`` gathers the older runs made with `tools.tasks_run` instead
+(``FOLDER/results.json`` and ``FOLDER/seen-*/results.json``) -> ``FOLDER/seen_tasks.json`` and ``.png``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from pdiff import PdiffError
+from pdiff.core.artifacts import save_json, save_text
+from pdiff.core.stage import run_script
+
+TASKS_METRICS = "metrics/tasks/results.json"
+METHODS = ("generated", "trained", "nearest_task", "composed_head", "all_tasks_average", "wrong_code")
+
+
+def row(results: dict) -> dict:
+    """One table row of a task run's results.json: mean accuracy over the unseen tasks per method."""
+    return ({"num_seen": results["num_seen"], "unseen_tasks": results["unseen_tasks"]}
+            | {m: results["summary"][m]["acc_mean"] if results["summary"].get(m) else None for m in METHODS}
+            | {"generated_beats_nearest": results["paired"]["nearest_task"]["wins"]})
+
+
+def same_unseen_tasks(rows: list[dict], where: str) -> list[dict]:
+    if any(r["unseen_tasks"] != rows[0]["unseen_tasks"] for r in rows):
+        raise PdiffError(f"{where}: the runs were scored on different unseen tasks (another seed or num_unseen); "
+                         "compare runs that differ only in what the ablation varies.")
+    return [{k: v for k, v in r.items() if k != "unseen_tasks"} for r in rows]
+
+
+def gather(folder: Path) -> list[dict]:
+    """Rows of the `tools.tasks_run` runs in ``folder`` (the preset run and its ``seen-N`` reruns)."""
+    rows = []
+    for path in [folder / "results.json", *sorted(folder.glob("seen-*/results.json"))]:
+        if path.exists():
+            rows.append({**row(json.loads(path.read_text())), "source": str(path.relative_to(folder))})
+    if not rows:
+        raise PdiffError(f"{folder}: no results.json found; run `python -m tools.tasks_run` first.")
+    return sorted(same_unseen_tasks(rows, str(folder)), key=lambda r: r["num_seen"])
+
+
+def experiment_rows(recipe, show: list) -> list[dict]:
+    """Rows of ``recipe``'s finished experiments, in the order of its points, from `dvc exp show` data."""
+    from tools.ablations import _get, exp_name
+
+    by_name = {}
+    for base in show:
+        for exp in base.get("experiments") or []:
+            if (exp.get("executor") or {}).get("state") in ("queued", "running", "failed"):
+                continue
+            for rev in exp.get("revs") or []:
+                data = rev.get("data") or {}
+                metrics = ((data.get("metrics") or {}).get(TASKS_METRICS) or {}).get("data")
+                params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
+                if rev.get("name") and metrics:
+                    by_name[rev["name"]] = (params, metrics)
+    rows = []
+    for point in recipe.points:
+        name = exp_name(recipe, point)
+        if name in by_name and all(_get(by_name[name][0], k) == point.overrides[k] for k in recipe.keys):
+            rows.append({"point": point.label, "experiment": name, **row(by_name[name][1])})
+    if not rows:
+        raise PdiffError(f"no finished experiments of ablation {recipe.name!r} in `dvc exp show`; run "
+                         f"`make ablation NAME={recipe.name}` first.")
+    return same_unseen_tasks(rows, f"ablation {recipe.name!r}")
+
+
+def figure(rows: list[dict], path: Path, xlabel: str = "seen tasks (log scale)", title: str = "") -> None:
+    """Mean unseen-task accuracy per method against the number of seen tasks (log x), or, when the rows are
+    ablation points that keep the number of seen tasks, against the points."""
+    from pdiff.core.plots import plt, save_figure
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    seen_axis = len({r["num_seen"] for r in rows}) == len(rows)
+    xs = [r["num_seen"] for r in rows] if seen_axis else list(range(len(rows)))
+    for method in METHODS:
+        ys = [r[method] for r in rows]
+        if all(y is not None for y in ys):
+            ax.plot(xs, ys, "o-", label=method)
+    if seen_axis:
+        ax.set_xscale("log")
+    else:
+        ax.set_xticks(xs, [r["point"] for r in rows])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("mean accuracy over unseen tasks (%)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def write_report(recipe, show: list, out_dir: Path, run: dict | None = None) -> Path:
+    """``out_dir``/<name>.json (rows), .png (figure) and .md (table) of a task-pipeline recipe."""
+    rows = experiment_rows(recipe, show)
+    seconds = {n: round(sum(e["stage_seconds"].values()), 1) for n, e in ((run or {}).get("experiments") or {}).items()}
+    for r in rows:
+        r["ran"] = ", ".join(run["experiments"][r["experiment"]]["ran"]) if r["experiment"] in seconds else None
+        r["seconds"] = seconds.get(r["experiment"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_json(rows, out_dir / f"{recipe.name}.json")
+    figure(rows, out_dir / f"{recipe.name}.png", recipe.axis, recipe.title)
+    cols = ["point", "num_seen", *METHODS, "generated_beats_nearest", "seconds"]
+    fmt = lambda v: "n/a" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))  # noqa: E731
+    lines = [f"# Ablation: {recipe.title}", "", recipe.note, "",
+             "Mean test accuracy (%) over the unseen tasks (the same ones at every point; each model scored on "
+             "its own task's labels), per grid point; `generated_beats_nearest`: unseen tasks (of all) where the "
+             "generated models beat the nearest seen task's average. `composed_head` is n/a where the base model "
+             "has no trained output for every digit.", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    if run:
+        lines += ["", f"Cost: {run['wall_seconds']:.0f} s wall for {len(recipe.points)} experiments with "
+                      f"`dvc queue start -j {run['jobs']}`."]
+    lines += ["", f"![{recipe.name}]({recipe.name}.png)", ""]
+    return save_text("\n".join(lines), out_dir / f"{recipe.name}.md")
+
+
+def main() -> None:
+    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "reports/mnist5k-tasks")
+    rows = gather(folder)
+    save_json(rows, folder / "seen_tasks.json")
+    figure(rows, folder / "seen_tasks.png")
+    for r in rows:
+        print(r)
+
+
+if __name__ == "__main__":
+    run_script(main)
