@@ -7,7 +7,9 @@ the real size in the official on-disk format (scripts/synthetic_cifar.py) into a
 the pipeline into a temporary folder, applies the `cifar100-resnet18` preset there with the shortened settings
 in SHORTENED (the workspace's params.yaml is not touched), runs every stage in order, and records per-stage
 seconds, the peak GPU memory seen by nvidia-smi during each stage, training images/s, AE and LDM steps/s and
-the accuracies. Sized to finish within 8 minutes on one H100. Accuracies on synthetic images say nothing about
+the accuracies. Then it times the tokenized generator (docs/tokens.md) on a whole ResNet-18 (D = 11.2 M,
+token batch 256, TOKENS_STEPS steps, with and without its GRU): steps/s and the CUDA allocator's peak memory.
+Sized to finish within 8 minutes on one H100. Accuracies on synthetic images say nothing about
 CIFAR-100; the check is for speed, memory and that the pipeline runs on a GPU.
 """
 from __future__ import annotations
@@ -105,6 +107,21 @@ def run_stages(work: Path) -> dict:
     return stages
 
 
+TOKENS_STEPS = 50  # timed training steps of the tokenized generator (after one warm-up step)
+
+
+def tokens_timing(device: str = "cuda", dim="resnet18", steps: int = TOKENS_STEPS) -> dict:
+    """The tokenized generator's training speed on ``device`` at D = ``dim`` ('resnet18': every parameter of a
+    ResNet-18; `tools.bench_tokens.measure`, each sequence model in its own process): s/step and steps/s without
+    a sequence model and with the GRU, and the CUDA allocator's peak memory on CUDA."""
+    from tools.bench_tokens import measure
+
+    row = measure(dim, steps=steps, threads=8 if device == "cuda" else 1, sequences=("none", "gru"), device=device)
+    for suffix in ("", "_gru"):
+        row[f"steps_per_s{suffix}"] = round(1.0 / row[f"s_per_step{suffix}"], 2)
+    return row
+
+
 def summarize_run(work: Path, stages: dict) -> dict:
     """metrics/gpu.json's content from the finished run in ``work``."""
     import torch
@@ -153,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         prepare_workdir(work, Path(tmp) / "raw")
         stages = run_stages(work)
         result = summarize_run(work, stages)
+    start = time.perf_counter()
+    result["tokens"] = tokens_timing()
+    result["tokens"]["seconds"] = round(time.perf_counter() - start, 1)
+    print(f"gpu-check: tokens generator at D = {result['tokens']['dim']:,}: {result['tokens']['steps_per_s']} "
+          f"steps/s (no sequence model), {result['tokens']['steps_per_s_gru']} (gru); peak "
+          f"{result['tokens'].get('peak_gpu_mib')} MiB")
     save_json(result, args.out)
     print(f"gpu-check: {result['total_seconds']} s in all, peak {result['peak_gpu_mib']} MiB -> {args.out}")
     return 0

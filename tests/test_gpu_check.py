@@ -33,3 +33,19 @@ def test_shortened_params_point_at_the_data_root_and_cuda_and_keep_the_papers_k_
     assert (p.train.epochs, p.ae.steps, p.ldm.steps) == (3, 3000, 3000)
     assert p.collect.num_snapshots == 200 and p.generate.num_models == 100  # the paper's K and N are kept
     assert set(gpu_check.STAGES) == set(__import__("yaml").safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+
+
+def test_tokens_timing_runs_the_bench_children_on_the_given_device():
+    """The tokenized generator's timing that gpu-check adds (on CUDA, a whole ResNet-18), here on the CPU at a
+    small D: both sequence models timed in their own processes, steps/s the inverse of s/step."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    row = gpu_check.tokens_timing(device="cpu", dim=4096, steps=2)
+    assert row["dim"] == 4096 and row["tokens"] == 4  # 4 tensors of 1,024 values, token size 1,024
+    for suffix in ("", "_gru"):
+        per_step, per_s = row[f"s_per_step{suffix}"], row[f"steps_per_s{suffix}"]
+        assert per_step > 0 and abs(per_s * per_step - 1) < 0.02, row
+    assert "peak_gpu_mib" not in row  # only the CUDA allocator has a peak to report

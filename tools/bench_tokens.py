@@ -83,20 +83,28 @@ def child(args) -> dict:
     diffusion = GaussianDiffusion(linear_betas(1000))
     gen = torch.Generator().manual_seed(0)
     cfg = SimpleNamespace(steps=1, batch=args.batch, lr=1e-4, weight_decay=0.0)
-    tk.train_tokens(model, diffusion, data, cfg, "cpu", gen, Tracker(None))  # warm-up (and AdamW state)
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    tk.train_tokens(model, diffusion, data, cfg, device, gen, Tracker(None))  # warm-up (and AdamW state)
     cfg.steps = args.steps
+    sync()
     t0 = time.perf_counter()
-    tk.train_tokens(model, diffusion, data, cfg, "cpu", gen, Tracker(None))
+    tk.train_tokens(model, diffusion, data, cfg, device, gen, Tracker(None))
+    sync()
     step_s = (time.perf_counter() - t0) / args.steps
+    gpu = ({"peak_gpu_mib": round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)}
+           if device.type == "cuda" else {})
     return {"s_per_step": round(step_s, 4), "normalizer_fit_s": round(fit_s, 2), "tokens": layout.num_tokens,
             "padding_share": round(1 - layout.dim / (layout.num_tokens * layout.size), 4),
             "generator_params": sum(p.numel() for p in model.parameters()),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)} | gpu
 
 
 def measure(dim, k: int = 8, token_size: int = 1024, batch: int = 256, width: int = 256, depth: int = 3,
-            steps: int = 5, threads: int = 2, sequences=("gru", "none"), workdir: str | None = None) -> dict:
-    """Write the store for ``dim``, run one child per sequence model on it, delete it; the row for ``dim``."""
+            steps: int = 5, threads: int = 2, sequences=("gru", "none"), workdir: str | None = None,
+            device: str = "cpu") -> dict:
+    """Write the store for ``dim``, run one child per sequence model on it (training on ``device``), delete it;
+    the row for ``dim`` (on CUDA also ``peak_gpu_mib``, the allocator's peak)."""
     shapes = shapes_for(dim)
     tmp = Path(tempfile.mkdtemp(prefix="pdiff-tokens-bench-", dir=workdir))
     try:
@@ -108,7 +116,7 @@ def measure(dim, k: int = 8, token_size: int = 1024, batch: int = 256, width: in
         for seq in sequences:
             cmd = [sys.executable, "-m", "tools.bench_tokens", "--child", "--store", str(store), "--sequence", seq,
                    "--token-size", str(token_size), "--batch", str(batch), "--width", str(width), "--depth",
-                   str(depth), "--steps", str(steps), "--threads", str(threads)]
+                   str(depth), "--steps", str(steps), "--threads", str(threads), "--device", device]
             res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
             if res.returncode != 0:
                 raise RuntimeError(f"bench_tokens child failed for D={dim}, {seq}:\n{res.stderr[-2000:]}")
@@ -116,6 +124,8 @@ def measure(dim, k: int = 8, token_size: int = 1024, batch: int = 256, width: in
             suffix = "" if seq == sequences[0] else f"_{seq}"
             row |= {f"s_per_step{suffix}": out["s_per_step"], f"peak_rss_mb{suffix}": out["peak_rss_mb"],
                     f"rss_beyond_file_mb{suffix}": round(out["peak_rss_mb"] - file_mb, 1)}
+            if "peak_gpu_mib" in out:
+                row[f"peak_gpu_mib{suffix}"] = out["peak_gpu_mib"]
             row |= {k2: out[k2] for k2 in ("tokens", "padding_share", "generator_params", "normalizer_fit_s")}
         return row
     finally:
@@ -306,6 +316,7 @@ def main(argv=None) -> dict | None:
     ap.add_argument("--depth", type=int, default=3)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="where the child trains: cpu or cuda (`make gpu-check`)")
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--dims", default=",".join(map(str, TOKEN_DIMS)),
                     help=f"comma-separated D values; '{WHOLE}' = every parameter of ResNet-18")
