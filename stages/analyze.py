@@ -3,7 +3,7 @@ test split exactly as `evaluate` does (the originals' and generated models' per-
 `evaluate`'s models/correctness.pt, not evaluated again), measure how close each model is to the training snapshots
 (max error-set IoU, nearest-neighbour L2) -> metrics/novelty.json, plots/analyze/ and report.md. The trained AE
 (models/ae.pt) adds two sets without the diffusion model: decoded Gaussian latents and the snapshots'
-reconstructions (pdiff/analysis/decoded.py)."""
+reconstructions (pdiff/analysis/decoded.py); the tokens generator has no decoder, so it has neither."""
 import json
 import sys
 import time
@@ -35,10 +35,12 @@ def main() -> None:
     generated = load_vectors("models/generated.pt", "generate")
     evaluated = {m: load_correctness(m, obj["params"].float(), data["test_y"], "models/correctness.pt")
                  for m, obj in (("original", snapshots), ("generated", generated))}
-    ae, normalizer, _ = load_autoencoder("models/ae.pt")
-    decode, encode = ae_decoder(ae, normalizer)
-    decoder = DecoderReference(decode, encode(snapshots["params"]), p.baselines.decoded_num,
-                               p.baselines.decoded_form)
+    decoder = None  # generator: tokens diffuses raw tokens: no decoder, so no decoder sets (docs/evaluation.md)
+    if p.generator == "conv_ae":
+        ae, normalizer, _ = load_autoencoder("models/ae.pt")
+        decode, encode = ae_decoder(ae, normalizer)
+        decoder = DecoderReference(decode, encode(snapshots["params"]), p.baselines.decoded_num,
+                                   p.baselines.decoded_form)
     analysis = run_analysis(model, snapshots, generated, (data["test_x"], data["test_y"]), p.baselines, gen,
                             opts=EvalOptions(device, p.evaluate.batch_size), evaluated=evaluated, decoder=decoder,
                             sources=("models/snapshots.pt", "models/generated.pt"))

@@ -7,13 +7,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from pdiff.core.artifacts import ArtifactError, load_vectors
 from pdiff.core.snapstore import VectorWriter, is_vector_store, open_vectors
 from pdiff.core.tracking import Tracker
 from pdiff.generative import tokens as tk
 from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
-from tests.conftest import make_tiny_repo, run
+from tests.conftest import run
 
 SIZES = [100, 37, 300]  # 2 + 1 + 5 tokens of 64: three of them padded
 SHAPES = [[10, 10], [37], [3, 100]]
@@ -143,14 +144,19 @@ def test_generator_param_is_validated():
 
 
 @pytest.mark.slow
-def test_pipeline_with_the_tokens_generator_and_mmap_snapshots(tmp_path):
-    """generator: tokens + collect.storage: mmap through the real stages: both vector files are memory-mapped
-    stores, evaluate reads them, and the conv AE's checkpoints are refused by the tokens stages."""
-    repo = make_tiny_repo(tmp_path / "repo", {
-        "generator": "tokens", "collect": {"storage": "mmap"},
-        "tokens": {"size": 16, "batch": 32, "width": 16, "depth": 1, "steps": 30, "sample_chunk": 64},
-        "generate": {"sampler": "ddim", "steps": 5}})
-    run(["dvc", "repro", "evaluate"], repo)
+def test_pipeline_with_the_tokens_generator_and_mmap_snapshots(tiny_copy):
+    """generator: tokens + collect.storage: mmap through the real stages (the tiny repo's prepare and train
+    reused): both vector files are memory-mapped stores, evaluate and analyze read them, and analyze leaves out
+    the decoder sets, since raw tokens have no decoder."""
+    repo = tiny_copy
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params |= {"generator": "tokens", "tokens": params["tokens"] | {
+        "size": 16, "batch": 32, "width": 16, "depth": 1, "steps": 30, "sample_chunk": 64}}
+    params["collect"]["storage"] = "mmap"
+    params["generate"] |= {"sampler": "ddim", "steps": 5}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro"], repo).stdout
+    assert "Running stage 'train'" not in out and "Running stage 'analyze'" in out
     assert is_vector_store(repo / "models/snapshots.pt") and is_vector_store(repo / "models/generated.pt")
     gen = load_vectors(repo / "models/generated.pt", "generate")
     snaps = load_vectors(repo / "models/snapshots.pt", "collect")
@@ -158,6 +164,8 @@ def test_pipeline_with_the_tokens_generator_and_mmap_snapshots(tmp_path):
     ev = json.loads((repo / "metrics/evaluate.json").read_text())
     assert ev["generated"]["count"] == 8
     assert "tokens" in json.loads((repo / "metrics/train_ae/metrics.json").read_text())
+    novelty = json.loads((repo / "metrics/novelty.json").read_text())
+    assert {"generated", "gaussian"} <= set(novelty) and not {"decoded_noise", "reconstruction"} & set(novelty)
 
 
 def test_clip_keeps_samples_of_an_untrained_denoiser_in_range():
