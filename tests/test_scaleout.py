@@ -104,19 +104,17 @@ def test_two_point_grid_through_queue_with_two_workers(tiny_committed):
         assert set(plots[key][0]["revisions"]) == {"tiny-off", "tiny-strong"}, key
     assert {r for e in plots["plots/evaluate/accuracy_hist.png"] for r in e["revisions"]} == {"tiny-off",
                                                                                               "tiny-strong"}
-    # ... and offline (scripts/plots.py, `make plots-diff`): DVC's page and one PNG per plot from its specs
-    script = run([sys.executable, str(ROOT / "scripts/plots.py"), "diff", "tiny-off", "tiny-strong"], tiny_committed)
-    out = tiny_committed / "reports/plots_diff/tiny-off_vs_tiny-strong"
-    manifest = json.loads((out / "plots.json").read_text())
-    assert manifest["revisions"] == ["tiny-off", "tiny-strong"], script.stdout
+    # ... and offline: the report's page holds DVC's page and one PNG per plot from its specs (the same
+    # tools/offline_plots.render that `make plots-diff` calls: tests/test_offline_plots.py runs that script)
+    manifest = json.loads((page / "plots.json").read_text())
     by_id = {p["id"]: p for p in manifest["plots"] if p["type"] == "vega"}
     for key in ("accuracy_quantiles", "metrics/train_ae/plots/metrics/loss.tsv"):
         assert set(by_id[key]["revisions"]) == {"tiny-off", "tiny-strong"}, key
-        assert (out / by_id[key]["png"][0]).read_bytes()[:4] == b"\x89PNG", key
+        assert (page / by_id[key]["png"][0]).read_bytes()[:4] == b"\x89PNG", key
     hist = [p for p in manifest["plots"] if p["id"] == "plots/evaluate/accuracy_hist.png"]
     assert sorted(r for p in hist for r in p["revisions"]) == ["tiny-off", "tiny-strong"]
-    assert all((out / p["png"][0]).is_file() for p in hist)
-    assert offline_plots.external_refs((out / "index.html").read_text()) == []
+    assert all((page / p["png"][0]).is_file() for p in hist)
+    assert offline_plots.external_refs((page / "index.html").read_text()) == []
 
 
 def test_recipes_cover_the_paper_ablations():
