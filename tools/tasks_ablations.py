@@ -24,9 +24,11 @@ METHODS = ("generated", "trained", "nearest_task", "composed_head", "all_tasks_a
 
 def row(results: dict) -> dict:
     """One table row of a task run's results.json: mean accuracy over the unseen tasks per method."""
+    val = (results.get("val") or {}).get(str(results.get("guidance"))) or {}
     return ({"num_seen": results["num_seen"], "unseen_tasks": results["unseen_tasks"]}
             | {m: results["summary"][m]["acc_mean"] if results["summary"].get(m) else None for m in METHODS}
-            | {"generated_beats_nearest": results["paired"]["nearest_task"]["wins"]})
+            | {"generated_beats_nearest": results["paired"]["nearest_task"]["wins"],
+               "val_generated": (val.get("generated") or {}).get("acc_mean")})
 
 
 def same_unseen_tasks(rows: list[dict], where: str) -> list[dict]:
@@ -108,13 +110,14 @@ def write_report(recipe, show: list, out_dir: Path, run: dict | None = None) -> 
     out_dir.mkdir(parents=True, exist_ok=True)
     save_json(rows, out_dir / f"{recipe.name}.json")
     figure(rows, out_dir / f"{recipe.name}.png", recipe.axis, recipe.title)
-    cols = ["point", "num_seen", *METHODS, "generated_beats_nearest", "seconds"]
+    cols = ["point", "num_seen", *METHODS, "generated_beats_nearest", "val_generated", "seconds"]
     fmt = lambda v: "n/a" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))  # noqa: E731
     lines = [f"# Ablation: {recipe.title}", "", recipe.note, "",
              "Mean test accuracy (%) over the unseen tasks (the same ones at every point; each model scored on "
              "its own task's labels), per grid point; `generated_beats_nearest`: unseen tasks (of all) where the "
-             "generated models beat the nearest seen task's average. `composed_head` is n/a where the base model "
-             "has no trained output for every digit.", "",
+             "generated models beat the nearest seen task's average; `val_generated`: the generated models' mean on "
+             "the validation tasks (validation split), where choices are made. `composed_head` is n/a where the "
+             "base model has no trained output for every digit.", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
     if run:
