@@ -38,10 +38,10 @@ def main() -> None:
     test_acc = accuracy(model, data["test_x"], data["test_y"], device)
     if not distributed.is_main(dist):  # only rank 0 writes
         return distributed.finish(dist)
-    seen = f" (trained on classes {sorted(set(p.train.classes))} only; test acc over all)" if p.train.classes else ""
+    subset = {"classes": sorted(set(p.train.classes))} if p.train.classes else {}  # trained on these only
+    seen = f" (trained on classes {subset['classes']} only; test acc over all)" if subset else ""
     print(f"base model: val acc {result['val_acc']:.2f}%, test acc {test_acc:.2f}%{seen}")
     state = {k: v.cpu() for k, v in model.state_dict().items()}
-    subset = {"classes": sorted(set(p.train.classes))} if p.train.classes else {}  # trained on these only
     save_torch({"state_dict": state, "arch": arch, "val_acc": result["val_acc"], "test_acc": test_acc, **subset},
                "models/base.pt")
     loss_curves(tracker.history, "plots/train/curves.png", "base model training", xlabel="epoch")

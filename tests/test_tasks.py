@@ -211,7 +211,7 @@ def test_task_recipes_queue_the_task_pipeline_with_the_preset_and_report_each_po
     rows come from each finished experiment's metrics/tasks/results.json, in point order, only for experiments
     whose params carry the point's value."""
     from tools import ablations, tasks_ablations
-    from tools.presets import resolved
+    from tools.presets import _nest, resolved
 
     recipe = ablations.get_recipe("task_cond")
     (cmd,) = ablations.queue_commands(recipe)
@@ -223,7 +223,7 @@ def test_task_recipes_queue_the_task_pipeline_with_the_preset_and_report_each_po
         summary = {m: {"acc_mean": mean, "acc_median": mean, "acc_min": mean} for m in tasks_ablations.METHODS}
         metrics = {"num_seen": 982, "unseen_tasks": ["0000000011"], "summary": summary | {"composed_head": None},
                    "paired": {"nearest_task": {"wins": 1}}}
-        params = {"tasks_ldm": {"cond": cond}, "tasks": {"num_seen": 982}}
+        params = _nest(resolved("mnist5k-hard-tasks") | {"tasks_ldm.cond": cond})  # the preset, as queued
         return {"name": name, "data": {"metrics": {tasks_ablations.TASKS_METRICS: {"data": metrics}},
                                        "params": {"params.yaml": {"data": params}}}}
 

@@ -316,14 +316,15 @@ def run_recipe(recipe: Recipe, jobs: int, cwd: Path, out_dir: Path, poll: float 
 # ---------------------------------------------------------------------------------------------------------
 # Comparison
 
-def experiments_from_show(show: list) -> dict[str, dict]:
-    """name -> {"params": flat params, "metrics": evaluate.json} for every finished experiment (and the
-    baseline commits, under their revs) in `dvc exp show --json` output (`show_experiments`)."""
+def experiments_from_show(show: list, metrics_file: str = METRICS_FILE) -> dict[str, dict]:
+    """name -> {"params": flat params, "metrics": ``metrics_file`` (evaluate.json; a task recipe's
+    metrics/tasks/results.json)} for every finished experiment (and the baseline commits, under their revs) in
+    `dvc exp show --json` output (`show_experiments`)."""
     out = {}
 
     def add(entry):
         data = entry.get("data") or {}
-        metrics = ((data.get("metrics") or {}).get(METRICS_FILE) or {}).get("data")
+        metrics = ((data.get("metrics") or {}).get(metrics_file) or {}).get("data")
         novelty = ((data.get("metrics") or {}).get(NOVELTY_FILE) or {}).get("data") or {}
         params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
         if metrics is not None:

@@ -51,24 +51,11 @@ def gather(folder: Path) -> list[dict]:
 
 def experiment_rows(recipe, show: list) -> list[dict]:
     """Rows of ``recipe``'s finished experiments, in the order of its points, from `dvc exp show` data."""
-    from tools.ablations import _get, exp_name
+    from tools.ablations import experiments_from_show, find_experiment
 
-    by_name = {}
-    for base in show:
-        for exp in base.get("experiments") or []:
-            if (exp.get("executor") or {}).get("state") in ("queued", "running", "failed"):
-                continue
-            for rev in exp.get("revs") or []:
-                data = rev.get("data") or {}
-                metrics = ((data.get("metrics") or {}).get(TASKS_METRICS) or {}).get("data")
-                params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
-                if rev.get("name") and metrics:
-                    by_name[rev["name"]] = (params, metrics)
-    rows = []
-    for point in recipe.points:
-        name = exp_name(recipe, point)
-        if name in by_name and all(_get(by_name[name][0], k) == point.overrides[k] for k in recipe.keys):
-            rows.append({"point": point.label, "experiment": name, **row(by_name[name][1])})
+    finished = experiments_from_show(show, TASKS_METRICS)
+    rows = [{"point": point.label, "experiment": name, **row(finished[name]["metrics"])}
+            for point in recipe.points if (name := find_experiment(recipe, point, finished))]
     if not rows:
         raise PdiffError(f"no finished experiments of ablation {recipe.name!r} in `dvc exp show`; run "
                          f"`make ablation NAME={recipe.name}` first.")

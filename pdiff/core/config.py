@@ -137,7 +137,7 @@ class TrainConfig(Section):
                     "before training; every key and shape must match")
     classes: list[int] = opt([], "train the base model on images of these classes only (their labels unchanged; "
                              "the classifier keeps one output per class of the dataset); [] = every class. For a "
-                             "backbone that has never seen some classes, e.g. the mnist5k-tasks-hard preset "
+                             "backbone that has never seen some classes, e.g. the mnist5k-hard-tasks preset "
                              "(docs/tasks.md); the `collect` stage still uses every class")
 
 
