@@ -234,6 +234,23 @@ def test_task_recipes_queue_the_task_pipeline_with_the_preset_and_report_each_po
                                                                                 ("none", 50.0, None)]
 
 
+@pytest.mark.slow
+def test_task_recipe_stops_before_queuing_when_the_default_outputs_are_not_cached(tiny_copy, tmp_path):
+    """`dvc exp run tasks/dvc.yaml` saves every output of the root dvc.lock at its end and fails there when one is
+    missing from the cache (a clone where the default pipeline never ran): the runner says so before queuing."""
+    import shutil
+
+    from tools import ablations
+
+    assert ablations.uncached_outputs(tiny_copy) == []
+    shutil.rmtree(tiny_copy / ".dvc" / "cache")
+    missing = ablations.uncached_outputs(tiny_copy)
+    assert "evaluate: plots/evaluate" in missing and "train: models/base.pt" in missing
+    with pytest.raises(PdiffError, match=r"Run `dvc repro`.*first"):
+        ablations.run_recipe(ablations.get_recipe("task_cond"), 1, tiny_copy, tmp_path / "out")
+    assert ablations.queue_status(tiny_copy) == {}  # nothing was queued
+
+
 def test_docs_seen_tasks_table_matches_the_committed_table():
     import json
 

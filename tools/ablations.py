@@ -260,12 +260,30 @@ def default_jobs(threads: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, threads))
 
 
+def uncached_outputs(cwd: Path) -> list[str]:
+    """Outputs of the root pipeline (dvc.yaml) whose dvc.lock hash is not in the local DVC cache. `dvc exp run`
+    saves every output of dvc.lock when an experiment ends, so an experiment of another pipeline file (a task
+    recipe) fails there if the default pipeline has never run in this clone."""
+    from dvc.repo import Repo
+
+    with Repo(str(cwd)) as repo:
+        return [f"{stage.name}: {out.def_path}" for stage in repo.index.stages if stage.path_in_repo == "dvc.yaml"
+                for out in stage.outs
+                if out.use_cache and out.hash_info and out.hash_info.value
+                and not repo.cache.local.exists(out.hash_info.value)]
+
+
 def run_recipe(recipe: Recipe, jobs: int, cwd: Path, out_dir: Path, poll: float = 5.0,
                timeout: float = 4 * 3600) -> dict:
     """Queue every point, start ``jobs`` workers, wait until all finish; save logs and a run summary
     (wall time, per-experiment stages run / reused) to ``out_dir``. Rerunning a recipe replaces its
     experiments."""
     cwd = Path(cwd)
+    if recipe.target and (missing := uncached_outputs(cwd)):
+        raise PdiffError(f"recipe {recipe.name!r} runs {recipe.target}, but `dvc exp run` also saves every output of "
+                         f"the default pipeline's dvc.lock, and {len(missing)} of them are not in this clone's DVC "
+                         f"cache ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}). Run `dvc repro` "
+                         "(the default pipeline, about 2 minutes) first, then rerun the recipe.")
     names = [exp_name(recipe, p) for p in recipe.points]
     existing = experiment_names(cwd)
     old = [n for n in names if n in existing]
