@@ -133,3 +133,51 @@ def test_decoder_sets_are_collected_and_shown_and_older_runs_read_pending(tmp_pa
     assert "| 96.50 ± 0.00 | 97.00 ± 0.00 | 95.25 ± 0.00 |" in both
     paper_scale.figure({"preset": "p", "seeds": [e, old]}, tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_overrides_are_parsed_set_on_top_of_the_preset_and_keep_one_setting_per_file(tmp_path, monkeypatch):
+    from tools import workcopy
+
+    assert paper_scale.parse_overrides(["generator=tokens", "tokens.steps=500", "train.classes=[0, 1]"]) == {
+        "generator": "tokens", "tokens.steps": 500, "train.classes": [0, 1]}
+    with pytest.raises(PdiffError, match="expected KEY=VALUE"):
+        paper_scale.parse_overrides(["generator"])
+
+    seen = {}
+
+    def fake_clone(work):  # the real params.yaml in the clone; no git, no dvc
+        work.mkdir(parents=True)
+        (work / "params.yaml").write_text((tests_root() / "params.yaml").read_text())
+        return "c" * 40
+
+    def fake_timed_run(cmd, cwd):
+        seen["params"] = (cwd / "params.yaml").read_text()
+        return {"returncode": 0, "lines": []}
+
+    monkeypatch.setattr(workcopy, "clone_head", fake_clone)
+    monkeypatch.setattr(workcopy, "timed_run", fake_timed_run)
+    monkeypatch.setattr(paper_scale, "collect", lambda repo, lines, wall=None: {"seed": 5})
+    over = {"generator": "tokens", "collect.storage": "mmap"}
+    paper_scale.run_seed("mnist5k-resnet18", 5, tmp_path / "w", log=lambda *a: None, overrides=over)
+    import yaml
+
+    params = yaml.safe_load(seen["params"])
+    assert (params["generator"], params["collect"]["storage"], params["seed"]) == ("tokens", "mmap", 5)
+    assert params["model"]["arch"] == "resnet18"  # the preset is applied underneath
+    with pytest.raises(PdiffError, match="no line for `tokens.nope`"):
+        paper_scale.run_seed("mnist5k-resnet18", 5, tmp_path / "w2", log=lambda *a: None, overrides={"tokens.nope": 1})
+
+    (tmp_path / "r").mkdir()
+    fake_run(tmp_path / "r")
+    e = paper_scale.collect(tmp_path / "r", LOG)
+    res = paper_scale.add_entry({"preset": None, "seeds": []}, "p", e, over)
+    assert res["overrides"] == over and paper_scale.setting(res) == "p (generator=tokens, collect.storage=mmap)"
+    with pytest.raises(PdiffError, match="holds runs with overrides"):
+        paper_scale.add_entry(res, "p", e)  # the plain preset into the tokens file
+    assert "overrides" not in paper_scale.add_entry({"preset": None, "seeds": []}, "p", e)
+
+
+def tests_root():
+    from tests.conftest import ROOT
+
+    return ROOT

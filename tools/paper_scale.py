@@ -102,15 +102,18 @@ def claim(entry: dict) -> dict:
     return {"max": g["acc_max"] >= o["acc_max"], "median": g["acc_median"] >= o["acc_median"]}
 
 
-def run_seed(preset: str, seed: int, work: Path, log=print) -> dict:
-    """Clone HEAD into ``work``, apply ``preset``, set ``seed``, `dvc repro`; the seed's entry."""
+def run_seed(preset: str, seed: int, work: Path, log=print, overrides: dict | None = None) -> dict:
+    """Clone HEAD into ``work``, apply ``preset``, set ``overrides`` ({dotted key: value}, on top of the
+    preset) and ``seed``, `dvc repro`; the seed's entry."""
+    from pdiff.core.config import from_dict
     from tools.presets import apply, set_values
     from tools.workcopy import clone_head, timed_run
 
     commit = clone_head(work)
     apply(preset, work / "params.yaml")
     path = work / "params.yaml"
-    save_text(set_values(path.read_text(), {"seed": seed}), path)
+    save_text(set_values(path.read_text(), {**(overrides or {}), "seed": seed}), path)
+    from_dict(yaml.safe_load(path.read_text()))  # a wrong override stops here, naming the key, not in a stage
     log(f"seed {seed}: dvc repro of {preset} in {work} (commit {commit[:7]})")
     start = time.monotonic()
     res = timed_run(["dvc", "repro"], work)
@@ -124,20 +127,36 @@ def run_seed(preset: str, seed: int, work: Path, log=print) -> dict:
     return entry
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """``["generator=tokens", "tokens.steps=500"]`` -> {dotted key: YAML value}."""
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise PdiffError(f"--set {item!r}: expected KEY=VALUE, for instance --set generator=tokens.")
+        out[key.strip()] = yaml.safe_load(text)
+    return out
+
+
 def load_results(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {"preset": None, "seeds": []}
 
 
-def check_preset(results: dict, preset: str) -> None:
+def check_preset(results: dict, preset: str, overrides: dict | None = None) -> None:
+    """One results file holds one setting: the same preset, with the same ``overrides`` on top of it."""
     if results.get("preset") not in (None, preset):
         raise PdiffError(f"the results file holds preset {results['preset']!r}, not {preset!r}; use another --out.")
+    if results.get("seeds") and results.get("overrides", {}) != (overrides or {}):
+        raise PdiffError(f"the results file holds runs with overrides {results.get('overrides', {})}, not "
+                         f"{overrides or {}}; use another --out.")
 
 
-def add_entry(results: dict, preset: str, entry: dict) -> dict:
+def add_entry(results: dict, preset: str, entry: dict, overrides: dict | None = None) -> dict:
     """``results`` with ``entry`` replacing any earlier entry of the same seed; seeds kept in order."""
-    check_preset(results, preset)
+    check_preset(results, preset, overrides)
     seeds = [e for e in results.get("seeds", []) if e["seed"] != entry["seed"]] + [entry]
-    return {"preset": preset, "seeds": sorted(seeds, key=lambda e: e["seed"])}
+    out = {"preset": preset, "seeds": sorted(seeds, key=lambda e: e["seed"])}
+    return out | ({"overrides": overrides} if overrides else {})
 
 
 def _mean_std(values: list[float]) -> str:
@@ -242,18 +261,24 @@ def figure(results: dict, path: Path) -> None:
     ax.set_ylim(min(lows) - 0.3, max(highs) + 0.3)
     ax.set_xticks(x, [f"seed {e['seed']}" for e in seeds])
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{results['preset']}: D = {seeds[0]['dim']:,}, test split {seeds[0]['test_size']:,}", fontsize=10)
+    ax.set_title(f"{setting(results)}: D = {seeds[0]['dim']:,}, test split {seeds[0]['test_size']:,}", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     ax.set_xlim(-0.6, len(seeds) - 0.4)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     save_figure(fig, path)
 
 
+def setting(results: dict) -> str:
+    """The preset's name and any values set on top of it: ``mnist5k-resnet18 (generator=tokens)``."""
+    extra = ", ".join(f"{k}={v}" for k, v in results.get("overrides", {}).items())
+    return f"{results['preset']} ({extra})" if extra else results["preset"]
+
+
 def write_report(results: dict, out_dir: Path) -> Path:
     """results.md (tables) and results.png (figure) beside results.json."""
     figure(results, out_dir / "results.png")
     seeds = results["seeds"]
-    text = [f"# {results['preset']}: the headline over {len(seeds)} seed(s)", "",
+    text = [f"# {setting(results)}: the headline over {len(seeds)} seed(s)", "",
             "Test accuracy (%) of the K original snapshots, the generated models and the analyze stage's "
             "baselines (with decoded-noise, Gaussian latents decoded by the trained AE without the diffusion "
             "model, and recon., the AE's reconstructions of the snapshots; \"pending\" for runs made before "
@@ -265,16 +290,18 @@ def write_report(results: dict, out_dir: Path) -> Path:
     return save_text("\n".join(text), out_dir / "results.md")
 
 
-def run(preset: str, seeds: list[int], out_dir: Path, work_root: Path | None = None, log=print) -> dict:
-    """Run every seed in turn (each in its own clone), adding its entry to ``out_dir``/results.json as it
-    finishes, then write the report."""
+def run(preset: str, seeds: list[int], out_dir: Path, work_root: Path | None = None, log=print,
+        overrides: dict | None = None) -> dict:
+    """Run every seed in turn (each in its own clone, ``overrides`` set on top of the preset), adding its entry
+    to ``out_dir``/results.json as it finishes, then write the report."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "results.json"
     root = Path(work_root or tempfile.mkdtemp(prefix=f"pdiff-{preset}-"))
-    check_preset(load_results(path), preset)  # before the first half-hour run, not after it
+    check_preset(load_results(path), preset, overrides)  # before the first half-hour run, not after it
     for seed in seeds:
-        entry = run_seed(preset, seed, root / f"seed{seed}", log=log)
-        save_json(add_entry(load_results(path), preset, entry), path)  # re-read: entries added meanwhile are kept
+        entry = run_seed(preset, seed, root / f"seed{seed}", log=log, overrides=overrides)
+        # re-read: entries added meanwhile are kept
+        save_json(add_entry(load_results(path), preset, entry, overrides), path)
         log(f"seed {seed}: generated median/max {entry['generated']['acc_median']}/{entry['generated']['acc_max']}"
             f" vs original {entry['original']['acc_median']}/{entry['original']['acc_max']}")
     results = load_results(path)
