@@ -290,3 +290,30 @@ def test_ae_decoder_wraps_the_trained_autoencoder_without_noise():
     assert torch.equal(reconstructions(decode, z), expected)
     sets = decoder_sets(decode, z, 3, "global", _gen())
     assert sets["decoded_noise"].shape == (3, 20) and torch.equal(sets["reconstruction"], expected)
+
+
+def test_embedding_from_the_gram_matrix_matches_the_direct_route():
+    """Past EMBED_DIRECT_MAX values the embedding is computed from the n x n Gram matrix (a whole ResNet-18 block
+    would need tens of GB directly): the Gram matrix, built in column chunks, is that of the z-scored points, and
+    its PCA equals sklearn's up to each axis' sign. t-SNE itself is chaotic (a start that differs in the fourth
+    digit moves points far), so its output is checked for shape and finiteness only."""
+    import numpy as np
+
+    from pdiff.analysis.novelty import _gram
+
+    model, snaps, generated, x, y = _tiny_setup(k=12, n=6)
+    analysis = run_analysis(model, snaps, generated, (x, y), BaselinesConfig(noise_sigma=0.01, average_k=4), _gen(),
+                            opts=EvalOptions(batch_size=60))
+    names = [m for m, r in analysis.methods.items() if len(r.vectors)]
+    s = analysis.methods["original"].vectors.double()
+    mean, std = s.mean(0), s.std(0, unbiased=False)
+    z = torch.cat([(analysis.methods[m].vectors.double() - mean) / std for m in names])
+    torch.testing.assert_close(_gram(analysis, names, mean, std, chunk=7), z @ z.T)
+    direct = embed_2d(analysis, seed=0)
+    gram = embed_2d(analysis, seed=0, direct_max=0)
+    assert direct["pca"].keys() == gram["pca"].keys() == gram["tsne"].keys() and "original" in gram["pca"]
+    for m in direct["pca"]:
+        a, b = direct["pca"][m], gram["pca"][m]
+        signs = np.sign((a * b).sum(0) if len(a) > 1 else a[0] * b[0])
+        np.testing.assert_allclose(a, b * signs, rtol=1e-6, atol=1e-8)
+        assert gram["tsne"][m].shape == (len(a), 2) and np.isfinite(gram["tsne"][m]).all()

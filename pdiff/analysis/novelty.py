@@ -262,35 +262,109 @@ def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple
 
 
 # --------------------------------------------------------------------------------------------------- embedding
-def embed_2d(analysis: Analysis, seed: int) -> dict[str, dict[str, np.ndarray]]:
+# Above this many values (points x D) the embedding is computed from the points' Gram matrix (exact, memory n^2).
+EMBED_DIRECT_MAX = 1 << 27
+
+
+def embed_2d(analysis: Analysis, seed: int, direct_max: int = EMBED_DIRECT_MAX) -> dict[str, dict[str, np.ndarray]]:
     """2-D PCA and t-SNE coordinates of every method's vectors: {"pca"|"tsne": {method: [M, 2]}}.
 
     Values are z-scored with the snapshots' per-parameter mean and std first (so every parameter counts
     alike, as in the AE's per_param normalization). PCA axes are fitted on the snapshots (on all points
     when K < 3); t-SNE (perplexity min(30, (n - 1) / 3)) embeds all points together and is left out
-    when there are fewer than 5 points."""
-    from sklearn.decomposition import PCA
+    when there are fewer than 5 points. Past ``direct_max`` values (a whole block of ResNet-18: n x D in the
+    billions, tens of GB as float64) both come from the n x n Gram matrix of the z-scored points, built in
+    column chunks: PCA by the kernel trick, t-SNE on the distances (sklearn's euclidean route gives the same) with
+    the same kind of PCA start. The two routes agree up to the sign of each PCA axis (tested)."""
+    snaps = analysis.methods["original"].vectors
+    mean = snaps.double().mean(0)
+    std = snaps.double().std(0, unbiased=False) if len(snaps) > 1 else torch.zeros_like(mean)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    names = [m for m, r in analysis.methods.items() if len(r.vectors)]
+    sizes = [len(analysis.methods[m].vectors) for m in names]
+    bounds = np.cumsum([0] + sizes)
+    n, dim = sum(sizes), snaps.shape[1]
+    first = names.index("original") if "original" in names else None
+    fit_rows = (slice(int(bounds[first]), int(bounds[first + 1])) if first is not None and sizes[first] >= 3
+                else slice(0, n))
+    if n * dim <= direct_max:
+        everything = torch.cat([(analysis.methods[m].vectors.double() - mean) / std for m in names]).numpy()
+        pca, tsne = _embed_direct(everything, fit_rows, seed)
+    else:
+        pca, tsne = _embed_gram(_gram(analysis, names, mean, std), fit_rows, seed)
+    split = lambda coords: {m: coords[a:b] for m, a, b in zip(names, bounds[:-1], bounds[1:])}  # noqa: E731
+    return {"pca": split(pca) if pca is not None else {}, "tsne": split(tsne) if tsne is not None else {}}
+
+
+def _tsne(points_or_dist: np.ndarray, seed: int, init, precomputed: bool) -> np.ndarray:
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
 
-    snaps = analysis.methods["original"].vectors.double()
-    mean = snaps.mean(0)
-    std = snaps.std(0, unbiased=False) if len(snaps) > 1 else torch.zeros_like(mean)
-    std = torch.where(std > 0, std, torch.ones_like(std))
-    parts = {m: ((r.vectors.double() - mean) / std).numpy() for m, r in analysis.methods.items() if len(r.vectors)}
-    everything = np.concatenate(list(parts.values()))
-    out: dict[str, dict[str, np.ndarray]] = {"pca": {}, "tsne": {}}
-    fit_on = parts["original"] if len(parts.get("original", [])) >= 3 else everything
+    perplexity = min(30.0, (len(points_or_dist) - 1) / 3)
+    # One OpenMP thread: sklearn's Barnes-Hut gradient spin-waits across threads, which on a busy 2-core
+    # machine made it ~10x slower (24 s vs 1.8 s wall for the default's 600 points), same result.
+    with threadpool_limits(1):
+        return TSNE(n_components=2, perplexity=perplexity, init=init, learning_rate="auto", random_state=seed,
+                    metric="precomputed" if precomputed else "euclidean").fit_transform(points_or_dist)
+
+
+def _embed_direct(everything: np.ndarray, fit_rows: slice, seed: int):
+    from sklearn.decomposition import PCA
+
+    pca = tsne = None
     if len(everything) >= 2 and everything.shape[1] >= 2:
-        pca = PCA(n_components=2, random_state=seed).fit(fit_on)
-        out["pca"] = {m: pca.transform(v) for m, v in parts.items()}
+        pca = PCA(n_components=2, random_state=seed).fit(everything[fit_rows]).transform(everything)
     if len(everything) >= 5:
-        perplexity = min(30.0, (len(everything) - 1) / 3)
-        # One OpenMP thread: sklearn's Barnes-Hut gradient spin-waits across threads, which on a busy 2-core
-        # machine made it ~10x slower (24 s vs 1.8 s wall for the default's 600 points), same result.
-        with threadpool_limits(1):
-            coords = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
-                          random_state=seed).fit_transform(everything)
-        bounds = np.cumsum([0] + [len(v) for v in parts.values()])
-        out["tsne"] = {m: coords[a:b] for m, a, b in zip(parts, bounds[:-1], bounds[1:])}
-    return out
+        tsne = _tsne(everything, seed, "pca", precomputed=False)
+    return pca, tsne
+
+
+def _gram(analysis: Analysis, names: list[str], mean: torch.Tensor, std: torch.Tensor,
+          chunk: int = 1 << 16) -> torch.Tensor:
+    """G = X X^T (float64) of the z-scored points X, all methods' vectors in order, ``chunk`` columns at a time."""
+    vectors = [analysis.methods[m].vectors for m in names]
+    n = sum(len(v) for v in vectors)
+    gram = torch.zeros(n, n, dtype=torch.float64)
+    for a in range(0, mean.numel(), chunk):
+        b = min(a + chunk, mean.numel())
+        cols = torch.cat([v[:, a:b].double() for v in vectors])
+        cols = (cols - mean[a:b]) / std[a:b]
+        gram += cols @ cols.T
+    return gram
+
+
+def _embed_gram(gram: torch.Tensor, fit_rows: slice, seed: int):
+    """PCA (fitted on ``fit_rows``) and t-SNE from the Gram matrix alone."""
+    n = len(gram)
+    pca = tsne = None
+    if n >= 2:
+        pca = _kernel_pca(gram, fit_rows)
+    if n >= 5:
+        diag = gram.diagonal()
+        dist = (diag[:, None] + diag[None, :] - 2 * gram).clamp_min(0).fill_diagonal_(0).sqrt()
+        # sklearn's "pca" start: all points' first two principal components, scaled to std 1e-4 on the first axis
+        init = _kernel_pca(gram, slice(0, n))
+        init = init / np.std(init[:, 0]) * 1e-4
+        tsne = _tsne(dist.numpy(), seed, init.astype(np.float32), precomputed=True)
+    return pca, tsne
+
+
+def _kernel_pca(gram: torch.Tensor, fit_rows: slice) -> np.ndarray:
+    """Every point's coordinates on the first two principal axes of the points in ``fit_rows``, from G = X X^T:
+    with F the fitted rows centred (mean m), the axes are F^T u_k / sqrt(l_k) for the top eigenpairs of F F^T,
+    and a point x projects to (x - m) F^T u_k / sqrt(l_k)."""
+    n = len(gram)
+    idx = torch.arange(n)[fit_rows]
+    k = len(idx)
+    g_ff = gram[idx][:, idx]
+    c = torch.eye(k, dtype=gram.dtype) - 1.0 / k            # centring over the fitted rows
+    cross = gram[:, idx]                                     # x . f_j
+    # (x - m) . (f_j - m) = x.f_j - x.m - m.f_j + m.m, every term a mean of Gram entries
+    w = cross - cross.mean(1, keepdim=True) - g_ff.mean(0)[None, :] + g_ff.mean()
+    vals, vecs = torch.linalg.eigh(c @ g_ff @ c)
+    order = torch.argsort(vals, descending=True)[:2]
+    vals, vecs = vals[order].clamp_min(1e-300), vecs[:, order]
+    coords = (w @ vecs) / vals.sqrt()
+    if coords.shape[1] < 2:
+        coords = torch.cat([coords, torch.zeros(n, 2 - coords.shape[1], dtype=coords.dtype)], 1)
+    return coords.numpy()
