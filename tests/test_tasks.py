@@ -165,6 +165,14 @@ def test_task_pipeline_is_a_separate_file_with_exact_code_deps():
     reads = {name: set(stage["params"]) for name, stage in stages.items()}
     assert "tasks_ldm" in reads["tasks_ldm"] and not {"tasks_ldm", "tasks_eval"} & (reads["tasks_collect"]
                                                                                      | reads["tasks_ae"])
+    # git-tracked metrics (cache: false, not ignored): `dvc exp run tasks/dvc.yaml` commits them into each
+    # experiment, which is where `dvc exp show`, and so the task recipes' report, reads them
+    (metrics,) = stages["tasks_evaluate"]["metrics"]
+    assert metrics == {"metrics/tasks/results.json": {"cache": False}}
+    import subprocess
+
+    ignored = subprocess.run(["git", "check-ignore", "-q", "metrics/tasks/results.json"], cwd=ROOT)
+    assert ignored.returncode == 1, "metrics/tasks/results.json is git-ignored: experiments would not carry it"
 
 
 def test_docs_summary_table_matches_the_committed_results():
