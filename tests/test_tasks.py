@@ -227,11 +227,12 @@ def test_task_recipes_queue_the_task_pipeline_with_the_preset_and_report_each_po
     assert "train.classes=[0,1,2,3,4]" in cmd and resolved("mnist5k-hard-tasks")["train.classes"] == [0, 1, 2, 3, 4]
     assert [p.overrides["tasks.num_seen"] for p in ablations.get_recipe("seen_tasks").points] == [10, 50, 200, 982]
 
-    def rev(name, cond, mean):
-        summary = {m: {"acc_mean": mean, "acc_median": mean, "acc_min": mean} for m in tasks_ablations.METHODS}
-        metrics = {"num_seen": 982, "unseen_tasks": ["0000000011"], "summary": summary | {"composed_head": None},
-                   "paired": {"nearest_task": {"wins": 1}}}
-        params = _nest(resolved("mnist5k-hard-tasks") | {"tasks_ldm.cond": cond})  # the preset, as queued
+    def rev(name, cond, mean, seed=0):
+        # as `dvc exp show` hands a metrics file over: lists (the task codes) and nulls (composed_head) dropped
+        summary = {m: {"acc_mean": mean, "acc_median": mean, "acc_min": mean} for m in tasks_ablations.METHODS
+                   if m != "composed_head"}
+        metrics = {"num_seen": 982, "summary": summary, "paired": {"nearest_task": {"wins": 1}}}
+        params = _nest(resolved("mnist5k-hard-tasks") | {"tasks_ldm.cond": cond, "seed": seed})  # as queued
         return {"name": name, "data": {"metrics": {tasks_ablations.TASKS_METRICS: {"data": metrics}},
                                        "params": {"params.yaml": {"data": params}}}}
 
@@ -240,6 +241,9 @@ def test_task_recipes_queue_the_task_pipeline_with_the_preset_and_report_each_po
     rows = tasks_ablations.experiment_rows(recipe, show)
     assert [(r["point"], r["generated"], r["composed_head"]) for r in rows] == [("add", 80.0, None),
                                                                                 ("none", 50.0, None)]
+    show[0]["experiments"][0]["revs"] = [rev("task_cond-3", "none", 50.0, seed=1)]  # other unseen tasks
+    with pytest.raises(PdiffError, match="different unseen tasks"):
+        tasks_ablations.experiment_rows(recipe, show)
 
 
 @pytest.mark.slow

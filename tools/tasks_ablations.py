@@ -19,13 +19,14 @@ from pdiff.core.artifacts import save_json, save_text
 from pdiff.core.stage import run_script
 
 TASKS_METRICS = "metrics/tasks/results.json"
+UNSEEN_DRAWN_BY = ("seed", "data.name", "tasks.num_val", "tasks.num_unseen")
 METHODS = ("generated", "trained", "nearest_task", "composed_head", "all_tasks_average", "wrong_code")
 
 
 def row(results: dict) -> dict:
     """One table row of a task run's results.json: mean accuracy over the unseen tasks per method."""
     val = (results.get("val") or {}).get(str(results.get("guidance"))) or {}
-    return ({"num_seen": results["num_seen"], "unseen_tasks": results["unseen_tasks"]}
+    return ({"num_seen": results["num_seen"], "unseen_tasks": results.get("unseen_tasks")}
             | {m: results["summary"][m]["acc_mean"] if results["summary"].get(m) else None for m in METHODS}
             | {"generated_beats_nearest": results["paired"]["nearest_task"]["wins"],
                "val_generated": (val.get("generated") or {}).get("acc_mean")})
@@ -51,10 +52,14 @@ def gather(folder: Path) -> list[dict]:
 
 def experiment_rows(recipe, show: list) -> list[dict]:
     """Rows of ``recipe``'s finished experiments, in the order of its points, from `dvc exp show` data."""
-    from tools.ablations import experiments_from_show, find_experiment
+    from tools.ablations import _get, experiments_from_show, find_experiment
 
     finished = experiments_from_show(show, TASKS_METRICS)
-    rows = [{"point": point.label, "experiment": name, **row(finished[name]["metrics"])}
+    # `dvc exp show` keeps a metrics file's numbers and strings only (the lists of codes are dropped), so the
+    # check that every point was scored on the same unseen tasks compares what draws them: the seed, the
+    # dataset and the numbers of validation and unseen tasks (pdiff.tasks.codes.split_codes).
+    rows = [{"point": point.label, "experiment": name, **row(finished[name]["metrics"]),
+             "unseen_tasks": [_get(finished[name]["params"], k) for k in UNSEEN_DRAWN_BY]}
             for point in recipe.points if (name := find_experiment(recipe, point, finished))]
     if not rows:
         raise PdiffError(f"no finished experiments of ablation {recipe.name!r} in `dvc exp show`; run "
