@@ -61,3 +61,15 @@ def test_junit_counts_split_passed_skipped_and_failed(tmp_path):
     xml.write_text('<testsuites><testsuite name="pytest" tests="10" skipped="2" failures="1" errors="1" '
                    'time="3.0"></testsuite></testsuites>')
     assert junit_counts(xml) == {"tests": 10, "passed": 6, "skipped": 2, "failed": 2}
+
+
+def test_junit_slowest_lists_the_slowest_cases_first(tmp_path):
+    from tools.test_counts import junit_slowest
+
+    xml = tmp_path / "r.xml"
+    xml.write_text('<testsuites><testsuite name="pytest" tests="3">'
+                   '<testcase classname="tests.test_a" name="test_x" time="1.25"/>'
+                   '<testcase classname="tests.test_b" name="test_y[2]" time="30.04"/>'
+                   '<testcase classname="tests.test_a" name="test_z" time="0.01"/></testsuite></testsuites>')
+    assert junit_slowest(xml, n=2) == [{"test": "tests/test_b.py::test_y[2]", "seconds": 30.0},
+                                       {"test": "tests/test_a.py::test_x", "seconds": 1.2}]

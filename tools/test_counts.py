@@ -1,6 +1,6 @@
-"""Record one full pytest run in metrics/tests.json: passed, skipped, failed, seconds, and how many tests the
-suite collects in all and without the `slow` marker. README.md and docs/testing.md quote these numbers through
-`tools.doc_numbers` markers, so the pages always quote this one run.
+"""Record one full pytest run in metrics/tests.json: passed, skipped, failed, seconds, how many tests the
+suite collects in all and without the `slow` marker, and its ten slowest tests. README.md and docs/testing.md
+quote these numbers through `tools.doc_numbers` markers, so the pages always quote this one run.
 
     python -m tools.test_counts            # run `pytest -q tests` (minutes), then write metrics/tests.json
     make test-counts                       # the same, then refresh the numbers the pages quote
@@ -34,6 +34,14 @@ def junit_counts(xml_path: Path) -> dict:
             "failed": failed}
 
 
+def junit_slowest(xml_path: Path, n: int = 10) -> list[dict]:
+    """The ``n`` slowest test cases of a JUnit XML report: [{"test": file::name, "seconds"}], slowest first (a
+    test's seconds include the fixtures it set up first, such as the shared tiny repository)."""
+    cases = [(float(c.get("time", 0.0)), f"{c.get('classname', '').replace('.', '/')}.py::{c.get('name')}")
+             for c in ET.parse(xml_path).getroot().iter("testcase")]
+    return [{"test": name, "seconds": round(t, 1)} for t, name in sorted(cases, reverse=True)[:n]]
+
+
 def collected(*marker: str) -> int:
     """How many tests `pytest --collect-only -q` lists (one node id per line; ``marker``: e.g. "-m", "not
     slow")."""
@@ -52,9 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", f"--junitxml={xml}", "tests"], cwd=ROOT)
         seconds = time.perf_counter() - start
         counts = junit_counts(xml)
+        slowest = junit_slowest(xml)
     record = counts | {"seconds": round(seconds, 1), "collected": collected(), "fast": collected("-m", "not slow"),
                        "command": "python -m pytest -q tests", "python": platform.python_version(),
-                       "exit_status": proc.returncode}
+                       "exit_status": proc.returncode, "slowest": slowest}
     save_json(record, ROOT / args.out)
     print(f"{args.out}: {record}")
     return proc.returncode
