@@ -181,3 +181,15 @@ def tests_root():
     from tests.conftest import ROOT
 
     return ROOT
+
+
+def test_tokens_runs_show_no_decoder_columns_as_not_applicable(tmp_path):
+    fake_run(tmp_path)
+    (tmp_path / "params.yaml").write_text("seed: 3\nthreads: 2\ngenerator: tokens\n")
+    e = paper_scale.collect(tmp_path, LOG)
+    assert e["generator"] == "tokens" and e["decoder"] == {}
+    text = paper_scale.table({"preset": "p", "seeds": [e, dict(e, seed=4)]})
+    rows = {r.split("|")[1].strip(): r for r in text.splitlines()[2:]}
+    assert "| n/a | n/a | n/a | yes | yes |" in rows["3"] and "| n/a | n/a | n/a |" in rows["mean ± std"]
+    old = {k: v for k, v in e.items() if k not in ("generator", "decoder")}  # a conv AE run before the decoder sets
+    assert "| pending | pending | pending |" in paper_scale.table({"preset": "p", "seeds": [old]})

@@ -73,6 +73,7 @@ def collect(repo: Path, lines: list[str], wall_seconds: float | None = None) -> 
     errors = (~correct["correct"]).sum(dim=1).float()
     entry = {
         "seed": params["seed"],
+        "generator": params.get("generator", "conv_ae"),
         "dim": int(snaps["params"].shape[1]),
         "test_size": int(correct["correct"].shape[1]),
         "original": _summary(evaluate["original"]),
@@ -191,11 +192,14 @@ def table(results: dict) -> str:
     """The Markdown table: one row per seed and a mean ± std row."""
     seeds = results["seeds"]
     head = ["seed", *(c for c, _ in COLUMNS), "max ≥", "median ≥"]
-    rows = [[str(e["seed"]), *(_fmt(value(e, k)) for _, k in COLUMNS), _yes(e["claim"]["max"]),
+    rows = [[str(e["seed"]), *(_cell(e, k) for _, k in COLUMNS), _yes(e["claim"]["max"]),
              _yes(e["claim"]["median"])] for e in seeds]
     if len(seeds) > 1:
         summary = []
         for c, k in COLUMNS:
+            if all(_no_decoder(e, k) for e in seeds):
+                summary.append("n/a")
+                continue
             vals = [float(v) for e in seeds if (v := value(e, k)) is not None]
             if len(vals) < len(seeds):  # some seeds ran before this column existed: no mean over a subset
                 summary.append("pending" if not vals else f"{len(vals)}/{len(seeds)} seeds")
@@ -204,6 +208,15 @@ def table(results: dict) -> str:
         rows.append(["mean ± std", *summary, f"{sum(e['claim']['max'] for e in seeds)}/{len(seeds)}",
                      f"{sum(e['claim']['median'] for e in seeds)}/{len(seeds)}"])
     return _markdown(head, rows)
+
+
+def _no_decoder(entry: dict, key: str) -> bool:
+    """A decoder column of a run whose generator has no decoder (the tokens generator)."""
+    return key.startswith("decoder.") and entry.get("generator") == "tokens"
+
+
+def _cell(entry: dict, key: str) -> str:
+    return "n/a" if _no_decoder(entry, key) else _fmt(value(entry, key))
 
 
 def _markdown(head: list[str], rows: list[list[str]]) -> str:
@@ -282,7 +295,8 @@ def write_report(results: dict, out_dir: Path) -> Path:
             "Test accuracy (%) of the K original snapshots, the generated models and the analyze stage's "
             "baselines (with decoded-noise, Gaussian latents decoded by the trained AE without the diffusion "
             "model, and recon., the AE's reconstructions of the snapshots; \"pending\" for runs made before "
-            "analyze had them); novelty of the generated models (mean max-IoU of their error sets with any "
+            "analyze had them, \"n/a\" for the tokens generator, which has no decoder); novelty of the generated "
+            "models (mean max-IoU of their error sets with any "
             "snapshot, mean L2 to the nearest snapshot) beside the snapshots' own spacing (original NN-L2). "
             "\"max ≥\" and \"median ≥\": does the generated max / median reach the originals'?", "", table(results), "",
             "Seconds per stage (each stage's own timer; Python start-up excluded) and of the whole `dvc repro`:",
