@@ -122,7 +122,8 @@ def resnet18_ratio(num_vectors: int = 8, num_inputs: int = 256, batch_size: int 
     res = compare_evaluation(model, names, vectors, (x, y), EvalOptions(device, batch_size), chunks=(1, None))
     res.pop("accuracies")
     return res | {"selection": sorted({n.rsplit(".", 1)[0] for n in names}),
-                  "split_before": next(iter(dict(suffix.named_parameters()))).rsplit(".", 2)[0],
+                  # the first module run per vector (layer4.1.bn1: the block's conv1 and shortcut are in the prefix)
+                  "suffix_starts_at": next(iter(dict(suffix.named_parameters()))).rsplit(".", 1)[0],
                   "suffix_share_of_forward": round(suffix_s / full_s, 4),
                   "speedup_limit_many_vectors": round(full_s / suffix_s, 2)}
 
