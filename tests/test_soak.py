@@ -49,3 +49,20 @@ def test_kill_plan_aims_once_inside_every_stage_then_uniformly():
 def test_kill_plan_with_fewer_rounds_than_stages_aims_at_distinct_stages():
     plan = kill_plan(3, 5, 100.0, WINDOWS)
     assert len(plan) == 5 and len({k["stage"] for k in plan}) == 5 and all(k["stage"] for k in plan)
+
+
+def test_docs_soak_table_matches_the_committed_summary():
+    """docs/testing.md's round table is reports/soak/soak.json's rounds, one row each, in order."""
+    import json
+
+    from tests.conftest import ROOT
+
+    summary = json.loads((ROOT / "reports/soak/soak.json").read_text())
+    doc = (ROOT / "docs/testing.md").read_text()
+    table = doc.split("generated from reports/soak/soak.json; tests/test_soak.py checks it -->")[1].split("\n\n")[0]
+    rows = [r for r in table.splitlines() if r.startswith("| ") and r[2].isdigit()]
+    assert len(rows) == summary["rounds_done"] == len(summary["rounds"])
+    for row, r in zip(rows, summary["rounds"]):
+        assert row == (f"| {r['round']} | {r['aimed_at']['stage'] or 'anywhere'} | {r['kill_at_s']:.1f} | "
+                       f"{r['stage_at_kill']} | {r['recovery_s']:.1f} | {', '.join(r['stages_rerun']) or '—'} | "
+                       f"{'yes' if r['ok'] else 'no'} |")
