@@ -23,12 +23,12 @@ def tokens(p, gen, device) -> None:
     rows, _, _ = tk.open_rows("models/snapshots.pt", "collect")
     schedule = dict(timesteps=p.ldm.timesteps, beta_start=p.ldm.beta_start, beta_end=p.ldm.beta_end)
     diffusion = GaussianDiffusion(linear_betas(**schedule))
-    model = tk.TokenGenerator(layout, p.tokens.width, p.tokens.depth, p.tokens.sequence)
+    model = tk.TokenGenerator(layout, p.tokens.width, p.tokens.depth, p.tokens.sequence, p.tokens.code)
     tracker = Tracker("metrics/train_ldm")
     loss = tk.train_tokens(model, diffusion, tk.token_data(layout, rows, mean, std), p.tokens, device, gen, tracker)
     tracker.close()
     print(f"tokens: {layout.num_tokens} tokens x {rows.shape[0]} snapshots, sequence {p.tokens.sequence}, "
-          f"final loss {loss:.4g}")
+          f"code {p.tokens.code}, final loss {loss:.4g}")
     save_torch(tk.save_state(model, schedule), "models/ldm.pt")
     loss_curves(tracker.history, "plots/train_ldm/loss.png", "token diffusion (noise-prediction MSE)", log_y=True)
 

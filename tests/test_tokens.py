@@ -60,11 +60,11 @@ def test_streaming_normalizer_matches_the_conv_ae_one(normalize):
     assert torch.allclose(mean, ref.mean, atol=1e-5) and torch.allclose(std, ref.std, rtol=1e-4, atol=1e-6)
 
 
-def _trained(sequence: str, steps: int = 5):
+def _trained(sequence: str, steps: int = 5, code: str = "none"):
     lay = tk.TokenLayout(SIZES, 64)
     rows = torch.randn(6, sum(SIZES)).numpy()
     data = tk.token_data(lay, rows, *tk.fit_normalizer(rows, SIZES, "per_tensor"))
-    model = tk.TokenGenerator(lay, width=32, depth=1, sequence=sequence)
+    model = tk.TokenGenerator(lay, width=32, depth=1, sequence=sequence, code=code)
     diffusion = GaussianDiffusion(linear_betas(20))
     cfg = SimpleNamespace(steps=steps, batch=16, lr=1e-3, weight_decay=0.0)
     loss = tk.train_tokens(model, diffusion, data, cfg, "cpu", torch.Generator().manual_seed(0), Tracker(None))
@@ -72,9 +72,10 @@ def _trained(sequence: str, steps: int = 5):
     return model, diffusion, data
 
 
-@pytest.mark.parametrize("sequence,sampler", [("gru", "ddpm"), ("attention", "ddim"), ("none", "ddpm")])
-def test_chunked_sampling_equals_unchunked(sequence, sampler):
-    model, diffusion, data = _trained(sequence)
+@pytest.mark.parametrize("sequence,sampler,code", [("gru", "ddpm", "none"), ("attention", "ddim", "none"),
+                                                   ("none", "ddpm", "none"), ("none", "ddim", "step")])
+def test_chunked_sampling_equals_unchunked(sequence, sampler, code):
+    model, diffusion, data = _trained(sequence, code=code)
 
     def sample(chunk):
         return torch.stack(list(tk.sample_vectors_tokens(model, diffusion, data, 20, chunk,
@@ -166,6 +167,29 @@ def test_pipeline_with_the_tokens_generator_and_mmap_snapshots(tiny_copy):
     assert "tokens" in json.loads((repo / "metrics/train_ae/metrics.json").read_text())
     novelty = json.loads((repo / "metrics/novelty.json").read_text())
     assert {"generated", "gaussian"} <= set(novelty) and not {"decoded_noise", "reconstruction"} & set(novelty)
+
+
+def _coherent_fraction(code: str) -> float:
+    """Snapshots k < K/2 are +1 everywhere, the others -1. A generator fitted to them: the fraction of its
+    samples whose 8 tokens all share one sign (a sample that mixes tokens of different snapshots does not)."""
+    lay = tk.TokenLayout([16, 16], 4)
+    rows = np.concatenate([np.ones((10, 32)), -np.ones((10, 32))]).astype(np.float32)
+    data = tk.token_data(lay, rows, torch.zeros(32), torch.ones(32))
+    model = tk.TokenGenerator(lay, width=32, depth=2, sequence="none", code=code)
+    diffusion = GaussianDiffusion(linear_betas(50, 1e-3, 0.3))
+    cfg = SimpleNamespace(steps=400, batch=64, lr=3e-3, weight_decay=0.0)
+    tk.train_tokens(model, diffusion, data, cfg, "cpu", torch.Generator().manual_seed(0), Tracker(None))
+    vecs = torch.stack(list(tk.sample_vectors_tokens(model, diffusion, data, 40, 4096, torch.Generator().manual_seed(1),
+                                                     progress=False, clip=2.0)))
+    signs = torch.sign(vecs.reshape(40, 8, 4).mean(2))
+    return float((signs == signs[:, :1]).all(1).float().mean())
+
+
+def test_step_code_keeps_the_tokens_of_a_sample_together():
+    """With code none the 8 tokens of a sample are drawn independently (all one sign: about 2 / 2^8 of samples);
+    with code step they share their snapshot's position, so a sample is +1 or -1 as a whole."""
+    assert _coherent_fraction("step") >= 0.8
+    assert _coherent_fraction("none") <= 0.3
 
 
 def test_clip_keeps_samples_of_an_untrained_denoiser_in_range():

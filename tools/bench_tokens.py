@@ -289,6 +289,9 @@ def docs_tables(bench: dict, sequence_val: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+TUNING = "reports/mnist5k-resnet18/tokens/tuning_val.json"  # python -m tools.tokens_compare --variant ... --out
+
+
 def render_docs(text: str) -> str:
     """``text`` (docs/tokens.md) with the tables between its markers regenerated from the JSON files."""
     seq = ROOT / "reports/tokens/sequence_val.json"
@@ -296,9 +299,21 @@ def render_docs(text: str) -> str:
     if seq_val is not None:
         seq_val["conv_ae_val"] = json.loads((ROOT / "metrics/evaluate.json").read_text())["val"]["generated"]
     tables = docs_tables(json.loads((ROOT / "metrics/bench.json").read_text()), seq_val)
-    head, rest = text.split("<!-- tokens-tables -->\n", 1)
-    _, tail = rest.split("<!-- /tokens-tables -->", 1)
-    return f"{head}<!-- tokens-tables -->\n{tables}<!-- /tokens-tables -->{tail}"
+    text = _between(text, "tokens-tables", tables)
+    tuning = ROOT / TUNING
+    if "<!-- tokens-tuning -->" in text and tuning.exists():
+        from tools.tokens_compare import table
+
+        conv = json.loads((ROOT / "reports/mnist5k-resnet18/conv_ae/results.json").read_text())["seeds"][0]
+        text = _between(text, "tokens-tuning", table(json.loads(tuning.read_text()), conv))
+    return text
+
+
+def _between(text: str, marker: str, body: str) -> str:
+    """``text`` with what lies between ``<!-- marker -->`` and ``<!-- /marker -->`` replaced by ``body``."""
+    head, rest = text.split(f"<!-- {marker} -->\n", 1)
+    _, tail = rest.split(f"<!-- /{marker} -->", 1)
+    return f"{head}<!-- {marker} -->\n{body}<!-- /{marker} -->{tail}"
 
 
 def write_docs(doc: Path = ROOT / "docs/tokens.md") -> None:

@@ -1,10 +1,14 @@
-"""Does a sequence model over the tokens help? The tokens generator trained on the default run's snapshots with
-``tokens.sequence`` = none, gru and attention (all else equal, one seed), each scored on the VALIDATION split
-(no choice is made on test) -> reports/tokens/sequence_val.json.
+"""Settings of the tokens generator compared on the VALIDATION split (no choice is made on test): trained on the
+workspace's snapshots with ``tokens.sequence`` = none, gru and attention (all else equal, one seed), or with
+each ``--variant`` (a comma-separated list of overrides of the settings below), each scored on validation and by
+the mean L2 distance of its samples to the nearest snapshot (beside the snapshots' own spacing)
+-> reports/tokens/sequence_val.json (or --out).
 
-Needs the default pipeline's artifacts (data/prepared, models/base.pt, models/snapshots.pt: `dvc repro collect`).
+Needs the pipeline's artifacts up to collect (data/prepared, models/base.pt, models/snapshots.pt:
+`dvc repro collect`).
 
     python -m tools.tokens_compare [--steps 400 --token-size 16 --width 64 --batch 128 --num 100 --clip 4]
+    python -m tools.tokens_compare --variant steps=2000 --variant steps=8000,width=512 --out F.json
 """
 from __future__ import annotations
 
@@ -13,9 +17,11 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 
 from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, finite_rows, summarize
+from pdiff.analysis.novelty import nearest_l2
 from pdiff.core.artifacts import numels, save_json
 from pdiff.core.config import load_params
 from pdiff.core.runtime import seed_everything, setup_torch
@@ -26,14 +32,15 @@ from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
 from pdiff.nets.models import load_base_model
 
 
-def run_one(sequence: str, rows, sizes, args, p, model, names, data) -> dict:
+def run_one(name: str, rows, sizes, args, p, model, names, data) -> dict:
+    sequence = args.sequence
     gen = seed_everything(p.seed, "train_ldm")
     layout = tk.TokenLayout(sizes, args.token_size)
     mean, std = tk.fit_normalizer(rows, sizes, args.normalize)
     tdata = tk.token_data(layout, rows, mean, std)
-    net = tk.TokenGenerator(layout, args.width, args.depth, sequence)
+    net = tk.TokenGenerator(layout, args.width, args.depth, sequence, args.code)
     diffusion = GaussianDiffusion(linear_betas(p.ldm.timesteps, p.ldm.beta_start, p.ldm.beta_end))
-    cfg = SimpleNamespace(steps=args.steps, batch=args.batch, lr=1e-3, weight_decay=0.0)
+    cfg = SimpleNamespace(steps=args.steps, batch=args.batch, lr=args.lr, weight_decay=0.0)
     t0 = time.perf_counter()
     loss = tk.train_tokens(net, diffusion, tdata, cfg, "cpu", gen, Tracker(None))
     train_s = time.perf_counter() - t0
@@ -46,8 +53,54 @@ def run_one(sequence: str, rows, sizes, args, p, model, names, data) -> dict:
     correct = evaluate_vectors(model, names, vecs, data["val_x"], data["val_y"], EvalOptions(batch_size=1000))
     ok = finite_rows(vecs)
     acc = 100.0 * correct[ok].float().mean(1)
-    return {"sequence": sequence, "final_loss": round(loss, 5), "train_s": round(train_s, 1),
-            "sample_s": round(sample_s, 1), "val_generated": summarize(acc, int((~ok).sum()))}
+    nn_l2 = nearest_l2(vecs[ok], torch.from_numpy(np.asarray(rows)))
+    return {"name": name, "sequence": sequence, "final_loss": round(loss, 5), "train_s": round(train_s, 1),
+            "sample_s": round(sample_s, 1), "val_generated": summarize(acc, int((~ok).sum())),
+            "nn_l2_mean": round(float(nn_l2.mean()), 6) if len(nn_l2) else None}
+
+
+SETTINGS = ("steps", "token_size", "batch", "width", "depth", "normalize", "clip", "lr", "sequence", "code",
+            "sampler")
+
+
+def variants(args) -> list[tuple[str, argparse.Namespace]]:
+    """(name, settings) of each run: one per ``--variant`` if any are given, else one per ``--sequences``."""
+    if not args.variant:
+        return [(seq, argparse.Namespace(**vars(args) | {"sequence": seq})) for seq in args.sequences.split(",")]
+    out = []
+    for text in args.variant:
+        over = {}
+        for item in text.split(","):
+            key, sep, value = item.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or key not in SETTINGS:
+                raise SystemExit(f"tokens_compare: --variant {text!r}: {item!r} is not KEY=VALUE with KEY one of "
+                                 f"{', '.join(SETTINGS)}")
+            base = getattr(args, key)
+            over[key] = value if isinstance(base, str) else type(base)(float(value) if isinstance(base, int)
+                                                                        else value)
+        out.append((text, argparse.Namespace(**vars(args) | over)))
+    return out
+
+
+def table(result: dict, conv_ae: dict | None = None) -> str:
+    """Markdown table of a result file: one row per run (val median / mean / min, mean NN-L2 to the snapshots,
+    final loss, training seconds), the originals first and, when given, the conv AE's validation and novelty
+    figures (``conv_ae``: a `reports/<preset>/results.json` seed entry)."""
+    o = result["val_original"]
+    lines = ["| run | val median | val mean | val min | NN-L2 | final loss | train s |",
+             "|---|---|---|---|---|---|---|",
+             f"| (originals, K = {result['k']}) | {o['acc_median']} | {o['acc_mean']} | {o['acc_min']} | "
+             f"{result['original_nn_l2_mean']} | | |"]
+    if conv_ae:
+        g = conv_ae["val"]["generated"]
+        lines.append(f"| (conv AE + latent DDPM) | {g['acc_median']} | {g['acc_mean']} | {g['acc_min']} | "
+                     f"{conv_ae['novelty']['generated']['nn_l2_mean']} | | |")
+    for r in result["runs"]:
+        g = r["val_generated"]
+        lines.append(f"| {r['name']} | {g['acc_median']} | {g['acc_mean']} | {g['acc_min']} | {r['nn_l2_mean']} | "
+                     f"{r['final_loss']} | {r['train_s']} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> dict:
@@ -62,7 +115,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--sampler", default="ddpm")
     ap.add_argument("--clip", type=float, default=4.0)
     ap.add_argument("--ddim-steps", type=int, default=50)
-    ap.add_argument("--sequences", default="none,gru,attention")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--sequence", default="gru", help="sequence model of every --variant that does not set one")
+    ap.add_argument("--code", default="none", choices=tk.CODES)
+    ap.add_argument("--sequences", default="none,gru,attention", help="runs when no --variant is given")
+    ap.add_argument("--variant", action="append", default=[], help="KEY=VALUE[,KEY=VALUE...]: one run each")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the params' `threads`)")
     ap.add_argument("--out", default="reports/tokens/sequence_val.json")
     args = ap.parse_args(argv)
@@ -73,14 +130,17 @@ def main(argv=None) -> dict:
     rows, names, shapes = tk.open_rows("models/snapshots.pt", "collect")
     originals = evaluate_vectors(model, names, torch.from_numpy(rows.copy()), data["val_x"], data["val_y"],
                                  EvalOptions(batch_size=1000))
+    spacing = nearest_l2(torch.from_numpy(np.asarray(rows)), torch.from_numpy(np.asarray(rows)), leave_one_out=True)
     out = {"split": "validation", "dim": int(rows.shape[1]), "k": int(rows.shape[0]),
            "settings": vars(args) | {"seed": p.seed, "timesteps": p.ldm.timesteps},
-           "val_original": summarize(100.0 * originals.float().mean(1)), "runs": []}
-    for seq in args.sequences.split(","):
-        res = run_one(seq, rows, numels(shapes), args, p, model, names, data)
-        out["runs"].append(res)
-        print(f"tokens_compare: {seq}: val median {res['val_generated']['acc_median']}, loss {res['final_loss']}, "
-              f"train {res['train_s']} s", flush=True)
+           "val_original": summarize(100.0 * originals.float().mean(1)),
+           "original_nn_l2_mean": round(float(spacing.mean()), 6), "runs": []}
+    for name, settings in variants(args):
+        res = run_one(name, rows, numels(shapes), settings, p, model, names, data)
+        out["runs"].append(res | {"settings": {k: getattr(settings, k) for k in SETTINGS}})
+        print(f"tokens_compare: {name}: val median {res['val_generated']['acc_median']}, NN-L2 {res['nn_l2_mean']} "
+              f"(snapshots {out['original_nn_l2_mean']}), loss {res['final_loss']}, train {res['train_s']} s",
+              flush=True)
         save_json(out, Path(args.out))
     return out
 

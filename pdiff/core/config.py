@@ -212,7 +212,11 @@ class TokensConfig(Section):
                         "(prototype) from its (tensor, token index) position embedding: none (each token on its "
                         "own), gru (recurrent, RPG-style), attention (one transformer layer; memory grows with "
                         "the square of the token count)", choices=("none", "gru", "attention"))
-    width: int = opt(256, "hidden width of the per-token denoiser and of the sequence model", ge=8)
+    code: str = opt("step", "what all tokens of one sample share: none (tokens independent given their "
+                    "position, so a sample mixes tokens of different snapshots), step (the snapshot's position "
+                    "k / (K - 1) in the collect epoch, embedded into every token's condition; sampling draws one "
+                    "position per sample, uniformly in [0, 1])", choices=("none", "step"))
+    width: int = opt(512, "hidden width of the per-token denoiser and of the sequence model", ge=8)
     depth: int = opt(3, "residual blocks of the per-token denoiser", ge=1)
     normalize: str = opt("per_param", "normalization before tokenizing, as ae.normalize: per_param, per_tensor "
                          "(per-value mean, one std per tensor), global, none; all keep two [D] vectors, a "

@@ -10,6 +10,10 @@ training and sampling memory is set by the token batch, not by D (after RPG, Wan
 - `SequenceModel`: turns the position embeddings of the whole token sequence into one condition (prototype)
   per token: ``none`` (a per-token MLP, tokens independent), ``gru`` (recurrent over the sequence, as RPG) or
   ``attention`` (one transformer layer). It sees positions only, so prototypes are the same for every sample.
+- Sample code (``code``): what all tokens of one sample share. ``none``: nothing, so tokens are independent
+  given their position and a sample mixes tokens of different snapshots. ``step``: the snapshot's position
+  s = k / (K - 1) in the collect epoch, embedded and added to every token's prototype in training; sampling
+  draws one s ~ U[0, 1] per sample, so all its tokens come from one point of the trajectory.
 - `TokenDenoiser`: one residual MLP shared by all tokens, predicting the DDPM noise of a token from the noisy
   token, the timestep and its prototype. Padded inputs are zeroed and padded outputs are left out of the
   loss, so padding never reaches the loss.
@@ -163,17 +167,34 @@ class TokenDenoiser(nn.Module):
         return self.out(F.silu(self.out_norm(h)))
 
 
-class TokenGenerator(nn.Module):
-    """The sequence model and the per-token denoiser of one `TokenLayout`."""
+CODES = ("none", "step")
+CODE_SCALE = 1000.0  # s in [0, 1] is embedded as timestep s * CODE_SCALE (the diffusion timesteps' range)
 
-    def __init__(self, layout: TokenLayout, width: int = 256, depth: int = 3, sequence: str = "gru"):
+
+class TokenGenerator(nn.Module):
+    """The sequence model, the sample code's embedding (``code``: none | step) and the per-token denoiser of one
+    `TokenLayout`."""
+
+    def __init__(self, layout: TokenLayout, width: int = 256, depth: int = 3, sequence: str = "gru",
+                 code: str = "none"):
         super().__init__()
-        self.layout, self.width = layout, width
+        if code not in CODES:
+            raise ValueError(f"unknown sample code {code!r}; use none or step")
+        self.layout, self.width, self.code = layout, width, code
         self.sequence = SequenceModel(sequence, width)
         self.denoiser = TokenDenoiser(layout.size, width, depth)
+        if code == "step":
+            self.code_mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
 
     def config(self) -> dict:
-        return {"width": self.width, "depth": len(self.denoiser.blocks), "sequence": self.sequence.kind}
+        return {"width": self.width, "depth": len(self.denoiser.blocks), "sequence": self.sequence.kind,
+                "code": self.code}
+
+    def condition(self, proto: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
+        """Prototypes [n, width] plus the embedding of each token's sample code s [n] (code ``step``)."""
+        if self.code == "none":
+            return proto
+        return proto + self.code_mlp(timestep_embedding(codes.to(proto.device) * CODE_SCALE, self.width))
 
     def prototypes(self, tokens: torch.Tensor | None = None) -> torch.Tensor:
         """Prototypes [n, width] of token positions ``tokens`` (all T when None)."""
@@ -185,15 +206,16 @@ class TokenGenerator(nn.Module):
         return proto if tokens is None or not self.sequence.whole_sequence else proto[tokens.to(device)]
 
     def loss(self, diffusion: GaussianDiffusion, x0: torch.Tensor, tokens: torch.Tensor,
-             gen: torch.Generator | None = None) -> torch.Tensor:
+             gen: torch.Generator | None = None, codes: torch.Tensor | None = None) -> torch.Tensor:
         """DDPM noise-prediction MSE over the real (unpadded) values of tokens ``x0`` [n, size] at positions
-        ``tokens`` [n]: padded inputs are zeroed and padded outputs weigh nothing."""
+        ``tokens`` [n] (sample codes ``codes`` [n] with code ``step``): padded inputs are zeroed and padded
+        outputs weigh nothing."""
         device = x0.device
         mask = self.layout.mask[tokens].to(device, x0.dtype)
         t = torch.randint(diffusion.num_timesteps, (len(x0),), generator=gen).to(device)
         noise = torch.randn(x0.shape, generator=gen).to(device)
         xt = diffusion.q_sample(x0 * mask, t, noise) * mask
-        err = (self.denoiser(xt, t, self.prototypes(tokens)) - noise) ** 2
+        err = (self.denoiser(xt, t, self.condition(self.prototypes(tokens), codes)) - noise) ** 2
         return (err * mask).sum() / mask.sum().clamp_min(1)
 
 
@@ -206,12 +228,14 @@ class TokenData:
 
 
 def token_batch(layout: TokenLayout, data: TokenData, n: int,
-                gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` random (snapshot, token) pairs: normalized tokens [n, size] (padding 0) and their positions [n]."""
-    k = torch.randint(data.rows.shape[0], (n,), generator=gen).numpy()
+                gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``n`` random (snapshot, token) pairs: normalized tokens [n, size] (padding 0), their positions [n] and
+    their snapshots' codes s = k / (K - 1) [n] (0 when K = 1)."""
+    num = data.rows.shape[0]
+    k = torch.randint(num, (n,), generator=gen)
     t = torch.randint(layout.num_tokens, (n,), generator=gen)
-    x = layout.gather(data.rows, k, t.numpy())
-    return (x - data.mean[t]) / data.std[t] * layout.mask[t], t
+    x = layout.gather(data.rows, k.numpy(), t.numpy())
+    return (x - data.mean[t]) / data.std[t] * layout.mask[t], t, k.float() / max(num - 1, 1)
 
 
 def token_data(layout: TokenLayout, rows, mean: torch.Tensor, std: torch.Tensor) -> TokenData:
@@ -227,8 +251,8 @@ def train_tokens(model: TokenGenerator, diffusion: GaussianDiffusion, data: Toke
     model.to(device)
 
     def batch_loss() -> torch.Tensor:
-        x0, t = token_batch(model.layout, data, cfg.batch, gen)
-        return model.loss(diffusion, x0.to(device), t, gen)
+        x0, t, codes = token_batch(model.layout, data, cfg.batch, gen)
+        return model.loss(diffusion, x0.to(device), t, gen, codes)
 
     return fit(model, batch_loss, cfg, tracker, "train_tokens", log_every)
 
@@ -256,6 +280,8 @@ def sample_tokens(model: TokenGenerator, diffusion: GaussianDiffusion, num_rows:
     """Yield normalized tokens for token rows 0 .. ``num_rows`` - 1 in order, ``chunk`` rows at a time (row r is
     token r mod T of sample r // T). ``sampler`` ddpm (all timesteps, ancestral) or ddim (``steps``, eta 0).
     One seed is drawn from ``gen``; the result is the same for every chunk size (up to float rounding).
+    With code ``step``, sample i's code s_i ~ U[0, 1] comes from a generator seeded by that seed, shared by all
+    of its tokens.
     ``clip``: each step's x0 estimate is clamped to [-clip, clip] (normalized units), as DDPM implementations
     clip denoised images: an under-trained denoiser otherwise lets x grow by up to prod 1/sqrt(alpha_t)."""
     model.to(device).eval()
@@ -263,6 +289,10 @@ def sample_tokens(model: TokenGenerator, diffusion: GaussianDiffusion, num_rows:
     chunk = max(NOISE_BLOCK, math.ceil(chunk / NOISE_BLOCK) * NOISE_BLOCK)
     base = int(torch.randint(2 ** 62, (1,), generator=gen))
     protos = model.prototypes()
+    codes = None
+    if model.code == "step":
+        codes = torch.rand(math.ceil(num_rows / layout.num_tokens), generator=torch.Generator().manual_seed(
+            (base + 7_777_777) % 2 ** 63))
     mask_all = layout.mask.to(device, torch.float32)
     if sampler == "ddim":
         ts = torch.linspace(diffusion.num_timesteps - 1, 0, steps).round().long().unique_consecutive().tolist()
@@ -272,6 +302,8 @@ def sample_tokens(model: TokenGenerator, diffusion: GaussianDiffusion, num_rows:
         b = min(num_rows, a + chunk)
         tok = torch.arange(a, b) % layout.num_tokens
         mask, proto = mask_all[tok], protos[tok.to(device)]
+        if codes is not None:
+            proto = model.condition(proto, codes[torch.arange(a, b) // layout.num_tokens])
         noise = _BlockNoise(base, a, b, size)
         x = noise().to(device) * mask
         for j, i in enumerate(ts):
