@@ -215,3 +215,25 @@ def test_docs_tables_are_what_the_committed_json_files_give():
     text = (ROOT / "docs/tokens.md").read_text()
     assert render_docs(text) == text, "run `python -m tools.bench_tokens --docs`"
     assert "| 11,172,810 |" in text  # the whole ResNet-18 was measured
+
+
+def test_tokens_defaults_are_the_validation_choice_and_agree_with_the_conv_ae():
+    """docs/tokens.md: the tokens defaults are the tuning run with the lowest L2 to the snapshots (chosen on
+    validation), and with them the test medians of both generators at the paper's D (same seed, same
+    snapshots) are within 0.1 points."""
+    from tests.conftest import ROOT
+
+    folder = ROOT / "reports/mnist5k-resnet18"
+    tuning = json.loads((folder / "tokens/tuning_val.json").read_text())
+    assert tuning["split"] == "validation"
+    best = min(tuning["runs"], key=lambda r: r["nn_l2_mean"])["settings"]
+    defaults = yaml.safe_load((ROOT / "params.yaml").read_text())["tokens"]
+    keys = ("width", "depth", "sequence", "code", "normalize", "lr", "steps", "batch", "clip")
+    assert {k: best[k] for k in keys} == {k: defaults[k] for k in keys} and best["token_size"] == defaults["size"]
+    tokens = json.loads((folder / "tokens/results.json").read_text())
+    conv = json.loads((folder / "conv_ae/results.json").read_text())["seeds"][0]
+    assert tokens["overrides"] == {"generator": "tokens", "collect.storage": "mmap"}  # the defaults, nothing else
+    tok = tokens["seeds"][0]
+    assert tok["generator"] == "tokens" and conv["generator"] == "conv_ae" and tok["seed"] == conv["seed"]
+    assert tok["original"] == conv["original"]  # the same base model and snapshots
+    assert abs(tok["generated"]["acc_median"] - conv["generated"]["acc_median"]) <= 0.1 + 1e-9
