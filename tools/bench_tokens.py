@@ -273,19 +273,11 @@ def docs_tables(bench: dict, sequence_val: dict | None = None) -> str:
             lines.append(f"| {label} | {_n(e['dim'])} | {'yes' if e['prefix_cached'] else 'no (falls back)'} | "
                          f"{_n(e['naive_s_per_vector'])} | {_n(e['cached_s_per_vector'])} |")
     if sequence_val:
-        o = sequence_val["val_original"]
-        lines += ["", "| sequence | val median | val mean | val min | final loss | train s |",
-                  "|---|---|---|---|---|---|",
-                  f"| (originals, K = {sequence_val['k']}) | {o['acc_median']} | {o['acc_mean']} | "
-                  f"{o['acc_min']} | | |"]
+        from tools.tokens_compare import table
+
         conv = sequence_val.get("conv_ae_val")
-        if conv:
-            lines.append(f"| (conv AE + latent DDPM, metrics/evaluate.json) | {conv['acc_median']} | "
-                         f"{conv['acc_mean']} | {conv['acc_min']} | | |")
-        for r in sequence_val["runs"]:
-            g = r["val_generated"]
-            lines.append(f"| {r['sequence']} | {g['acc_median']} | {g['acc_mean']} | {g['acc_min']} | "
-                         f"{r['final_loss']} | {r['train_s']} |")
+        conv = ("(conv AE + latent DDPM, metrics/evaluate.json)", conv, None) if conv else None
+        lines += ["", table(sequence_val, conv, label="sequence").rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
@@ -305,6 +297,7 @@ def render_docs(text: str) -> str:
         from tools.tokens_compare import table
 
         conv = json.loads((ROOT / "reports/mnist5k-resnet18/conv_ae/results.json").read_text())["seeds"][0]
+        conv = ("(conv AE + latent DDPM)", conv["val"]["generated"], conv["novelty"]["generated"]["nn_l2_mean"])
         text = _between(text, "tokens-tuning", table(json.loads(tuning.read_text()), conv))
     return text
 

@@ -83,24 +83,25 @@ def variants(args) -> list[tuple[str, argparse.Namespace]]:
     return out
 
 
-def table(result: dict, conv_ae: dict | None = None) -> str:
-    """Markdown table of a result file: one row per run (val median / mean / min, mean NN-L2 to the snapshots,
-    final loss, training seconds), the originals first and, when given, the conv AE's validation and novelty
-    figures (``conv_ae``: a `reports/<preset>/results.json` seed entry)."""
-    o = result["val_original"]
-    lines = ["| run | val median | val mean | val min | NN-L2 | final loss | train s |",
-             "|---|---|---|---|---|---|---|",
-             f"| (originals, K = {result['k']}) | {o['acc_median']} | {o['acc_mean']} | {o['acc_min']} | "
-             f"{result['original_nn_l2_mean']} | | |"]
+def table(result: dict, conv_ae: tuple[str, dict, float | None] | None = None, label: str = "name") -> str:
+    """Markdown table of a result file: one row per run, named by its ``label`` field (val median / mean / min,
+    the mean NN-L2 to the snapshots when the file has it, final loss, training seconds), the originals first
+    and, when given, a conv AE row ``conv_ae`` = (its label, its validation summary, its NN-L2 or None)."""
+    o, nn = result["val_original"], "original_nn_l2_mean" in result
+    head = ["run" if label == "name" else label, "val median", "val mean", "val min", *(["NN-L2"] if nn else []),
+            "final loss", "train s"]
+    rows = [[f"(originals, K = {result['k']})", o["acc_median"], o["acc_mean"], o["acc_min"],
+             *([result["original_nn_l2_mean"]] if nn else []), "", ""]]
     if conv_ae:
-        g = conv_ae["val"]["generated"]
-        lines.append(f"| (conv AE + latent DDPM) | {g['acc_median']} | {g['acc_mean']} | {g['acc_min']} | "
-                     f"{conv_ae['novelty']['generated']['nn_l2_mean']} | | |")
+        name, g, l2 = conv_ae
+        rows.append([name, g["acc_median"], g["acc_mean"], g["acc_min"], *([l2] if nn else []), "", ""])
     for r in result["runs"]:
         g = r["val_generated"]
-        lines.append(f"| {r['name']} | {g['acc_median']} | {g['acc_mean']} | {g['acc_min']} | {r['nn_l2_mean']} | "
-                     f"{r['final_loss']} | {r['train_s']} |")
-    return "\n".join(lines) + "\n"
+        rows.append([r[label], g["acc_median"], g["acc_mean"], g["acc_min"], *([r["nn_l2_mean"]] if nn else []),
+                     r["final_loss"], r["train_s"]])
+    cells = [[f" {c} " if c != "" else " " for c in row] for row in [head, *rows]]
+    lines = ["|" + "|".join(row) + "|" for row in cells]
+    return "\n".join([lines[0], "|" + "---|" * len(head), *lines[1:]]) + "\n"
 
 
 def main(argv=None) -> dict:
