@@ -147,7 +147,7 @@ def test_overrides_are_parsed_set_on_top_of_the_preset_and_keep_one_setting_per_
 
     def fake_clone(work):  # the real params.yaml in the clone; no git, no dvc
         work.mkdir(parents=True)
-        (work / "params.yaml").write_text((tests_root() / "params.yaml").read_text())
+        (work / "params.yaml").write_text((repo_root() / "params.yaml").read_text())
         return "c" * 40
 
     def fake_timed_run(cmd, cwd):
@@ -177,7 +177,7 @@ def test_overrides_are_parsed_set_on_top_of_the_preset_and_keep_one_setting_per_
     assert "overrides" not in paper_scale.add_entry({"preset": None, "seeds": []}, "p", e)
 
 
-def tests_root():
+def repo_root():
     from tests.conftest import ROOT
 
     return ROOT
