@@ -237,3 +237,19 @@ def test_tokens_defaults_are_the_validation_choice_and_agree_with_the_conv_ae():
     assert tok["generator"] == "tokens" and conv["generator"] == "conv_ae" and tok["seed"] == conv["seed"]
     assert tok["original"] == conv["original"]  # the same base model and snapshots
     assert abs(tok["generated"]["acc_median"] - conv["generated"]["acc_median"]) <= 0.1 + 1e-9
+
+
+def test_tokens_compare_variants_override_the_base_settings_with_their_types():
+    from tools.tokens_compare import variants
+
+    base = dict(steps=400, token_size=16, batch=128, width=64, depth=3, normalize="per_param", clip=4.0, lr=1e-3,
+                sequence="gru", code="none", sampler="ddpm", sequences="none,gru")
+    runs = variants(SimpleNamespace(**base, variant=["code=step,width=512", "lr=3e-4"]))
+    assert [name for name, _ in runs] == ["code=step,width=512", "lr=3e-4"]
+    first, second = runs[0][1], runs[1][1]
+    assert (first.code, first.width, first.steps, first.lr) == ("step", 512, 400, 1e-3) and type(first.width) is int
+    assert (second.lr, second.code) == (3e-4, "none")
+    assert [(n, a.sequence) for n, a in variants(SimpleNamespace(**base, variant=[]))] == [("none", "none"),
+                                                                                          ("gru", "gru")]
+    with pytest.raises(SystemExit, match="colour=red"):
+        variants(SimpleNamespace(**base, variant=["colour=red"]))

@@ -32,7 +32,7 @@ from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
 from pdiff.nets.models import load_base_model
 
 
-def run_one(name: str, rows, sizes, args, p, model, names, data) -> dict:
+def run_one(name: str, rows, snapshots: torch.Tensor, sizes, args, p, model, names, data) -> dict:
     sequence = args.sequence
     gen = seed_everything(p.seed, "train_ldm")
     layout = tk.TokenLayout(sizes, args.token_size)
@@ -53,7 +53,7 @@ def run_one(name: str, rows, sizes, args, p, model, names, data) -> dict:
     correct = evaluate_vectors(model, names, vecs, data["val_x"], data["val_y"], EvalOptions(batch_size=1000))
     ok = finite_rows(vecs)
     acc = 100.0 * correct[ok].float().mean(1)
-    nn_l2 = nearest_l2(vecs[ok], torch.from_numpy(np.asarray(rows)))
+    nn_l2 = nearest_l2(vecs[ok], snapshots)
     return {"name": name, "sequence": sequence, "final_loss": round(loss, 5), "train_s": round(train_s, 1),
             "sample_s": round(sample_s, 1), "val_generated": summarize(acc, int((~ok).sum())),
             "nn_l2_mean": round(float(nn_l2.mean()), 6) if len(nn_l2) else None}
@@ -77,8 +77,7 @@ def variants(args) -> list[tuple[str, argparse.Namespace]]:
                 raise SystemExit(f"tokens_compare: --variant {text!r}: {item!r} is not KEY=VALUE with KEY one of "
                                  f"{', '.join(SETTINGS)}")
             base = getattr(args, key)
-            over[key] = value if isinstance(base, str) else type(base)(float(value) if isinstance(base, int)
-                                                                        else value)
+            over[key] = value if isinstance(base, str) else type(base)(float(value))
         out.append((text, argparse.Namespace(**vars(args) | over)))
     return out
 
@@ -129,15 +128,15 @@ def main(argv=None) -> dict:
     data = load_prepared("data/prepared")
     model = load_base_model("models/base.pt")
     rows, names, shapes = tk.open_rows("models/snapshots.pt", "collect")
-    originals = evaluate_vectors(model, names, torch.from_numpy(rows.copy()), data["val_x"], data["val_y"],
-                                 EvalOptions(batch_size=1000))
-    spacing = nearest_l2(torch.from_numpy(np.asarray(rows)), torch.from_numpy(np.asarray(rows)), leave_one_out=True)
+    snapshots = torch.from_numpy(np.array(rows))
+    originals = evaluate_vectors(model, names, snapshots, data["val_x"], data["val_y"], EvalOptions(batch_size=1000))
+    spacing = nearest_l2(snapshots, snapshots, leave_one_out=True)
     out = {"split": "validation", "dim": int(rows.shape[1]), "k": int(rows.shape[0]),
            "settings": vars(args) | {"seed": p.seed, "timesteps": p.ldm.timesteps},
            "val_original": summarize(100.0 * originals.float().mean(1)),
            "original_nn_l2_mean": round(float(spacing.mean()), 6), "runs": []}
     for name, settings in variants(args):
-        res = run_one(name, rows, numels(shapes), settings, p, model, names, data)
+        res = run_one(name, rows, snapshots, numels(shapes), settings, p, model, names, data)
         out["runs"].append(res | {"settings": {k: getattr(settings, k) for k in SETTINGS}})
         print(f"tokens_compare: {name}: val median {res['val_generated']['acc_median']}, NN-L2 {res['nn_l2_mean']} "
               f"(snapshots {out['original_nn_l2_mean']}), loss {res['final_loss']}, train {res['train_s']} s",
