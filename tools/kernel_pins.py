@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from pdiff.core.artifacts import save_json
+from tools.bench import machine
 from tools.workcopy import clone_head, run, subprocess_env
 
 PORTABLE = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
@@ -36,13 +36,6 @@ SETTINGS = [  # (name, environment, oneDNN on)
 ]
 STAGE = ("import runpy, sys, torch\nsys.path.insert(0, 'stages')\ntorch.backends.mkldnn.enabled = {onednn}\n"
          "sys.argv = ['stages/train.py']\nrunpy.run_path('stages/train.py', run_name='__main__')\n")
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None) -> dict:
@@ -64,7 +57,7 @@ def main(argv=None) -> dict:
                          "seconds": round(seconds, 1)})
             print(f"kernel_pins: {name}: base.pt {md5[:12]}, val acc {val}, {seconds:.1f} s", flush=True)
     native, portable = rows[0]["seconds"], rows[2]["seconds"]
-    out = {"commit": commit, "cpu": cpu_model(), "stage": "train (default params)", "settings": rows,
+    out = {"commit": commit, "machine": machine(), "stage": "train (default params)", "settings": rows,
            "portable_over_native_s": round(portable / native, 2),
            "portable_invariant_to_avx2_caps": rows[2]["base_md5"] == rows[3]["base_md5"]}
     save_json(out, args.out)
