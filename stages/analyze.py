@@ -26,7 +26,7 @@ from pdiff.nets.models import load_base_model
 
 def main() -> None:
     p = load_params()
-    setup_torch(p.threads)
+    setup_torch(p.threads, p.kernels)
     gen = seed_everything(p.seed, "analyze")
     device = resolve_device(p.device)
     data = load_prepared("data/prepared")

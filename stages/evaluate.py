@@ -17,7 +17,7 @@ from pdiff.nets.selection import check_compatible, check_same_selection
 
 def main() -> None:
     p = load_params()
-    setup_torch(p.threads)
+    setup_torch(p.threads, p.kernels)
     seed_everything(p.seed, "evaluate")
     device = resolve_device(p.device)
     data = load_prepared("data/prepared")

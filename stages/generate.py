@@ -28,7 +28,7 @@ def tokens(p, gen, device) -> None:
 
 def main() -> None:
     p = load_params()
-    setup_torch(p.threads)
+    setup_torch(p.threads, p.kernels)
     gen = seed_everything(p.seed, "generate")
     device = resolve_device(p.device)
     if p.generator == "tokens":

@@ -13,7 +13,7 @@ from pdiff.generative.autoencoder import fit_param_ae
 
 def main() -> None:
     p = validate_tasks(load_params())
-    setup_torch(p.threads)
+    setup_torch(p.threads, p.kernels)
     gen = seed_everything(p.seed, "tasks_ae")
     device = resolve_device(p.device)
     snaps = load_vectors("models/tasks/snapshots.pt", "tasks_collect")

@@ -16,7 +16,7 @@ from pdiff.tasks.heads import HeadTraining, cached_features, head_spec, train_ta
 
 def main() -> None:
     p = validate_tasks(load_params())
-    setup_torch(p.threads)
+    setup_torch(p.threads, p.kernels)
     gen = seed_everything(p.seed, "tasks_collect")
     data = load_prepared("data/prepared")
     model = load_base_model("models/base.pt")  # CPU: the per-task work is one batched matmul per step

@@ -18,7 +18,7 @@ from pdiff.tasks.heads import cached_features, composed_head_accuracy, head_spec
 
 def main() -> None:
     p = validate_tasks(load_params())
-    setup_torch(p.threads)
+    setup_torch(p.threads, p.kernels)
     gen = seed_everything(p.seed, "tasks_evaluate")
     device = resolve_device(p.device)
     data = load_prepared("data/prepared")

@@ -15,7 +15,7 @@ from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
 
 def main() -> None:
     p = validate_tasks(load_params())
-    setup_torch(p.threads)
+    setup_torch(p.threads, p.kernels)
     gen = seed_everything(p.seed, "tasks_ldm")
     device = resolve_device(p.device)
     ae, normalizer, _ = load_autoencoder("models/tasks/ae.pt")

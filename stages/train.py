@@ -18,7 +18,7 @@ from pdiff.nets.weights import check_init_path, load_init
 def main() -> None:
     p = load_params()
     distributed.maybe_relaunch(p.model.distributed, __file__)  # model.distributed = N >= 2: rerun under torchrun
-    setup_torch(p.threads)
+    setup_torch(p.threads, p.kernels)
     gen = seed_everything(p.seed, "train")
     device = resolve_device(p.device)
     dist = distributed.init(device)  # under torchrun: DDP (gloo on CPU, NCCL on CUDA); else None

@@ -29,7 +29,7 @@ def tokens(p) -> None:
 
 def main() -> None:
     p = load_params()
-    setup_torch(p.threads)
+    setup_torch(p.threads, p.kernels)
     gen = seed_everything(p.seed, "train_ae")
     if p.generator == "tokens":
         return tokens(p)

@@ -35,6 +35,7 @@ TINY = {
     "ae": {"channels": [8, 16], "steps": 60, "batch_size": 10},
     "ldm": {"channels": 8, "steps": 60, "timesteps": 50, "batch_size": 10},
     "generate": {"num_models": 8},
+    "kernels": "native",  # tests compare runs on one machine: the fast kernels will do
     "baselines": {"decoded_num": 8},
 }
 

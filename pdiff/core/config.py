@@ -291,6 +291,10 @@ class Params(Section):
     seed: int = opt(0, "the one seed behind every random choice of every stage")
     device: str = opt("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"))
     threads: int = opt(2, "torch CPU threads (fixed so CPU results are reproducible)", ge=1)
+    kernels: str = opt("portable", "CPU kernels: portable (ATen default kernels, oneDNN off, MKL_CBWR=COMPATIBLE: "
+                       "the same bytes on any x86-64 CPU, slower) or native (each CPU's fastest kernels: other "
+                       "CPU types give other bytes); see docs/pipeline.md, Determinism",
+                       choices=("portable", "native"))
     precision: str = opt("auto", "train/collect arithmetic: auto (bf16 autocast + channels_last on CUDA, fp32 "
                          "on CPU), bf16 (autocast wherever the device supports it), fp32",
                          choices=("auto", "bf16", "fp32"))

@@ -24,8 +24,12 @@ def seed_everything(seed: int, stage: str | None = None) -> torch.Generator:
     return gen
 
 
-def setup_torch(threads: int) -> None:
-    """Fix CPU threads so results and timings are reproducible; prefer deterministic kernels."""
+def setup_torch(threads: int, kernels: str = "native") -> None:
+    """Fix CPU threads so results and timings are reproducible; prefer deterministic kernels; apply the CPU
+    kernel setting ``kernels`` (portable | native, pdiff/core/kernels.py)."""
+    from pdiff.core.kernels import apply_torch
+
+    apply_torch(kernels)
     torch.set_num_threads(threads)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)

@@ -30,12 +30,14 @@ def timing_folder(root: str | Path | None = None, exp: str | None = None) -> Pat
 
 
 def write_timing(name: str, seconds: float, folder: Path | None = None) -> None:
-    """{"stage", "seconds", "finished_at" (Unix time)} -> ``folder``/<name>.json, atomically. A timing is a
-    report, not a result: when it cannot be written the stage still succeeds, with a warning."""
+    """{"stage", "seconds", "finished_at" (Unix time), "kernels" (the CPU kernel setting in effect), "cpu",
+    "isa", "arch"} -> ``folder``/<name>.json, atomically. A timing is a report, not a result: when it cannot be
+    written the stage still succeeds, with a warning."""
     from pdiff.core.artifacts import save_json
+    from pdiff.core.kernels import record
 
     try:
-        save_json({"stage": name, "seconds": round(seconds, 3), "finished_at": round(time.time(), 3)},
+        save_json({"stage": name, "seconds": round(seconds, 3), "finished_at": round(time.time(), 3), **record()},
                   (folder or timing_folder()) / f"{name}.json")
     except OSError as exc:
         print(f"warning: stage `{name}`: its timing was not written ({exc})", file=sys.stderr)
