@@ -5,14 +5,31 @@ import pytest
 
 from pdiff import PdiffError
 from pdiff.generative.fitting import ema_warmup_end
-from tools.doc_numbers import ROOT, fill, pages
+from tools.doc_numbers import ROOT, committed_text, fill, pages
 
 
-def test_every_marked_number_in_the_pages_is_the_one_in_its_file():
+def test_every_marked_number_in_the_pages_is_the_one_in_its_committed_file():
+    """Against the files as git records them, not the workspace's: `make repro` on another CPU type rewrites
+    metrics/ with that CPU's bytes, and the pages quote the committed run (`git add` a new file to check it)."""
     stale = []
     for path in pages():
-        stale += fill(path.read_text(), ROOT, path.name)[1]
-    assert not stale, "\n".join(stale) + "\nrun `python -m tools.doc_numbers`"
+        stale += fill(path.read_text(), ROOT, path.name, read=committed_text)[1]
+    assert not stale, "\n".join(stale) + "\nrun `python -m tools.doc_numbers`, then `git add` the files it read"
+
+
+def test_the_committed_state_is_read_from_git_not_from_the_workspace(tmp_path):
+    """A file rewritten after its commit (as `make repro` does on another CPU) still reads as committed."""
+    from tests.conftest import run
+
+    run(["git", "init", "-q"], tmp_path)
+    (tmp_path / "m.json").write_text(json.dumps({"acc": 97.6}))
+    run(["git", "add", "m.json"], tmp_path)
+    (tmp_path / "m.json").write_text(json.dumps({"acc": 97.5}))
+    page = "<!--@ m.json acc -->97.6<!--/@-->"
+    assert fill(page, tmp_path, "p.md", read=committed_text)[1] == []
+    assert fill(page, tmp_path, "p.md")[1] == ["p.md: m.json acc: the page says '97.6', the file gives '97.5'"]
+    (tmp_path / "new.json").write_text(json.dumps({"n": 1}))  # not tracked: the working tree's
+    assert fill("<!--@ new.json n -->1<!--/@-->", tmp_path, read=committed_text)[1] == []
 
 
 def test_the_time_and_test_counts_are_quoted_from_their_files():

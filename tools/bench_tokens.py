@@ -284,21 +284,25 @@ def docs_tables(bench: dict, sequence_val: dict | None = None) -> str:
 TUNING = "reports/mnist5k-resnet18/tokens/tuning_val.json"  # python -m tools.tokens_compare --variant ... --out
 
 
-def render_docs(text: str) -> str:
-    """``text`` (docs/tokens.md) with the tables between its markers regenerated from the JSON files."""
+def render_docs(text: str, read=None) -> str:
+    """``text`` (docs/tokens.md) with the tables between its markers regenerated from the JSON files, read
+    through ``read`` (tools.doc_numbers: `workspace_text`, the default, or `committed_text`)."""
+    from tools.doc_numbers import read_json, workspace_text
+
+    read = read or workspace_text
     seq = ROOT / "reports/tokens/sequence_val.json"
-    seq_val = json.loads(seq.read_text()) if seq.exists() else None
+    seq_val = read_json(seq, read) if seq.exists() else None
     if seq_val is not None:
-        seq_val["conv_ae_val"] = json.loads((ROOT / "metrics/evaluate.json").read_text())["val"]["generated"]
-    tables = docs_tables(json.loads((ROOT / "metrics/bench.json").read_text()), seq_val)
+        seq_val["conv_ae_val"] = read_json("metrics/evaluate.json", read)["val"]["generated"]
+    tables = docs_tables(read_json("metrics/bench.json", read), seq_val)
     text = _between(text, "tokens-tables", tables)
     tuning = ROOT / TUNING
     if "<!-- tokens-tuning -->" in text and tuning.exists():
         from tools.tokens_compare import table
 
-        conv = json.loads((ROOT / "reports/mnist5k-resnet18/conv_ae/results.json").read_text())["seeds"][0]
+        conv = read_json("reports/mnist5k-resnet18/conv_ae/results.json", read)["seeds"][0]
         conv = ("(conv AE + latent DDPM)", conv["val"]["generated"], conv["novelty"]["generated"]["nn_l2_mean"])
-        text = _between(text, "tokens-tuning", table(json.loads(tuning.read_text()), conv))
+        text = _between(text, "tokens-tuning", table(read_json(TUNING, read), conv))
     return text
 
 

@@ -11,13 +11,20 @@ an integer step indexes a list) and an optional format: a Python format spec (``
 
     python -m tools.doc_numbers           # rewrite every marked number from its JSON
     python -m tools.doc_numbers --check   # exit 1, listing each page and key, when a page quotes another value
+
+The rewrite reads the workspace's files. The docs test reads them as git records them (`committed_text`: the
+index, what the next commit holds), so that it checks the pages against one committed state: after a
+`make repro` on another CPU type, the workspace's metrics hold that CPU's bytes, and the pages still quote the
+committed ones (README: the README's two commands pass in either order).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import re
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from pdiff import PdiffError
@@ -30,6 +37,24 @@ MARKED = re.compile(r"<!--@ (?P<file>\S+) (?P<key>\S+)(?: (?P<fmt>\S+))? -->(?P<
 def pages(root: Path = ROOT) -> list[Path]:
     """The pages that may quote numbers: README.md, data/README.md and docs/*.md."""
     return [root / "README.md", root / "data/README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def workspace_text(path: Path, root: Path = ROOT) -> str:
+    """The text of ``root/path`` in the working tree."""
+    return (root / path).read_text()
+
+
+def committed_text(path: Path, root: Path = ROOT) -> str:
+    """The text of ``root/path`` as git's index records it (what was committed, plus what is staged for the
+    next commit); the working tree's where git does not track the file or ``root`` is no git checkout."""
+    rel = Path(path).as_posix()
+    done = subprocess.run(["git", "show", f":{rel}"], cwd=root, capture_output=True, text=True)
+    return done.stdout if done.returncode == 0 else workspace_text(path, root)
+
+
+def read_json(path: str | Path, read: Callable[[Path, Path], str] = workspace_text, root: Path = ROOT):
+    """The JSON file ``path`` (relative to ``root``) through ``read`` (`workspace_text` or `committed_text`)."""
+    return json.loads(read(Path(path), root))
 
 
 def lookup(data, key: str, where: str):
@@ -48,18 +73,19 @@ def render(value, fmt: str | None) -> str:
     return format(value, fmt) if fmt else str(value)
 
 
-def fill(text: str, root: Path = ROOT, page: str = "") -> tuple[str, list[str]]:
-    """(``text`` with every marked number taken from its JSON, the descriptions of the numbers that changed)."""
+def fill(text: str, root: Path = ROOT, page: str = "", read: Callable[[Path, Path], str] = workspace_text
+         ) -> tuple[str, list[str]]:
+    """(``text`` with every marked number taken from its JSON, the descriptions of the numbers that changed);
+    ``read`` gives a file's text (`workspace_text`, or `committed_text` to compare with the committed state)."""
     cache: dict[str, object] = {}
     changed: list[str] = []
 
     def one(m: re.Match) -> str:
         where = f"{page}: {m['file']} {m['key']}"
         if m["file"] not in cache:
-            path = root / m["file"]
-            if not path.exists():
+            if not (root / m["file"]).exists():
                 raise PdiffError(f"{where}: {m['file']} does not exist; run the command that writes it.")
-            cache[m["file"]] = json.loads(path.read_text())
+            cache[m["file"]] = read_json(m["file"], read, root)
         new = render(lookup(cache[m["file"]], m["key"], where), m["fmt"])
         if new != m["value"]:
             changed.append(f"{where}: the page says {m['value']!r}, the file gives {new!r}")
