@@ -1,66 +1,105 @@
-"""Which CPU kernel switches change the default base model, and what pinning them costs -> one JSON file.
+"""Which CPU kernel switches change the default base model, and what pinning them costs -> one JSON file per CPU.
 
 torch picks CPU kernels by instruction set in three places: ATen's vectorized kernels (``ATEN_CPU_CAPABILITY``),
 oneDNN (on unless ``torch.backends.mkldnn.enabled = False``; ``ONEDNN_MAX_CPU_ISA``) and MKL (``MKL_CBWR``,
 ``MKL_ENABLE_INSTRUCTIONS``). This runs the default pipeline's `train` stage (15 epochs) in a fresh clone of HEAD
 once per setting below, and records the MD5 of models/base.pt, its validation accuracy and the stage's seconds.
-Two settings that give the same MD5 gave the same bytes. "portable" pins all three to what every x86-64 CPU
-runs (ATen's default kernels, oneDNN off, MKL's compatible code path); "portable, AVX2 caps" adds the caps that
-make MKL and oneDNN act as on an AVX2-only CPU: if the pins hold, they change nothing. One CPU type can show
-only that much; that two CPU types agree under the pins needs both side by side (docs/pipeline.md, Determinism).
+Two settings that give the same MD5 gave the same bytes. The settings are the eight of the AMD EPYC (AVX2)
+reference record, reports/determinism/kernel_pins_amd-epyc-avx2.json, plus ``kernels: portable`` set through
+params.yaml (pdiff/core/kernels.py), which must give the bytes of its three pins. Each record names its CPU and
+instruction-set extensions; the output compares every setting's MD5 with every other record in the folder, so
+that which settings give the same bytes on two CPU types is read off one file (docs/pipeline.md, Determinism).
 
-    python -m tools.kernel_pins [--out reports/determinism/kernel_pins.json]
+    python -m tools.kernel_pins [--out reports/determinism/kernel_pins_<cpu>.json]
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import re
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from pdiff.core.artifacts import save_json
+from pdiff.core.kernels import PORTABLE_ENV, cpu
 from tools.bench import machine
 from tools.workcopy import clone_head, run, subprocess_env
 
-PORTABLE = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
+FOLDER = Path("reports/determinism")
 AVX2_CAPS = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
-SETTINGS = [  # (name, environment, oneDNN on)
-    ("native", {}, True),
-    ("AVX2 caps", {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", **AVX2_CAPS}, True),
-    ("portable", PORTABLE, False),
-    ("portable, AVX2 caps", PORTABLE | AVX2_CAPS, False),
-    ("portable but ATen avx2", PORTABLE | {"ATEN_CPU_CAPABILITY": "avx2"}, False),
+ATEN_AVX2 = {"ATEN_CPU_CAPABILITY": "avx2"}
+SETTINGS = [  # (name as in the reference record, environment, oneDNN on, params.yaml `kernels`)
+    ("native (oneDNN on, no pins)", {}, True, "native"),
+    ("ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 (oneDNN on)",
+     ATEN_AVX2 | {"MKL_CBWR": "AVX2"} | AVX2_CAPS, True, "native"),
+    ("oneDNN off, ATEN_CPU_CAPABILITY=default, MKL_CBWR=COMPATIBLE", PORTABLE_ENV, False, "native"),
+    ("oneDNN off, ATEN_CPU_CAPABILITY=default, MKL_CBWR=COMPATIBLE, MKL_ENABLE_INSTRUCTIONS=AVX2, "
+     "ONEDNN_MAX_CPU_ISA=AVX2", PORTABLE_ENV | AVX2_CAPS, False, "native"),
+    ("oneDNN off, ATEN_CPU_CAPABILITY=avx2, MKL_CBWR=COMPATIBLE", PORTABLE_ENV | ATEN_AVX2, False, "native"),
+    ("oneDNN off, ATEN_CPU_CAPABILITY=avx2, MKL_CBWR=AVX2", ATEN_AVX2 | {"MKL_CBWR": "AVX2"}, False, "native"),
+    ("oneDNN off, ATEN_CPU_CAPABILITY=avx2 (no MKL pin)", ATEN_AVX2, False, "native"),
+    ("oneDNN off, ATEN_CPU_CAPABILITY=default (no MKL pin)", {"ATEN_CPU_CAPABILITY": "default"}, False, "native"),
+    ("kernels: portable (params.yaml)", {}, True, "portable"),
 ]
+PORTABLE = SETTINGS[2][0]
 STAGE = ("import runpy, sys, torch\nsys.path.insert(0, 'stages')\ntorch.backends.mkldnn.enabled = {onednn}\n"
          "sys.argv = ['stages/train.py']\nrunpy.run_path('stages/train.py', run_name='__main__')\n")
 
 
+def slug(info: dict) -> str:
+    """A file-name part for a CPU: vendor and family words of its model name, then its widest vector ISA."""
+    words = [w for w in re.sub(r"\(.*?\)", " ", info["cpu"]).lower().split() if w.isalpha()][:2]
+    isa = "avx512" if "avx512f" in info["isa"] else "avx2" if "avx2" in info["isa"] else "sse"
+    return "-".join(words + [isa] + (["amx"] if "amx_tile" in info["isa"] else []))
+
+
+def md5s(record: dict) -> dict[str, str]:
+    """{setting name: base.pt MD5 (or its prefix)} of a record: this tool's format or the reference's."""
+    if "settings" in record:
+        return {row["name"]: row["base_md5"] for row in record["settings"]}
+    return {name: value.split()[0] for name, value in record.get("train_stage_base_pt_md5", {}).items()}
+
+
+def agreement(mine: dict[str, str], other: dict[str, str]) -> dict[str, bool]:
+    """For each setting both records ran: whether the MD5s agree (a 12-digit prefix counts as the whole)."""
+    return {name: md5.startswith(other[name]) or other[name].startswith(md5)
+            for name, md5 in mine.items() if name in other}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("reports/determinism/kernel_pins.json"))
+    ap.add_argument("--out", type=Path, help="default: reports/determinism/kernel_pins_<cpu>.json")
     args = ap.parse_args(argv)
+    out_path = args.out or FOLDER / f"kernel_pins_{slug(cpu())}.json"
     with tempfile.TemporaryDirectory(prefix="pdiff-pins-") as tmp:
         repo = Path(tmp) / "repo"
         commit = clone_head(repo)
+        params = (repo / "params.yaml").read_text()
         run(["dvc", "repro", "prepare"], repo)
         rows = []
-        for name, env, onednn in SETTINGS:
+        for name, env, onednn, kernels in SETTINGS:
+            (repo / "params.yaml").write_text(re.sub(r"(?m)^kernels: \w+", f"kernels: {kernels}", params))
             t0 = time.perf_counter()
             run([sys.executable, "-c", STAGE.format(onednn=onednn)], repo, env=subprocess_env() | env)
             seconds = time.perf_counter() - t0
             md5 = hashlib.md5((repo / "models/base.pt").read_bytes()).hexdigest()
             val = json.loads((repo / "metrics/train/metrics.json").read_text())["val_acc"]
-            rows.append({"name": name, "env": env, "onednn": onednn, "base_md5": md5, "val_acc": val,
-                         "seconds": round(seconds, 1)})
+            rows.append({"name": name, "env": env, "onednn": onednn, "kernels": kernels, "base_md5": md5,
+                         "val_acc": val, "seconds": round(seconds, 1)})
             print(f"kernel_pins: {name}: base.pt {md5[:12]}, val acc {val}, {seconds:.1f} s", flush=True)
+    mine = {row["name"]: row["base_md5"] for row in rows}
+    others = {p.name: md5s(json.loads(p.read_text())) for p in sorted(FOLDER.glob("kernel_pins_*.json"))
+              if p.resolve() != out_path.resolve()}
     native, portable = rows[0]["seconds"], rows[2]["seconds"]
-    out = {"commit": commit, "machine": machine(), "stage": "train (default params)", "settings": rows,
+    out = {"commit": commit, "machine": machine() | cpu(), "stage": "train (default params)", "settings": rows,
            "portable_over_native_s": round(portable / native, 2),
-           "portable_invariant_to_avx2_caps": rows[2]["base_md5"] == rows[3]["base_md5"]}
-    save_json(out, args.out)
+           "portable_invariant_to_avx2_caps": mine[PORTABLE] == mine[SETTINGS[3][0]],
+           "params_portable_is_the_pins": mine[PORTABLE] == mine[SETTINGS[-1][0]],
+           "agrees_with": {name: agreement(mine, other) for name, other in others.items()}}
+    save_json(out, out_path)
     return out
 
 
