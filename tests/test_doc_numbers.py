@@ -41,14 +41,30 @@ def test_the_time_and_test_counts_are_quoted_from_their_files():
 
 
 def test_fill_replaces_a_wrong_number_and_reports_it(tmp_path):
-    (tmp_path / "m.json").write_text(json.dumps({"a": {"s": 307.4, "n": [1, 1234]}}))
-    text = ("took <!--@ m.json a.s minsec -->4 min<!--/@--> for <!--@ m.json a.n.1 , -->1,234<!--/@--> "
+    (tmp_path / "m.json").write_text(json.dumps({"a": {"s": 307.4, "n": 1234}}))
+    text = ("took <!--@ m.json a.s minsec -->4 min<!--/@--> for <!--@ m.json a.n , -->1,234<!--/@--> "
             "tests, <!--@ m.json a.s .0f -->307<!--/@--> s")
     new, changed = fill(text, tmp_path, "page.md")
     assert new == text.replace("-->4 min<", "-->5 min 07 s<")
     assert changed == ["page.md: m.json a.s: the page says '4 min', the file gives '5 min 07 s'"]
     with pytest.raises(PdiffError, match="a.missing"):
         fill("<!--@ m.json a.missing -->1<!--/@-->", tmp_path)
+
+
+def test_a_list_row_is_named_by_a_key_never_by_position(tmp_path):
+    rows = {"seeds": [{"seed": 0, "acc": 97.4}, {"seed": 1, "acc": 97.6}, {"seed": 1, "acc": 1.0}],
+            "runs": [{"name": "code=step, width 512", "l2": 0.149}]}
+    (tmp_path / "r.json").write_text(json.dumps(rows))
+    page = ("<!--@ r.json seeds[seed=0].acc -->97.4<!--/@--> "
+            "<!--@ r.json runs[name=code=step, width 512].l2 -->0.1<!--/@-->")
+    new, changed = fill(page, tmp_path, "p.md")
+    assert new == page.replace("-->0.1<", "-->0.149<") and len(changed) == 1
+    with pytest.raises(PdiffError, match=r"by position \(`0`\).*seeds\[seed=0\]"):
+        fill("<!--@ r.json seeds.0.acc -->97.4<!--/@-->", tmp_path, "p.md")
+    with pytest.raises(PdiffError, match=r"\[seed=1\] matches 2 rows"):
+        fill("<!--@ r.json seeds[seed=1].acc -->97.6<!--/@-->", tmp_path, "p.md")
+    with pytest.raises(PdiffError, match=r"\[seed=0\] matches 0 rows"):
+        fill("<!--@ r.json runs[seed=0].l2 -->0<!--/@-->", tmp_path, "p.md")
 
 
 def test_ema_warm_up_thresholds_in_the_docs_are_the_formulas():

@@ -6,7 +6,8 @@ source says where it comes from:
     <!--@ metrics/bench.json repro_s .0f -->123<!--/@-->
 
 The marker holds a JSON file (relative to the repository root), a dotted key into it (``eval.speedup``;
-an integer step indexes a list) and an optional format: a Python format spec (``.0f``, ``,``), or ``minsec``
+a list's row is picked by a key, ``seeds[seed=0].generated``, never by position) and an optional format: a
+Python format spec (``.0f``, ``,``), or ``minsec``
 (seconds as ``5 min 07 s``). Markdown renders the markers invisibly.
 
     python -m tools.doc_numbers           # rewrite every marked number from its JSON
@@ -31,7 +32,8 @@ from pdiff import PdiffError
 from pdiff.core.artifacts import save_text
 
 ROOT = Path(__file__).resolve().parents[1]
-MARKED = re.compile(r"<!--@ (?P<file>\S+) (?P<key>\S+)(?: (?P<fmt>\S+))? -->(?P<value>.*?)<!--/@-->")
+MARKED = re.compile(r"<!--@ (?P<file>\S+) (?P<key>(?:[^\s\[]|\[[^\]]*\])+)(?: (?P<fmt>\S+))? -->"
+                    r"(?P<value>.*?)<!--/@-->")
 
 
 def pages(root: Path = ROOT) -> list[Path]:
@@ -57,11 +59,34 @@ def read_json(path: str | Path, read: Callable[[Path, Path], str] = workspace_te
     return json.loads(read(Path(path), root))
 
 
+STEP = re.compile(r"\[(?P<field>[^=\]]+)=(?P<value>[^\]]*)\]|(?P<name>[^.\[\]]+)")
+
+
+def select(rows: list, field: str, value: str, where: str):
+    """The one element of ``rows`` whose ``field`` reads as ``value`` (a list is indexed by a key, never by a
+    position: a row inserted later must not move a quoted number onto another row's label)."""
+    found = [r for r in rows if isinstance(r, dict) and field in r and render(r[field], None) == value]
+    if len(found) != 1:
+        raise PdiffError(f"{where}: [{field}={value}] matches {len(found)} rows of the list, not one.")
+    return found[0]
+
+
 def lookup(data, key: str, where: str):
-    for part in key.split("."):
+    """The value at ``key``: dotted names into objects, ``[field=value]`` to pick a list's row by a key
+    (``seeds[seed=0].generated.acc_median``). A position into a list is refused."""
+    for m in STEP.finditer(key):
+        part = m.group(0)
+        if m["field"] is not None:
+            if not isinstance(data, list):
+                raise PdiffError(f"{where}: `{part}` in `{key}` selects from a list, but the value there is not one.")
+            data = select(data, m["field"], m["value"], where)
+            continue
+        if isinstance(data, list):
+            raise PdiffError(f"{where}: `{key}` indexes a list by position (`{part}`); name the row by a key "
+                             "instead, as in `seeds[seed=0]`.")
         try:
-            data = data[int(part)] if isinstance(data, list) else data[part]
-        except (KeyError, IndexError, ValueError, TypeError):
+            data = data[part]
+        except (KeyError, TypeError):
             raise PdiffError(f"{where}: the key `{key}` is not in the file (stopped at `{part}`).") from None
     return data
 
