@@ -34,6 +34,19 @@ test: $(STAMP) browser
 	ruff check .
 	python -m pytest -q tests
 
+# Check a published result on this machine: rerun the committed default from scratch in a temporary clone and
+# compare every output's MD5 with dvc.lock; prints the first stage that differs and how this CPU and kernel
+# setting compare with reports/determinism/default.json (tools/verify.py, docs/pipeline.md). VERIFY_ARGS="--keep DIR".
+.PHONY: verify
+verify: $(STAMP)
+	python -m tools.verify $(VERIFY_ARGS)
+
+# End-to-end checks too slow for `make test`; .ci/run runs them after it. The README's two commands in order on a
+# CPU whose bytes differ from the committed ones (tools/commands_in_order.py: make repro, then make test).
+.PHONY: test-slow
+test-slow: $(STAMP)
+	python -m tools.commands_in_order
+
 # Benchmarks (not tests): a default `dvc repro -f` in a temporary clone of the last commit, then fast vs
 # naive evaluation and DDIM vs DDPM sampling on its artifacts, and AE/LDM s/step and peak memory for
 # D = 2,048 ... 1,048,576 (`scaling`; BENCH_ARGS="--scaling-dims 2048,8192" for fewer, BENCH_ARGS=--only-scaling

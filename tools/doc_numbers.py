@@ -8,7 +8,14 @@ source says where it comes from:
 The marker holds a JSON file (relative to the repository root), a dotted key into it (``eval.speedup``;
 a list's row is picked by a key, ``seeds[seed=0].generated``, never by position) and an optional format: a
 Python format spec (``.0f``, ``,``), or ``minsec``
-(seconds as ``5 min 07 s``). Markdown renders the markers invisibly.
+(seconds as ``5 min 07 s``). Markdown renders the markers invisibly. A table or other text that a tool makes
+from JSON files is one generated block, filled by the same command:
+
+    <!--@@ tools.kernel_pins:docs_table -->
+    ...the function's Markdown...
+    <!--/@@-->
+
+The block names a function in tools/ that takes ``load(path)`` (a JSON file, parsed) and returns the text.
 
     python -m tools.doc_numbers           # rewrite every marked number from its JSON
     python -m tools.doc_numbers --check   # exit 1, listing each page and key, when a page quotes another value
@@ -91,6 +98,24 @@ def lookup(data, key: str, where: str):
     return data
 
 
+BLOCK = re.compile(r"<!--@@ (?P<source>[\w.]+:\w+) -->\n(?P<body>.*?)<!--/@@-->", re.S)
+
+
+def block(source: str, read: Callable[[Path, Path], str], root: Path = ROOT, where: str = "") -> str:
+    """The text of a generated block: ``tools.module:function`` called with ``load(path) -> parsed JSON``
+    (through ``read``), returning Markdown that ends in a newline."""
+    import importlib
+
+    module, _, name = source.partition(":")
+    if not module.startswith("tools."):
+        raise PdiffError(f"{where}: a generated block names a function in tools/, not `{source}`.")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise PdiffError(f"{where}: the block's source `{source}` does not exist.") from None
+    return fn(lambda path: read_json(path, read, root))
+
+
 def render(value, fmt: str | None) -> str:
     if fmt == "minsec":
         minutes, seconds = divmod(round(float(value)), 60)
@@ -100,10 +125,16 @@ def render(value, fmt: str | None) -> str:
 
 def fill(text: str, root: Path = ROOT, page: str = "", read: Callable[[Path, Path], str] = workspace_text
          ) -> tuple[str, list[str]]:
-    """(``text`` with every marked number taken from its JSON, the descriptions of the numbers that changed);
-    ``read`` gives a file's text (`workspace_text`, or `committed_text` to compare with the committed state)."""
+    """(``text`` with every marked number and generated block taken from its JSON, the descriptions of what
+    changed); ``read`` gives a file's text (`workspace_text`, or `committed_text` for the committed state)."""
     cache: dict[str, object] = {}
     changed: list[str] = []
+
+    def one_block(m: re.Match) -> str:
+        new = block(m["source"], read, root, f"{page}: {m['source']}")
+        if new != m["body"]:
+            changed.append(f"{page}: the block {m['source']} is not what its files give")
+        return f"<!--@@ {m['source']} -->\n{new}<!--/@@-->"
 
     def one(m: re.Match) -> str:
         where = f"{page}: {m['file']} {m['key']}"
@@ -116,7 +147,7 @@ def fill(text: str, root: Path = ROOT, page: str = "", read: Callable[[Path, Pat
             changed.append(f"{where}: the page says {m['value']!r}, the file gives {new!r}")
         return m.group(0).replace(f"-->{m['value']}<!--/@-->", f"-->{new}<!--/@-->")
 
-    return MARKED.sub(one, text), changed
+    return MARKED.sub(one, BLOCK.sub(one_block, text)), changed
 
 
 def main(argv: list[str] | None = None) -> int:

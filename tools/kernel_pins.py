@@ -11,6 +11,10 @@ instruction-set extensions; the output compares every setting's MD5 with every o
 that which settings give the same bytes on two CPU types is read off one file (docs/pipeline.md, Determinism).
 
     python -m tools.kernel_pins [--out reports/determinism/kernel_pins_<cpu>.json]
+    python -m tools.kernel_pins --pipeline   # the whole default, native then portable -> pipeline_cost_<cpu>.json
+
+``--pipeline`` runs the whole default `dvc repro` in a fresh clone with each setting, one after the other on
+the same machine, and records each stage's seconds and output hashes: the cost of the pins, stage by stage.
 """
 from __future__ import annotations
 
@@ -69,10 +73,44 @@ def agreement(mine: dict[str, str], other: dict[str, str]) -> dict[str, bool]:
             for name, md5 in mine.items() if name in other}
 
 
+def pipeline_cost(out_path: Path) -> dict:
+    """The default pipeline from scratch with kernels native, then portable, in fresh clones of HEAD: stage
+    seconds, output hashes (`tools.verify.stage_outputs`) and the portable / native ratio per stage."""
+    import yaml
+
+    from pdiff.core.stage import read_timings, timing_folder
+    from tools.verify import stage_outputs
+
+    runs = {}
+    for kernels in ("native", "portable"):
+        with tempfile.TemporaryDirectory(prefix="pdiff-cost-") as tmp:
+            repo = Path(tmp) / "repo"
+            commit = clone_head(repo)
+            params = repo / "params.yaml"
+            params.write_text(re.sub(r"(?m)^kernels: \w+", f"kernels: {kernels}", params.read_text()))
+            t0 = time.perf_counter()
+            run(["dvc", "repro"], repo)
+            seconds = time.perf_counter() - t0
+            runs[kernels] = {"seconds": round(seconds, 1), "stage_seconds": read_timings(timing_folder(repo)),
+                             "outs": stage_outputs(yaml.safe_load((repo / "dvc.lock").read_text()))}
+            print(f"kernel_pins: default pipeline, kernels {kernels}: {seconds:.0f} s", flush=True)
+    native, portable = runs["native"], runs["portable"]
+    out = {"commit": commit, "machine": machine() | cpu(), "runs": runs,
+           "portable_over_native": round(portable["seconds"] / native["seconds"], 2),
+           "stage_ratio": {s: round(portable["stage_seconds"][s] / t, 2)
+                           for s, t in native["stage_seconds"].items() if t and s in portable["stage_seconds"]}}
+    save_json(out, out_path)
+    return out
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, help="default: reports/determinism/kernel_pins_<cpu>.json")
+    ap.add_argument("--out", type=Path, help="default: reports/determinism/kernel_pins_<cpu>.json "
+                    "(pipeline_cost_<cpu>.json with --pipeline)")
+    ap.add_argument("--pipeline", action="store_true", help="the whole default pipeline, native then portable")
     args = ap.parse_args(argv)
+    if args.pipeline:
+        return pipeline_cost(args.out or FOLDER / f"pipeline_cost_{slug(cpu())}.json")
     out_path = args.out or FOLDER / f"kernel_pins_{slug(cpu())}.json"
     with tempfile.TemporaryDirectory(prefix="pdiff-pins-") as tmp:
         repo = Path(tmp) / "repo"
@@ -105,3 +143,17 @@ def main(argv=None) -> dict:
 
 if __name__ == "__main__":
     main()
+
+
+def docs_table(load) -> str:
+    """Markdown: the base model's MD5 (first 8 hex digits) per setting and CPU record, the bytes that every
+    record shares in bold; for docs/pipeline.md through tools.doc_numbers (``load(path)``: a JSON file)."""
+    records = {p.stem.removeprefix("kernel_pins_"): md5s(load(p.as_posix()))
+               for p in sorted(FOLDER.glob("kernel_pins_*.json"))}
+    lines = ["| setting | " + " | ".join(f"`{cpu_name}`" for cpu_name in records) + " |",
+             "|---|" + "---|" * len(records)]
+    for name, *_ in SETTINGS:
+        cells = [rec.get(name, "")[:8] for rec in records.values()]
+        shared = len(records) > 1 and all(cells) and len(set(cells)) == 1
+        lines.append(f"| {name} | " + " | ".join(f"**{c}**" if shared else (c or "not run") for c in cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,130 @@
+"""Check a published result on your own machine: rerun the committed default and compare every output's hash.
+
+`make verify` clones the checked-out commit into a temporary folder, runs `dvc repro` there from scratch, and
+compares the MD5 of every stage output with the committed dvc.lock, stage by stage in pipeline order. It prints
+each stage's verdict, the first stage whose outputs differ, and how this run's CPU and kernel setting compare
+with the ones recorded for the committed outputs in reports/determinism/default.json (`--record` writes that
+record from the workspace's dvc.lock and stage timings after a `dvc repro`). Exit 0: every output has the
+committed bytes; 1: some differ (`dvc metrics diff` in the clone, kept with `--keep`, shows by how much).
+
+    python -m tools.verify [--keep DIR]     # the check (make verify)
+    python -m tools.verify --record         # after `dvc repro`: record this machine's outputs as the committed ones
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from pdiff.core.artifacts import save_json
+from pdiff.core.kernels import cpu, from_params_file
+from pdiff.core.stage import read_timings, timing_folder
+from tools.workcopy import ROOT, clone_head, run
+
+RECORD = Path("reports/determinism/default.json")
+
+
+def stage_outputs(lock: dict) -> dict[str, dict[str, str]]:
+    """{stage: {output path: MD5}} of a parsed dvc.lock, stages in the file's order (the pipeline's)."""
+    return {name: {out["path"]: out.get("md5", "") for out in stage.get("outs", [])}
+            for name, stage in lock.get("stages", {}).items()}
+
+
+def compare(committed: dict, here: dict) -> list[dict]:
+    """One row per stage of ``committed`` (`stage_outputs`): its outputs whose MD5 differs ``here``."""
+    rows = []
+    for stage, outs in committed.items():
+        differ = [{"path": path, "committed": md5, "here": here.get(stage, {}).get(path)}
+                  for path, md5 in outs.items() if here.get(stage, {}).get(path) != md5]
+        rows.append({"stage": stage, "same": not differ, "differ": differ})
+    return rows
+
+
+def machine_note(recorded: dict | None, kernels: str, this_cpu: dict) -> str:
+    """One line: how this run's CPU and kernel setting compare with the recorded ones."""
+    if not recorded:
+        return f"no record of the machine behind the committed outputs ({RECORD} is missing)"
+    parts = []
+    if recorded.get("kernels") != kernels:
+        parts.append(f"kernel setting differs: committed with {recorded.get('kernels')}, here {kernels}")
+    if (recorded.get("cpu"), recorded.get("isa")) != (this_cpu["cpu"], this_cpu["isa"]):
+        parts.append(f"CPU differs: committed on {recorded.get('cpu')} ({' '.join(recorded.get('isa', []))}), "
+                     f"here {this_cpu['cpu']} ({' '.join(this_cpu['isa'])})")
+    return "; ".join(parts) or (f"same CPU type ({this_cpu['cpu']}) and kernel setting ({kernels}) as the "
+                                "committed outputs")
+
+
+def report(rows: list[dict], note: str) -> str:
+    lines = [f"{r['stage']:<10} {'same bytes' if r['same'] else 'DIFFERS'}" for r in rows]
+    first = next((r for r in rows if not r["same"]), None)
+    if first is None:
+        lines.append("verify: every output has the committed bytes.")
+    else:
+        lines.append(f"verify: the first stage that differs is `{first['stage']}`:")
+        lines += [f"  {d['path']}: committed {d['committed']}, here {d['here']}" for d in first["differ"]]
+    lines.append(f"verify: {note}")
+    if first is not None and "differs" not in note:
+        lines.append("verify: same CPU type and setting, other bytes: check the torch version and threads")
+    return "\n".join(lines)
+
+
+def record(root: Path = ROOT, out: Path | None = None) -> dict:
+    """Write the record of the workspace's outputs (dvc.lock), kernel setting, CPU and stage seconds."""
+    import torch
+
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    entry = {"what": "the committed default's output hashes and the machine that wrote them (python -m "
+                     "tools.verify --record)",
+             "commit": run(["git", "rev-parse", "HEAD"], root).stdout.strip(),
+             "kernels": from_params_file(str(root / "params.yaml")), **cpu(), "torch": torch.__version__,
+             "threads": yaml.safe_load((root / "params.yaml").read_text()).get("threads"),
+             "stage_seconds": read_timings(timing_folder(root)), "outs": stage_outputs(lock)}
+    save_json(entry, out or root / RECORD)
+    return entry
+
+
+def verify(root: Path = ROOT, keep: Path | None = None) -> tuple[int, str]:
+    """Rerun ``root``'s checked-out commit from scratch in a temporary clone -> (exit code, report)."""
+    import json
+
+    committed_lock = yaml.safe_load(run(["git", "show", "HEAD:dvc.lock"], root).stdout)
+    record_text = run(["git", "show", f"HEAD:{RECORD.as_posix()}"], root, check=False)
+    recorded = json.loads(record_text.stdout) if record_text.returncode == 0 else None
+    with tempfile.TemporaryDirectory(prefix="pdiff-verify-") as tmp:
+        repo = Path(tmp) / "repo"
+        commit = clone_head(repo, root)
+        print(f"verify: commit {commit[:12]}, `dvc repro` from scratch in {repo}", flush=True)
+        start = time.perf_counter()
+        run(["dvc", "repro"], repo)
+        print(f"verify: dvc repro took {time.perf_counter() - start:.0f} s", flush=True)
+        here = stage_outputs(yaml.safe_load((repo / "dvc.lock").read_text()))
+        kernels = from_params_file(str(repo / "params.yaml"))
+        if keep is not None:
+            shutil.copytree(repo, keep, symlinks=True)
+    rows = compare(stage_outputs(committed_lock), here)
+    return (0 if all(r["same"] for r in rows) else 1), report(rows, machine_note(recorded, kernels, cpu()))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repo", type=Path, default=ROOT, help="the repository to check (default: this one)")
+    ap.add_argument("--keep", type=Path, help="copy the rerun clone here (then `dvc metrics diff` in it)")
+    ap.add_argument("--record", action="store_true", help=f"write {RECORD} from the workspace and exit")
+    args = ap.parse_args(argv)
+    if args.record:
+        entry = record(args.repo)
+        print(f"verify: recorded {sum(len(o) for o in entry['outs'].values())} outputs, kernels "
+              f"{entry['kernels']}, {entry['cpu']} -> {RECORD}")
+        return 0
+    code, text = verify(args.repo, args.keep)
+    print(text)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
