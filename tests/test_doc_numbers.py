@@ -67,6 +67,21 @@ def test_a_list_row_is_named_by_a_key_never_by_position(tmp_path):
         fill("<!--@ r.json runs[seed=0].l2 -->0<!--/@-->", tmp_path, "p.md")
 
 
+def test_a_generated_block_is_refilled_from_its_function():
+    """A block names a tools function; a stale body is reported and replaced, a source outside tools/ refused."""
+    from tools.kernel_pins import docs_table
+
+    table = docs_table(lambda p: json.loads((ROOT / p).read_text()))
+    assert table.startswith("| setting |") and "131cf66e" in table
+    page = "before\n<!--@@ tools.kernel_pins:docs_table -->\nold\n<!--/@@-->\nafter"
+    new, changed = fill(page, ROOT, "p.md")
+    assert new == f"before\n<!--@@ tools.kernel_pins:docs_table -->\n{table}<!--/@@-->\nafter"
+    assert changed == ["p.md: the block tools.kernel_pins:docs_table is not what its files give"]
+    assert fill(new, ROOT, "p.md")[1] == []
+    with pytest.raises(PdiffError, match="in tools/"):
+        fill("<!--@@ os.path:join -->\nx\n<!--/@@-->", ROOT, "p.md")
+
+
 def test_ema_warm_up_thresholds_in_the_docs_are_the_formulas():
     text = (ROOT / "docs/paper-scale.md").read_text()
     for decay in (0.999, 0.9999):

@@ -30,9 +30,9 @@ from pathlib import Path
 from pdiff.core.artifacts import save_json
 from pdiff.core.kernels import PORTABLE_ENV, cpu
 from tools.bench import machine
-from tools.workcopy import clone_head, run, subprocess_env
+from tools.workcopy import ROOT, clone_head, run, subprocess_env
 
-FOLDER = Path("reports/determinism")
+FOLDER = ROOT / "reports/determinism"
 AVX2_CAPS = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 ATEN_AVX2 = {"ATEN_CPU_CAPABILITY": "avx2"}
 SETTINGS = [  # (name as in the reference record, environment, oneDNN on, params.yaml `kernels`)
@@ -148,7 +148,7 @@ if __name__ == "__main__":
 def docs_table(load) -> str:
     """Markdown: the base model's MD5 (first 8 hex digits) per setting and CPU record, the bytes that every
     record shares in bold; for docs/pipeline.md through tools.doc_numbers (``load(path)``: a JSON file)."""
-    records = {p.stem.removeprefix("kernel_pins_"): md5s(load(p.as_posix()))
+    records = {p.stem.removeprefix("kernel_pins_"): md5s(load(p.relative_to(ROOT).as_posix()))
                for p in sorted(FOLDER.glob("kernel_pins_*.json"))}
     lines = ["| setting | " + " | ".join(f"`{cpu_name}`" for cpu_name in records) + " |",
              "|---|" + "---|" * len(records)]
