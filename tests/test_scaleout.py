@@ -38,7 +38,7 @@ def test_shard_and_loss_scale_cover_the_global_batch():
     assert sorted(torch.cat(shards).tolist()) == idx.tolist()
     # sum over ranks of scale * local mean / world == global mean
     vals = torch.rand(45, dtype=torch.float64)
-    total = sum(distributed.loss_scale(len(s), 45, c) * vals[s].mean() for s, c in zip(shards, ctxs)) / 2
+    total = sum(distributed.loss_scale(len(s), 45, c) * vals[s].mean() for s, c in zip(shards, ctxs, strict=True)) / 2
     assert torch.isclose(total, vals.mean())
     assert distributed.shard(idx, None) is idx and distributed.loss_scale(7, 9, None) == 1.0
 
@@ -258,7 +258,7 @@ def test_sweep_recipes_are_one_dvc_sweep_expanded_in_point_order():
         assert cmd[:5] == ["exp", "run", "--queue", "--name", name] and "choice(" in cmd[6]
         sweeps = get_hydra_sweeps({"params.yaml": [a for a in cmd[5:] if a != "-S"]})
         assert len(sweeps) == len(recipe.points)
-        for i, (point, sweep) in enumerate(zip(recipe.points, sweeps)):
+        for i, (point, sweep) in enumerate(zip(recipe.points, sweeps, strict=True)):
             assert ablations.exp_name(recipe, point) == f"{name}-{i + 1}"
             got = dict(o.split("=", 1) for o in sweep["params.yaml"])
             assert got == {k: str(v) for k, v in point.overrides.items()}

@@ -256,7 +256,8 @@ def figure(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(seeds) + 2.5), 3.8))
     w = 0.13
     bars = [("original median", "C0", "original.acc_median"), ("generated median", "C1", "generated.acc_median"),
-            *((f"{b} median", c, f"baselines.{b}.acc_median") for b, c in zip(BASELINES, ("C2", "0.5", "C4")))]
+            *((f"{b} median", c, f"baselines.{b}.acc_median")
+              for b, c in zip(BASELINES, ("C2", "0.5", "C4"), strict=True))]
     if any(value(e, "decoder.decoded_noise.acc_median") is not None for e in seeds):
         bars.append(("decoded-noise median (AE, no LDM)", "C5", "decoder.decoded_noise.acc_median"))
     offset = [(i - (len(bars) - 1) / 2) * w for i in range(len(bars))]

@@ -196,7 +196,7 @@ def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple
     x, y = test
     noise_sigma, average_k = baselines.noise_sigma, baselines.average_k
     opts = opts or EvalOptions()
-    for name, obj in zip(sources, (snapshots, generated)):
+    for name, obj in zip(sources, (snapshots, generated), strict=True):
         check_compatible(model, obj["names"], obj["shapes"], f"{name} vectors")
     if list(snapshots["names"]) != list(generated["names"]):
         raise PdiffError(f"{sources[1]} holds {generated['names']} but {sources[0]} holds {snapshots['names']}. "
@@ -292,7 +292,7 @@ def embed_2d(analysis: Analysis, seed: int, direct_max: int = EMBED_DIRECT_MAX) 
         pca, tsne = _embed_direct(everything, fit_rows, seed)
     else:
         pca, tsne = _embed_gram(_gram(analysis, names, mean, std), fit_rows, seed)
-    split = lambda coords: {m: coords[a:b] for m, a, b in zip(names, bounds[:-1], bounds[1:])}  # noqa: E731
+    split = lambda coords: {m: coords[a:b] for m, a, b in zip(names, bounds[:-1], bounds[1:], strict=True)}  # noqa: E731
     return {"pca": split(pca) if pca is not None else {}, "tsne": split(tsne) if tsne is not None else {}}
 
 

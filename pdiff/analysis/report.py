@@ -57,7 +57,7 @@ def scatter_figure(analysis: Analysis, path: str | Path) -> None:
         acc = r.accuracy.numpy()
         step = 100.0 / max(analysis.settings.get("test_size", 1), 1)
         jitter = rng.uniform(-0.3, 0.3, len(acc)) * step
-        for ax, xs in zip(axes, (r.max_similarity.numpy(), r.nn_l2.numpy())):
+        for ax, xs in zip(axes, (r.max_similarity.numpy(), r.nn_l2.numpy()), strict=True):
             ok = np.isfinite(xs)
             ax.scatter(xs[ok], (acc + jitter)[ok], s=12, alpha=0.6, color=COLORS[method],
                        label=f"{method} (n={int(ok.sum())})")
@@ -77,7 +77,7 @@ def distribution_figure(analysis: Analysis, path: str | Path) -> None:
     methods = _present(analysis)
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
     for ax, attr, label in zip(axes, ("accuracy", "max_similarity", "nn_l2"),
-                               ("test accuracy (%)", "max IoU of error sets", "nearest-snapshot L2")):
+                               ("test accuracy (%)", "max IoU of error sets", "nearest-snapshot L2"), strict=True):
         data = [getattr(analysis.methods[m], attr).numpy() for m in methods]
         data = [d[np.isfinite(d)] for d in data]
         keep = [i for i, d in enumerate(data) if len(d)]
@@ -93,7 +93,7 @@ def distribution_figure(analysis: Analysis, path: str | Path) -> None:
 
 def embedding_figure(embedding: dict, path: str | Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for ax, key, title in zip(axes, ("pca", "tsne"), ("PCA (axes fitted on the snapshots)", "t-SNE")):
+    for ax, key, title in zip(axes, ("pca", "tsne"), ("PCA (axes fitted on the snapshots)", "t-SNE"), strict=True):
         coords = embedding.get(key, {})
         for method in METHODS:
             if method in coords:
