@@ -2,9 +2,12 @@
 import pytest
 import torch
 
+from pdiff import PdiffError
 from pdiff.analysis.baselines import (
     average_baseline,
     gaussian_baseline,
+    interpolation_baseline,
+    interpolation_pairs,
     noise_baseline,
     tensor_scales,
 )
@@ -55,3 +58,54 @@ def test_noise_is_relative_to_each_tensors_scale():
     for lo, hi in ((0, 1000), (1000, 2000), (2000, 2001)):
         assert float((delta[:, lo:hi] / scales[:, lo:hi]).std()) == pytest.approx(0.1, rel=0.05)
     assert tensor_scales(torch.zeros(1, 3), [[3]]).tolist() == [[1.0, 1.0, 1.0]]
+
+
+def _on_a_segment(v: torch.Tensor, snaps: torch.Tensor) -> tuple[int, int, float, float]:
+    """(a, b, t, distance) of the segment s_a -> s_b (a != b) that passes nearest to ``v``, found by projecting
+    ``v`` on every line through two snapshots (float64)."""
+    best = None
+    s, v = snaps.double(), v.double()
+    for a in range(len(s)):
+        for b in range(len(s)):
+            if a == b:
+                continue
+            d = s[b] - s[a]
+            t = float((v - s[a]) @ d / (d @ d))
+            dist = float((v - (s[a] + t * d)).norm())
+            if best is None or dist < best[3]:
+                best = (a, b, t, dist)
+    return best
+
+
+def test_interpolation_samples_lie_on_a_segment_between_two_distinct_snapshots():
+    snaps = torch.randn(5, 40, generator=_gen(1)) * torch.linspace(0.1, 3.0, 40)
+    out = interpolation_baseline(snaps, 30, _gen())
+    assert out.shape == (30, 40) and out.dtype == snaps.dtype
+    scale = float(snaps.abs().max())
+    for v in out:
+        a, b, t, dist = _on_a_segment(v, snaps)
+        assert dist < 1e-5 * scale and -1e-6 <= t <= 1 + 1e-6, (a, b, t, dist)
+    # not the snapshots themselves, nor their mean: points strictly inside their segments
+    assert torch.cdist(out, snaps).min() > 1e-3
+    assert not torch.allclose(out, snaps.mean(0).expand_as(out), atol=1e-3)
+
+
+def test_interpolation_pairs_are_distinct_cover_every_pair_and_spread_t_uniformly():
+    a, b, t = interpolation_pairs(4, 6000, _gen())
+    assert (a != b).all() and int(a.min()) == int(b.min()) == 0 and int(a.max()) == int(b.max()) == 3
+    counts = torch.zeros(4, 4)
+    counts.index_put_((a, b), torch.ones(6000), accumulate=True)
+    off = counts[~torch.eye(4, dtype=torch.bool)]
+    assert (off > 0.8 * 500).all() and (off < 1.2 * 500).all()  # each of the 12 ordered pairs ~ 1/12 of them
+    assert float(t.min()) >= 0.0 and float(t.max()) < 1.0
+    assert float(t.mean()) == pytest.approx(0.5, abs=0.02) and float(t.var()) == pytest.approx(1 / 12, abs=0.01)
+    with pytest.raises(PdiffError, match="two distinct snapshots, got K = 1"):
+        interpolation_pairs(1, 3, _gen())
+
+
+def test_interpolation_is_fixed_by_its_generator_and_needs_two_snapshots():
+    snaps = torch.randn(6, 10, generator=_gen(2))
+    assert torch.equal(interpolation_baseline(snaps, 8, _gen(3)), interpolation_baseline(snaps, 8, _gen(3)))
+    assert not torch.equal(interpolation_baseline(snaps, 8, _gen(3)), interpolation_baseline(snaps, 8, _gen(4)))
+    assert interpolation_baseline(snaps[:1], 8, _gen()) is None  # K = 1: nothing to interpolate towards
+    assert interpolation_baseline(snaps, 0, _gen()).shape == (0, 10)

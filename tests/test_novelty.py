@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -128,7 +129,10 @@ def test_run_analysis_uses_the_evaluate_code_path_and_reports_every_method():
             m: (len(analysis.methods[m].vectors), 2) for m in summary}
     csv = method_csv(analysis, "generated").splitlines()
     assert csv[0] == "quantile,accuracy,max_similarity,nn_l2" and len(csv) == 4
-    assert "| generated |" in report_markdown(analysis, summary).replace("  ", " ")
+    report = re.sub(r" +", " ", report_markdown(analysis, summary))
+    for s in of_kind("baseline"):  # a row and the registry's description of every baseline
+        assert f"| {s.name} |" in report and f"`{s.name}` ({s.describe(analysis.settings)})" in report, s.name
+    assert "| generated |" in report and "interpolation` (a uniformly random point on the segment" in report
 
 
 def test_single_snapshot_marks_gaussian_and_leave_one_out_as_undefined():
@@ -136,8 +140,9 @@ def test_single_snapshot_marks_gaussian_and_leave_one_out_as_undefined():
     baselines = BaselinesConfig(noise_sigma=0.01, average_k=16)
     summary = summary_table(run_analysis(model, snaps, generated, (x, y), baselines, _gen(),
                                          opts=EvalOptions(batch_size=60)))
-    assert summary["gaussian"]["count"] == 0 and not summary["gaussian"]["applicable"]
-    assert "K >= 2" in summary["gaussian"]["note"]
+    for method in ("gaussian", "interpolation"):  # no spread to draw from, no second snapshot to move towards
+        assert summary[method]["count"] == 0 and not summary[method]["applicable"], method
+        assert "K >= 2" in summary[method]["note"], method
     assert summary["original"]["nn_l2_mean"] is None and summary["original"]["max_similarity_mean"] is None
     assert summary["generated"]["nn_l2_mean"] > 0
     assert "cannot be compared" in findings(summary, 60)[0]
@@ -201,7 +206,7 @@ def test_decoder_sets_come_from_the_decoder_are_counted_and_leave_the_other_base
         acc = 100.0 * evaluate_vectors(model, snaps["names"], analysis.methods[method].vectors, x, y).float().mean(1)
         assert summary[method]["acc_mean"] == summarize(acc)["acc_mean"]
         assert 0.0 <= summary[method]["max_similarity_mean"] <= 1.0 and summary[method]["nn_l2_mean"] > 0
-    report = report_markdown(analysis, summary).replace("  ", " ")
+    report = re.sub(r" +", " ", report_markdown(analysis, summary))
     assert "| decoded_noise |" in report and "| reconstruction |" in report
     assert f"(`decoded_noise`, {summary['decoded_noise']['acc_mean']:.2f}%)" in report
     assert f"{summary['reconstruction']['acc_mean']:.2f}%" in report

@@ -6,6 +6,8 @@ set; `pdiff.analysis.novelty` evaluates and measures them like the generated mod
 - `average_baseline`: the mean of min(k, K) randomly chosen snapshots;
 - `gaussian_baseline`: every value drawn independently from its per-parameter mean and std over the
   snapshots (not applicable when K = 1: there is no spread to draw from);
+- `interpolation_baseline`: a uniformly random point on the segment between two distinct random snapshots
+  (not applicable when K = 1), the "simple interpolation" Zeng et al. found generated models to be at best.
 
 The first three draw, in this order, from the one generator the `analyze` stage seeds. A baseline added later
 draws from its own generator (`own_stream`), so that adding it leaves every other set's draws, and numbers,
@@ -70,3 +72,25 @@ def gaussian_baseline(snapshots: torch.Tensor, n: int, gen: torch.Generator) -> 
         return None
     mean, std = snapshots.mean(dim=0), snapshots.std(dim=0, unbiased=True)
     return mean + std * torch.randn((n, snapshots.shape[1]), generator=gen, dtype=snapshots.dtype)
+
+
+def interpolation_pairs(k: int, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(a, b, t) for n interpolations between K snapshots: a and b [n] two distinct indices, each pair uniform
+    over the K (K - 1) ordered pairs, and t [n] uniform in [0, 1)."""
+    if k < 2:
+        raise PdiffError(f"an interpolation needs two distinct snapshots, got K = {k}.")
+    a = torch.randint(k, (n,), generator=gen)
+    b = torch.randint(k - 1, (n,), generator=gen)
+    b = b + (b >= a).long()  # one of the K - 1 others: never a itself
+    t = torch.rand(n, generator=gen, dtype=torch.float64)
+    return a, b, t
+
+
+def interpolation_baseline(snapshots: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor | None:
+    """n vectors, each s_a + t (s_b - s_a) for two distinct random snapshots s_a, s_b and t uniform in [0, 1)
+    (`interpolation_pairs`), in the snapshots' dtype. None when K = 1 (no second snapshot to interpolate
+    towards)."""
+    if len(snapshots) < 2:
+        return None
+    a, b, t = interpolation_pairs(len(snapshots), n, gen)
+    return torch.lerp(snapshots[a], snapshots[b], t.to(snapshots.dtype).unsqueeze(1))

@@ -12,7 +12,8 @@ needs, and, for the sets `analyze` builds itself, the function that makes it. In
 
 The analyze stage, report.md and its figures, `tools.paper_scale` and the ablation reports all read this
 registry; dvc.yaml's analyze plots list the same names (tests/test_sets.py checks it). Adding a set is one entry
-here, the function that makes it and its test (docs/architecture.md, "Where to add things").
+here, the function that makes it, its two lines in dvc.yaml and its test (docs/architecture.md, "Where to add
+things").
 
 Random draws: the sets with ``stream="shared"`` draw, in `SETS` order, from the one generator the analyze stage
 seeds (as they did before this registry existed); every other set draws from its own generator, derived from
@@ -30,10 +31,12 @@ from pdiff import PdiffError
 from pdiff.analysis.baselines import (
     average_baseline,
     gaussian_baseline,
+    interpolation_baseline,
     noise_baseline,
     own_stream,
 )
 from pdiff.analysis.decoded import DecoderReference, decoded_noise, reconstructions
+from pdiff.core.config import BaselinesConfig
 
 KINDS = ("reference", "baseline", "decoder")
 NEEDS = ("snapshots", "generated", "decoder")
@@ -48,14 +51,14 @@ class SetInputs:
     snapshots: torch.Tensor
     shapes: list[list[int]]
     n: int
-    baselines: object
+    baselines: BaselinesConfig
     decoder: DecoderReference | None = None
 
     def has(self, need: str) -> bool:
         return need != "decoder" or self.decoder is not None
 
 
-Maker = Callable[[SetInputs, torch.Generator], "torch.Tensor | None"]
+Maker = Callable[[SetInputs, torch.Generator], torch.Tensor | None]
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,10 @@ SETS: tuple[EvaluatedSet, ...] = (
                  make=lambda i, g: gaussian_baseline(i.snapshots, i.n, g),
                  describe=lambda s: "per-parameter mean and std of the snapshots",
                  not_applicable="not applicable: needs K >= 2 snapshots", stream="shared"),
+    EvaluatedSet("interpolation", "interpolation", "tab:pink", "baseline", ("snapshots",),
+                 make=lambda i, g: interpolation_baseline(i.snapshots, i.n, g),
+                 describe=lambda s: "a uniformly random point on the segment between two distinct random snapshots",
+                 not_applicable="not applicable: needs K >= 2 snapshots"),
     EvaluatedSet("decoded_noise", "decoded-noise", "tab:brown", "decoder", ("decoder",),
                  make=lambda i, g: decoded_noise(i.decoder.decode, i.decoder.latents, i.decoder.num, i.decoder.form,
                                                  g),
