@@ -1,8 +1,9 @@
 """The evaluated sets: one registry of every set of parameter vectors the `analyze` stage evaluates and measures.
 
 Each set is one `EvaluatedSet` in `SETS`: its name (the key in metrics/novelty.json and the CSV
-plots/analyze/<name>.csv), the label tables and legends give it, its colour in every figure, its kind, what it
-needs, and, for the sets `analyze` builds itself, the function that makes it. In `SETS` order:
+plots/analyze/<name>.csv), the label the paper-scale and ablation tables and figures give it, its colour in every
+figure, its kind, what it needs, and, for the sets `analyze` builds itself, the function that makes it. In
+`SETS` order:
 
 - reference sets, read from the pipeline's files: ``original`` (the K training snapshots) and ``generated``
   (the generator's output);
