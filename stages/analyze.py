@@ -1,9 +1,10 @@
-"""Stage `analyze`: honest evaluation. Build the noise / average / gaussian baselines and evaluate them on the
-test split exactly as `evaluate` does (the originals' and generated models' per-sample results come from
-`evaluate`'s models/correctness.pt, not evaluated again), measure how close each model is to the training snapshots
-(max error-set IoU, nearest-neighbour L2) -> metrics/novelty.json, plots/analyze/ and report.md. The trained AE
-(models/ae.pt) adds two sets without the diffusion model: decoded Gaussian latents and the snapshots'
-reconstructions (pdiff/analysis/decoded.py); the tokens generator has no decoder, so it has neither."""
+"""Stage `analyze`: honest evaluation. Build the evaluated sets of the registry pdiff/analysis/sets.py (the
+no-learning baselines and, with the trained AE of models/ae.pt, two sets without the diffusion model: decoded
+Gaussian latents and the snapshots' reconstructions; the tokens generator has no decoder, so it has neither),
+evaluate them on the test split exactly as `evaluate` does (the originals' and generated models' per-sample
+results come from `evaluate`'s models/correctness.pt, not evaluated again), measure how close each model is to
+the training snapshots (max error-set IoU, nearest-neighbour L2) -> metrics/novelty.json, plots/analyze/ and
+report.md."""
 import json
 import sys
 import time

@@ -20,7 +20,7 @@ def lines_of(fig) -> list[dict[str, list]]:
         lines = {}
         for line in ax.get_lines():
             label = line.get_label() if not line.get_label().startswith("_") else "_"
-            lines.setdefault(label, []).extend(zip(line.get_xdata(), line.get_ydata()))
+            lines.setdefault(label, []).extend(zip(line.get_xdata(), line.get_ydata(), strict=True))
         out.append(lines)
     return out
 

@@ -145,12 +145,12 @@ def test_ema_off_by_default_samples_with_the_trained_weights_and_on_with_their_a
     assert sampler is net
     off_net, off_sampler, off_loss = _train_tiny_denoiser(ema_decay=0.0)
     assert off_sampler is off_net and off_loss == loss
-    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), off_net.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), off_net.state_dict().values(), strict=True))
     on_net, on_sampler, on_loss = _train_tiny_denoiser(ema_decay=0.9)
     assert on_loss == loss  # the average does not feed back into training
-    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), on_net.state_dict().values()))
-    differ = [not torch.equal(a, b) for a, b in zip(on_net.parameters(), on_sampler.parameters())]
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), on_net.state_dict().values(), strict=True))
+    differ = [not torch.equal(a, b) for a, b in zip(on_net.parameters(), on_sampler.parameters(), strict=True)]
     assert on_sampler is not on_net and any(differ)
     # ldm.ema_warmup reaches the EMA: without the warm-up 30 steps at decay 0.9 average differently
     _, cold_sampler, _ = _train_tiny_denoiser(ema_decay=0.9, ema_warmup=False)
-    assert any(not torch.equal(a, b) for a, b in zip(on_sampler.parameters(), cold_sampler.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(on_sampler.parameters(), cold_sampler.parameters(), strict=True))

@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -6,33 +7,28 @@ import torch
 
 from pdiff import PdiffError
 from pdiff.analysis.decoded import (
-    DECODER_SETS,
     DecoderReference,
     ae_decoder,
     decoded_noise,
-    decoder_sets,
     latent_gaussian,
     reconstructions,
 )
 from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, summarize
 from pdiff.analysis.novelty import (
-    METHODS,
-    average_baseline,
     embed_2d,
     error_iou,
-    gaussian_baseline,
     max_similarity,
     nearest_l2,
-    noise_baseline,
     run_analysis,
     summary_table,
-    tensor_scales,
 )
 from pdiff.analysis.report import findings, method_csv, report_markdown
+from pdiff.analysis.sets import NAMES, SetInputs, make_sets, of_kind
 from pdiff.core.config import BaselinesConfig
 from pdiff.nets.models import SmallCNN
 from pdiff.nets.selection import flatten, select, shapes_of
 
+DECODER_SETS = [s.name for s in of_kind("decoder")]
 SMALL = BaselinesConfig(noise_sigma=0.05, average_k=3)  # the baselines of the small analyses below
 EVAL25 = EvalOptions(batch_size=25)
 
@@ -94,50 +90,6 @@ def test_leave_one_out_skips_only_the_model_itself():
     assert math.isnan(max_similarity(errors[:1], errors[:1], leave_one_out=True)[0])
 
 
-# ------------------------------------------------------------------------------------------- baselines
-def test_average_of_identical_snapshots_is_the_snapshot():
-    snap = torch.randn(1, 9)
-    out = average_baseline(snap.repeat(5, 1), n=4, k=3, gen=_gen())
-    assert out.shape == (4, 9) and torch.allclose(out, snap.expand(4, 9), atol=1e-6)
-
-
-def test_average_takes_k_distinct_snapshots_and_caps_k_at_K():
-    eye = torch.eye(6)  # snapshot i = e_i, so the mean shows which snapshots went in
-    out = average_baseline(eye, n=20, k=3, gen=_gen())
-    assert torch.allclose(out, (out > 0).float() / 3) and ((out > 0).sum(1) == 3).all()
-    assert len({tuple(r.tolist()) for r in out}) > 1  # random choices differ between models
-    full = average_baseline(eye, n=2, k=16, gen=_gen())
-    assert torch.allclose(full, torch.full((2, 6), 1 / 6))
-
-
-def test_gaussian_baseline_matches_per_parameter_mean_and_std():
-    torch.manual_seed(0)
-    mean, std = torch.tensor([0.0, 5.0, -2.0, 1.0]), torch.tensor([1.0, 0.1, 3.0, 0.0])
-    snaps = mean + std * torch.randn(50, 4)
-    out = gaussian_baseline(snaps, n=20000, gen=_gen())
-    assert out.shape == (20000, 4)
-    assert torch.allclose(out.mean(0), snaps.mean(0), atol=0.05)
-    assert torch.allclose(out.std(0), snaps.std(0), rtol=0.03, atol=1e-6)
-    assert torch.equal(out[:, 3], torch.full((20000,), 1.0))  # a constant parameter stays constant
-    assert gaussian_baseline(snaps[:1], n=3, gen=_gen()) is None  # K = 1: not applicable
-
-
-def test_noise_is_relative_to_each_tensors_scale():
-    shapes = [[1000], [1000], [1]]
-    snaps = torch.cat([torch.randn(3, 1000) * 10.0, 1.0 + torch.randn(3, 1000) * 0.01, torch.full((3, 1), -4.0)], 1)
-    copies = noise_baseline(snaps, shapes, 5, 0.0, _gen())  # sigma 0: exact copies of snapshots
-    assert all(any(torch.equal(c, s) for s in snaps) for c in copies)
-    out = noise_baseline(snaps, shapes, 3000, 0.1, _gen())
-    nearest = torch.cdist(out, snaps).argmin(1)
-    delta = out - snaps[nearest]
-    scales = tensor_scales(snaps[nearest], shapes)
-    assert scales[0, 0] == pytest.approx(float(snaps[nearest[0], :1000].std(unbiased=False)), rel=1e-5)
-    assert scales[0, -1] == 4.0  # a one-value tensor: its magnitude
-    for lo, hi in ((0, 1000), (1000, 2000), (2000, 2001)):
-        assert float((delta[:, lo:hi] / scales[:, lo:hi]).std()) == pytest.approx(0.1, rel=0.05)
-    assert tensor_scales(torch.zeros(1, 3), [[3]]).tolist() == [[1.0, 1.0, 1.0]]
-
-
 # ------------------------------------------------------------------------------------------- analysis
 def _tiny_setup(k=6, n=4):
     torch.manual_seed(0)
@@ -157,8 +109,8 @@ def test_run_analysis_uses_the_evaluate_code_path_and_reports_every_method():
     model, snaps, generated, x, y = _tiny_setup()
     analysis = run_analysis(model, snaps, generated, (x, y), SMALL, _gen(), opts=EVAL25)
     summary = summary_table(analysis)
-    assert list(summary) == [m for m in METHODS if m not in DECODER_SETS]  # no decoder given: no decoder sets
-    for method in ("noise", "average", "gaussian"):
+    assert list(summary) == [m for m in NAMES if m not in DECODER_SETS]  # no decoder given: no decoder sets
+    for method in (s.name for s in of_kind("baseline")):
         assert summary[method]["count"] == 4 and summary[method]["applicable"]
     assert summary["generated"]["count"] == 3 and summary["generated"]["failed"] == 1
     for method, obj in (("original", snaps), ("generated", generated)):
@@ -177,7 +129,10 @@ def test_run_analysis_uses_the_evaluate_code_path_and_reports_every_method():
             m: (len(analysis.methods[m].vectors), 2) for m in summary}
     csv = method_csv(analysis, "generated").splitlines()
     assert csv[0] == "quantile,accuracy,max_similarity,nn_l2" and len(csv) == 4
-    assert "| generated |" in report_markdown(analysis, summary).replace("  ", " ")
+    report = re.sub(r" +", " ", report_markdown(analysis, summary))
+    for s in of_kind("baseline"):  # a row and the registry's description of every baseline
+        assert f"| {s.name} |" in report and f"`{s.name}` ({s.describe(analysis.settings)})" in report, s.name
+    assert "| generated |" in report and "interpolation` (a uniformly random point on the segment" in report
 
 
 def test_single_snapshot_marks_gaussian_and_leave_one_out_as_undefined():
@@ -185,8 +140,9 @@ def test_single_snapshot_marks_gaussian_and_leave_one_out_as_undefined():
     baselines = BaselinesConfig(noise_sigma=0.01, average_k=16)
     summary = summary_table(run_analysis(model, snaps, generated, (x, y), baselines, _gen(),
                                          opts=EvalOptions(batch_size=60)))
-    assert summary["gaussian"]["count"] == 0 and not summary["gaussian"]["applicable"]
-    assert "K >= 2" in summary["gaussian"]["note"]
+    for method in ("gaussian", "interpolation"):  # no spread to draw from, no second snapshot to move towards
+        assert summary[method]["count"] == 0 and not summary[method]["applicable"], method
+        assert "K >= 2" in summary[method]["note"], method
     assert summary["original"]["nn_l2_mean"] is None and summary["original"]["max_similarity_mean"] is None
     assert summary["generated"]["nn_l2_mean"] > 0
     assert "cannot be compared" in findings(summary, 60)[0]
@@ -237,7 +193,7 @@ def test_decoder_sets_come_from_the_decoder_are_counted_and_leave_the_other_base
     analysis = run_analysis(model, snaps, generated, (x, y), SMALL, _gen(), opts=EVAL25,
                             decoder=DecoderReference(decode, latents, num=5, form="per_position"))
     summary = summary_table(analysis)
-    assert list(summary) == list(METHODS) and list(METHODS[-2:]) == ["decoded_noise", "reconstruction"]
+    assert list(summary) == list(NAMES) and DECODER_SETS == ["decoded_noise", "reconstruction"]
     assert {m: summary[m] for m in without} == without  # drawn after the other baselines, from the same gen
     assert summary["decoded_noise"]["count"] == 5 and summary["reconstruction"]["count"] == 6
     decoded, recon = analysis.methods["decoded_noise"].vectors, analysis.methods["reconstruction"].vectors
@@ -250,7 +206,7 @@ def test_decoder_sets_come_from_the_decoder_are_counted_and_leave_the_other_base
         acc = 100.0 * evaluate_vectors(model, snaps["names"], analysis.methods[method].vectors, x, y).float().mean(1)
         assert summary[method]["acc_mean"] == summarize(acc)["acc_mean"]
         assert 0.0 <= summary[method]["max_similarity_mean"] <= 1.0 and summary[method]["nn_l2_mean"] > 0
-    report = report_markdown(analysis, summary).replace("  ", " ")
+    report = re.sub(r" +", " ", report_markdown(analysis, summary))
     assert "| decoded_noise |" in report and "| reconstruction |" in report
     assert f"(`decoded_noise`, {summary['decoded_noise']['acc_mean']:.2f}%)" in report
     assert f"{summary['reconstruction']['acc_mean']:.2f}%" in report
@@ -288,7 +244,7 @@ def test_ae_decoder_wraps_the_trained_autoencoder_without_noise():
     with torch.no_grad():
         expected = normalizer.inverse(ae(normalizer(x)))
     assert torch.equal(reconstructions(decode, z), expected)
-    sets = decoder_sets(decode, z, 3, "global", _gen())
+    sets = make_sets(SetInputs(x, [[20]], 2, SMALL, DecoderReference(decode, z, 3, "global")), _gen())
     assert sets["decoded_noise"].shape == (3, 20) and torch.equal(sets["reconstruction"], expected)
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from pdiff import PdiffError
+from pdiff.analysis.sets import of_kind
 from pdiff.core.artifacts import save_json, save_torch
 from pdiff.core.stage import timing_folder, write_timing
 from tests.conftest import png_size
@@ -25,7 +26,7 @@ def fake_run(repo, seed=3, gen_median=95.0, gen_max=96.0, decoder=False):
                 "val": {"original": summary(94.0, 94.5, 4), "generated": summary(94.1, 94.4, 3)}}
     save_json(evaluate, repo / "metrics/evaluate.json")
     nov = {m: dict(summary(90.0, 91.0, 3), max_similarity_mean=0.5, nn_l2_mean=0.01)
-           for m in ("original", "generated", "noise", "average", "gaussian")}
+           for m in ("original", "generated", *(s.name for s in of_kind("baseline")))}
     if decoder:
         nov |= {"decoded_noise": dict(summary(96.5, 97.0, 5), max_similarity_mean=0.4, nn_l2_mean=0.02),
                 "reconstruction": dict(summary(95.25, 95.5, 4), max_similarity_mean=0.9, nn_l2_mean=0.001)}
@@ -126,11 +127,11 @@ def test_decoder_sets_are_collected_and_shown_and_older_runs_read_pending(tmp_pa
     old = {k: v for k, v in dict(e, seed=4).items() if k != "decoder"}  # a run made before analyze had them
     text = paper_scale.table({"preset": "p", "seeds": [e, old]})
     rows = {r.split("|")[1].strip(): r for r in text.splitlines()[2:]}
-    assert "| 96.5 | 97 | 95.25 | yes | yes |" in rows["3"]
-    assert "| pending | pending | pending |" in rows["4"]
-    assert "| 1/2 seeds | 1/2 seeds | 1/2 seeds |" in rows["mean ± std"]
+    assert rows["3"].endswith("| 96.5 | 97 | 95.25 | 95.5 | yes | yes |")  # decoded-noise, reconstruction
+    assert rows["4"].endswith("| pending | pending | pending | pending | yes | yes |")
+    assert "| 1/2 seeds | 1/2 seeds | 1/2 seeds | 1/2 seeds |" in rows["mean ± std"]
     both = paper_scale.table({"preset": "p", "seeds": [e, dict(e, seed=4)]})
-    assert "| 96.50 ± 0.00 | 97.00 ± 0.00 | 95.25 ± 0.00 |" in both
+    assert "| 96.50 ± 0.00 | 97.00 ± 0.00 | 95.25 ± 0.00 | 95.50 ± 0.00 |" in both
     paper_scale.figure({"preset": "p", "seeds": [e, old]}, tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 1000
 
@@ -190,6 +191,32 @@ def test_tokens_runs_show_no_decoder_columns_as_not_applicable(tmp_path):
     assert e["generator"] == "tokens" and e["decoder"] == {}
     text = paper_scale.table({"preset": "p", "seeds": [e, dict(e, seed=4)]})
     rows = {r.split("|")[1].strip(): r for r in text.splitlines()[2:]}
-    assert "| n/a | n/a | n/a | yes | yes |" in rows["3"] and "| n/a | n/a | n/a |" in rows["mean ± std"]
+    assert rows["3"].endswith("| n/a | n/a | n/a | n/a | yes | yes |")
+    assert rows["mean ± std"].endswith("| n/a | n/a | n/a | n/a | 2/2 | 2/2 |")
     old = {k: v for k, v in e.items() if k not in ("generator", "decoder")}  # a conv AE run before the decoder sets
     assert "| pending | pending | pending |" in paper_scale.table({"preset": "p", "seeds": [old]})
+
+
+def test_every_baseline_of_the_registry_is_collected_and_one_an_older_run_lacks_reads_pending(tmp_path, monkeypatch):
+    """A baseline added to the analyze stage after a run was made is absent from that run's novelty.json: its
+    column reads "pending" for that seed, the mean row says how many seeds have it, and the figure draws a bar
+    only for the sets some seed has."""
+    import pdiff.core.plots as plots
+
+    drawn = []
+    real = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: (drawn.append(
+        [c.get_label() for c in fig.axes[0].containers]), real(fig, path)))
+    baselines = list(of_kind("baseline"))
+    fake_run(tmp_path)
+    e = paper_scale.collect(tmp_path, LOG)
+    assert list(e["baselines"]) == [s.name for s in baselines]
+    newest = baselines[-1].name
+    old = dict(e, seed=4, baselines={k: v for k, v in e["baselines"].items() if k != newest})
+    text = paper_scale.table({"preset": "p", "seeds": [e, old]})
+    head = [c.strip() for c in text.splitlines()[0].split("|")]
+    rows = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")] for r in text.splitlines()[2:]}
+    column = head.index(f"{baselines[-1].label} median")
+    assert (rows["3"][column], rows["4"][column], rows["mean ± std"][column]) == ("90", "pending", "1/2 seeds")
+    paper_scale.figure({"preset": "p", "seeds": [old]}, tmp_path / "f.png")
+    assert drawn[-1] == ["original median", "generated median", *(f"{s.label} median" for s in baselines[:-1])]

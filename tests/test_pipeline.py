@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pdiff.analysis.sets import NAMES
 from tests.conftest import png_size, run
 
 pytestmark = pytest.mark.slow  # every test here uses the session's one real `dvc repro` (tiny_repo in conftest)
@@ -49,8 +50,7 @@ def _changed_stages(repo: Path) -> set[str]:
 def test_analyze_rows_agree_with_evaluate_and_report_is_written(tiny_repo):
     novelty = json.loads((tiny_repo / "metrics/novelty.json").read_text())
     evaluated = json.loads((tiny_repo / "metrics/evaluate.json").read_text())
-    assert list(novelty) == ["original", "generated", "noise", "average", "gaussian", "decoded_noise",
-                             "reconstruction"]
+    assert list(novelty) == list(NAMES)  # every registered set, the decoder sets included (a conv AE)
     for method in ("original", "generated"):  # same split, base model and code path as `evaluate`
         assert {k: novelty[method][k] for k in evaluated[method]} == evaluated[method]
     for method, row in novelty.items():
@@ -58,7 +58,8 @@ def test_analyze_rows_agree_with_evaluate_and_report_is_written(tiny_repo):
         assert 0.0 <= row["max_similarity_mean"] <= 1.0 and row["nn_l2_mean"] > 0.0, method
         for key in ("acc_mean", "acc_max", "acc_median"):
             assert 0.0 <= row[key] <= 100.0
-    assert len((tiny_repo / "plots/analyze/noise.csv").read_text().splitlines()) == 1 + 8
+    for method, row in novelty.items():  # one CSV per set, the files dvc.yaml's plots read (tests/test_sets.py)
+        assert len((tiny_repo / f"plots/analyze/{method}.csv").read_text().splitlines()) == 1 + row["count"], method
     report = (tiny_repo / "report.md").read_text()
     cells = re.sub(r" +", " ", report)
     assert "| generated |" in cells and "| decoded_noise |" in cells and "| reconstruction |" in cells

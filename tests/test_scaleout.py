@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from pdiff.analysis.sets import of_kind
 from tests.conftest import ROOT, copy_repo, png_size, run
 from tools import ablations, offline_plots
 
@@ -38,7 +39,7 @@ def test_shard_and_loss_scale_cover_the_global_batch():
     assert sorted(torch.cat(shards).tolist()) == idx.tolist()
     # sum over ranks of scale * local mean / world == global mean
     vals = torch.rand(45, dtype=torch.float64)
-    total = sum(distributed.loss_scale(len(s), 45, c) * vals[s].mean() for s, c in zip(shards, ctxs)) / 2
+    total = sum(distributed.loss_scale(len(s), 45, c) * vals[s].mean() for s, c in zip(shards, ctxs, strict=True)) / 2
     assert torch.isclose(total, vals.mean())
     assert distributed.shard(idx, None) is idx and distributed.loss_scale(7, 9, None) == 1.0
 
@@ -198,9 +199,13 @@ def test_ae_steps_recipe_reports_decoded_noise_beside_generated_and_originals(tm
     assert [p.overrides["ae.steps"] for p in ablations.recipes({"ae": {"steps": 1000}})["ae_steps"].points][:2] == [
         1000, 5000]
 
+    newest = of_kind("baseline")[-1]
+
     def exp(name, steps, decoded):
         stats = {"acc_median": 97.5, "acc_max": 97.9, "acc_min": 97.0, "acc_std": 0.1, "failed": 0}
         novelty = {"generated": {"max_similarity_mean": 0.99, "nn_l2_mean": 0.008}, "original": {"nn_l2_mean": 0.003}}
+        if steps == 2000:  # the newest baseline: only in the experiment run after analyze had it
+            novelty[newest.name] = {"acc_median": 96.125}
         if decoded is not None:  # an experiment run before analyze had the decoder sets has none
             novelty |= {"decoded_noise": {"acc_median": decoded, "acc_max": decoded + 0.3, "acc_min": decoded - 9,
                                           "max_similarity_mean": 0.9, "nn_l2_mean": 0.05},
@@ -216,11 +221,14 @@ def test_ae_steps_recipe_reports_decoded_noise_beside_generated_and_originals(tm
     header = next(line for line in text.splitlines() if line.startswith("|") and " point " in line)
     head = [c.strip() for c in header.split("|")]
     for column in ("original median", "generated median", "decoded-noise median", "decoded-noise min",
-                   "reconstruction median", "decoded-noise NN-L2"):
+                   "reconstruction median", "decoded-noise NN-L2", f"{newest.label} median"):
         assert column in head, column
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
     assert "81.25" in rows["10,000"] and "72.25" in rows["10,000"]  # decoded-noise median and min
     assert "n/a" in rows["30,000"]  # no decoder sets in that experiment: shown as missing, not dropped
+    cells = {k: [c.strip() for c in row.split("|")] for k, row in rows.items()}
+    newest_col = head.index(f"{newest.label} median")
+    assert [cells[k][newest_col] for k in ("2,000", "10,000", "30,000")] == ["96.125", "n/a", "n/a"]
     assert (tmp_path / "ae_steps.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -258,7 +266,7 @@ def test_sweep_recipes_are_one_dvc_sweep_expanded_in_point_order():
         assert cmd[:5] == ["exp", "run", "--queue", "--name", name] and "choice(" in cmd[6]
         sweeps = get_hydra_sweeps({"params.yaml": [a for a in cmd[5:] if a != "-S"]})
         assert len(sweeps) == len(recipe.points)
-        for i, (point, sweep) in enumerate(zip(recipe.points, sweeps)):
+        for i, (point, sweep) in enumerate(zip(recipe.points, sweeps, strict=True)):
             assert ablations.exp_name(recipe, point) == f"{name}-{i + 1}"
             got = dict(o.split("=", 1) for o in sweep["params.yaml"])
             assert got == {k: str(v) for k, v in point.overrides.items()}

@@ -62,7 +62,7 @@ def test_docs_soak_table_matches_the_committed_summary():
     table = doc.split("generated from reports/soak/soak.json; tests/test_soak.py checks it -->")[1].split("\n\n")[0]
     rows = [r for r in table.splitlines() if r.startswith("| ") and r[2].isdigit()]
     assert len(rows) == summary["rounds_done"] == len(summary["rounds"])
-    for row, r in zip(rows, summary["rounds"]):
+    for row, r in zip(rows, summary["rounds"], strict=True):
         assert row == (f"| {r['round']} | {r['aimed_at']['stage'] or 'anywhere'} | {r['kill_at_s']:.1f} | "
                        f"{r['stage_at_kill']} | {r['recovery_s']:.1f} | {', '.join(r['stages_rerun']) or '—'} | "
                        f"{'yes' if r['ok'] else 'no'} |")

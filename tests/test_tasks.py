@@ -175,6 +175,46 @@ def test_task_pipeline_is_a_separate_file_with_exact_code_deps():
     assert ignored.returncode == 1, "metrics/tasks/results.json is git-ignored: experiments would not carry it"
 
 
+def test_task_plot_in_tasks_dvc_yaml_lists_the_task_sets():
+    """The per-task plot of tasks/dvc.yaml draws one series per method of pdiff.tasks.evaluation.TASK_SETS, in
+    its order: a method added there and not in the plot fails here."""
+    import yaml
+
+    from pdiff.tasks.evaluation import METHODS
+    from tests.conftest import ROOT
+
+    plots = yaml.safe_load((ROOT / "tasks/dvc.yaml").read_text())["plots"]
+    listed = [spec["y"] for plot in plots if isinstance(plot, dict) for spec in plot.values() if "y" in spec]
+    assert listed == [{"../plots/tasks/per_task.csv": list(METHODS)}]
+
+
+@pytest.mark.parametrize("run", ["mnist5k-tasks", "mnist5k-hard-tasks"])
+def test_summary_csv_and_figure_follow_the_task_sets(run, tmp_path, monkeypatch):
+    """summarize_rows recomputes a committed run's summary and paired comparisons from its per-task rows, in the
+    order of TASK_SETS; per_task.csv and the per-task figure have one column / one series per method (and the
+    majority label's chance level)."""
+    import json
+
+    import pdiff.core.plots as plots
+    from pdiff.tasks.evaluation import MAJORITY, METHODS, per_task_csv, per_task_figure, summarize_rows
+    from tests.conftest import ROOT
+
+    results = json.loads((ROOT / f"reports/{run}/results.json").read_text())
+    stats, pairs = summarize_rows(results["per_task"])
+    assert stats == results["summary"] and list(stats) == [*METHODS, MAJORITY.name]
+    assert pairs == results["paired"] and list(pairs) == [m for m in METHODS if m != "generated"]
+    lines = per_task_csv(results["per_task"]).splitlines()
+    assert lines[0] == ",".join(["task", "code", *METHODS, MAJORITY.name])
+    assert len(lines) == 1 + len(results["per_task"])
+    drawn = []
+    real = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: (drawn.append(
+        [line.get_label() for line in fig.axes[0].get_lines()]), real(fig, path)))
+    per_task_figure(results["per_task"], tmp_path / "unseen.png", run)
+    expected = [m for m in (*METHODS, MAJORITY.name) if all(r[m] is not None for r in results["per_task"])]
+    assert drawn == [expected] and "generated" in expected and "no_task_info" in expected
+
+
 @pytest.mark.parametrize("run", ["mnist5k-tasks", "mnist5k-hard-tasks"])
 def test_docs_summary_table_matches_the_committed_results(run):
     """docs/tasks.md quotes reports/<run>/results.json: every method's mean / median / min (n/a where the method
@@ -203,7 +243,8 @@ def test_docs_summary_table_matches_the_committed_results(run):
 def test_seen_tasks_table_gathers_runs_on_the_same_unseen_tasks(tmp_path):
     import json
 
-    from tools.tasks_ablations import METHODS, gather
+    from pdiff.tasks.evaluation import METHODS
+    from tools.tasks_ablations import gather
 
     def write(folder, n, unseen):
         folder.mkdir(parents=True, exist_ok=True)
@@ -224,6 +265,7 @@ def test_task_recipes_queue_the_task_pipeline_with_the_preset_and_report_each_po
     """A task recipe queues `dvc exp run ... tasks/dvc.yaml` with its preset's values on every point; the report
     rows come from each finished experiment's metrics/tasks/results.json, in point order, only for experiments
     whose params carry the point's value."""
+    from pdiff.tasks.evaluation import METHODS
     from tools import ablations, tasks_ablations
     from tools.presets import _nest, resolved
 
@@ -235,7 +277,7 @@ def test_task_recipes_queue_the_task_pipeline_with_the_preset_and_report_each_po
 
     def rev(name, cond, mean, seed=0):
         # as `dvc exp show` hands a metrics file over: lists (the task codes) and nulls (composed_head) dropped
-        summary = {m: {"acc_mean": mean, "acc_median": mean, "acc_min": mean} for m in tasks_ablations.METHODS
+        summary = {m: {"acc_mean": mean, "acc_median": mean, "acc_min": mean} for m in METHODS
                    if m != "composed_head"}
         metrics = {"num_seen": 982, "summary": summary, "paired": {"nearest_task": {"wins": 1}}}
         params = _nest(resolved("mnist5k-hard-tasks") | {"tasks_ldm.cond": cond, "seed": seed})  # as queued

@@ -53,6 +53,6 @@ def test_fit_decays_the_learning_rate_on_a_cosine_to_zero():
     cfg = SimpleNamespace(steps=8, lr=0.1, weight_decay=0.0)
     fit(module, batch_loss, cfg, Tracker(None), "cosine")
     seen.append(w.item())
-    moves = [a - b for a, b in zip(seen, seen[1:])]
+    moves = [a - b for a, b in zip(seen, seen[1:], strict=False)]
     expected = [0.1 * 0.5 * (1 + math.cos(math.pi * s / 8)) for s in range(8)]
     assert moves == pytest.approx(expected, rel=1e-4, abs=1e-7)

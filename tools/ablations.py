@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pdiff import PdiffError
+from pdiff.analysis.sets import BY_NAME, SETS, of_kind
 from pdiff.core.artifacts import save_json, save_text
 from pdiff.core.stage import read_timings, timing_folder
 from tools.dvc_runner import run_dvc
@@ -362,23 +363,20 @@ COLUMNS = [("original", "acc_median"), ("original", "acc_max"), ("generated", "a
            ("generated", "acc_max"), ("generated", "acc_min"), ("generated", "acc_std"), ("generated", "failed")]
 
 
-# From the analyze stage (Zeng et al. 2025): the median accuracy of two no-learning baselines (the mean of a few
-# snapshots; values drawn from each value's snapshot mean/std), the mean over generated models of the best
-# error-set IoU with any training snapshot, and the mean L2 distance to the nearest snapshot, beside the
-# originals' own leave-one-out nearest distance (the spacing of the training set). Then the two sets that use the
-# trained AE but no diffusion model: Gaussian latents decoded (decoded-noise) and the snapshots' reconstructions
-# (experiments run before analyze had them leave these columns out).
-NOVELTY_COLUMNS = {"average median": ("average", "acc_median"),
-                   "gaussian median": ("gaussian", "acc_median"),
+# From the analyze stage (Zeng et al. 2025), for the sets of its registry (pdiff.analysis.sets): the median
+# accuracy of every no-learning baseline, the mean over generated models of the best error-set IoU with any
+# training snapshot, and the mean L2 distance to the nearest snapshot, beside the originals' own leave-one-out
+# nearest distance (the spacing of the training set). Then, for every set that uses the trained AE but no diffusion
+# model (Gaussian latents decoded, the snapshots' reconstructions), its median, max, min, max-IoU and NN-L2.
+# Experiments run before analyze had a set leave its columns empty (n/a in the report).
+DECODER_STATS = {"median": "acc_median", "max": "acc_max", "min": "acc_min", "max-IoU": "max_similarity_mean",
+                 "NN-L2": "nn_l2_mean"}
+NOVELTY_COLUMNS = {**{f"{s.label} median": (s.name, "acc_median") for s in of_kind("baseline")},
                    "generated max-IoU": ("generated", "max_similarity_mean"),
                    "generated NN-L2": ("generated", "nn_l2_mean"),
                    "original NN-L2": ("original", "nn_l2_mean"),
-                   "decoded-noise median": ("decoded_noise", "acc_median"),
-                   "decoded-noise max": ("decoded_noise", "acc_max"),
-                   "decoded-noise min": ("decoded_noise", "acc_min"),
-                   "decoded-noise max-IoU": ("decoded_noise", "max_similarity_mean"),
-                   "decoded-noise NN-L2": ("decoded_noise", "nn_l2_mean"),
-                   "reconstruction median": ("reconstruction", "acc_median")}
+                   **{f"{s.label} {stat}": (s.name, key) for s in of_kind("decoder")
+                      for stat, key in DECODER_STATS.items()}}
 
 
 def find_experiment(recipe: Recipe, point: Point, finished: dict[str, dict]) -> str | None:
@@ -442,10 +440,10 @@ def mean_std(df, columns: list[str], digits: int | None = None) -> dict[str, str
 
 def figure(recipe: Recipe, df, path: Path) -> None:
     """Left: generated median / max / min vs the ablation value, with the originals' median and max as
-    reference lines (dashed), the average-of-snapshots baseline's median (dotted grey) and, when analyze had
-    them, the decoded-noise median and min (the AE without diffusion) and the reconstructions' median. Right,
-    when the analyze stage ran: how far generated (and decoded-noise) models sit from their nearest training
-    snapshot, against the spacing of the snapshots themselves (log scale)."""
+    reference lines (dashed), every baseline's median (dotted) and, when analyze had them, the decoder sets'
+    median and min (the AE without diffusion), each set in its colour of the registry (pdiff.analysis.sets).
+    Right, when the analyze stage ran: how far generated (and decoder-set) models sit from their nearest
+    training snapshot, against the spacing of the snapshots themselves (log scale)."""
     from pdiff.core.plots import plt, save_figure
 
     x = list(range(len(df)))
@@ -453,31 +451,33 @@ def figure(recipe: Recipe, df, path: Path) -> None:
     width = max(4.5, 1.3 * len(df) + 2)
     fig, axes = plt.subplots(1, 2 if novelty else 1, figsize=(width * (1.8 if novelty else 1), 3.6), squeeze=False)
     ax = axes[0][0]
-    ax.plot(x, df["generated median"], "o-", color="C1", label="generated median")
-    ax.plot(x, df["generated max"], "^-", color="C1", alpha=0.6, label="generated max")
-    ax.plot(x, df["generated min"], "v:", color="C1", alpha=0.4, label="generated min")
-    ax.plot(x, df["original median"], "s--", color="C0", label="original median (reference)")
-    ax.plot(x, df["original max"], "--", color="C0", alpha=0.5, label="original max (reference)")
-    if "average median" in df.columns:
-        ax.plot(x, df["average median"], "d:", color="0.4", label="average-of-snapshots median (baseline)")
-    if "decoded-noise median" in df.columns:
-        ax.plot(x, df["decoded-noise median"].astype(float), "P-", color="C5",
-                label="decoded noise median (AE, no diffusion)")
-        ax.plot(x, df["decoded-noise min"].astype(float), "v:", color="C5", alpha=0.4, label="decoded noise min")
-    if "reconstruction median" in df.columns:
-        ax.plot(x, df["reconstruction median"].astype(float), "x--", color="C9", alpha=0.7,
-                label="reconstruction median (AE ceiling)")
+    gen_color, orig_color = BY_NAME["generated"].color, BY_NAME["original"].color
+    ax.plot(x, df["generated median"], "o-", color=gen_color, label="generated median")
+    ax.plot(x, df["generated max"], "^-", color=gen_color, alpha=0.6, label="generated max")
+    ax.plot(x, df["generated min"], "v:", color=gen_color, alpha=0.4, label="generated min")
+    ax.plot(x, df["original median"], "s--", color=orig_color, label="original median (reference)")
+    ax.plot(x, df["original max"], "--", color=orig_color, alpha=0.5, label="original max (reference)")
+    for s in of_kind("baseline"):
+        if f"{s.label} median" in df.columns:
+            ax.plot(x, df[f"{s.label} median"].astype(float), "d:", color=s.color, label=f"{s.label} median (baseline)")
+    for s in of_kind("decoder"):
+        if f"{s.label} median" in df.columns:
+            ax.plot(x, df[f"{s.label} median"].astype(float), "P-", color=s.color,
+                    label=f"{s.label} median (AE, no diffusion)")
+            if f"{s.label} min" in df.columns:
+                ax.plot(x, df[f"{s.label} min"].astype(float), "v:", color=s.color, alpha=0.4, label=f"{s.label} min")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(recipe.title, fontsize=10)
     if novelty:
         ax = axes[0][1]
         gen = df["generated NN-L2"].astype(float)
-        ax.plot(x, gen.where(gen > 0), "o-", color="C1", label="generated: L2 to nearest snapshot")
-        if "decoded-noise NN-L2" in df.columns:
-            ax.plot(x, df["decoded-noise NN-L2"].astype(float), "P-", color="C5",
-                    label="decoded noise: L2 to nearest snapshot")
+        ax.plot(x, gen.where(gen > 0), "o-", color=gen_color, label="generated: L2 to nearest snapshot")
+        for s in of_kind("decoder"):
+            if f"{s.label} NN-L2" in df.columns:
+                ax.plot(x, df[f"{s.label} NN-L2"].astype(float), "P-", color=s.color,
+                        label=f"{s.label}: L2 to nearest snapshot")
         if "original NN-L2" in df.columns:
-            ax.plot(x, df["original NN-L2"].astype(float), "s--", color="C0",
+            ax.plot(x, df["original NN-L2"].astype(float), "s--", color=orig_color,
                     label="original: L2 to nearest other snapshot (spacing)")
         ax.set_yscale("log")
         ax.set_ylabel("L2 distance (mean over models)")
@@ -521,8 +521,7 @@ def write_report(recipe: Recipe, show: list, out_dir: Path, run: dict | None = N
     lines = [f"# Ablation: {recipe.title}", "", recipe.note, "",
              "Test accuracy (%) of the K original snapshots and the generated models, per grid point.", ""]
     if recipe.name == "seeds":
-        acc_cols = [c for c in shown.columns if c.startswith(("original", "generated", "average", "gaussian",
-                                                               "decoded-noise", "reconstruction"))
+        acc_cols = [c for c in shown.columns if c.startswith(tuple(f"{s.label} " for s in SETS))
                     and "failed" not in c]
         summary = {"point": "mean ± std", **mean_std(shown, acc_cols)}
         shown = pd.concat([shown.astype(object), pd.DataFrame([summary])], ignore_index=True).fillna("")

@@ -7,11 +7,13 @@ into params.yaml, ``dvc repro`` with its output time-stamped. A seed's entry (`c
 
 - ``original`` / ``generated``: count, acc_mean, acc_median, acc_max, acc_min, acc_std on the test split (and the
   same under ``val`` for the validation split);
-- ``baselines``: acc_median and max_similarity_mean of the analyze stage's noise, average and gaussian baselines;
+- ``baselines``: acc_median and max_similarity_mean of each baseline of the analyze stage (the registry of
+  evaluated sets, `pdiff.analysis.sets`; a baseline added after a run was made is absent from its entry and
+  shown as pending);
 - ``novelty``: max-IoU and nearest-neighbour L2 of the originals and the generated models;
-- ``decoder``: the analyze stage's sets that use the trained AE but no diffusion model, ``decoded_noise``
-  (Gaussian latents decoded) and ``reconstruction`` (the snapshots' own latents decoded): accuracy statistics,
-  max-IoU and nearest-neighbour L2 (absent from entries of runs made before analyze had them: shown as pending);
+- ``decoder``: the analyze stage's sets that use the trained AE but no diffusion model (the registry's decoder
+  sets: Gaussian latents decoded, the snapshots' own latents decoded): accuracy statistics, max-IoU and
+  nearest-neighbour L2 (absent from entries of runs made before analyze had them: shown as pending);
 - ``original_test_errors``: how many test examples the originals get wrong (mean, min, max over the K);
 - ``base``: the base model's validation accuracy after each epoch (the convergence the epochs were chosen on);
 - ``dim``, ``test_size``, ``stage_seconds`` (each stage's own timer, from the timing files its stages wrote) and
@@ -30,11 +32,10 @@ from pathlib import Path
 import yaml
 
 from pdiff import PdiffError
+from pdiff.analysis.sets import BY_NAME, of_kind
 from pdiff.core.artifacts import load_torch, load_vectors, save_json, save_text
 
 SUMMARY_KEYS = ("count", "acc_mean", "acc_median", "acc_max", "acc_min", "acc_std")
-BASELINES = ("noise", "average", "gaussian")
-DECODER_SETS = ("decoded_noise", "reconstruction")  # pdiff.analysis.decoded.DECODER_SETS
 DECODER_KEYS = ("count", "acc_mean", "acc_median", "acc_max", "acc_min", "max_similarity_mean", "nn_l2_mean")
 STAGES = ("prepare", "train", "collect", "train_ae", "train_ldm", "generate", "evaluate", "analyze")
 
@@ -79,12 +80,13 @@ def collect(repo: Path, lines: list[str], wall_seconds: float | None = None) -> 
         "original": _summary(evaluate["original"]),
         "generated": _summary(evaluate["generated"]),
         "val": {m: _summary(evaluate["val"][m]) for m in ("original", "generated") if m in evaluate.get("val", {})},
-        "baselines": {m: {"acc_median": novelty[m]["acc_median"],
-                          "max_similarity_mean": novelty[m].get("max_similarity_mean")}
-                      for m in BASELINES if m in novelty},
+        "baselines": {s.name: {"acc_median": novelty[s.name]["acc_median"],
+                               "max_similarity_mean": novelty[s.name].get("max_similarity_mean")}
+                      for s in of_kind("baseline") if s.name in novelty},
         "novelty": {m: {k: novelty[m].get(k) for k in ("max_similarity_mean", "nn_l2_mean")}
                     for m in ("original", "generated")},
-        "decoder": {m: {k: novelty[m].get(k) for k in DECODER_KEYS} for m in DECODER_SETS if m in novelty},
+        "decoder": {s.name: {k: novelty[s.name].get(k) for k in DECODER_KEYS}
+                    for s in of_kind("decoder") if s.name in novelty},
         "original_test_errors": {"mean": round(float(errors.mean()), 2), "min": int(errors.min()),
                                  "max": int(errors.max())},
         "base": {"val_acc_per_epoch": _read_tsv(repo / "metrics/train/plots/metrics/val_acc.tsv")},
@@ -176,16 +178,16 @@ def value(entry: dict, dotted: str):
     return entry
 
 
-# (column title, dotted path into a seed's entry) of the results table
+# (column title, dotted path into a seed's entry) of the results table: every baseline's median and every
+# decoder set's median and max, in the order of the registry of evaluated sets (pdiff.analysis.sets)
 COLUMNS = [("orig. median", "original.acc_median"), ("orig. max", "original.acc_max"),
            ("gen. median", "generated.acc_median"), ("gen. max", "generated.acc_max"),
            ("gen. min", "generated.acc_min"), ("gen. std", "generated.acc_std"),
-           *((f"{b} median", f"baselines.{b}.acc_median") for b in BASELINES),
+           *((f"{s.label} median", f"baselines.{s.name}.acc_median") for s in of_kind("baseline")),
            ("gen. max-IoU", "novelty.generated.max_similarity_mean"), ("gen. NN-L2", "novelty.generated.nn_l2_mean"),
            ("orig. NN-L2", "novelty.original.nn_l2_mean"), ("orig. test errors", "original_test_errors.mean"),
-           ("decoded-noise median", "decoder.decoded_noise.acc_median"),
-           ("decoded-noise max", "decoder.decoded_noise.acc_max"),
-           ("recon. median", "decoder.reconstruction.acc_median")]
+           *((f"{s.label} {stat}", f"decoder.{s.name}.acc_{stat}") for s in of_kind("decoder")
+             for stat in ("median", "max"))]
 
 
 def table(results: dict) -> str:
@@ -248,26 +250,27 @@ def stage_table(results: dict) -> str:
 
 
 def figure(results: dict, path: Path) -> None:
-    """Per seed: originals' and generated models' median and max, and the baselines' medians."""
+    """Per seed: originals' and generated models' median and max, and the medians of every other evaluated set
+    (baselines, then the decoder sets) that at least one seed has, each in its colour of the registry."""
     from pdiff.core.plots import plt, save_figure
 
     seeds = results["seeds"]
     x = list(range(len(seeds)))
     fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(seeds) + 2.5), 3.8))
-    w = 0.13
-    bars = [("original median", "C0", "original.acc_median"), ("generated median", "C1", "generated.acc_median"),
-            *((f"{b} median", c, f"baselines.{b}.acc_median") for b, c in zip(BASELINES, ("C2", "0.5", "C4")))]
-    if any(value(e, "decoder.decoded_noise.acc_median") is not None for e in seeds):
-        bars.append(("decoded-noise median (AE, no LDM)", "C5", "decoder.decoded_noise.acc_median"))
+    others = [*((f"{s.label} median", s.color, f"baselines.{s.name}.acc_median") for s in of_kind("baseline")),
+              *((f"{s.label} median (AE, no LDM)", s.color, f"decoder.{s.name}.acc_median")
+                for s in of_kind("decoder"))]
+    bars = [(f"{m} median", BY_NAME[m].color, f"{m}.acc_median") for m in ("original", "generated")]
+    bars += [bar for bar in others if any(value(e, bar[2]) is not None for e in seeds)]
+    w = min(0.13, 0.8 / len(bars))
     offset = [(i - (len(bars) - 1) / 2) * w for i in range(len(bars))]
     for i, (label, color, key) in enumerate(bars):
         heights = [value(e, key) for e in seeds]
         ax.bar([xi + offset[i] for xi in x], [math.nan if h is None else h for h in heights], w, color=color,
                label=label)
-    ax.scatter([xi + offset[0] for xi in x], [e["original"]["acc_max"] for e in seeds], marker="^", color="C0",
-               edgecolor="k", zorder=3, label="original max")
-    ax.scatter([xi + offset[1] for xi in x], [e["generated"]["acc_max"] for e in seeds], marker="^", color="C1",
-               edgecolor="k", zorder=3, label="generated max")
+    for i, m in enumerate(("original", "generated")):
+        ax.scatter([xi + offset[i] for xi in x], [e[m]["acc_max"] for e in seeds], marker="^",
+                   color=BY_NAME[m].color, edgecolor="k", zorder=3, label=f"{m} max")
     lows = [min(e["original"]["acc_min"], e["generated"]["acc_min"],
                 *(v for _, _, k in bars[2:] if (v := value(e, k)) is not None)) for e in seeds]
     highs = [max(e["original"]["acc_max"], e["generated"]["acc_max"]) for e in seeds]
@@ -294,10 +297,10 @@ def write_report(results: dict, out_dir: Path) -> Path:
     text = [f"# {setting(results)}: the headline over {len(seeds)} seed(s)", "",
             "Test accuracy (%) of the K original snapshots, the generated models and the analyze stage's "
             "baselines (with decoded-noise, Gaussian latents decoded by the trained AE without the diffusion "
-            "model, and recon., the AE's reconstructions of the snapshots; \"pending\" for runs made before "
-            "analyze had them, \"n/a\" for the tokens generator, which has no decoder); novelty of the generated "
-            "models (mean max-IoU of their error sets with any "
-            "snapshot, mean L2 to the nearest snapshot) beside the snapshots' own spacing (original NN-L2). "
+            "model, and reconstruction, the AE's reconstructions of the snapshots; \"pending\" for runs made "
+            "before analyze had a set, \"n/a\" for the tokens generator, which has no decoder); novelty of the "
+            "generated models (mean max-IoU of their error sets with any snapshot, mean L2 to the nearest "
+            "snapshot) beside the snapshots' own spacing (original NN-L2). "
             "\"max ≥\" and \"median ≥\": does the generated max / median reach the originals'?", "", table(results), "",
             "Seconds per stage (each stage's own timer; Python start-up excluded) and of the whole `dvc repro`:",
             "", stage_table(results), "", "![results](results.png)", ""]

@@ -37,7 +37,7 @@ def stage_windows(starts: list[tuple[float, str]], duration_s: float) -> list[tu
     """(stage, start, end) of each stage of a finished run: a stage ends where the next one starts, the last one
     where the run ends."""
     ends = [t for t, _ in starts[1:]] + [duration_s]
-    return [(stage, t, end) for (t, stage), end in zip(starts, ends)]
+    return [(stage, t, end) for (t, stage), end in zip(starts, ends, strict=True)]
 
 
 def kill_plan(seed: int, rounds: int, duration_s: float, windows: list[tuple[str, float, float]]) -> list[dict]:

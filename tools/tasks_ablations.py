@@ -17,10 +17,10 @@ from pathlib import Path
 from pdiff import PdiffError
 from pdiff.core.artifacts import save_json, save_text
 from pdiff.core.stage import run_script
+from pdiff.tasks.evaluation import METHODS
 
 TASKS_METRICS = "metrics/tasks/results.json"
 UNSEEN_DRAWN_BY = ("seed", "data.name", "tasks.num_val", "tasks.num_unseen")
-METHODS = ("generated", "trained", "nearest_task", "composed_head", "all_tasks_average", "wrong_code")
 
 
 def row(results: dict) -> dict:

@@ -13,7 +13,8 @@ models, the accuracy of "generated" models comes from the autoencoder, not from 
 The functions take any decoder: a callable from latents ``[B, *latent_shape]`` to parameter vectors ``[B, D]``
 (in parameter space, normalization undone), plus the snapshots' latents. `ae_decoder` wraps an autoencoder
 with ``encode`` / ``decode`` and a normalizer with ``__call__`` / ``inverse`` (the p-diff conv AE) into that
-form; other generators (task-conditioned, tokenized) pass their own decoder and latents to `decoder_sets`.
+form; other generators pass their own decoder and latents as a `DecoderReference` to
+`pdiff.analysis.sets.make_sets`, which makes both sets (their registry entries, with the other evaluated sets).
 """
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ import torch
 
 from pdiff import PdiffError
 
-DECODER_SETS = ("decoded_noise", "reconstruction")
 FORMS = ("per_position", "global")
 
 Decoder = Callable[[torch.Tensor], torch.Tensor]
@@ -32,7 +32,7 @@ Decoder = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass
 class DecoderReference:
-    """What `pdiff.analysis.novelty.run_analysis` needs for the decoder sets: the decoder, the K snapshots'
+    """What the decoder sets (`pdiff.analysis.sets`) are made from: the decoder, the K snapshots'
     latents, how many noise latents to decode (``num``) and the Gaussian's ``form`` (per_position | global)."""
     decode: Decoder
     latents: torch.Tensor
@@ -78,14 +78,6 @@ def decoded_noise(decode: Decoder, latents: torch.Tensor, n: int, form: str, gen
 def reconstructions(decode: Decoder, latents: torch.Tensor) -> torch.Tensor:
     """[K, D]: the decoding of the snapshots' own latents."""
     return decode_in_batches(decode, latents)
-
-
-def decoder_sets(decode: Decoder, latents: torch.Tensor, n: int, form: str,
-                 gen: torch.Generator) -> dict[str, torch.Tensor]:
-    """{"decoded_noise": [n, D], "reconstruction": [K, D]} from ``decode`` and the K snapshots' ``latents``;
-    the only random draw is the n noise latents, from ``gen``."""
-    return {"decoded_noise": decoded_noise(decode, latents, n, form, gen),
-            "reconstruction": reconstructions(decode, latents)}
 
 
 def ae_decoder(ae, normalizer) -> tuple[Decoder, Callable[[torch.Tensor], torch.Tensor]]:

@@ -103,7 +103,8 @@ def split_at_selection(model: nn.Module, names: list[str]) -> tuple[nn.Module, n
 def stack_vectors(vectors: torch.Tensor, names: list[str], shapes: list[list[int]]) -> dict[str, torch.Tensor]:
     """[G, D] vectors -> {name: [G, *shape]}, the batched form of `unflatten`."""
     sizes = numels(shapes)
-    return {n: c.reshape(len(vectors), *s) for n, c, s in zip(names, torch.split(vectors, sizes, dim=1), shapes)}
+    chunks = torch.split(vectors, sizes, dim=1)
+    return {n: c.reshape(len(vectors), *s) for n, c, s in zip(names, chunks, shapes, strict=True)}
 
 
 def auto_chunk(features: int, budget: int = 2 ** 24) -> int:
@@ -218,7 +219,7 @@ def evaluate_sets(model: nn.Module, names: list[str], sets: dict[str, torch.Tens
         return {}
     stacked = torch.cat([v.float() for v in sets.values()]) if len(sets) > 1 else next(iter(sets.values()))
     correct = evaluate_vectors(model, names, stacked, x, y, opts)
-    return dict(zip(sets, torch.split(correct, [len(v) for v in sets.values()])))
+    return dict(zip(sets, torch.split(correct, [len(v) for v in sets.values()]), strict=True))
 
 
 def digest(t: torch.Tensor) -> str:

@@ -1,19 +1,14 @@
-"""Are generated parameters new? Simple baselines and memorization measures (after Zeng et al., 2025).
+"""Are generated parameters new? Memorization measures (after Zeng et al., 2025) of every evaluated set.
 
-Baselines, each a [n, D] tensor of parameter vectors built from the K training snapshots:
+The sets (the snapshots, the generated models, the baselines of `pdiff.analysis.baselines` and, with a trained
+decoder, the decoder sets of `pdiff.analysis.decoded`) are the registry `pdiff.analysis.sets.SETS`; `run_analysis`
+makes the ones it lists a function for and measures them all.
 
-- `noise_baseline`: a random snapshot plus Gaussian noise, ``sigma`` times each tensor's own scale;
-- `average_baseline`: the mean of min(k, K) randomly chosen snapshots;
-- `gaussian_baseline`: every value drawn independently from its per-parameter mean and std over the
-  snapshots (not applicable when K = 1: there is no spread to draw from);
-- with a trained decoder (``decoder``, see `pdiff.analysis.decoded`): ``decoded_noise``, Gaussian latents
-  decoded without the diffusion model, and ``reconstruction``, the decoding of the snapshots' own latents.
-
-Measures, for every model of every method, against the training snapshots:
+Measures, for every model of every set, against the training snapshots:
 
 - accuracy on the test split, through `pdiff.analysis.evaluation.evaluate_vectors`, the code path of `evaluate`
   (the `analyze` stage passes the originals' and generated models' per-sample results that `evaluate` stored,
-  so only the baselines are evaluated here);
+  so only the sets made here are evaluated here);
 - ``max_similarity``: the largest IoU between the model's set of misclassified test samples and a
   snapshot's, computed for all pairs at once as a product of boolean error matrices;
 - ``nn_l2``: L2 distance in parameter space to the nearest snapshot.
@@ -31,58 +26,11 @@ import torch
 from torch import nn
 
 from pdiff import PdiffError
-from pdiff.analysis.decoded import DECODER_SETS, DecoderReference, decoder_sets
+from pdiff.analysis.decoded import DecoderReference
 from pdiff.analysis.evaluation import EvalOptions, evaluate_sets, finite_rows, summarize
-from pdiff.core.artifacts import numels, rerun_hint
+from pdiff.analysis.sets import BY_NAME, NAMES, SetInputs, make_sets
+from pdiff.core.artifacts import rerun_hint
 from pdiff.nets.selection import check_compatible
-
-BASELINES = ("noise", "average", "gaussian")
-METHODS = ("original", "generated", *BASELINES, *DECODER_SETS)
-
-
-# --------------------------------------------------------------------------------------------------- baselines
-def tensor_scales(vectors: torch.Tensor, shapes: list[list[int]]) -> torch.Tensor:
-    """[M, D]: for every vector, each value's tensor scale, broadcast over that tensor's values.
-
-    The scale of a tensor is the standard deviation of its values; a tensor with a single value or
-    constant values (std 0) uses its root mean square instead, and an all-zero tensor uses 1."""
-    sizes = numels(shapes)
-    if sum(sizes) != vectors.shape[1]:
-        raise PdiffError(f"shapes covering {sum(sizes)} values do not match vectors of width {vectors.shape[1]}.")
-    out = []
-    for chunk in torch.split(vectors, sizes, dim=1):
-        std = chunk.std(dim=1, unbiased=False, keepdim=True)
-        rms = chunk.pow(2).mean(dim=1, keepdim=True).sqrt()
-        scale = torch.where(std > 0, std, torch.where(rms > 0, rms, torch.ones_like(rms)))
-        out.append(scale.expand_as(chunk))
-    return torch.cat(out, dim=1)
-
-
-def noise_baseline(snapshots: torch.Tensor, shapes: list[list[int]], n: int, sigma: float,
-                   gen: torch.Generator) -> torch.Tensor:
-    """n vectors: a uniformly chosen snapshot + N(0, (sigma * scale of each tensor)^2) noise."""
-    idx = torch.randint(len(snapshots), (n,), generator=gen)
-    base = snapshots[idx]
-    noise = torch.randn(base.shape, generator=gen, dtype=base.dtype)
-    return base + sigma * tensor_scales(base, shapes) * noise
-
-
-def average_baseline(snapshots: torch.Tensor, n: int, k: int, gen: torch.Generator) -> torch.Tensor:
-    """n vectors, each the mean of min(k, K) distinct, randomly chosen snapshots."""
-    k = min(int(k), len(snapshots))
-    if k < 1:
-        raise PdiffError(f"the average baseline needs k >= 1 snapshots, got k = {k}.")
-    rows = [snapshots[torch.randperm(len(snapshots), generator=gen)[:k]].mean(dim=0) for _ in range(n)]
-    return torch.stack(rows) if rows else snapshots.new_zeros(0, snapshots.shape[1])
-
-
-def gaussian_baseline(snapshots: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor | None:
-    """n vectors drawn value by value from N(mean, std^2) of that value over the K snapshots (sample std).
-    None when K = 1 (no spread to estimate)."""
-    if len(snapshots) < 2:
-        return None
-    mean, std = snapshots.mean(dim=0), snapshots.std(dim=0, unbiased=True)
-    return mean + std * torch.randn((n, snapshots.shape[1]), generator=gen, dtype=snapshots.dtype)
 
 
 # --------------------------------------------------------------------------------------------------- measures
@@ -173,8 +121,9 @@ def summarize_method(r: MethodResult) -> dict:
 
 
 def summary_table(analysis: Analysis) -> dict:
-    """{method: summarize_method(...)} in METHODS order: the content of metrics/novelty.json."""
-    return {m: summarize_method(analysis.methods[m]) for m in METHODS if m in analysis.methods}
+    """{set: summarize_method(...)} in the registry's order (`pdiff.analysis.sets.SETS`): the content of
+    metrics/novelty.json."""
+    return {m: summarize_method(analysis.methods[m]) for m in NAMES if m in analysis.methods}
 
 
 def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple[torch.Tensor, torch.Tensor],
@@ -182,21 +131,19 @@ def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple
                  evaluated: dict[str, torch.Tensor] | None = None,
                  decoder: DecoderReference | None = None,
                  sources: tuple[str, str] = ("the snapshots", "the generated vectors")) -> Analysis:
-    """Build the baselines (as many models each as there are generated vectors), evaluate every method on
-    ``test`` = (x, y) with `evaluate_vectors` (``opts``: device and batch size), and measure max_similarity and
-    nn_l2 against the snapshots. ``baselines`` has the `baselines` params: ``noise_sigma`` and ``average_k``.
-    With ``decoder`` (the trained decoder and the snapshots' latents), the decoder sets of
-    `pdiff.analysis.decoded` are built after the other baselines (from the same ``gen``, so the baselines'
-    draws do not depend on it) and measured alike.
+    """Make every set of the registry (`pdiff.analysis.sets.make_sets`: the baselines, as many models each as
+    there are generated vectors, and, with ``decoder`` (the trained decoder and the snapshots' latents), the
+    decoder sets), evaluate every set on ``test`` = (x, y) with `evaluate_vectors` (``opts``: device and batch
+    size), and measure max_similarity and nn_l2 against the snapshots. ``baselines`` has the `baselines` params
+    (``noise_sigma``, ``average_k``, ...); ``gen`` is the shared random stream (see `pdiff.analysis.sets`).
 
     ``evaluated`` maps a method ("original", "generated") to its per-sample correctness [M_finite, n] on
     (x, y) when it is already known (from `evaluate`, see `load_correctness`); those methods are not
     evaluated again. ``sources`` name the snapshots' and the generated vectors' files in error messages."""
     evaluated = evaluated or {}
     x, y = test
-    noise_sigma, average_k = baselines.noise_sigma, baselines.average_k
     opts = opts or EvalOptions()
-    for name, obj in zip(sources, (snapshots, generated)):
+    for name, obj in zip(sources, (snapshots, generated), strict=True):
         check_compatible(model, obj["names"], obj["shapes"], f"{name} vectors")
     if list(snapshots["names"]) != list(generated["names"]):
         raise PdiffError(f"{sources[1]} holds {generated['names']} but {sources[0]} holds {snapshots['names']}. "
@@ -209,19 +156,8 @@ def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple
     timings = {}
     start = time.perf_counter()
     raw = {"original": snaps, "generated": generated["params"].float(),
-           "noise": noise_baseline(snaps, shapes, n, noise_sigma, gen),
-           "average": average_baseline(snaps, n, average_k, gen),
-           "gaussian": gaussian_baseline(snaps, n, gen)}
-    timings["baselines_s"] = time.perf_counter() - start
-    if decoder is not None:
-        start = time.perf_counter()
-        for method, vecs in decoder_sets(decoder.decode, decoder.latents, decoder.num, decoder.form, gen).items():
-            if vecs.shape[1:] != snaps.shape[1:]:
-                raise PdiffError(f"the decoder gives vectors of width {vecs.shape[1]} for `{method}`, but the "
-                                 f"snapshots have {snaps.shape[1]} values; models/ae.pt must come from the same "
-                                 "models/snapshots.pt (rerun `dvc repro`).")
-            raw[method] = vecs
-        timings["decode_s"] = time.perf_counter() - start
+           **make_sets(SetInputs(snaps, shapes, n, baselines, decoder), gen)}
+    timings["make_sets_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
     finite = {m: finite_rows(v) for m, v in raw.items() if v is not None}
@@ -238,13 +174,13 @@ def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple
     start = time.perf_counter()
     train_errors = ~correct["original"][2]
     results = {}
-    for method in METHODS:
+    for method in NAMES:
         if method not in raw:
             continue
-        if method not in correct:
+        if method not in correct:  # its make function returned None: the set does not apply here
             empty = torch.zeros(0, dtype=torch.float64)
             results[method] = MethodResult(snaps.new_zeros(0, snaps.shape[1]), empty, empty, empty,
-                                           applicable=False, note="not applicable: needs K >= 2 snapshots")
+                                           applicable=False, note=BY_NAME[method].not_applicable)
             continue
         vecs, failed, corr = correct[method]
         loo = method == "original"
@@ -254,7 +190,8 @@ def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple
             nn_l2=nearest_l2(vecs, snaps, leave_one_out=loo))
     timings["measures_s"] = time.perf_counter() - start
     settings = {"num_snapshots": len(snaps), "num_models": n, "num_values": snaps.shape[1],
-                "test_size": len(y), "noise_sigma": noise_sigma, "average_k": min(int(average_k), len(snaps))}
+                "test_size": len(y), "noise_sigma": baselines.noise_sigma,
+                "average_k": min(int(baselines.average_k), len(snaps))}
     if decoder is not None:
         settings |= {"decoded_num": decoder.num, "decoded_form": decoder.form,
                      "latent_shape": list(decoder.latents.shape[1:])}
@@ -292,7 +229,7 @@ def embed_2d(analysis: Analysis, seed: int, direct_max: int = EMBED_DIRECT_MAX) 
         pca, tsne = _embed_direct(everything, fit_rows, seed)
     else:
         pca, tsne = _embed_gram(_gram(analysis, names, mean, std), fit_rows, seed)
-    split = lambda coords: {m: coords[a:b] for m, a, b in zip(names, bounds[:-1], bounds[1:])}  # noqa: E731
+    split = lambda coords: {m: coords[a:b] for m, a, b in zip(names, bounds[:-1], bounds[1:], strict=True)}  # noqa: E731
     return {"pca": split(pca) if pca is not None else {}, "tsne": split(tsne) if tsne is not None else {}}
 
 

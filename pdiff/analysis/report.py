@@ -6,12 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pdiff.analysis.novelty import METHODS, Analysis
+from pdiff.analysis.novelty import Analysis
+from pdiff.analysis.sets import BY_NAME, NAMES, of_kind
 from pdiff.core.artifacts import save_text
 from pdiff.core.plots import plt, save_figure
 
-COLORS = {"original": "tab:blue", "generated": "tab:red", "noise": "tab:green", "average": "tab:purple",
-          "gaussian": "tab:orange", "decoded_noise": "tab:brown", "reconstruction": "tab:cyan"}
 TABLE_COLUMNS = {"count": "count", "failed": "failed", "acc_mean": "acc mean", "acc_median": "acc median",
                  "acc_max": "acc max", "acc_min": "acc min", "max_similarity_mean": "max-IoU mean",
                  "nn_l2_mean": "NN L2 mean"}
@@ -25,7 +24,7 @@ EMBEDDING_FIGURE = ("embedding.png", "2-D PCA and t-SNE of the parameter vectors
 
 
 def _present(analysis: Analysis) -> list[str]:
-    return [m for m in METHODS if m in analysis.methods and len(analysis.methods[m].accuracy)]
+    return [m for m in NAMES if m in analysis.methods and len(analysis.methods[m].accuracy)]
 
 
 # --------------------------------------------------------------------------------------------------- data
@@ -57,9 +56,9 @@ def scatter_figure(analysis: Analysis, path: str | Path) -> None:
         acc = r.accuracy.numpy()
         step = 100.0 / max(analysis.settings.get("test_size", 1), 1)
         jitter = rng.uniform(-0.3, 0.3, len(acc)) * step
-        for ax, xs in zip(axes, (r.max_similarity.numpy(), r.nn_l2.numpy())):
+        for ax, xs in zip(axes, (r.max_similarity.numpy(), r.nn_l2.numpy()), strict=True):
             ok = np.isfinite(xs)
-            ax.scatter(xs[ok], (acc + jitter)[ok], s=12, alpha=0.6, color=COLORS[method],
+            ax.scatter(xs[ok], (acc + jitter)[ok], s=12, alpha=0.6, color=BY_NAME[method].color,
                        label=f"{method} (n={int(ok.sum())})")
     axes[0].set_xlabel("max IoU of error sets with a training snapshot")
     axes[1].set_xlabel("L2 distance to the nearest training snapshot")
@@ -77,14 +76,15 @@ def distribution_figure(analysis: Analysis, path: str | Path) -> None:
     methods = _present(analysis)
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
     for ax, attr, label in zip(axes, ("accuracy", "max_similarity", "nn_l2"),
-                               ("test accuracy (%)", "max IoU of error sets", "nearest-snapshot L2")):
+                               ("test accuracy (%)", "max IoU of error sets", "nearest-snapshot L2"), strict=True):
         data = [getattr(analysis.methods[m], attr).numpy() for m in methods]
         data = [d[np.isfinite(d)] for d in data]
         keep = [i for i, d in enumerate(data) if len(d)]
         if keep:
             ax.boxplot([data[i] for i in keep], positions=keep, widths=0.6, showfliers=False)
         for i in keep:
-            ax.scatter(i + rng.uniform(-0.2, 0.2, len(data[i])), data[i], s=6, alpha=0.45, color=COLORS[methods[i]])
+            ax.scatter(i + rng.uniform(-0.2, 0.2, len(data[i])), data[i], s=6, alpha=0.45,
+                       color=BY_NAME[methods[i]].color)
         ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, axis="y")
@@ -93,12 +93,13 @@ def distribution_figure(analysis: Analysis, path: str | Path) -> None:
 
 def embedding_figure(embedding: dict, path: str | Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for ax, key, title in zip(axes, ("pca", "tsne"), ("PCA (axes fitted on the snapshots)", "t-SNE")):
+    for ax, key, title in zip(axes, ("pca", "tsne"), ("PCA (axes fitted on the snapshots)", "t-SNE"), strict=True):
         coords = embedding.get(key, {})
-        for method in METHODS:
+        for method in NAMES:
             if method in coords:
                 c = coords[method]
-                ax.scatter(c[:, 0], c[:, 1], s=10, alpha=0.6, color=COLORS[method], label=f"{method} (n={len(c)})")
+                ax.scatter(c[:, 0], c[:, 1], s=10, alpha=0.6, color=BY_NAME[method].color,
+                           label=f"{method} (n={len(c)})")
         if not coords:
             ax.text(0.5, 0.5, "too few vectors", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(title)
@@ -149,8 +150,8 @@ def findings(summary: dict, test_size: int) -> list[str]:
                  f"training snapshots are to each other ({o_l2:.4g}), and their misclassified test samples "
                  f"overlap {overlap} with the most similar snapshot's (mean max-IoU {g_sim:.4f} against "
                  f"{o_sim:.4f} between snapshots, where 1 means the same misclassified samples).")
-    baselines = {m: s["acc_mean"] for m, s in summary.items()
-                 if m in ("noise", "average", "gaussian") and s.get("acc_mean") is not None}
+    baselines = {b.name: summary[b.name]["acc_mean"] for b in of_kind("baseline")
+                 if (summary.get(b.name) or {}).get("acc_mean") is not None}
     g_acc, o_acc = gen.get("acc_mean"), orig.get("acc_mean")
     step = 100.0 / max(int(test_size), 1)
     if not baselines or g_acc is None:
@@ -175,16 +176,19 @@ def findings(summary: dict, test_size: int) -> list[str]:
     return out
 
 
-def _decoder_text(settings: dict) -> str:
-    """The sentence describing the decoder sets, or "" when the analysis had no decoder."""
-    if "decoded_form" not in settings:
-        return ""
-    form = ("a mean and std per latent value" if settings["decoded_form"] == "per_position"
-            else "one mean and std over all latent values")
-    return (f" Without the diffusion model: `decoded_noise` ({settings.get('decoded_num')} latents of shape "
-            f"{tuple(settings.get('latent_shape', ()))} drawn from a Gaussian fitted to the snapshots' AE latents, "
-            f"{form}, decoded by the trained AE) and `reconstruction` (the AE's decoding of the snapshots' own "
-            "latents).")
+def _sets_text(summary: dict, settings: dict) -> str:
+    """The sentences describing the baselines and, when the analysis had a decoder, the decoder sets, each set
+    in the words of its registry entry (`pdiff.analysis.sets`)."""
+    def phrases(kind: str) -> list[str]:
+        return [f"`{s.name}` ({s.describe(settings)})" for s in of_kind(kind) if s.name in summary and s.describe]
+
+    text = ""
+    if baselines := phrases("baseline"):
+        text += f" Baselines: {', '.join(baselines)}."
+    if decoder := phrases("decoder"):
+        text += f" Without the diffusion model: {', '.join(decoder[:-1]) + ' and ' if len(decoder) > 1 else ''}"
+        text += f"{decoder[-1]}."
+    return text
 
 
 def report_markdown(analysis: Analysis, summary: dict, figures_dir: str = "plots/analyze",
@@ -195,9 +199,7 @@ def report_markdown(analysis: Analysis, summary: dict, figures_dir: str = "plots
         "",
         f"K = {s.get('num_snapshots')} training snapshots of {s.get('num_values')} values; {s.get('num_models')} "
         f"models per generated method; test split of {s.get('test_size')} samples, the same base model and code "
-        f"path as `evaluate`. Baselines: `noise` (a random snapshot + noise of {s.get('noise_sigma')} x each "
-        f"tensor's std), `average` (mean of {s.get('average_k')} random snapshots), `gaussian` (per-parameter "
-        "mean and std of the snapshots)." + _decoder_text(s) + " `max-IoU`: largest IoU of a model's set of "
+        "path as `evaluate`." + _sets_text(summary, s) + " `max-IoU`: largest IoU of a model's set of "
         "misclassified test samples with any training snapshot's; `NN L2`: distance to the nearest snapshot in "
         "parameter space. For `original` both leave the snapshot itself out. Accuracies in %.",
         "",

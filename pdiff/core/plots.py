@@ -26,8 +26,8 @@ def loss_curves(history: dict[str, list[tuple[int, float]]], path: str | Path, t
                 xlabel: str = "step", log_y: bool = False) -> None:
     keys = list(history)
     fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.2), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        steps, values = zip(*history[key])
+    for ax, key in zip(axes[0], keys, strict=True):
+        steps, values = zip(*history[key], strict=True)
         ax.plot(steps, values)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(key)

@@ -52,7 +52,7 @@ class UNet1D(nn.Module):
             self.downsample.append(nn.Conv1d(prev, prev, 4, stride=2, padding=1))
         self.mid = ResBlock1d(prev, prev, temb)
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
-        for m, skip in zip(reversed(mults), reversed(chans)):
+        for m, skip in zip(reversed(mults), reversed(chans), strict=True):
             self.upsample.append(nn.ConvTranspose1d(prev, prev, 4, stride=2, padding=1))
             self.up.append(ResBlock1d(prev + skip, base * m, temb))
             prev = base * m
@@ -72,11 +72,11 @@ class UNet1D(nn.Module):
             emb = emb + extra_emb
         h = self.stem(x)
         skips = []
-        for block, down in zip(self.down, self.downsample):
+        for block, down in zip(self.down, self.downsample, strict=True):
             h = block(h, emb)
             skips.append(h)
             h = down(h)
         h = self.mid(h, emb)
-        for up, block in zip(self.upsample, self.up):
+        for up, block in zip(self.upsample, self.up, strict=True):
             h = block(torch.cat([up(h), skips.pop()], dim=1), emb)
         return self.out(F.silu(self.out_norm(h)))[..., :length]

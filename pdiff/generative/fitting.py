@@ -46,9 +46,9 @@ class EMA:
     def update(self, module: nn.Module) -> None:
         self.updates += 1
         d = self.current_decay()
-        for avg, cur in zip(self.averaged.parameters(), module.parameters()):
+        for avg, cur in zip(self.averaged.parameters(), module.parameters(), strict=True):
             avg.lerp_(cur.detach(), 1.0 - d)
-        for avg, cur in zip(self.averaged.buffers(), module.buffers()):
+        for avg, cur in zip(self.averaged.buffers(), module.buffers(), strict=True):
             avg.copy_(cur)
 
     def module(self) -> nn.Module:

@@ -76,7 +76,7 @@ class TokenLayout:
         """Tokens [n, size] (padding 0) of rows ``k`` at token positions ``t`` of a [K, D] array-like (a numpy
         memmap is read only where the tokens lie)."""
         out = np.zeros((len(k), self.size), np.float32)
-        for i, (ki, ti) in enumerate(zip(k.tolist(), t.tolist())):
+        for i, (ki, ti) in enumerate(zip(k.tolist(), t.tolist(), strict=True)):
             a, n = int(self.start[ti]), int(self.length[ti])
             out[i, :n] = rows[ki, a:a + n]
         return torch.from_numpy(out)
@@ -100,7 +100,7 @@ def fit_normalizer(rows, sizes: list[int], mode: str, block: int | None = None) 
     var = np.maximum(s2 / k - mean * mean, 0.0)
     if mode == "per_tensor":
         bounds = np.cumsum([0, *sizes])
-        var = np.concatenate([np.full(n, var[a:a + n].mean()) for a, n in zip(bounds[:-1], sizes)])
+        var = np.concatenate([np.full(n, var[a:a + n].mean()) for a, n in zip(bounds[:-1], sizes, strict=True)])
     elif mode == "global":
         var = np.full(d, var.mean())
     elif mode != "per_param":

@@ -70,7 +70,7 @@ def unflatten(vector: torch.Tensor, names: list[str], shapes: list[list[int]]) -
     if vector.dim() != 1 or vector.numel() != sum(sizes):
         raise PdiffError(f"a parameter vector of shape {tuple(vector.shape)} does not fit the selection of "
                          f"{len(names)} tensors with {sum(sizes)} values in all.")
-    return {n: chunk.reshape(s) for n, chunk, s in zip(names, torch.split(vector, sizes), shapes)}
+    return {n: chunk.reshape(s) for n, chunk, s in zip(names, torch.split(vector, sizes), shapes, strict=True)}
 
 
 def check_compatible(model: nn.Module, names: list[str], shapes: list[list[int]], source: str) -> None:

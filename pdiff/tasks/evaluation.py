@@ -12,8 +12,15 @@ accuracy of its models for that task.
 - wrong_code: (d) models generated for the complement code, scored on the true task;
 - no_task_info: latents drawn from a per-value Gaussian fitted to all seen tasks' latents, decoded: what the
   decoder gives with no task information;
-- majority: the accuracy of always answering the task's majority label (chance level of the task)."""
+- majority: the accuracy of always answering the task's majority label (chance level of the task).
+
+`TASK_SETS` is the one list of these methods: results.json, per_task.csv, the per-task figure, the plot in
+tasks/dvc.yaml (tests/test_tasks.py checks it) and the task ablation reports (`tools.tasks_ablations`) follow it.
+They are not the evaluated sets of the `analyze` stage (`pdiff.analysis.sets`): each is scored per task, on that
+task's own labels."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,9 +30,21 @@ from pdiff.generative.ldm import LatentModel
 from pdiff.tasks.codes import code_str, hamming
 from pdiff.tasks.heads import TaskHeadSpec, accuracy
 
-METHODS = ("generated", "trained", "nearest_task", "composed_head", "all_tasks_average", "wrong_code",
-           "no_task_info")
-BASELINES = ("nearest_task", "composed_head", "all_tasks_average", "wrong_code", "no_task_info")
+
+@dataclass(frozen=True)
+class TaskSet:
+    """One method of the task evaluation: its key in every row, summary and CSV, and its marker in the per-task
+    figure (a matplotlib format string)."""
+    name: str
+    style: str
+
+
+# In this order in results.json, per_task.csv and the figure; `paired` compares generated with every other one.
+TASK_SETS = (TaskSet("generated", "ro"), TaskSet("trained", "k_"), TaskSet("nearest_task", "b^"),
+             TaskSet("composed_head", "gs"), TaskSet("all_tasks_average", "cv"), TaskSet("wrong_code", "mx"),
+             TaskSet("no_task_info", "y."))
+METHODS = tuple(s.name for s in TASK_SETS)
+MAJORITY = TaskSet("majority", "k:")  # chance level, beside the methods: summarized and drawn, never compared
 
 
 @torch.no_grad()
@@ -112,9 +131,9 @@ def evaluate_codes(m: LatentModel, spec: TaskHeadSpec, codes: torch.Tensor, trai
 
 def summarize_rows(rows: list[dict]) -> tuple[dict, dict]:
     """(summary per method over the tasks, paired comparison of generated against trained and each baseline)."""
-    stats = {k: summary([r[k] for r in rows]) for k in (*METHODS, "majority")}
+    stats = {k: summary([r[k] for r in rows]) for k in (*METHODS, MAJORITY.name)}
     gen = [r["generated"] for r in rows]
-    pairs = {k: paired(gen, [r[k] for r in rows]) for k in ("trained", *BASELINES)}
+    pairs = {k: paired(gen, [r[k] for r in rows]) for k in METHODS if k != "generated"}
     return stats, pairs
 
 
@@ -124,9 +143,7 @@ def per_task_figure(rows: list[dict], path, title: str) -> None:
 
     order = sorted(range(len(rows)), key=lambda i: rows[i]["trained"])
     fig, ax = plt.subplots(figsize=(max(6.0, 0.32 * len(rows)), 4.0))
-    styles = {"trained": "k_", "generated": "ro", "nearest_task": "b^", "composed_head": "gs",
-              "all_tasks_average": "cv", "wrong_code": "mx", "no_task_info": "y.", "majority": "k:"}
-    for method, style in styles.items():
+    for method, style in ((s.name, s.style) for s in (*TASK_SETS, MAJORITY)):
         ys = [rows[i][method] for i in order]
         if all(v is not None for v in ys):
             ax.plot(range(len(rows)), ys, style, label=method, markersize=6 if style != "k_" else 14)
@@ -142,8 +159,7 @@ def per_task_figure(rows: list[dict], path, title: str) -> None:
 
 def per_task_csv(rows: list[dict]) -> str:
     """One line per task (the `dvc plots` source): task index, code and each method's accuracy."""
-    cols = ["generated", "trained", "nearest_task", "composed_head", "all_tasks_average", "wrong_code",
-            "no_task_info", "majority"]
+    cols = [*METHODS, MAJORITY.name]
     lines = ["task,code," + ",".join(cols)]
     for i, r in enumerate(rows):
         lines.append(f"{i},{r['code']}," + ",".join("" if r[c] is None else str(r[c]) for c in cols))
