@@ -59,7 +59,8 @@ def main() -> None:
     if recipe.target == "tasks/dvc.yaml":  # the task pipeline's own report (unseen-task accuracy per method)
         from tools import tasks_ablations
 
-        path = tasks_ablations.write_report(recipe, show, args.out, run)
+        found = ablations.finished_points(recipe, show, tasks_ablations.TASKS_METRICS)
+        path = tasks_ablations.write_report(recipe, found, args.out, run)
         print(f"wrote {path} and {path.with_suffix('.png')}")
         return
     plots = None

@@ -244,12 +244,16 @@ def test_task_recipes_queue_the_task_pipeline_with_the_preset_and_report_each_po
 
     show = [{"experiments": [{"revs": [rev("task_cond-3", "none", 50.0)]}, {"revs": [rev("task_cond-1", "add", 80.0)]},
                              {"revs": [rev("task_cond-2", "add", 70.0)]}]}]  # -2 does not carry its point's value
-    rows = tasks_ablations.experiment_rows(recipe, show)
+    def rows_of(show):
+        return tasks_ablations.experiment_rows(recipe, ablations.finished_points(recipe, show,
+                                                                                 tasks_ablations.TASKS_METRICS))
+
+    rows = rows_of(show)
     assert [(r["point"], r["generated"], r["composed_head"]) for r in rows] == [("add", 80.0, None),
                                                                                 ("none", 50.0, None)]
     show[0]["experiments"][0]["revs"] = [rev("task_cond-3", "none", 50.0, seed=1)]  # other unseen tasks
     with pytest.raises(PdiffError, match="different unseen tasks"):
-        tasks_ablations.experiment_rows(recipe, show)
+        rows_of(show)
 
 
 @pytest.mark.slow

@@ -26,6 +26,7 @@ from pdiff import PdiffError
 from pdiff.core.artifacts import save_json, save_text
 from pdiff.core.stage import read_timings, timing_folder
 from tools.dvc_runner import run_dvc
+from tools.presets import lookup, resolved
 
 METRICS_FILE = "metrics/evaluate.json"
 NOVELTY_FILE = "metrics/novelty.json"  # analyze stage: how close models sit to the training snapshots
@@ -65,15 +66,6 @@ class Recipe:
         return varying[0]
 
 
-def _get(params: dict, dotted: str):
-    node = params
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def recipes(params: dict | None = None) -> dict[str, Recipe]:
     """All ablation recipes. ``params`` (the parsed params.yaml) sets the `ae_steps` recipe's base value."""
     params = params or {}
@@ -104,7 +96,7 @@ def recipes(params: dict | None = None) -> dict[str, Recipe]:
     out.append(Recipe("sampler", "Sampler and sampling steps", "sampler / steps",
                       [Point(f"{s}{n}", {"generate.sampler": s, "generate.steps": n}) for s, n in grid],
                       note="The LDM is trained once (T = 1000); only `generate` and `evaluate` rerun."))
-    ae_steps = int(_get(params, "ae.steps") or 2000)
+    ae_steps = int(lookup(params, "ae.steps") or 2000)
     out.append(Recipe("ae_steps", "AE training steps: when does the diffusion model start to matter?", "AE steps",
                       [Point(f"{s:,}", {"ae.steps": s}) for s in (ae_steps, 5 * ae_steps, 15 * ae_steps)],
                       sweep=True,
@@ -129,8 +121,6 @@ def recipes(params: dict | None = None) -> dict[str, Recipe]:
 def task_recipes() -> list[Recipe]:
     """Recipes of the task-conditioned pipeline (tasks/dvc.yaml, docs/tasks.md): every point carries its task
     preset's values, so the committed params.yaml stays the default. Reported by `tools.tasks_ablations`."""
-    from tools.presets import resolved
-
     def on(preset: str, key: str, values, label=str) -> list[Point]:
         base = resolved(preset)
         return [Point(label(v), {**base, key: v}) for v in values]
@@ -386,9 +376,16 @@ def find_experiment(recipe: Recipe, point: Point, finished: dict[str, dict]) -> 
     its per-point name, provided the experiment's params carry the point's overrides."""
     for name in dict.fromkeys((exp_name(recipe, point), legacy_name(recipe, point))):
         rec = finished.get(name)
-        if rec is not None and all(_get(rec["params"], k) == v for k, v in point.overrides.items()):
+        if rec is not None and all(lookup(rec["params"], k) == v for k, v in point.overrides.items()):
             return name
     return None
+
+
+def finished_points(recipe: Recipe, show: list, metrics_file: str = METRICS_FILE) -> list[tuple[Point, str, dict]]:
+    """(point, experiment name, its `experiments_from_show` record) for each point of ``recipe`` that has
+    finished, in the order of the points."""
+    finished = experiments_from_show(show, metrics_file)
+    return [(p, name, finished[name]) for p in recipe.points if (name := find_experiment(recipe, p, finished))]
 
 
 def table(recipe: Recipe, finished: dict[str, dict], run: dict | None = None):
@@ -404,7 +401,7 @@ def table(recipe: Recipe, finished: dict[str, dict], run: dict | None = None):
         rec = finished[name]
         row = {"point": point.label, "experiment": name}
         for key in recipe.keys:
-            value = _get(rec["params"], key)
+            value = lookup(rec["params"], key)
             row[key] = json.dumps(value) if isinstance(value, list) else value
         for method, key in COLUMNS:
             row[f"{method} {key.replace('acc_', '')}"] = rec["metrics"].get(method, {}).get(key)
@@ -495,8 +492,7 @@ def plots_page(recipe: Recipe, show: list, out_dir: Path, cwd: Path) -> Path:
     (DVC's HTML with Vega inlined) and one PNG per plot (tools/offline_plots.py). Returns the folder."""
     from tools import offline_plots
 
-    finished = experiments_from_show(show)
-    names = [n for p in recipe.points if (n := find_experiment(recipe, p, finished))]
+    names = [name for _, name, _ in finished_points(recipe, show)]
     if not names:
         raise PdiffError(f"no finished experiments of ablation {recipe.name!r} to plot; run "
                          f"`make ablation NAME={recipe.name}` first.")

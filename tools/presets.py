@@ -39,6 +39,16 @@ def _leaves(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def lookup(params: dict, dotted: str):
+    """The value of a dotted key (``ae.steps``) in nested ``params``; None when a part is missing."""
+    node = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
 def _nest(flat: dict) -> dict:
     out: dict = {}
     for key, v in flat.items():

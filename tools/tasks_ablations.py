@@ -17,6 +17,7 @@ from pathlib import Path
 from pdiff import PdiffError
 from pdiff.core.artifacts import save_json, save_text
 from pdiff.core.stage import run_script
+from tools.presets import lookup
 
 TASKS_METRICS = "metrics/tasks/results.json"
 UNSEEN_DRAWN_BY = ("seed", "data.name", "tasks.num_val", "tasks.num_unseen")
@@ -50,17 +51,14 @@ def gather(folder: Path) -> list[dict]:
     return sorted(same_unseen_tasks(rows, str(folder)), key=lambda r: r["num_seen"])
 
 
-def experiment_rows(recipe, show: list) -> list[dict]:
-    """Rows of ``recipe``'s finished experiments, in the order of its points, from `dvc exp show` data."""
-    from tools.ablations import _get, experiments_from_show, find_experiment
-
-    finished = experiments_from_show(show, TASKS_METRICS)
+def experiment_rows(recipe, found: list) -> list[dict]:
+    """Rows of ``recipe``'s finished experiments, in the order of its points: ``found`` is what
+    `tools.ablations.finished_points` gives for ``TASKS_METRICS`` (point, experiment name, record)."""
     # `dvc exp show` keeps a metrics file's numbers and strings only (the lists of codes are dropped), so the
     # check that every point was scored on the same unseen tasks compares what draws them: the seed, the
     # dataset and the numbers of validation and unseen tasks (pdiff.tasks.codes.split_codes).
-    rows = [{"point": point.label, "experiment": name, **row(finished[name]["metrics"]),
-             "unseen_tasks": [_get(finished[name]["params"], k) for k in UNSEEN_DRAWN_BY]}
-            for point in recipe.points if (name := find_experiment(recipe, point, finished))]
+    rows = [{"point": point.label, "experiment": name, **row(rec["metrics"]),
+             "unseen_tasks": [lookup(rec["params"], k) for k in UNSEEN_DRAWN_BY]} for point, name, rec in found]
     if not rows:
         raise PdiffError(f"no finished experiments of ablation {recipe.name!r} in `dvc exp show`; run "
                          f"`make ablation NAME={recipe.name}` first.")
@@ -92,9 +90,10 @@ def figure(rows: list[dict], path: Path, xlabel: str = "seen tasks (log scale)",
     save_figure(fig, path)
 
 
-def write_report(recipe, show: list, out_dir: Path, run: dict | None = None) -> Path:
-    """``out_dir``/<name>.json (rows), .png (figure) and .md (table) of a task-pipeline recipe."""
-    rows = experiment_rows(recipe, show)
+def write_report(recipe, found: list, out_dir: Path, run: dict | None = None) -> Path:
+    """``out_dir``/<name>.json (rows), .png (figure) and .md (table) of a task-pipeline recipe (``found``: as for
+    `experiment_rows`)."""
+    rows = experiment_rows(recipe, found)
     seconds = {n: round(sum(e["stage_seconds"].values()), 1) for n, e in ((run or {}).get("experiments") or {}).items()}
     for r in rows:
         r["ran"] = ", ".join(run["experiments"][r["experiment"]]["ran"]) if r["experiment"] in seconds else None
