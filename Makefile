@@ -40,7 +40,7 @@ test: $(STAMP) browser
 # for that entry alone) -> metrics/bench.json and reports/bench/scaling.png. The entry includes the tokens
 # generator up to a whole ResNet-18 (`scaling.tokens`, tools/bench_tokens.py, docs/tokens.md; --tokens-dims '' skips).
 bench: $(STAMP)
-	python benchmarks/bench.py $(BENCH_ARGS)
+	python -m tools.bench $(BENCH_ARGS)
 
 # One full pytest run recorded in metrics/tests.json (passed, skipped, seconds, tests collected), then the numbers
 # README.md and docs/ quote from metrics/*.json refreshed (tools.doc_numbers; tests/test_doc_numbers.py checks them).
@@ -54,7 +54,7 @@ test-counts: $(STAMP)
 ROUNDS ?= 20
 .PHONY: soak
 soak: $(STAMP)
-	python scripts/soak.py --rounds $(ROUNDS) $(SOAK_ARGS)
+	python -m tools.soak --rounds $(ROUNDS) $(SOAK_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
@@ -68,10 +68,10 @@ NAME ?= noise
 JOBS ?=
 ablation: $(STAMP)
 	dvc repro
-	python scripts/ablation.py run $(NAME) $(if $(JOBS),--jobs $(JOBS))
+	python -m tools.ablations run $(NAME) $(if $(JOBS),--jobs $(JOBS))
 
 ablation-report: $(STAMP)
-	python scripts/ablation.py report $(NAME)
+	python -m tools.ablations report $(NAME)
 
 # DVC's own plots, offline: `make plots` (`dvc plots show`, the workspace) -> reports/plots/, and
 # `make plots-diff REVS="noise-none noise-both"` (`dvc plots diff`, commits or experiment names; one rev is compared
@@ -81,10 +81,10 @@ ablation-report: $(STAMP)
 .PHONY: plots plots-diff
 PLOTS_ARGS = $(if $(TARGETS),--targets $(TARGETS)) $(if $(OUT),--out $(OUT))
 plots: $(STAMP)
-	python scripts/plots.py show $(PLOTS_ARGS)
+	python -m tools.offline_plots show $(PLOTS_ARGS)
 
 plots-diff: $(STAMP)
-	python scripts/plots.py diff $(REVS) $(PLOTS_ARGS)
+	python -m tools.offline_plots diff $(REVS) $(PLOTS_ARGS)
 
 # Headless Chromium for the test that opens the offline plots page: Debian's `chromium`, installed with apt-get
 # (as root, else through sudo) only when no Chromium is on PATH.

@@ -2,6 +2,7 @@
 checked in headless Chromium with the network off (tools/browser.py). `make test` installs Chromium first
 (`make browser`); without it the browser test fails, naming the package."""
 import json
+import os
 import sys
 
 import numpy as np
@@ -10,7 +11,7 @@ from PIL import Image
 
 from pdiff import PdiffError
 from tests.conftest import ROOT, run
-from tools import browser
+from tools import browser, workcopy
 from tools import offline_plots as offline
 
 DVC_COLOURS = [(0x94, 0x5D, 0xD6), (0x13, 0xAD, 0xC7)]  # dvc-render's colours of the first two revisions
@@ -66,8 +67,11 @@ def _near(png, colour, tol=12) -> int:
 
 @pytest.mark.slow
 def test_plots_diff_page_renders_every_plot_in_chromium_without_network(plots_repo, tmp_path):
-    # `make plots-diff REVS=HEAD`: the script, run as a user runs it, into its default folder
-    run([sys.executable, str(ROOT / "scripts/plots.py"), "diff", "HEAD"], plots_repo)
+    # `make plots-diff REVS=HEAD`: the command, run as a user runs it, into its default folder (the repository
+    # root on PYTHONPATH, as `python -m` from the root has it)
+    env = workcopy.subprocess_env({**os.environ, "PYTHONPATH": str(ROOT)})
+    workcopy.run([sys.executable, "-m", "tools.offline_plots", "diff", "HEAD"], plots_repo, env=env,
+                 error=AssertionError)
     out = plots_repo / "reports/plots_diff/workspace_vs_HEAD"
     manifest = json.loads((out / "plots.json").read_text())
     assert manifest["revisions"] == ["HEAD", "workspace"] and manifest["errors"] == []

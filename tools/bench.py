@@ -466,3 +466,7 @@ def _write(result: dict, out: Path, figure: str | None, measured_on: dict) -> di
         scaling_figure(result["scaling"], Path(figure))
         print(f"bench: wrote {figure}")
     return result
+
+
+if __name__ == "__main__":
+    main()

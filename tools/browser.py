@@ -1,6 +1,6 @@
 """Opening a page in headless Chromium with the network off: the DOM after scripts ran, and a screenshot.
 
-Used by the offline-plots test and by `python scripts/plots.py ... --screenshot PNG` (the docs' screenshot).
+Used by the offline-plots test and by `python -m tools.offline_plots ... --screenshot PNG` (the docs' screenshot).
 The network is off twice over: the browser gets a proxy that refuses every connection and a resolver that finds
 no host; where the kernel allows it (`unshare -n`, as root), it also runs in a network namespace of its own with
 no interface but loopback. `file://` pages and the files beside them still load.

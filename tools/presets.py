@@ -136,9 +136,13 @@ def exp_args(name: str, folder: Path = PRESETS_DIR) -> list[str]:
     return out
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     usage = ("usage: python -m tools.presets list | show NAME | apply NAME [params.yaml] | exp-args NAME\n"
              f"presets: {', '.join(available())}")
+    if argv[:1] in (["-h"], ["--help"]):
+        print(usage)
+        return 0
     if not argv or argv[0] not in ("list", "show", "apply", "exp-args") or (argv[0] != "list" and len(argv) < 2):
         print(usage, file=sys.stderr)
         return 2
@@ -160,4 +164,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -3,7 +3,7 @@ tasks, and how the task code enters the denoiser. The recipes (``seen_tasks``, `
 ``task_cond`` in `tools.ablations`) queue `dvc exp run tasks/dvc.yaml` with a task preset's values; the report
 reads each finished experiment's ``metrics/tasks/results.json`` from `dvc exp show`:
 
-    python scripts/ablation.py run seen_tasks       # -> reports/ablations/seen_tasks.{md,json,png}
+    python -m tools.ablations run seen_tasks       # -> reports/ablations/seen_tasks.{md,json,png}
 
 ``python -m tools.tasks_ablations FOLDER`` gathers the older runs made with `tools.tasks_run` instead
 (``FOLDER/results.json`` and ``FOLDER/seen-*/results.json``) -> ``FOLDER/seen_tasks.json`` and ``.png``.
@@ -118,8 +118,9 @@ def write_report(recipe, found: list, out_dir: Path, run: dict | None = None) ->
     return save_text("\n".join(lines), out_dir / f"{recipe.name}.md")
 
 
-def main() -> None:
-    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "reports/mnist5k-tasks")
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    folder = Path(argv[0] if argv else "reports/mnist5k-tasks")
     rows = gather(folder)
     save_json(rows, folder / "seen_tasks.json")
     figure(rows, folder / "seen_tasks.png")
