@@ -100,4 +100,4 @@ browser:
 # (per-stage seconds and peak GPU memory, images/s, AE/LDM steps/s, accuracies); stops at once without CUDA.
 .PHONY: gpu-check
 gpu-check: $(STAMP)
-	python scripts/gpu_check.py $(GPU_CHECK_ARGS)
+	python -m tools.gpu_check $(GPU_CHECK_ARGS)

@@ -4,15 +4,18 @@ Each module of the project is parsed (not imported) with `ast`, and every ``impo
 anywhere in it (inside functions too, where a stale name only fails when that code path runs) is checked: a
 first-party module ``X`` must exist, and ``name`` must be a submodule of ``X`` or defined at the top level of
 ``X`` (a def, class, assignment or import). A bare ``import name`` of a sibling file (``import _bootstrap`` in
-stages/, whose folder is on sys.path when a stage script runs) counts as that sibling.
+stages/, whose folder is on sys.path when a stage script runs) counts as that sibling; any other bare name must be
+the standard library's or an installed package's (so no file imports a module by putting its folder on sys.path).
 """
 from __future__ import annotations
 
 import ast
+import importlib.util
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FIRST_PARTY = ("pdiff", "tools", "scripts", "stages", "benchmarks", "tests", "user")
+FIRST_PARTY = ("pdiff", "tools", "stages", "tests", "user")
 
 
 def module_files() -> dict[str, Path]:
@@ -119,13 +122,16 @@ def imports_of(module: str) -> list[tuple[int, str, str | None]]:
 
 
 def unresolved(module: str) -> list[str]:
-    """One line per first-party import in ``module`` that would fail: a module that does not exist, or a name it
-    does not define."""
+    """One line per import in ``module`` that would fail: a first-party module that does not exist, a name it
+    does not define, or a bare name that is neither first-party, standard library nor installed."""
     path = MODULES[module]
     where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     bad = []
     for line, target, name in imports_of(module):
         if not is_first_party(target):
+            top = target.split(".")[0]
+            if name is None and top not in sys.stdlib_module_names and importlib.util.find_spec(top) is None:
+                bad.append(f"{where}:{line}: `import {target}`: no such module (first-party, stdlib or installed)")
             continue
         if not is_module(target):
             bad.append(f"{where}:{line}: {target} does not exist")
@@ -145,16 +151,17 @@ def test_the_checker_catches_a_missing_module_a_missing_name_and_a_stale_import_
     src = tmp_path / "probe.py"
     src.write_text("import os\nfrom pdiff.core.artifacts import save_json\n"
                    "def f():\n    from pdiff.core.artifacts import no_such_function\n"
-                   "    from pdiff.core import no_such_module\n    import pdiff.nowhere\n")
+                   "    from pdiff.core import no_such_module\n    import pdiff.nowhere\n    import no_such_pkg_x\n")
     MODULES["pdiff.probe_for_test"] = src
     try:
         bad = unresolved("pdiff.probe_for_test")
     finally:
         del MODULES["pdiff.probe_for_test"]
-    assert len(bad) == 3, bad
+    assert len(bad) == 4, bad
     assert any("defines no no_such_function" in b and ":4:" in b for b in bad)
     assert any("defines no no_such_module" in b for b in bad)
     assert any("pdiff.nowhere does not exist" in b for b in bad)
+    assert any("`import no_such_pkg_x`: no such module" in b for b in bad)
 
 
 def test_every_first_party_import_resolves_at_any_depth():

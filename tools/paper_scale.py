@@ -357,6 +357,9 @@ def main(argv=None) -> None:
         repo, log = map(Path, args.paths)
         entry = collect(repo, log.read_text().splitlines())
         save_json(add_entry(load_results(path), args.preset, entry, overrides), path)
+    if not load_results(path)["seeds"]:
+        raise PdiffError(f"{path} holds no finished seed to report; `python -m tools.paper_scale run` (or `collect`) "
+                         "writes it, and --out or --preset pick another folder.")
     write_report(load_results(path), out)
     print(f"wrote {out / 'results.md'} and {out / 'results.png'}")
 
