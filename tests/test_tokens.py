@@ -9,8 +9,8 @@ import pytest
 import torch
 import yaml
 
-from pdiff.core.artifacts import ArtifactError, load_vectors
-from pdiff.core.snapstore import VectorWriter, is_vector_store, open_vectors
+from pdiff.core.artifacts import ArtifactError
+from pdiff.core.snapstore import VectorWriter, is_vector_store, load_vectors, open_vectors
 from pdiff.core.tracking import Tracker
 from pdiff.generative import tokens as tk
 from pdiff.generative.diffusion import GaussianDiffusion, linear_betas

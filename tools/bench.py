@@ -394,7 +394,7 @@ def main(argv=None) -> dict:
 
 def _eval_entry(repo: Path, p, device, model, data) -> dict:
     """The `eval` entry and its flat keys: naive vs fast evaluation of the run's snapshots and generated vectors."""
-    from pdiff.core.artifacts import load_vectors
+    from pdiff.core.snapstore import load_vectors
 
     snaps = load_vectors(repo / "models/snapshots.pt", "collect")
     gen_vecs = load_vectors(repo / "models/generated.pt", "generate")

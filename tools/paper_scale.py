@@ -40,7 +40,8 @@ from pathlib import Path
 import yaml
 
 from pdiff import PdiffError
-from pdiff.core.artifacts import load_torch, load_vectors, save_json, save_text
+from pdiff.core.artifacts import load_torch, save_json, save_text
+from pdiff.core.snapstore import load_vectors
 from pdiff.core.stage import run_script
 
 SUMMARY_KEYS = ("count", "acc_mean", "acc_median", "acc_max", "acc_min", "acc_std")

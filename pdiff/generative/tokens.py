@@ -366,12 +366,11 @@ def open_rows(path: str, produced_by: str) -> tuple[object, list[str], list[list
     """(rows [K, D], names, shapes) of a vector file: a read-only numpy memmap for a memory-mapped store
     (`pdiff.core.snapstore`), the tensor read whole for a torch one."""
     from pdiff.core import snapstore
-    from pdiff.core.artifacts import load_vectors
 
     if snapstore.is_vector_store(path):
         store = snapstore.open_vectors(path, produced_by)
         return store.rows, store.names, store.shapes
-    obj = load_vectors(path, produced_by)
+    obj = snapstore.load_vectors(path, produced_by)
     return obj["params"].float().numpy(), obj["names"], obj["shapes"]
 
 
