@@ -200,7 +200,7 @@ def eval_per_vector(num_vectors: int = 2, num_inputs: int = 128, batch_size: int
     predictions checked identical. ``num_inputs`` test inputs per vector."""
     from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, split_at_selection
     from pdiff.nets.selection import flatten, select
-    from tools.bench import timed
+    from tools.measure import timed
 
     gen = torch.Generator().manual_seed(seed)
     model = resnet18_1ch().eval()
@@ -360,7 +360,7 @@ def main(argv=None) -> dict | None:
     dims = [d if d == WHOLE else int(d) for d in args.dims.split(",") if d.strip()]
     entry = tokens_scaling(dims, k=args.k, token_size=args.token_size, batch=args.batch, width=args.width,
                            depth=args.depth, steps=args.steps, threads=args.threads)
-    from tools.bench import machine
+    from tools.measure import machine
 
     result = json.loads(out.read_text()) if out.exists() else {}
     scaling = result.setdefault("scaling", {})

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pdiff.core.artifacts import save_json
 from pdiff.core.kernels import PORTABLE_ENV, cpu
-from tools.bench import machine
+from tools.measure import machine
 from tools.workcopy import clone_head, run, subprocess_env
 
 FOLDER = Path("reports/determinism")
