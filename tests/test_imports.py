@@ -167,3 +167,87 @@ def test_the_checker_catches_a_missing_module_a_missing_name_and_a_stale_import_
 def test_every_first_party_import_resolves_at_any_depth():
     bad = [line for module in sorted(MODULES) for line in unresolved(module)]
     assert not bad, "stale imports:\n" + "\n".join(bad)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the first-party modules it imports at any depth (``from X import sub`` counts as importing the
+    submodule ``X.sub``; any other name, as importing ``X``)."""
+    graph: dict[str, set[str]] = {m: set() for m in MODULES}
+    for module in MODULES:
+        for _, target, name in imports_of(module):
+            if not is_first_party(target):
+                continue
+            sub = f"{target}.{name}" if name is not None else None
+            dest = sub if sub is not None and sub in MODULES else target
+            if dest in MODULES and dest != module:
+                graph[module].add(dest)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One import circle per strongly connected group of modules (Tarjan), each as a closed path."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return [path_within(graph, group) for group in groups]
+
+
+def path_within(graph: dict[str, set[str]], group: list[str]) -> list[str]:
+    """A closed import path through modules of ``group`` that starts and ends at its first module."""
+    start, members = group[0], set(group)
+    prev: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for v in frontier:
+            for w in sorted(graph[v] & members):
+                if w == start:
+                    path = [w, v]
+                    while path[-1] != start:
+                        path.append(prev[path[-1]])
+                    return path[::-1]
+                if w not in prev:
+                    prev[w] = v
+                    nxt.append(w)
+        frontier = nxt
+    return group
+
+
+def test_the_cycle_finder_reports_a_circle_through_imports_inside_functions():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert cycles(graph) == [["a", "b", "c", "a"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_first_party_imports_form_no_circle():
+    """No module imports, directly or through others, at any depth (inside functions too), a module that imports
+    it: a circle means the piece both need lives in the wrong module."""
+    found = cycles(import_graph())
+    assert not found, "import circles:\n" + "\n".join(" -> ".join(c) for c in found)
