@@ -118,9 +118,9 @@ def _step_time(module: nn.Module, loss_fn, device, steps: int) -> float:
 def _scale_one(dim: int, ae_cfg: dict, ldm_cfg: dict, batch_size: int, steps: int, device) -> dict:
     from pdiff.generative.autoencoder import ParamAE
     from pdiff.generative.denoiser import UNet1D
-    from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+    from pdiff.generative.diffusion import linear_schedule
 
-    diffusion = GaussianDiffusion(linear_betas(1000, 1e-4, 2e-2))
+    diffusion = linear_schedule(1000)
     gen = torch.Generator().manual_seed(0)
     if torch.device(device).type == "cuda":
         torch.cuda.reset_peak_memory_stats()

@@ -73,7 +73,7 @@ def child(args) -> dict:
 
     from pdiff.core.tracking import Tracker
     from pdiff.generative import tokens as tk
-    from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+    from pdiff.generative.diffusion import linear_schedule
 
     torch.set_num_threads(args.threads)
     rows, _, shapes = tk.open_rows(args.store, "bench")
@@ -84,7 +84,7 @@ def child(args) -> dict:
     layout = tk.TokenLayout(sizes, args.token_size)
     data = tk.token_data(layout, rows, mean, std)
     model = tk.TokenGenerator(layout, args.width, args.depth, args.sequence)
-    diffusion = GaussianDiffusion(linear_betas(1000))
+    diffusion = linear_schedule(1000)
     gen = torch.Generator().manual_seed(0)
     cfg = SimpleNamespace(steps=1, batch=args.batch, lr=1e-4, weight_decay=0.0)
     device = torch.device(args.device)

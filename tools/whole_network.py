@@ -27,7 +27,7 @@ from pdiff.core.tracking import Tracker
 from pdiff.data.prepare import prepare
 from pdiff.generative.autoencoder import Normalizer, ParamAE, train_autoencoder
 from pdiff.generative.denoiser import UNet1D
-from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+from pdiff.generative.diffusion import linear_schedule
 from pdiff.generative.ldm import LatentModel, SamplingConfig, sample_vectors, train_denoiser
 from pdiff.nets.models import build_model
 from pdiff.nets.selection import numels, select, shapes_of
@@ -88,7 +88,7 @@ def main(argv=None) -> None:
             z = ae.encode(norm(snaps))
         zm, zs = z.mean().item(), z.std().item()
         gen = seed_everything(args.seed, "train_ldm")
-        diffusion = GaussianDiffusion(linear_betas(1000, 1e-4, 2e-2))
+        diffusion = linear_schedule(1000)
         den = UNet1D(in_channels=z.shape[1], base=32)
         train_denoiser(den, diffusion, (z - zm) / zs, SimpleNamespace(lr=1e-3, weight_decay=0.0, steps=args.ldm_steps,
                                                                         batch_size=64), cpu, gen, Tracker(None))

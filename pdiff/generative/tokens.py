@@ -295,7 +295,7 @@ def sample_tokens(model: TokenGenerator, diffusion: GaussianDiffusion, num_rows:
             (base + 7_777_777) % 2 ** 63))
     mask_all = layout.mask.to(device, torch.float32)
     if sampler == "ddim":
-        ts = torch.linspace(diffusion.num_timesteps - 1, 0, steps).round().long().unique_consecutive().tolist()
+        ts = diffusion.ddim_timesteps(steps)
     else:
         ts = list(range(diffusion.num_timesteps - 1, -1, -1))
     for a in tqdm(range(0, num_rows, chunk), desc="sample tokens", disable=not progress, mininterval=1.0):
@@ -354,11 +354,11 @@ def save_state(model: TokenGenerator, schedule: dict) -> dict:
 
 
 def load_state(ckpt: dict) -> tuple[TokenGenerator, GaussianDiffusion]:
-    from pdiff.generative.diffusion import linear_betas
+    from pdiff.generative.diffusion import linear_schedule
 
     model = TokenGenerator(TokenLayout(ckpt["sizes"], ckpt["token_size"]), **ckpt["config"])
     model.load_state_dict(ckpt["state_dict"])
-    return model.eval(), GaussianDiffusion(linear_betas(**ckpt["schedule"]))
+    return model.eval(), linear_schedule(**ckpt["schedule"])
 
 
 # --------------------------------------------------------------------------------------------- stage helpers
