@@ -3,6 +3,7 @@ checked in headless Chromium with the network off (tools/browser.py). `make test
 (`make browser`); without it the browser test fails, naming the package."""
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -165,3 +166,39 @@ def test_colour_pixels_tells_plots_from_grey_text(tmp_path):
     img.paste(DVC_COLOURS[0], (5, 20, 25, 30))
     img.save(tmp_path / "plot.png")
     assert browser.colour_pixels(tmp_path / "plot.png")[0] == 200
+
+
+def _axis_ranges(svg: str) -> dict[str, tuple[float, float]]:
+    """{"X": (low, high), "Y": (low, high)}: the value range Vega drew on each axis, from its SVG's axis labels."""
+    import re
+
+    found = re.findall(r"aria-label=\"([XY])-axis titled '[^']*' for a linear scale with values from "
+                       r"(-?[\d.]+) to (-?[\d.]+)\"", svg)
+    return {axis: (float(low), float(high)) for axis, low, high in found}
+
+
+def test_novelty_scatter_axes_fit_the_data_not_zero(tmp_path):
+    """dvc.yaml's novelty scatter (accuracy against max-IoU), through `dvc plots show --json` with the project's
+    template folder, on data like the default run's (accuracies 97.1-98.0 %, IoUs 0.97-1): Vega draws each axis
+    over the data's range, not from 0 (where every point sat in one corner)."""
+    import vl_convert
+    import yaml
+
+    run("git init -q && dvc init -q", tmp_path)
+    shutil.copytree(ROOT / ".dvc/plots", tmp_path / ".dvc/plots")
+    plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    (definition,) = [p for p in plots if isinstance(p, dict) and "novelty_scatter" in p]
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"plots": [definition]}))
+    rng = np.random.default_rng(0)
+    for csv in definition["novelty_scatter"]["y"]:
+        (tmp_path / csv).parent.mkdir(parents=True, exist_ok=True)
+        rows = zip(rng.uniform(0.97, 1.0, 6), rng.uniform(97.1, 98.0, 6))
+        (tmp_path / csv).write_text("max_similarity,accuracy\n" + "".join(f"{s:.4f},{a:.1f}\n" for s, a in rows))
+    answer = json.loads(run(["dvc", "plots", "show", "--json", "novelty_scatter"], tmp_path).stdout)
+    spec = answer["data"]["novelty_scatter"][0]["content"]
+    assert spec["encoding"]["x"]["scale"] == {"zero": False} and spec["encoding"]["y"]["scale"] == {"zero": False}
+    ranges = _axis_ranges(vl_convert.vegalite_to_svg(spec, vl_version=offline.vl_version([spec])))
+    assert 97.0 <= ranges["Y"][0] and ranges["Y"][1] <= 98.5, ranges
+    assert 0.95 <= ranges["X"][0] and ranges["X"][1] <= 1.0, ranges
+    del spec["encoding"]["y"]["scale"], spec["encoding"]["x"]["scale"]  # control: DVC's own scatter's axes
+    assert _axis_ranges(vl_convert.vegalite_to_svg(spec, vl_version=offline.vl_version([spec])))["Y"][0] == 0
