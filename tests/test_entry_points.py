@@ -69,3 +69,26 @@ def test_every_makefile_tool_answers_help():
         if res.returncode != 0 or "usage" not in res.stdout.lower():
             failed.append(f"tools.{name}: exit {res.returncode}: {(res.stderr or res.stdout)[-500:]}")
     assert not failed, "\n".join(failed)
+
+
+def makefile_rule(target: str) -> tuple[list[str], list[str]]:
+    """(prerequisites, recipe lines) of ``target`` in the Makefile."""
+    lines = (ROOT / "Makefile").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(rf"{re.escape(target)}:(?!=)", line))
+    recipe = []
+    for line in lines[start + 1:]:
+        if not line.startswith("\t"):
+            break
+        recipe.append(line.strip())
+    return lines[start].split(":", 1)[1].split(), recipe
+
+
+def test_make_test_installs_no_system_package_and_ci_installs_the_browser_first():
+    from tools.browser import NAMES
+
+    prereqs, recipe = makefile_rule("test")
+    assert "browser" not in prereqs and not any("apt-get" in line for line in recipe), (prereqs, recipe)
+    _, browser_recipe = makefile_rule("browser")
+    assert all(f"command -v {name} " in " ".join(browser_recipe) for name in NAMES)  # the names the test looks for
+    ci = [line.strip() for line in (ROOT / ".ci/run").read_text().splitlines()]
+    assert "set -euo pipefail" in ci and ci.index("make browser") < ci.index("make test")

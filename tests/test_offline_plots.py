@@ -1,6 +1,6 @@
 """Offline `dvc plots`: DVC's page with Vega inlined and PNGs from DVC's own specs (tools/offline_plots.py),
-checked in headless Chromium with the network off (tools/browser.py). `make test` installs Chromium first
-(`make browser`); without it the browser test fails, naming the package."""
+checked in headless Chromium with the network off (tools/browser.py). Without a Chromium on PATH the browser
+test skips, naming `make browser`, which installs one (`make test` installs no system package)."""
 import json
 import os
 import shutil
@@ -66,15 +66,20 @@ def _near(png, colour, tol=12) -> int:
     return int(sum((np.abs(rgb - shade).max(axis=2) <= tol).sum() for shade in shades))
 
 
-@pytest.mark.slow
-def test_plots_diff_page_renders_every_plot_in_chromium_without_network(plots_repo, tmp_path):
-    # `make plots-diff REVS=HEAD`: the command, run as a user runs it, into its default folder (the repository
-    # root on PYTHONPATH, as `python -m` from the root has it)
+@pytest.fixture(scope="module")
+def diff_page(plots_repo):
+    """`make plots-diff REVS=HEAD` in ``plots_repo``: the command, run as a user runs it, into its default folder
+    (the repository root on PYTHONPATH, as `python -m` from the root has it) -> (folder, manifest)."""
     env = workcopy.subprocess_env({**os.environ, "PYTHONPATH": str(ROOT)})
     workcopy.run([sys.executable, "-m", "tools.offline_plots", "diff", "HEAD"], plots_repo, env=env,
                  error=AssertionError)
     out = plots_repo / "reports/plots_diff/workspace_vs_HEAD"
-    manifest = json.loads((out / "plots.json").read_text())
+    return out, json.loads((out / "plots.json").read_text())
+
+
+@pytest.mark.slow
+def test_plots_diff_writes_an_offline_page_and_one_png_per_plot(diff_page):
+    out, manifest = diff_page
     assert manifest["revisions"] == ["HEAD", "workspace"] and manifest["errors"] == []
     by_type = {t: [p for p in manifest["plots"] if p["type"] == t] for t in ("vega", "image")}
     assert sorted(p["id"] for p in by_type["vega"]) == ["acc", "m/loss.tsv"]
@@ -90,6 +95,12 @@ def test_plots_diff_page_renders_every_plot_in_chromium_without_network(plots_re
     for plot in by_type["image"]:  # image plots: DVC's copy for the page, and one PNG per revision
         assert (out / plot["png"][0]).read_bytes()[:4] == b"\x89PNG"
 
+
+@pytest.mark.slow
+@pytest.mark.skipif(browser.find_chromium() is None, reason=browser.NO_CHROMIUM)
+def test_plots_diff_page_renders_every_plot_in_chromium_without_network(diff_page, plots_repo, tmp_path):
+    out, manifest = diff_page
+    by_type = {t: [p for p in manifest["plots"] if p["type"] == t] for t in ("vega", "image")}
     # The page in Chromium with the network off: every Vega plot drew SVG marks, every image loaded.
     shot = tmp_path / "page.png"
     dom = browser.open_page(out / "index.html", shot, 1300, 900)
