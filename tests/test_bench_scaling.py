@@ -72,3 +72,15 @@ def test_bench_tokens_eval_only_runs_on_resnet18_and_keeps_the_other_entries(tmp
     assert ev["layer4.1"]["dim"] == 4_720_640 and ev["layer4.1"]["prefix_cached"]
     assert ev["whole"]["dim"] == 11_172_810 and not ev["whole"]["prefix_cached"]  # every parameter: nothing to cache
     assert ev["layer4.1"]["identical_predictions"] and ev["whole"]["identical_predictions"]
+
+
+def test_bench_tokens_whole_resnet18_shapes_are_every_parameter():
+    """The D that `make bench`'s largest tokens row and `make gpu-check`'s tokens timing use (`--dims resnet18`):
+    all 62 parameter tensors of ResNet-18 on 1-channel 28x28 input, 11,172,810 values."""
+    import math
+
+    from tools.bench_tokens import WHOLE, shapes_for
+
+    shapes = shapes_for(WHOLE)
+    assert len(shapes) == 62 and sum(math.prod(s) for s in shapes) == 11_172_810
+    assert shapes[0] == [64, 1, 3, 3] and shapes[-1] == [10]  # CIFAR stem on one channel; the 10-class head's bias
