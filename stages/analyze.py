@@ -16,9 +16,10 @@ from pdiff.analysis.decoded import DecoderReference, ae_decoder
 from pdiff.analysis.evaluation import EvalOptions, load_correctness
 from pdiff.analysis.novelty import embed_2d, run_analysis, summary_table
 from pdiff.analysis.report import write_outputs
-from pdiff.core.artifacts import load_vectors, save_json
+from pdiff.core.artifacts import save_json
 from pdiff.core.config import load_params
 from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
+from pdiff.core.snapstore import load_vectors
 from pdiff.core.stage import run_stage
 from pdiff.data.prepare import load_prepared
 from pdiff.generative.autoencoder import load_autoencoder

@@ -5,10 +5,11 @@ evaluating the same vectors again."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
 from pdiff.analysis.evaluation import EvalOptions, evaluate_sets, finite_rows, save_correctness, summarize
-from pdiff.core.artifacts import load_vectors, save_json, save_text
+from pdiff.core.artifacts import save_json, save_text
 from pdiff.core.config import load_params
 from pdiff.core.plots import accuracy_histogram
 from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
+from pdiff.core.snapstore import load_vectors
 from pdiff.core.stage import run_stage
 from pdiff.data.prepare import load_prepared
 from pdiff.nets.models import load_base_model

@@ -2,10 +2,11 @@
 (the `train_ae` format, so `load_autoencoder` reads it)."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
-from pdiff.core.artifacts import load_vectors, save_torch
+from pdiff.core.artifacts import save_torch
 from pdiff.core.config import load_params, validate_tasks
 from pdiff.core.plots import loss_curves
 from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
+from pdiff.core.snapstore import load_vectors
 from pdiff.core.stage import run_stage
 from pdiff.core.tracking import Tracker
 from pdiff.generative.autoencoder import fit_param_ae

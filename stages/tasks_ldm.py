@@ -10,7 +10,7 @@ from pdiff.core.stage import run_stage
 from pdiff.core.tracking import Tracker
 from pdiff.generative.autoencoder import load_autoencoder
 from pdiff.generative.conditional import CodeConditionedUNet, train_conditional
-from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+from pdiff.generative.diffusion import linear_schedule, schedule_settings
 
 
 def main() -> None:
@@ -23,12 +23,12 @@ def main() -> None:
     with torch.no_grad():
         z = ae.encode(normalizer(snaps["params"]))
     latent_mean, latent_std = z.mean().item(), z.std().item()
-    schedule = dict(timesteps=p.ldm.timesteps, beta_start=p.ldm.beta_start, beta_end=p.ldm.beta_end)
+    schedule = schedule_settings(p.ldm)
     config = dict(in_channels=z.shape[1], base=p.ldm.channels, mults=tuple(p.ldm.channel_mults),
                   code_bits=snaps["codes"].shape[1], cond=p.tasks_ldm.cond)
     denoiser = CodeConditionedUNet(**config)
     tracker = Tracker(None)
-    loss = train_conditional(denoiser, GaussianDiffusion(linear_betas(**schedule)), (z - latent_mean) / latent_std,
+    loss = train_conditional(denoiser, linear_schedule(**schedule), (z - latent_mean) / latent_std,
                              snaps["codes"], p.ldm, p.tasks_ldm.cond_dropout, device, gen, tracker)
     print(f"task LDM: latents {tuple(z.shape)}, cond {p.tasks_ldm.cond}, dropout {p.tasks_ldm.cond_dropout}, "
           f"final loss {loss:.4g}")

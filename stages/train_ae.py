@@ -3,10 +3,11 @@ there is no autoencoder: the stage fits the tokenizer's normalizer instead (one 
 snapshots), written to the same file."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
-from pdiff.core.artifacts import load_vectors, numels, save_torch
+from pdiff.core.artifacts import numels, save_torch
 from pdiff.core.config import load_params
 from pdiff.core.plots import loss_curves
 from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
+from pdiff.core.snapstore import load_vectors
 from pdiff.core.stage import run_stage
 from pdiff.core.tracking import Tracker
 from pdiff.generative.autoencoder import fit_param_ae

@@ -4,15 +4,16 @@ read from the (memory-mapped) snapshots instead, written to the same file."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 import torch
 
-from pdiff.core.artifacts import load_vectors, save_torch
+from pdiff.core.artifacts import save_torch
 from pdiff.core.config import load_params
 from pdiff.core.plots import loss_curves
 from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
+from pdiff.core.snapstore import load_vectors
 from pdiff.core.stage import run_stage
 from pdiff.core.tracking import Tracker
 from pdiff.generative.autoencoder import load_autoencoder
 from pdiff.generative.denoiser import UNet1D
-from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+from pdiff.generative.diffusion import linear_schedule, schedule_settings
 from pdiff.generative.ldm import train_denoiser
 
 
@@ -21,8 +22,8 @@ def tokens(p, gen, device) -> None:
 
     layout, mean, std, _ = tk.load_tokenizer("models/ae.pt")
     rows, _, _ = tk.open_rows("models/snapshots.pt", "collect")
-    schedule = dict(timesteps=p.ldm.timesteps, beta_start=p.ldm.beta_start, beta_end=p.ldm.beta_end)
-    diffusion = GaussianDiffusion(linear_betas(**schedule))
+    schedule = schedule_settings(p.ldm)
+    diffusion = linear_schedule(**schedule)
     model = tk.TokenGenerator(layout, p.tokens.width, p.tokens.depth, p.tokens.sequence, p.tokens.code)
     tracker = Tracker("metrics/train_ldm")
     loss = tk.train_tokens(model, diffusion, tk.token_data(layout, rows, mean, std), p.tokens, device, gen, tracker)
@@ -45,8 +46,8 @@ def main() -> None:
     with torch.no_grad():
         z = ae.encode(normalizer(x))
     latent_mean, latent_std = z.mean().item(), z.std().item()
-    schedule = dict(timesteps=p.ldm.timesteps, beta_start=p.ldm.beta_start, beta_end=p.ldm.beta_end)
-    diffusion = GaussianDiffusion(linear_betas(**schedule))
+    schedule = schedule_settings(p.ldm)
+    diffusion = linear_schedule(**schedule)
     config = dict(in_channels=z.shape[1], base=p.ldm.channels, mults=tuple(p.ldm.channel_mults))
     denoiser = UNet1D(**config)
     tracker = Tracker("metrics/train_ldm")

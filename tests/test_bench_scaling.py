@@ -48,3 +48,39 @@ def test_scaling_figure_draws_what_ran_and_marks_what_was_skipped(tmp_path, monk
         assert {x for x, _ in panel["skipped: would not fit"]} == {2 ** 30}
     width, height = png_size(tmp_path / "scaling.png")
     assert 900 <= width <= 1400 and 2 * height < width  # two panels side by side at 120 dpi (10 x 3.6 inches)
+
+
+def test_bench_tokens_eval_only_runs_on_resnet18_and_keeps_the_other_entries(tmp_path):
+    """`python -m tools.bench_tokens --eval-only` at tiny size, as a command: ResNet-18's whole layer4.1 and the
+    whole network evaluated naively and with prefix caching, into the given JSON file beside what it held."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = tmp_path / "bench.json"
+    out.write_text(json.dumps({"scaling": {"kept": 1}}))
+    res = subprocess.run([sys.executable, "-m", "tools.bench_tokens", "--eval-only", "--eval-vectors", "1",
+                          "--eval-inputs", "2", "--threads", "2", "--out", str(out)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["scaling"] == {"kept": 1}
+    ev = result["eval_large"]
+    assert (ev["num_vectors"], ev["num_inputs"]) == (1, 2)
+    assert ev["layer4.1"]["dim"] == 4_720_640 and ev["layer4.1"]["prefix_cached"]
+    assert ev["whole"]["dim"] == 11_172_810 and not ev["whole"]["prefix_cached"]  # every parameter: nothing to cache
+    assert ev["layer4.1"]["identical_predictions"] and ev["whole"]["identical_predictions"]
+
+
+def test_bench_tokens_whole_resnet18_shapes_are_every_parameter():
+    """The D that `make bench`'s largest tokens row and `make gpu-check`'s tokens timing use (`--dims resnet18`):
+    all 62 parameter tensors of ResNet-18 on 1-channel 28x28 input, 11,172,810 values."""
+    import math
+
+    from tools.bench_tokens import WHOLE, shapes_for
+
+    shapes = shapes_for(WHOLE)
+    assert len(shapes) == 62 and sum(math.prod(s) for s in shapes) == 11_172_810
+    assert shapes[0] == [64, 1, 3, 3] and shapes[-1] == [10]  # CIFAR stem on one channel; the 10-class head's bias

@@ -5,22 +5,49 @@ import torch
 
 from pdiff.core.tracking import Tracker
 from pdiff.generative.denoiser import UNet1D
-from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+from pdiff.generative.diffusion import linear_schedule, schedule_settings
 from pdiff.generative.fitting import EMA, ema_warmup_end
 from pdiff.generative.ldm import train_denoiser
 
 
-def test_schedule_matches_paper_defaults():
-    b = linear_betas(1000, 1e-4, 2e-2)
-    assert len(b) == 1000 and abs(b[0].item() - 1e-4) < 1e-12 and abs(b[-1].item() - 2e-2) < 1e-12
-    d = GaussianDiffusion(b)
-    assert torch.allclose(d.alphas_cumprod, torch.cumprod(1 - b, 0))
+def test_schedule_matches_paper_defaults_and_its_equations():
+    """linear_schedule's tables against the equations of its docstring, written out here step by step."""
+    d = linear_schedule(1000)
+    b = d.betas
+    assert len(b) == 1000 and b.dtype == torch.float64
+    assert abs(b[0].item() - 1e-4) < 1e-12 and abs(b[-1].item() - 2e-2) < 1e-12
+    assert torch.allclose(b, 1e-4 + (2e-2 - 1e-4) * torch.arange(1000, dtype=torch.float64) / 999)
+    abar, prod = [], 1.0
+    for beta in b.tolist():
+        prod *= 1 - beta
+        abar.append(prod)
+    abar = torch.tensor(abar, dtype=torch.float64)
+    abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
+    assert torch.allclose(d.alphas_cumprod, abar, rtol=1e-12) and torch.allclose(d.alphas_cumprod_prev, abar_prev)
+    assert torch.allclose(d.posterior_variance, b * (1 - abar_prev) / (1 - abar))
+    assert torch.allclose(d.posterior_mean_coef1, b * abar_prev.sqrt() / (1 - abar))
+    assert torch.allclose(d.posterior_mean_coef2, (1 - abar_prev) * (1 - b).sqrt() / (1 - abar))
+    assert d.posterior_variance[0] == 0  # t = 0: the last step adds no noise
+
+
+def test_schedule_settings_round_trip_through_a_checkpoint_dict():
+    from types import SimpleNamespace
+
+    settings = schedule_settings(SimpleNamespace(timesteps=50, beta_start=1e-3, beta_end=0.3, lr=1.0))
+    assert settings == {"timesteps": 50, "beta_start": 1e-3, "beta_end": 0.3}
+    assert torch.equal(linear_schedule(**settings).betas, torch.linspace(1e-3, 0.3, 50, dtype=torch.float64))
+
+
+def test_ddim_timesteps_are_evenly_spaced_from_the_last_to_zero_without_repeats():
+    d = linear_schedule(1000)
+    assert d.ddim_timesteps(5) == [999, 749, 500, 250, 0]
+    assert linear_schedule(10).ddim_timesteps(50) == list(range(9, -1, -1))  # more steps than timesteps
 
 
 def test_forward_process_closed_form_matches_iterating_the_chain():
     """q(x_t | x_0) in closed form has the same mean and variance as t single steps
     x_s = sqrt(1 - beta_s) x_{s-1} + sqrt(beta_s) eps."""
-    d = GaussianDiffusion(linear_betas(100, 1e-3, 5e-2))
+    d = linear_schedule(100, 1e-3, 5e-2)
     gen = torch.Generator().manual_seed(0)
     x0 = torch.full((20000, 1), 2.0)
     t = 60
@@ -35,7 +62,7 @@ def test_forward_process_closed_form_matches_iterating_the_chain():
 
 
 def test_predict_x0_inverts_q_sample():
-    d = GaussianDiffusion(linear_betas(1000))
+    d = linear_schedule(1000)
     x0 = torch.randn(8, 4, 6)
     t = torch.randint(1000, (8,))
     noise = torch.randn_like(x0)
@@ -51,7 +78,7 @@ def _oracle(d, target):
 
 
 def test_ddpm_and_ddim_recover_a_point_mass_with_the_exact_denoiser():
-    d = GaussianDiffusion(linear_betas(1000))
+    d = linear_schedule(1000)
     target = torch.randn(1, 2, 5)
     gen = torch.Generator().manual_seed(0)
     x = d.p_sample_loop(_oracle(d, target), (3, 2, 5), gen=gen, progress=False)
@@ -134,7 +161,7 @@ def _train_tiny_denoiser(**cfg):
     torch.manual_seed(0)
     net = UNet1D(2, base=4)
     z = torch.randn(6, 2, 8)
-    d = GaussianDiffusion(linear_betas(50, 1e-4, 2e-2))
+    d = linear_schedule(50, 1e-4, 2e-2)
     conf = SimpleNamespace(lr=1e-2, weight_decay=0.0, steps=30, batch_size=4, **cfg)
     loss, sampler = train_denoiser(net, d, z, conf, "cpu", torch.Generator().manual_seed(0), Tracker(None))
     return net, sampler, loss

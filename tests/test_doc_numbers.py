@@ -89,16 +89,15 @@ def test_ema_warm_up_thresholds_in_the_docs_are_the_formulas():
     assert f"ending at {(1 + 1500) / (10 + 1500):.3f}" in text
 
 
-def test_layout_inventories_name_every_module_script_tool_and_report_folder():
-    """README's layout and docs/architecture.md list every library module, tool, script and report folder."""
+def test_layout_inventories_name_every_module_tool_and_report_folder():
+    """README's layout and docs/architecture.md list every library module, tool and report folder."""
     readme = (ROOT / "README.md").read_text()
     architecture = (ROOT / "docs/architecture.md").read_text()
     modules = [f.stem for f in (ROOT / "pdiff").glob("*/*.py") if f.stem != "__init__"]
     tools = [f.stem for f in (ROOT / "tools").glob("*.py") if f.stem != "__init__"]
-    scripts = [f.stem for f in (ROOT / "scripts").glob("*.py")]
     reports = [d.name for d in (ROOT / "reports").iterdir() if d.is_dir()]
-    missing = [f"architecture.md: {m}" for m in modules + tools + scripts + reports if f"`{m}" not in architecture]
-    missing += [f"README.md: {m}" for m in tools + scripts + reports if m not in readme]
+    missing = [f"architecture.md: {m}" for m in modules + tools + reports if f"`{m}" not in architecture]
+    missing += [f"README.md: {m}" for m in tools + reports if m not in readme]
     assert not missing, missing
 
 

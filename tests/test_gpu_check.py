@@ -1,4 +1,4 @@
-"""`make gpu-check` (scripts/gpu_check.py): stops at once without CUDA; its shortened preset is a valid run."""
+"""`make gpu-check` (tools/gpu_check.py): stops at once without CUDA; its shortened preset is a valid run."""
 import shutil
 import subprocess
 import sys
@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 def test_without_cuda_it_stops_at_once_with_a_clear_message(tmp_path):
     out = tmp_path / "gpu.json"
     start = time.perf_counter()
-    res = subprocess.run([sys.executable, "scripts/gpu_check.py", "--out", str(out)], cwd=ROOT, capture_output=True,
+    res = subprocess.run([sys.executable, "-m", "tools.gpu_check", "--out", str(out)], cwd=ROOT, capture_output=True,
                          text=True, env={"PATH": "/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": ""}, timeout=300)
     assert res.returncode == 2, res.stderr
     assert "no CUDA device" in res.stderr and "make gpu-check" in res.stderr and not res.stdout
@@ -20,11 +20,8 @@ def test_without_cuda_it_stops_at_once_with_a_clear_message(tmp_path):
 
 
 def test_shortened_params_point_at_the_data_root_and_cuda_and_keep_the_papers_k_and_n(tmp_path):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import gpu_check
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    from tools import gpu_check
+
     params = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", params)
     gpu_check.write_shortened_params(params, tmp_path / "raw")
@@ -38,11 +35,8 @@ def test_shortened_params_point_at_the_data_root_and_cuda_and_keep_the_papers_k_
 def test_tokens_timing_runs_the_bench_children_on_the_given_device():
     """The tokenized generator's timing that gpu-check adds (on CUDA, a whole ResNet-18), here on the CPU at a
     small D: both sequence models timed in their own processes, steps/s the inverse of s/step."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import gpu_check
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    from tools import gpu_check
+
     row = gpu_check.tokens_timing(device="cpu", dim=4096, steps=2)
     assert row["dim"] == 4096 and row["tokens"] == 4  # 4 tensors of 1,024 values, token size 1,024
     for suffix in ("", "_gru"):

@@ -1,7 +1,9 @@
 """Offline `dvc plots`: DVC's page with Vega inlined and PNGs from DVC's own specs (tools/offline_plots.py),
-checked in headless Chromium with the network off (tools/browser.py). `make test` installs Chromium first
-(`make browser`); without it the browser test fails, naming the package."""
+checked in headless Chromium with the network off (tools/browser.py). Without a Chromium on PATH the browser
+test skips, naming `make browser`, which installs one (`make test` installs no system package)."""
 import json
+import os
+import shutil
 import sys
 
 import numpy as np
@@ -10,7 +12,7 @@ from PIL import Image
 
 from pdiff import PdiffError
 from tests.conftest import ROOT, run
-from tools import browser
+from tools import browser, workcopy
 from tools import offline_plots as offline
 
 DVC_COLOURS = [(0x94, 0x5D, 0xD6), (0x13, 0xAD, 0xC7)]  # dvc-render's colours of the first two revisions
@@ -64,12 +66,20 @@ def _near(png, colour, tol=12) -> int:
     return int(sum((np.abs(rgb - shade).max(axis=2) <= tol).sum() for shade in shades))
 
 
-@pytest.mark.slow
-def test_plots_diff_page_renders_every_plot_in_chromium_without_network(plots_repo, tmp_path):
-    # `make plots-diff REVS=HEAD`: the script, run as a user runs it, into its default folder
-    run([sys.executable, str(ROOT / "scripts/plots.py"), "diff", "HEAD"], plots_repo)
+@pytest.fixture(scope="module")
+def diff_page(plots_repo):
+    """`make plots-diff REVS=HEAD` in ``plots_repo``: the command, run as a user runs it, into its default folder
+    (the repository root on PYTHONPATH, as `python -m` from the root has it) -> (folder, manifest)."""
+    env = workcopy.subprocess_env({**os.environ, "PYTHONPATH": str(ROOT)})
+    workcopy.run([sys.executable, "-m", "tools.offline_plots", "diff", "HEAD"], plots_repo, env=env,
+                 error=AssertionError)
     out = plots_repo / "reports/plots_diff/workspace_vs_HEAD"
-    manifest = json.loads((out / "plots.json").read_text())
+    return out, json.loads((out / "plots.json").read_text())
+
+
+@pytest.mark.slow
+def test_plots_diff_writes_an_offline_page_and_one_png_per_plot(diff_page):
+    out, manifest = diff_page
     assert manifest["revisions"] == ["HEAD", "workspace"] and manifest["errors"] == []
     by_type = {t: [p for p in manifest["plots"] if p["type"] == t] for t in ("vega", "image")}
     assert sorted(p["id"] for p in by_type["vega"]) == ["acc", "m/loss.tsv"]
@@ -85,6 +95,12 @@ def test_plots_diff_page_renders_every_plot_in_chromium_without_network(plots_re
     for plot in by_type["image"]:  # image plots: DVC's copy for the page, and one PNG per revision
         assert (out / plot["png"][0]).read_bytes()[:4] == b"\x89PNG"
 
+
+@pytest.mark.slow
+@pytest.mark.skipif(browser.find_chromium() is None, reason=browser.NO_CHROMIUM)
+def test_plots_diff_page_renders_every_plot_in_chromium_without_network(diff_page, plots_repo, tmp_path):
+    out, manifest = diff_page
+    by_type = {t: [p for p in manifest["plots"] if p["type"] == t] for t in ("vega", "image")}
     # The page in Chromium with the network off: every Vega plot drew SVG marks, every image loaded.
     shot = tmp_path / "page.png"
     dom = browser.open_page(out / "index.html", shot, 1300, 900)
@@ -161,3 +177,39 @@ def test_colour_pixels_tells_plots_from_grey_text(tmp_path):
     img.paste(DVC_COLOURS[0], (5, 20, 25, 30))
     img.save(tmp_path / "plot.png")
     assert browser.colour_pixels(tmp_path / "plot.png")[0] == 200
+
+
+def _axis_ranges(svg: str) -> dict[str, tuple[float, float]]:
+    """{"X": (low, high), "Y": (low, high)}: the value range Vega drew on each axis, from its SVG's axis labels."""
+    import re
+
+    found = re.findall(r"aria-label=\"([XY])-axis titled '[^']*' for a linear scale with values from "
+                       r"(-?[\d.]+) to (-?[\d.]+)\"", svg)
+    return {axis: (float(low), float(high)) for axis, low, high in found}
+
+
+def test_novelty_scatter_axes_fit_the_data_not_zero(tmp_path):
+    """dvc.yaml's novelty scatter (accuracy against max-IoU), through `dvc plots show --json` with the project's
+    template folder, on data like the default run's (accuracies 97.1-98.0 %, IoUs 0.97-1): Vega draws each axis
+    over the data's range, not from 0 (where every point sat in one corner)."""
+    import vl_convert
+    import yaml
+
+    run("git init -q && dvc init -q", tmp_path)
+    shutil.copytree(ROOT / ".dvc/plots", tmp_path / ".dvc/plots")
+    plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    (definition,) = [p for p in plots if isinstance(p, dict) and "novelty_scatter" in p]
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"plots": [definition]}))
+    rng = np.random.default_rng(0)
+    for csv in definition["novelty_scatter"]["y"]:
+        (tmp_path / csv).parent.mkdir(parents=True, exist_ok=True)
+        rows = zip(rng.uniform(0.97, 1.0, 6), rng.uniform(97.1, 98.0, 6), strict=True)
+        (tmp_path / csv).write_text("max_similarity,accuracy\n" + "".join(f"{s:.4f},{a:.1f}\n" for s, a in rows))
+    answer = json.loads(run(["dvc", "plots", "show", "--json", "novelty_scatter"], tmp_path).stdout)
+    spec = answer["data"]["novelty_scatter"][0]["content"]
+    assert spec["encoding"]["x"]["scale"] == {"zero": False} and spec["encoding"]["y"]["scale"] == {"zero": False}
+    ranges = _axis_ranges(vl_convert.vegalite_to_svg(spec, vl_version=offline.vl_version([spec])))
+    assert 97.0 <= ranges["Y"][0] and ranges["Y"][1] <= 98.5, ranges
+    assert 0.95 <= ranges["X"][0] and ranges["X"][1] <= 1.0, ranges
+    del spec["encoding"]["y"]["scale"], spec["encoding"]["x"]["scale"]  # control: DVC's own scatter's axes
+    assert _axis_ranges(vl_convert.vegalite_to_svg(spec, vl_version=offline.vl_version([spec])))["Y"][0] == 0

@@ -134,7 +134,7 @@ def test_mnist5k_resnet18_preset_plumbing_at_tiny_size(tmp_path):
     from pdiff.core.tracking import Tracker
     from pdiff.generative.autoencoder import Normalizer, ParamAE
     from pdiff.generative.denoiser import UNet1D
-    from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+    from pdiff.generative.diffusion import linear_schedule
     from pdiff.generative.ldm import LatentModel, SamplingConfig, sample_vectors, train_denoiser
     from pdiff.nets.selection import flatten
 
@@ -155,7 +155,7 @@ def test_mnist5k_resnet18_preset_plumbing_at_tiny_size(tmp_path):
     assert ae.latent_shape == (2, 64)  # 128 latent values, as the official rewrite's latent
     z = ae.encode(normalizer(snaps)).detach()
     denoiser = UNet1D(z.shape[1], p.ldm.channels, tuple(p.ldm.channel_mults))
-    diffusion = GaussianDiffusion(linear_betas(20, p.ldm.beta_start, p.ldm.beta_end))
+    diffusion = linear_schedule(20, p.ldm.beta_start, p.ldm.beta_end)
     cfg = SimpleNamespace(lr=p.ldm.lr, weight_decay=0.0, steps=2, batch_size=4, ema_decay=p.ldm.ema_decay,
                           ema_warmup=p.ldm.ema_warmup)
     _, sampler = train_denoiser(denoiser, diffusion, z, cfg, "cpu", torch.Generator().manual_seed(0), Tracker(None))

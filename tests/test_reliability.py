@@ -15,8 +15,9 @@ import yaml
 
 from pdiff import PdiffError
 from pdiff.base.training import LoopContext, collect_snapshots
-from pdiff.core.artifacts import ArtifactError, load_torch, load_vectors, save_torch
+from pdiff.core.artifacts import ArtifactError, load_torch, save_torch
 from pdiff.core.config import CollectConfig
+from pdiff.core.snapstore import load_vectors
 from pdiff.core.tracking import Tracker, check_finite
 from pdiff.nets.models import SmallCNN
 from pdiff.nets.selection import select

@@ -12,7 +12,7 @@ from pdiff.core.config import ConfigError, from_dict
 from pdiff.core.runtime import seed_everything
 from pdiff.generative.autoencoder import Normalizer, ParamAE
 from pdiff.generative.denoiser import UNet1D
-from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+from pdiff.generative.diffusion import linear_schedule
 from pdiff.generative.ldm import LatentModel, SamplingConfig, sample_vectors
 from tests.conftest import ROOT
 
@@ -36,7 +36,7 @@ def _tiny_models(dim=12, timesteps=30):
     ae = ParamAE(dim, channels=[4], latent_channels=2).eval()
     normalizer = Normalizer(dim).fit(torch.randn(8, dim), "global", [dim])
     denoiser = UNet1D(2, base=4).eval()
-    return ae, normalizer, denoiser, GaussianDiffusion(linear_betas(timesteps))
+    return ae, normalizer, denoiser, linear_schedule(timesteps)
 
 
 class Counting(torch.nn.Module):

@@ -11,7 +11,7 @@ from torch import nn
 from pdiff import PdiffError
 from pdiff.core.tracking import Tracker
 from pdiff.generative.conditional import CodeConditionedUNet, sample_latents, train_conditional
-from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+from pdiff.generative.diffusion import linear_schedule
 from pdiff.tasks.codes import all_codes, binary_labels, code_str, hamming, split_codes
 from pdiff.tasks.heads import (
     HeadTraining,
@@ -127,7 +127,7 @@ def _conditional_error(mode: str, seed: int = 0, cond: str = "add") -> tuple[flo
     if mode == "shuffled":
         train_codes = train_codes[torch.randperm(len(train_codes), generator=g)]
     net = CodeConditionedUNet(2, 16, (1,), 4, cond="none" if mode == "ignored" else cond)
-    diffusion = GaussianDiffusion(linear_betas(100, 1e-4, 0.05))
+    diffusion = linear_schedule(100, 1e-4, 0.05)
     cfg = SimpleNamespace(steps=300, lr=3e-3, weight_decay=0.0, batch_size=64)
     train_conditional(net, diffusion, z, train_codes, cfg, 0.0, "cpu", g, Tracker(None))
     samples = sample_latents(net, diffusion, unseen.repeat_interleave(16, 0), (2, 8), 1.0, "ddim", 20, g, "cpu")
@@ -286,12 +286,16 @@ def test_task_recipes_queue_the_task_pipeline_with_the_preset_and_report_each_po
 
     show = [{"experiments": [{"revs": [rev("task_cond-3", "none", 50.0)]}, {"revs": [rev("task_cond-1", "add", 80.0)]},
                              {"revs": [rev("task_cond-2", "add", 70.0)]}]}]  # -2 does not carry its point's value
-    rows = tasks_ablations.experiment_rows(recipe, show)
+    def rows_of(show):
+        return tasks_ablations.experiment_rows(recipe, ablations.finished_points(recipe, show,
+                                                                                 tasks_ablations.TASKS_METRICS))
+
+    rows = rows_of(show)
     assert [(r["point"], r["generated"], r["composed_head"]) for r in rows] == [("add", 80.0, None),
                                                                                 ("none", 50.0, None)]
     show[0]["experiments"][0]["revs"] = [rev("task_cond-3", "none", 50.0, seed=1)]  # other unseen tasks
     with pytest.raises(PdiffError, match="different unseen tasks"):
-        tasks_ablations.experiment_rows(recipe, show)
+        rows_of(show)
 
 
 @pytest.mark.slow

@@ -7,8 +7,7 @@ import torch
 
 from pdiff import PdiffError
 from pdiff.core.config import from_dict
-from pdiff.data.prepare import prepare, standardize
-from pdiff.data.tensors import prepare_tensors
+from pdiff.data.prepare import prepare, prepare_tensors, standardize
 
 
 def _arrays(n_train=60, n_test=20, shape=(8, 8), dtype=np.uint8, classes=3, seed=0):

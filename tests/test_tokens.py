@@ -9,11 +9,11 @@ import pytest
 import torch
 import yaml
 
-from pdiff.core.artifacts import ArtifactError, load_vectors
-from pdiff.core.snapstore import VectorWriter, is_vector_store, open_vectors
+from pdiff.core.artifacts import ArtifactError
+from pdiff.core.snapstore import VectorWriter, is_vector_store, load_vectors, open_vectors
 from pdiff.core.tracking import Tracker
 from pdiff.generative import tokens as tk
-from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+from pdiff.generative.diffusion import linear_schedule
 from tests.conftest import run
 
 SIZES = [100, 37, 300]  # 2 + 1 + 5 tokens of 64: three of them padded
@@ -39,7 +39,7 @@ def test_padding_never_enters_the_loss():
     lay = tk.TokenLayout(SIZES, 64)
     model = tk.TokenGenerator(lay, width=32, depth=2, sequence="gru")
     torch.nn.init.normal_(model.denoiser.out.weight, std=0.1)  # a non-trivial output everywhere
-    diffusion = GaussianDiffusion(linear_betas(50))
+    diffusion = linear_schedule(50)
     t = torch.tensor([1, 2, 7, 0])
     x0 = torch.randn(4, 64) * lay.mask[t]
     junk = x0 + 5.0 * torch.randn(4, 64) * ~lay.mask[t]  # only padded positions changed
@@ -65,7 +65,7 @@ def _trained(sequence: str, steps: int = 5, code: str = "none"):
     rows = torch.randn(6, sum(SIZES)).numpy()
     data = tk.token_data(lay, rows, *tk.fit_normalizer(rows, SIZES, "per_tensor"))
     model = tk.TokenGenerator(lay, width=32, depth=1, sequence=sequence, code=code)
-    diffusion = GaussianDiffusion(linear_betas(20))
+    diffusion = linear_schedule(20)
     cfg = SimpleNamespace(steps=steps, batch=16, lr=1e-3, weight_decay=0.0)
     loss = tk.train_tokens(model, diffusion, data, cfg, "cpu", torch.Generator().manual_seed(0), Tracker(None))
     assert np.isfinite(loss)
@@ -176,7 +176,7 @@ def _coherent_fraction(code: str) -> float:
     rows = np.concatenate([np.ones((10, 32)), -np.ones((10, 32))]).astype(np.float32)
     data = tk.token_data(lay, rows, torch.zeros(32), torch.ones(32))
     model = tk.TokenGenerator(lay, width=32, depth=2, sequence="none", code=code)
-    diffusion = GaussianDiffusion(linear_betas(50, 1e-3, 0.3))
+    diffusion = linear_schedule(50, 1e-3, 0.3)
     cfg = SimpleNamespace(steps=400, batch=64, lr=3e-3, weight_decay=0.0)
     tk.train_tokens(model, diffusion, data, cfg, "cpu", torch.Generator().manual_seed(0), Tracker(None))
     vecs = torch.stack(list(tk.sample_vectors_tokens(model, diffusion, data, 40, 4096, torch.Generator().manual_seed(1),
@@ -197,7 +197,7 @@ def test_clip_keeps_samples_of_an_untrained_denoiser_in_range():
     short schedule and the default 1,000 steps); clip bounds every x0 estimate."""
     lay = tk.TokenLayout(SIZES, 64)
     model = tk.TokenGenerator(lay, width=16, depth=1, sequence="none")
-    diffusion = GaussianDiffusion(linear_betas(100, 1e-3, 0.2))
+    diffusion = linear_schedule(100, 1e-3, 0.2)
 
     def sample(clip):
         return torch.cat(list(tk.sample_tokens(model, diffusion, 16, 64, torch.Generator().manual_seed(0),

@@ -10,14 +10,26 @@ stage's params and deps alone reuse that stage from the DVC cache (the queue's l
 skipping"); `run_recipe` reads those logs, so every report states which stages each point really ran and for
 how long. The queue's state comes from DVC's Python API (`Repo.experiments.celery_queue.status()`), not from
 parsing `dvc queue status` text.
+
+    python -m tools.ablations list
+    python -m tools.ablations run NAME [--jobs N]   # queue the grid, `dvc queue start -j N`, wait, report
+    python -m tools.ablations report NAME           # reports/ablations/NAME.md + NAME.png from `dvc exp show`
+
+Both write reports/ablations/NAME_plots/ too: `dvc plots diff` of the points as a page that opens offline, with
+one PNG per plot (tools/offline_plots.py), linked from NAME.md (--no-plots skips it). --out DIR writes the
+report, logs and run summary to DIR instead of reports/ablations (for instance reports/mnist5k-resnet18/ablations
+for a run on that preset). Run it from the repository root of a committed git + DVC repo (queued runs only see
+git-tracked files). A task-pipeline recipe's report is `tools.tasks_ablations`'.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
 import re
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +37,9 @@ from pathlib import Path
 from pdiff import PdiffError
 from pdiff.analysis.sets import BY_NAME, SETS, of_kind
 from pdiff.core.artifacts import save_json, save_text
-from pdiff.core.stage import read_timings, timing_folder
+from pdiff.core.stage import read_timings, run_script, timing_folder
 from tools.dvc_runner import run_dvc
+from tools.presets import lookup, resolved
 
 METRICS_FILE = "metrics/evaluate.json"
 NOVELTY_FILE = "metrics/novelty.json"  # analyze stage: how close models sit to the training snapshots
@@ -66,15 +79,6 @@ class Recipe:
         return varying[0]
 
 
-def _get(params: dict, dotted: str):
-    node = params
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def recipes(params: dict | None = None) -> dict[str, Recipe]:
     """All ablation recipes. ``params`` (the parsed params.yaml) sets the `ae_steps` recipe's base value."""
     params = params or {}
@@ -105,7 +109,7 @@ def recipes(params: dict | None = None) -> dict[str, Recipe]:
     out.append(Recipe("sampler", "Sampler and sampling steps", "sampler / steps",
                       [Point(f"{s}{n}", {"generate.sampler": s, "generate.steps": n}) for s, n in grid],
                       note="The LDM is trained once (T = 1000); only `generate` and `evaluate` rerun."))
-    ae_steps = int(_get(params, "ae.steps") or 2000)
+    ae_steps = int(lookup(params, "ae.steps") or 2000)
     out.append(Recipe("ae_steps", "AE training steps: when does the diffusion model start to matter?", "AE steps",
                       [Point(f"{s:,}", {"ae.steps": s}) for s in (ae_steps, 5 * ae_steps, 15 * ae_steps)],
                       sweep=True,
@@ -130,8 +134,6 @@ def recipes(params: dict | None = None) -> dict[str, Recipe]:
 def task_recipes() -> list[Recipe]:
     """Recipes of the task-conditioned pipeline (tasks/dvc.yaml, docs/tasks.md): every point carries its task
     preset's values, so the committed params.yaml stays the default. Reported by `tools.tasks_ablations`."""
-    from tools.presets import resolved
-
     def on(preset: str, key: str, values, label=str) -> list[Point]:
         base = resolved(preset)
         return [Point(label(v), {**base, key: v}) for v in values]
@@ -384,9 +386,16 @@ def find_experiment(recipe: Recipe, point: Point, finished: dict[str, dict]) -> 
     its per-point name, provided the experiment's params carry the point's overrides."""
     for name in dict.fromkeys((exp_name(recipe, point), legacy_name(recipe, point))):
         rec = finished.get(name)
-        if rec is not None and all(_get(rec["params"], k) == v for k, v in point.overrides.items()):
+        if rec is not None and all(lookup(rec["params"], k) == v for k, v in point.overrides.items()):
             return name
     return None
+
+
+def finished_points(recipe: Recipe, show: list, metrics_file: str = METRICS_FILE) -> list[tuple[Point, str, dict]]:
+    """(point, experiment name, its `experiments_from_show` record) for each point of ``recipe`` that has
+    finished, in the order of the points."""
+    finished = experiments_from_show(show, metrics_file)
+    return [(p, name, finished[name]) for p in recipe.points if (name := find_experiment(recipe, p, finished))]
 
 
 def table(recipe: Recipe, finished: dict[str, dict], run: dict | None = None):
@@ -402,7 +411,7 @@ def table(recipe: Recipe, finished: dict[str, dict], run: dict | None = None):
         rec = finished[name]
         row = {"point": point.label, "experiment": name}
         for key in recipe.keys:
-            value = _get(rec["params"], key)
+            value = lookup(rec["params"], key)
             row[key] = json.dumps(value) if isinstance(value, list) else value
         for method, key in COLUMNS:
             row[f"{method} {key.replace('acc_', '')}"] = rec["metrics"].get(method, {}).get(key)
@@ -495,8 +504,7 @@ def plots_page(recipe: Recipe, show: list, out_dir: Path, cwd: Path) -> Path:
     (DVC's HTML with Vega inlined) and one PNG per plot (tools/offline_plots.py). Returns the folder."""
     from tools import offline_plots
 
-    finished = experiments_from_show(show)
-    names = [n for p in recipe.points if (n := find_experiment(recipe, p, finished))]
+    names = [name for _, name, _ in finished_points(recipe, show)]
     if not names:
         raise PdiffError(f"no finished experiments of ablation {recipe.name!r} to plot; run "
                          f"`make ablation NAME={recipe.name}` first.")
@@ -545,3 +553,57 @@ def write_report(recipe: Recipe, show: list, out_dir: Path, run: dict | None = N
         lines += [f"DVC's plots of every point (`dvc plots diff`: accuracy distributions, novelty, loss curves), "
                   f"offline: [{rel}/index.html]({rel}/index.html), one PNG per plot in `{rel}/png/`.", ""]
     return save_text("\n".join(lines), out_dir / f"{recipe.name}.md")
+
+
+OUT = Path("reports/ablations")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=("list", "run", "report"))
+    ap.add_argument("name", nargs="?")
+    ap.add_argument("--jobs", "-j", type=int, help="parallel queue workers (dvc queue start -j); default: CPU "
+                    "cores / params.yaml `threads`, at least 1")
+    ap.add_argument("--out", type=Path, default=OUT, help=f"report folder (default {OUT})")
+    ap.add_argument("--no-plots", action="store_true", help="skip the offline `dvc plots diff` page of the points")
+    args = ap.parse_args(argv)
+    import yaml
+
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    jobs = args.jobs or default_jobs(int(params.get("threads") or 1))
+    if args.action == "list":
+        for r in recipes(params).values():
+            print(f"{r.name:8} {r.title}: " + "; ".join(f"{p.label} {p.overrides}" for p in r.points))
+        return
+    if not args.name:
+        raise PdiffError("give the ablation's NAME; `python -m tools.ablations list` shows them.")
+    recipe = get_recipe(args.name, params)
+    run = None
+    if args.action == "run":
+        run = run_recipe(recipe, jobs, Path.cwd(), args.out)
+        print(f"ablation {recipe.name}: {len(recipe.points)} experiments in {run['wall_seconds']:.0f} s "
+              f"(-j {jobs})")
+        for name, info in run["experiments"].items():
+            print(f"  {name}: ran {', '.join(info['ran']) or 'nothing'}; reused {', '.join(info['reused'])}")
+    elif (args.out / f"{recipe.name}_run.json").exists():
+        run = json.loads((args.out / f"{recipe.name}_run.json").read_text())
+    show = show_experiments(Path.cwd())
+    if recipe.target == "tasks/dvc.yaml":  # the task pipeline's own report (unseen-task accuracy per method)
+        from tools import tasks_ablations
+
+        found = finished_points(recipe, show, tasks_ablations.TASKS_METRICS)
+        path = tasks_ablations.write_report(recipe, found, args.out, run)
+        print(f"wrote {path} and {path.with_suffix('.png')}")
+        return
+    plots = None
+    if not args.no_plots:
+        try:
+            plots = plots_page(recipe, show, args.out, Path.cwd())
+        except PdiffError as exc:  # the table does not need the plots
+            print(f"no offline plots page: {exc}", file=sys.stderr)
+    path = write_report(recipe, show, args.out, run, plots)
+    print(f"wrote {path} and {path.with_suffix('.png')}" + (f"; offline plots {plots}/index.html" if plots else ""))
+
+
+if __name__ == "__main__":
+    run_script(main)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import tempfile
@@ -31,46 +30,9 @@ from torch import nn
 
 from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, split_at_selection
 from pdiff.nets.selection import flatten, last_norm_params
+from tools.measure import machine, timed
 from tools.workcopy import ROOT, clone_head, copy_pipeline
 from tools.workcopy import run as _run
-
-
-def machine() -> dict:
-    """The machine the numbers were taken on."""
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {
-        "cpu": cpu, "logical_cpus": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
-        "platform": platform.platform(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-    if hasattr(os, "getloadavg"):
-        info["load_avg_1m_at_start"] = round(os.getloadavg()[0], 2)
-    return info
-
-
-def _sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device="cpu", repeats: int = 1):
-    """(best wall time in seconds over ``repeats`` calls, last result)."""
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        out = fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return best, out
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
@@ -156,9 +118,9 @@ def _step_time(module: nn.Module, loss_fn, device, steps: int) -> float:
 def _scale_one(dim: int, ae_cfg: dict, ldm_cfg: dict, batch_size: int, steps: int, device) -> dict:
     from pdiff.generative.autoencoder import ParamAE
     from pdiff.generative.denoiser import UNet1D
-    from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+    from pdiff.generative.diffusion import linear_schedule
 
-    diffusion = GaussianDiffusion(linear_betas(1000, 1e-4, 2e-2))
+    diffusion = linear_schedule(1000)
     gen = torch.Generator().manual_seed(0)
     if torch.device(device).type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -394,7 +356,7 @@ def main(argv=None) -> dict:
 
 def _eval_entry(repo: Path, p, device, model, data) -> dict:
     """The `eval` entry and its flat keys: naive vs fast evaluation of the run's snapshots and generated vectors."""
-    from pdiff.core.artifacts import load_vectors
+    from pdiff.core.snapstore import load_vectors
 
     snaps = load_vectors(repo / "models/snapshots.pt", "collect")
     gen_vecs = load_vectors(repo / "models/generated.pt", "generate")
@@ -466,3 +428,7 @@ def _write(result: dict, out: Path, figure: str | None, measured_on: dict) -> di
         scaling_figure(result["scaling"], Path(figure))
         print(f"bench: wrote {figure}")
     return result
+
+
+if __name__ == "__main__":
+    main()

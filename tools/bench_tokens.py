@@ -12,6 +12,7 @@ Shapes: D = 11.2 M is every parameter of ResNet-18 with the CIFAR stem on 1-chan
 
     python -m tools.bench_tokens                       # all D, written into metrics/bench.json's scaling entry
     python -m tools.bench_tokens --dims 2048,16384 --out /tmp/b.json
+    python -m tools.bench_tokens --eval-only           # evaluation of whole-block / whole-network vectors
 """
 from __future__ import annotations
 
@@ -34,13 +35,16 @@ WHOLE = "resnet18"
 TOKEN_DIMS = (2048, 16384, 131072, 1048576, WHOLE)
 
 
+def resnet18_1ch() -> torch.nn.Module:
+    """The pipeline's own ResNet-18 on 1-channel 28x28 input, 10 classes (CIFAR stem: 3x3 conv, no max-pool)."""
+    from pdiff.nets.models import build_model
+
+    return build_model("resnet18", 1, 10, 28)
+
+
 def resnet18_shapes() -> list[list[int]]:
     """Shapes of every parameter of ResNet-18, CIFAR stem, 1 input channel, 10 classes."""
-    from tools.bench import resnet18_cifar
-
-    model = resnet18_cifar(10)
-    model.conv1 = torch.nn.Conv2d(1, 64, 3, stride=1, padding=1, bias=False)
-    return [list(p.shape) for p in model.parameters()]
+    return [list(p.shape) for p in resnet18_1ch().parameters()]
 
 
 def shapes_for(dim) -> list[list[int]]:
@@ -69,7 +73,7 @@ def child(args) -> dict:
 
     from pdiff.core.tracking import Tracker
     from pdiff.generative import tokens as tk
-    from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+    from pdiff.generative.diffusion import linear_schedule
 
     torch.set_num_threads(args.threads)
     rows, _, shapes = tk.open_rows(args.store, "bench")
@@ -80,7 +84,7 @@ def child(args) -> dict:
     layout = tk.TokenLayout(sizes, args.token_size)
     data = tk.token_data(layout, rows, mean, std)
     model = tk.TokenGenerator(layout, args.width, args.depth, args.sequence)
-    diffusion = GaussianDiffusion(linear_betas(1000))
+    diffusion = linear_schedule(1000)
     gen = torch.Generator().manual_seed(0)
     cfg = SimpleNamespace(steps=1, batch=args.batch, lr=1e-4, weight_decay=0.0)
     device = torch.device(args.device)
@@ -196,12 +200,10 @@ def eval_per_vector(num_vectors: int = 2, num_inputs: int = 128, batch_size: int
     predictions checked identical. ``num_inputs`` test inputs per vector."""
     from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, split_at_selection
     from pdiff.nets.selection import flatten, select
-    from tools.bench import resnet18_cifar, timed
+    from tools.measure import timed
 
     gen = torch.Generator().manual_seed(seed)
-    model = resnet18_cifar(10)
-    model.conv1 = torch.nn.Conv2d(1, 64, 3, stride=1, padding=1, bias=False)
-    model.eval()
+    model = resnet18_1ch().eval()
     x = torch.randn(num_inputs, 1, 28, 28, generator=gen)
     y = torch.randint(10, (num_inputs,), generator=gen)
     out = {"num_inputs": num_inputs, "num_vectors": num_vectors}
@@ -336,6 +338,8 @@ def main(argv=None) -> dict | None:
     ap.add_argument("--figure", default="reports/bench/scaling_tokens.png")
     ap.add_argument("--eval-only", action="store_true",
                     help="measure only the evaluation of whole-block / whole-network vectors (eval_large)")
+    ap.add_argument("--eval-vectors", type=int, default=2, help="--eval-only: vectors evaluated per selection")
+    ap.add_argument("--eval-inputs", type=int, default=128, help="--eval-only: test inputs per vector")
     ap.add_argument("--docs", action="store_true", help="rewrite the tables of docs/tokens.md from the JSON files")
     args = ap.parse_args(argv)
     if args.docs:
@@ -350,13 +354,13 @@ def main(argv=None) -> dict | None:
     if args.eval_only:
         torch.set_num_threads(args.threads)
         result = json.loads(out.read_text()) if out.exists() else {}
-        result["eval_large"] = eval_per_vector()
+        result["eval_large"] = eval_per_vector(args.eval_vectors, args.eval_inputs)
         save_json(result, out)
         return result
     dims = [d if d == WHOLE else int(d) for d in args.dims.split(",") if d.strip()]
     entry = tokens_scaling(dims, k=args.k, token_size=args.token_size, batch=args.batch, width=args.width,
                            depth=args.depth, steps=args.steps, threads=args.threads)
-    from tools.bench import machine
+    from tools.measure import machine
 
     result = json.loads(out.read_text()) if out.exists() else {}
     scaling = result.setdefault("scaling", {})

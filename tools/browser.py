@@ -1,6 +1,6 @@
 """Opening a page in headless Chromium with the network off: the DOM after scripts ran, and a screenshot.
 
-Used by the offline-plots test and by `python scripts/plots.py ... --screenshot PNG` (the docs' screenshot).
+Used by the offline-plots test and by `python -m tools.offline_plots ... --screenshot PNG` (the docs' screenshot).
 The network is off twice over: the browser gets a proxy that refuses every connection and a resolver that finds
 no host; where the kernel allows it (`unshare -n`, as root), it also runs in a network namespace of its own with
 no interface but loopback. `file://` pages and the files beside them still load.
@@ -26,14 +26,21 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-
          "--disable-component-update", "--hide-scrollbars", *OFFLINE_FLAGS]
 
 
+def find_chromium() -> str | None:
+    """The first Chromium binary on PATH (`NAMES`), or None."""
+    return next((found for name in NAMES if (found := shutil.which(name))), None)
+
+
+NO_CHROMIUM = (f"no Chromium on PATH (looked for {', '.join(NAMES)}); `make browser` installs Debian's `chromium` "
+               "package (apt-get, as root, else through sudo).")
+
+
 def chromium() -> str:
     """The Chromium binary on PATH, or a clear error (`make browser` installs Debian's `chromium`)."""
-    for name in NAMES:
-        found = shutil.which(name)
-        if found:
-            return found
-    raise PdiffError(f"no Chromium on PATH (looked for {', '.join(NAMES)}); `make browser` installs Debian's "
-                     "`chromium` package (apt-get, as root), and `make test` runs it first.")
+    found = find_chromium()
+    if not found:
+        raise PdiffError(NO_CHROMIUM)
+    return found
 
 
 @lru_cache(maxsize=1)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from pdiff.core.artifacts import save_json
 from pdiff.core.kernels import PORTABLE_ENV, cpu
-from tools.bench import machine
+from tools.measure import machine
 from tools.workcopy import ROOT, clone_head, run, subprocess_env
 
 FOLDER = ROOT / "reports/determinism"

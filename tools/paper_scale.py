@@ -1,4 +1,4 @@
-"""A preset's headline over several seeds (`scripts/paper_scale.py`): run the whole pipeline once per seed in a
+"""A preset's headline over several seeds: run the whole pipeline once per seed in a
 fresh clone of the current commit, collect each run's accuracies, baselines, novelty and per-stage seconds into
 one results file, and render it as a Markdown table and a PNG figure.
 
@@ -18,9 +18,19 @@ into params.yaml, ``dvc repro`` with its output time-stamped. A seed's entry (`c
 - ``base``: the base model's validation accuracy after each epoch (the convergence the epochs were chosen on);
 - ``dim``, ``test_size``, ``stage_seconds`` (each stage's own timer, from the timing files its stages wrote) and
   ``wall_seconds`` (the whole `dvc repro`).
+
+    python -m tools.paper_scale run --seeds 0 1 2     # -> reports/mnist5k-resnet18/results.{json,md,png}
+    python -m tools.paper_scale collect REPO LOG      # add a finished run (REPO, its repro output LOG)
+    python -m tools.paper_scale report                # re-render results.md / results.png
+
+Options: --preset (default mnist5k-resnet18), --out (default reports/<preset>), --work (clone folder; default a
+temporary one), --set KEY=VALUE (repeatable: a params value on top of the preset, for instance
+`--set generator=tokens --set collect.storage=mmap --out reports/mnist5k-resnet18/tokens`; one results file holds
+one setting).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import re
@@ -33,7 +43,9 @@ import yaml
 
 from pdiff import PdiffError
 from pdiff.analysis.sets import BY_NAME, of_kind
-from pdiff.core.artifacts import load_torch, load_vectors, save_json, save_text
+from pdiff.core.artifacts import load_torch, save_json, save_text
+from pdiff.core.snapstore import load_vectors
+from pdiff.core.stage import run_script
 
 SUMMARY_KEYS = ("count", "acc_mean", "acc_median", "acc_max", "acc_min", "acc_std")
 DECODER_KEYS = ("count", "acc_mean", "acc_median", "acc_max", "acc_min", "max_similarity_mean", "nn_l2_mean")
@@ -324,3 +336,37 @@ def run(preset: str, seeds: list[int], out_dir: Path, work_root: Path | None = N
     results = load_results(path)
     write_report(results, out_dir)
     return results
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=("run", "collect", "report"))
+    ap.add_argument("paths", nargs="*", help="collect: the run's repository and the file with its repro output")
+    ap.add_argument("--preset", default="mnist5k-resnet18")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--work", type=Path)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="params value on top of the preset (YAML value), repeatable")
+    args = ap.parse_args(argv)
+    overrides = parse_overrides(args.overrides)
+    out = args.out or Path("reports") / args.preset
+    path = out / "results.json"
+    if args.action == "run":
+        run(args.preset, args.seeds, out, args.work, overrides=overrides)
+        return
+    if args.action == "collect":
+        if len(args.paths) != 2:
+            raise PdiffError("`collect` needs two paths: the run's repository and the file with its repro output.")
+        repo, log = map(Path, args.paths)
+        entry = collect(repo, log.read_text().splitlines())
+        save_json(add_entry(load_results(path), args.preset, entry, overrides), path)
+    if not load_results(path)["seeds"]:
+        raise PdiffError(f"{path} holds no finished seed to report; `python -m tools.paper_scale run` (or `collect`) "
+                         "writes it, and --out or --preset pick another folder.")
+    write_report(load_results(path), out)
+    print(f"wrote {out / 'results.md'} and {out / 'results.png'}")
+
+
+if __name__ == "__main__":
+    run_script(main)

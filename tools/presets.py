@@ -39,6 +39,16 @@ def _leaves(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def lookup(params: dict, dotted: str):
+    """The value of a dotted key (``ae.steps``) in nested ``params``; None when a part is missing."""
+    node = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
 def _nest(flat: dict) -> dict:
     out: dict = {}
     for key, v in flat.items():
@@ -126,9 +136,13 @@ def exp_args(name: str, folder: Path = PRESETS_DIR) -> list[str]:
     return out
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     usage = ("usage: python -m tools.presets list | show NAME | apply NAME [params.yaml] | exp-args NAME\n"
              f"presets: {', '.join(available())}")
+    if argv[:1] in (["-h"], ["--help"]):
+        print(usage)
+        return 0
     if not argv or argv[0] not in ("list", "show", "apply", "exp-args") or (argv[0] != "list" and len(argv) < 2):
         print(usage, file=sys.stderr)
         return 2
@@ -150,4 +164,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -18,6 +18,7 @@ import json
 import os
 import random
 import re
+import sys
 import tempfile
 from pathlib import Path
 
@@ -195,3 +196,7 @@ def main(argv=None) -> int:
           f"{summary['kills_per_stage']} (not hit: {summary['stages_not_hit'] or 'none'}), "
           f"{'all ok' if summary['ok'] else 'FAILURES'}; wrote {args.out}")
     return 0 if summary["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

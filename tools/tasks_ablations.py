@@ -3,7 +3,7 @@ tasks, and how the task code enters the denoiser. The recipes (``seen_tasks``, `
 ``task_cond`` in `tools.ablations`) queue `dvc exp run tasks/dvc.yaml` with a task preset's values; the report
 reads each finished experiment's ``metrics/tasks/results.json`` from `dvc exp show`:
 
-    python scripts/ablation.py run seen_tasks       # -> reports/ablations/seen_tasks.{md,json,png}
+    python -m tools.ablations run seen_tasks       # -> reports/ablations/seen_tasks.{md,json,png}
 
 ``python -m tools.tasks_ablations FOLDER`` gathers the older runs made with `tools.tasks_run` instead
 (``FOLDER/results.json`` and ``FOLDER/seen-*/results.json``) -> ``FOLDER/seen_tasks.json`` and ``.png``.
@@ -18,6 +18,7 @@ from pdiff import PdiffError
 from pdiff.core.artifacts import save_json, save_text
 from pdiff.core.stage import run_script
 from pdiff.tasks.evaluation import METHODS
+from tools.presets import lookup
 
 TASKS_METRICS = "metrics/tasks/results.json"
 UNSEEN_DRAWN_BY = ("seed", "data.name", "tasks.num_val", "tasks.num_unseen")
@@ -50,17 +51,14 @@ def gather(folder: Path) -> list[dict]:
     return sorted(same_unseen_tasks(rows, str(folder)), key=lambda r: r["num_seen"])
 
 
-def experiment_rows(recipe, show: list) -> list[dict]:
-    """Rows of ``recipe``'s finished experiments, in the order of its points, from `dvc exp show` data."""
-    from tools.ablations import _get, experiments_from_show, find_experiment
-
-    finished = experiments_from_show(show, TASKS_METRICS)
+def experiment_rows(recipe, found: list) -> list[dict]:
+    """Rows of ``recipe``'s finished experiments, in the order of its points: ``found`` is what
+    `tools.ablations.finished_points` gives for ``TASKS_METRICS`` (point, experiment name, record)."""
     # `dvc exp show` keeps a metrics file's numbers and strings only (the lists of codes are dropped), so the
     # check that every point was scored on the same unseen tasks compares what draws them: the seed, the
     # dataset and the numbers of validation and unseen tasks (pdiff.tasks.codes.split_codes).
-    rows = [{"point": point.label, "experiment": name, **row(finished[name]["metrics"]),
-             "unseen_tasks": [_get(finished[name]["params"], k) for k in UNSEEN_DRAWN_BY]}
-            for point in recipe.points if (name := find_experiment(recipe, point, finished))]
+    rows = [{"point": point.label, "experiment": name, **row(rec["metrics"]),
+             "unseen_tasks": [lookup(rec["params"], k) for k in UNSEEN_DRAWN_BY]} for point, name, rec in found]
     if not rows:
         raise PdiffError(f"no finished experiments of ablation {recipe.name!r} in `dvc exp show`; run "
                          f"`make ablation NAME={recipe.name}` first.")
@@ -92,9 +90,10 @@ def figure(rows: list[dict], path: Path, xlabel: str = "seen tasks (log scale)",
     save_figure(fig, path)
 
 
-def write_report(recipe, show: list, out_dir: Path, run: dict | None = None) -> Path:
-    """``out_dir``/<name>.json (rows), .png (figure) and .md (table) of a task-pipeline recipe."""
-    rows = experiment_rows(recipe, show)
+def write_report(recipe, found: list, out_dir: Path, run: dict | None = None) -> Path:
+    """``out_dir``/<name>.json (rows), .png (figure) and .md (table) of a task-pipeline recipe (``found``: as for
+    `experiment_rows`)."""
+    rows = experiment_rows(recipe, found)
     seconds = {n: round(sum(e["stage_seconds"].values()), 1) for n, e in ((run or {}).get("experiments") or {}).items()}
     for r in rows:
         r["ran"] = ", ".join(run["experiments"][r["experiment"]]["ran"]) if r["experiment"] in seconds else None
@@ -119,8 +118,9 @@ def write_report(recipe, show: list, out_dir: Path, run: dict | None = None) -> 
     return save_text("\n".join(lines), out_dir / f"{recipe.name}.md")
 
 
-def main() -> None:
-    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "reports/mnist5k-tasks")
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    folder = Path(argv[0] if argv else "reports/mnist5k-tasks")
     rows = gather(folder)
     save_json(rows, folder / "seen_tasks.json")
     figure(rows, folder / "seen_tasks.png")

@@ -49,12 +49,12 @@ def run(out: Path, force: bool, first: str = "prepare", log=print) -> dict:
     return results
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("reports/mnist5k-tasks"))
     ap.add_argument("--force", action="store_true", help="rerun every stage (a measured run from a fresh state)")
     ap.add_argument("--from", dest="first", default="prepare", help="first stage to run and time (default: prepare)")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     r = run(a.out, a.force, a.first)
     print(json.dumps(r["summary"], indent=1))
 

@@ -28,7 +28,7 @@ from pdiff.core.runtime import seed_everything, setup_torch
 from pdiff.core.tracking import Tracker
 from pdiff.data.prepare import load_prepared
 from pdiff.generative import tokens as tk
-from pdiff.generative.diffusion import GaussianDiffusion, linear_betas
+from pdiff.generative.diffusion import linear_schedule, schedule_settings
 from pdiff.nets.models import load_base_model
 
 
@@ -39,7 +39,7 @@ def run_one(name: str, rows, snapshots: torch.Tensor, sizes, args, p, model, nam
     mean, std = tk.fit_normalizer(rows, sizes, args.normalize)
     tdata = tk.token_data(layout, rows, mean, std)
     net = tk.TokenGenerator(layout, args.width, args.depth, sequence, args.code)
-    diffusion = GaussianDiffusion(linear_betas(p.ldm.timesteps, p.ldm.beta_start, p.ldm.beta_end))
+    diffusion = linear_schedule(**schedule_settings(p.ldm))
     cfg = SimpleNamespace(steps=args.steps, batch=args.batch, lr=args.lr, weight_decay=0.0)
     t0 = time.perf_counter()
     loss = tk.train_tokens(net, diffusion, tdata, cfg, "cpu", gen, Tracker(None))

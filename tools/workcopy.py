@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # What a working-tree copy of the project needs to run its pipeline (stages run by dvc or one by one).
 COPY = ("pdiff", "stages", "user", "weights", "data/raw/README.md", "dvc.yaml", "params.yaml", ".dvc/config",
-        ".dvcignore", ".gitignore")
+        ".dvc/plots", ".dvcignore", ".gitignore")
 TAIL = 3000  # characters of stdout and of stderr quoted when a command fails
 
 

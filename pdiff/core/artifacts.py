@@ -122,27 +122,6 @@ def load_torch(path: str | Path, produced_by: str, required: tuple[str, ...] = (
     return obj
 
 
-def load_vectors(path: str | Path, produced_by: str) -> dict:
-    """Load a parameter-vector file: ``params`` [M, D] float, ``names`` and ``shapes`` of the selection.
-    A memory-mapped store (`pdiff.core.snapstore`, ``collect.storage: mmap``) is read into memory the same way."""
-    from pdiff.core import snapstore
-
-    if snapstore.is_vector_store(path):
-        store = snapstore.open_vectors(path, produced_by)
-        return {"params": store.tensor(), "names": store.names, "shapes": store.shapes, "steps": store.steps}
-    obj = load_torch(path, produced_by, required=("params", "names", "shapes"))
-    params, names, shapes = obj["params"], obj["names"], obj["shapes"]
-    if not isinstance(params, torch.Tensor) or params.dim() != 2 or not params.is_floating_point():
-        shape = tuple(params.shape) if isinstance(params, torch.Tensor) else type(params).__name__
-        raise ArtifactError(f"{path} (written by `{produced_by}`): `params` must be a float tensor [M, D], got "
-                            f"{shape}.")
-    d = sum(int(torch.Size(s).numel()) for s in shapes)
-    if len(names) != len(shapes) or d != params.shape[1]:
-        raise ArtifactError(f"{path} (written by `{produced_by}`): {len(names)} names / {len(shapes)} shapes "
-                            f"covering {d} values do not match params of shape {tuple(params.shape)}.")
-    return obj
-
-
 def numels(shapes: list[list[int]]) -> list[int]:
     """Number of values of each tensor shape (the split of a flat [D] vector file into its named tensors)."""
     return [int(torch.Size(s).numel()) for s in shapes]

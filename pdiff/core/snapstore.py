@@ -3,8 +3,8 @@
 The file is a plain safetensors file (any safetensors reader opens it): an 8-byte little-endian header length,
 a JSON header, then one float32 tensor ``params`` [K, D] in row-major order. The header's ``__metadata__``
 holds ``format`` = ``pdiff-vectors`` and the selection's ``names``, ``shapes`` and ``steps`` as JSON strings,
-so the artifact keeps the meaning of the torch one (`pdiff.core.artifacts.load_vectors`): one [K, D] array
-plus names and shapes.
+so the artifact keeps the meaning of the torch one: one [K, D] array plus names and shapes. `load_vectors`
+reads a vector file of either form (the torch one checked as `pdiff.core.artifacts` checks every artifact).
 
 `VectorWriter` streams rows to a temporary file beside the target (plain writes, nothing mapped, so the
 writer's memory is one row) and renames it into place only when all K rows are in. `open_vectors` checks the
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pdiff.core.artifacts import ArtifactError, atomic_path, numels
+from pdiff.core.artifacts import ArtifactError, atomic_path, load_torch, numels
 
 FORMAT = "pdiff-vectors"
 _ALIGN = 8
@@ -137,6 +137,26 @@ def open_vectors(path: str | Path, produced_by: str) -> VectorStore:
     rows = np.memmap(path, dtype=np.float32, mode="r", offset=8 + n, shape=(k, d)) if k * d else \
         np.zeros((k, d), np.float32)
     return VectorStore(path, rows, names, [list(s) for s in shapes], steps)
+
+
+def load_vectors(path: str | Path, produced_by: str) -> dict:
+    """Load a parameter-vector file of either form: ``params`` [M, D] float, ``names`` and ``shapes`` of the
+    selection. A torch file is checked (`load_torch`, then the shapes); a memory-mapped store (``collect.storage:
+    mmap``) is read into memory."""
+    if is_vector_store(path):
+        store = open_vectors(path, produced_by)
+        return {"params": store.tensor(), "names": store.names, "shapes": store.shapes, "steps": store.steps}
+    obj = load_torch(path, produced_by, required=("params", "names", "shapes"))
+    params, names, shapes = obj["params"], obj["names"], obj["shapes"]
+    if not isinstance(params, torch.Tensor) or params.dim() != 2 or not params.is_floating_point():
+        shape = tuple(params.shape) if isinstance(params, torch.Tensor) else type(params).__name__
+        raise ArtifactError(f"{path} (written by `{produced_by}`): `params` must be a float tensor [M, D], got "
+                            f"{shape}.")
+    d = sum(int(torch.Size(s).numel()) for s in shapes)
+    if len(names) != len(shapes) or d != params.shape[1]:
+        raise ArtifactError(f"{path} (written by `{produced_by}`): {len(names)} names / {len(shapes)} shapes "
+                            f"covering {d} values do not match params of shape {tuple(params.shape)}.")
+    return obj
 
 
 def file_mb(path: str | Path) -> float:

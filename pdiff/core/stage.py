@@ -72,7 +72,8 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
 
 
 def run_script(main: Callable[[], None]) -> None:
-    """Like `run_stage`, for the helper scripts in scripts/: a PdiffError exits 1 with its message only."""
+    """Like `run_stage`, for the command-line tools (`python -m tools.<name>`): a PdiffError exits 1 with its
+    message only."""
     try:
         main()
     except PdiffError as exc:

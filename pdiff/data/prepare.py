@@ -103,14 +103,41 @@ def split_official(raw: dict, val_size: int, gen: torch.Generator) -> dict:
     }
 
 
+def prepare_tensors(path: str | Path, val_size: int, gen: torch.Generator) -> dict:
+    """The prepared dataset (same keys as `split`) from a tensors file (`pdiff.data.tensors`, ``data.name:
+    tensors``): its own validation split when it has one, else ``val_size`` seeded examples of train."""
+    from pdiff.data.tensors import load_tensors
+
+    raw = load_tensors(path)
+    x, y = raw["train_x"], raw["train_y"]
+    if "val_x" in raw:
+        val_x, val_y = raw["val_x"], raw["val_y"]
+    else:
+        if val_size >= len(x):
+            raise PdiffError(f"params: `data.val_size` = {val_size} leaves no training data out of the {len(x)} "
+                             f"examples of train_x in {path}; make it smaller, or give val_x and val_y.")
+        val_idx, train_idx = hold_out(len(x), val_size, gen)
+        x, y, val_x, val_y = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
+    mean, std = channel_stats(x)
+    meta = {"num_classes": raw["num_classes"], "in_channels": int(x.shape[1]), "image_size": int(x.shape[-1])}
+    splits = {"train_x": x, "train_y": y, "val_x": val_x, "val_y": val_y, "test_x": raw["test_x"],
+              "test_y": raw["test_y"]}
+    if x.dtype == torch.uint8:  # stays uint8 on disk; `load_prepared` standardizes (stats in [0, 1] units)
+        stats = {"mean": [float(m / 255.0) for m in mean], "std": [float(s / 255.0) for s in std],
+                 "storage": "uint8"}
+        return {k: v.contiguous() for k, v in splits.items()} | meta | stats
+    m, s = mean.float().view(1, -1, 1, 1), std.float().view(1, -1, 1, 1)
+    for k in ("train_x", "val_x", "test_x"):
+        splits[k] = ((splits[k].float() - m) / s).contiguous()
+    return splits | meta | {"mean": mean.tolist(), "std": std.tolist()}
+
+
 def prepare(cfg, gen: torch.Generator) -> dict:
     """The prepared dataset for the ``data`` params group: embedded sets via `load_raw` + `split`, real ones
     via `pdiff.data.readers` + `split_official`. ``augment`` records the train-time augmentation."""
     from pdiff.data.readers import REAL_DATASETS, load_real
 
     if cfg.name == "tensors":  # your own arrays in one file (pdiff.data.tensors)
-        from pdiff.data.tensors import prepare_tensors
-
         data = prepare_tensors(cfg.root, cfg.val_size, gen)
         default_aug = "none"
     elif cfg.name in REAL_DATASETS:

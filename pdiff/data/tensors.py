@@ -7,8 +7,9 @@ arrays, or floats that are whole numbers), with num_classes = the largest label 
 with ``torch.load(weights_only=True)`` and an ``.npz`` with ``allow_pickle=False``: no code in the file ever
 runs. Every problem is reported with the file and the key at fault.
 
-Images are standardized per channel with the train split's mean and std. uint8 images stay uint8 on disk
-(standardized on load, as the real datasets are); float images are stored standardized as float32.
+`load_tensors` reads and checks the file; `pdiff.data.prepare.prepare_tensors` splits it and standardizes the
+images per channel with the train split's mean and std. uint8 images stay uint8 on disk (standardized on load,
+as the real datasets are); float images are stored standardized as float32.
 """
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ import torch
 
 from pdiff import PdiffError
 from pdiff.core.artifacts import torch_load_safely, unsafe_load_reason
-from pdiff.data.prepare import channel_stats, hold_out
 
 REQUIRED = ("train_x", "train_y", "test_x", "test_y")
 OPTIONAL = ("val_x", "val_y")
@@ -157,29 +157,3 @@ def load_tensors(path: str | Path) -> dict:
             raise _fail(path, f"key '{s}_y' holds label {top}, but train_y's labels only go up to "
                         f"{num_classes - 1}; every class must appear in the training split.")
     return out | {"num_classes": num_classes}
-
-
-def prepare_tensors(path: str | Path, val_size: int, gen: torch.Generator) -> dict:
-    """The prepared dataset (same keys as `pdiff.data.prepare.split`) from a tensors file."""
-    raw = load_tensors(path)
-    x, y = raw["train_x"], raw["train_y"]
-    if "val_x" in raw:
-        val_x, val_y = raw["val_x"], raw["val_y"]
-    else:
-        if val_size >= len(x):
-            raise PdiffError(f"params: `data.val_size` = {val_size} leaves no training data out of the {len(x)} "
-                             f"examples of train_x in {path}; make it smaller, or give val_x and val_y.")
-        val_idx, train_idx = hold_out(len(x), val_size, gen)
-        x, y, val_x, val_y = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
-    mean, std = channel_stats(x)
-    meta = {"num_classes": raw["num_classes"], "in_channels": int(x.shape[1]), "image_size": int(x.shape[-1])}
-    splits = {"train_x": x, "train_y": y, "val_x": val_x, "val_y": val_y, "test_x": raw["test_x"],
-              "test_y": raw["test_y"]}
-    if x.dtype == torch.uint8:  # stays uint8 on disk; `load_prepared` standardizes (stats in [0, 1] units)
-        stats = {"mean": [float(m / 255.0) for m in mean], "std": [float(s / 255.0) for s in std],
-                 "storage": "uint8"}
-        return {k: v.contiguous() for k, v in splits.items()} | meta | stats
-    m, s = mean.float().view(1, -1, 1, 1), std.float().view(1, -1, 1, 1)
-    for k in ("train_x", "val_x", "test_x"):
-        splits[k] = ((splits[k].float() - m) / s).contiguous()
-    return splits | meta | {"mean": mean.tolist(), "std": std.tolist()}

@@ -118,7 +118,7 @@ def load_conditional_model(ae_path: str = "models/tasks/ae.pt", ldm_path: str = 
     """A `LatentModel` whose denoiser is the `CodeConditionedUNet` saved by `tasks_ldm`."""
     from pdiff.core.artifacts import load_torch
     from pdiff.generative.autoencoder import load_autoencoder
-    from pdiff.generative.diffusion import linear_betas
+    from pdiff.generative.diffusion import linear_schedule
     from pdiff.generative.ldm import LatentModel
 
     ae, normalizer, _ = load_autoencoder(ae_path)
@@ -126,5 +126,5 @@ def load_conditional_model(ae_path: str = "models/tasks/ae.pt", ldm_path: str = 
                                                          "latent_std"))
     denoiser = CodeConditionedUNet(**ckpt["config"])
     denoiser.load_state_dict(ckpt["state_dict"])
-    return LatentModel(ae, normalizer, denoiser.eval(), GaussianDiffusion(linear_betas(**ckpt["schedule"])),
+    return LatentModel(ae, normalizer, denoiser.eval(), linear_schedule(**ckpt["schedule"]),
                        ckpt["latent_mean"], ckpt["latent_std"])

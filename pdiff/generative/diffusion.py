@@ -1,7 +1,9 @@
 """Gaussian diffusion (DDPM, Ho et al. 2020) and its deterministic DDIM sampler (Song et al. 2021).
 
 Independent of what is diffused: every function takes tensors of any shape [B, ...] and a denoiser
-``model(x_t, t) -> predicted noise``. Schedules are kept in float64 and cast when gathered.
+``model(x_t, t) -> predicted noise``. Schedules are kept in float64 and cast when gathered. Every schedule in
+the project is the linear one, built by `linear_schedule` (checkpoints store its three settings,
+`schedule_settings`).
 """
 from __future__ import annotations
 
@@ -10,9 +12,24 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 
-def linear_betas(timesteps: int, beta_start: float = 1e-4, beta_end: float = 2e-2) -> torch.Tensor:
-    """beta_t rising linearly from beta_start to beta_end over T steps (the DDPM paper's schedule)."""
-    return torch.linspace(beta_start, beta_end, timesteps, dtype=torch.float64)
+def linear_schedule(timesteps: int, beta_start: float = 1e-4, beta_end: float = 2e-2) -> GaussianDiffusion:
+    """The DDPM paper's linear noise schedule over T = ``timesteps`` steps, t = 0 .. T-1, in float64:
+
+        beta_t        = beta_start + (beta_end - beta_start) * t / (T - 1)      (torch.linspace)
+        alpha_t       = 1 - beta_t
+        abar_t        = prod_{s <= t} alpha_s                                   (abar_{-1} = 1)
+        q(x_t | x_0)  = N(sqrt(abar_t) x_0, (1 - abar_t) I)
+        q(x_{t-1} | x_t, x_0) = N(coef1_t x_0 + coef2_t x_t, var_t) with
+            coef1_t = beta_t sqrt(abar_{t-1}) / (1 - abar_t),  coef2_t = (1 - abar_{t-1}) sqrt(alpha_t) / (1 - abar_t),
+            var_t   = beta_t (1 - abar_{t-1}) / (1 - abar_t).
+
+    Returns the `GaussianDiffusion` holding these tables (computed once, in its constructor)."""
+    return GaussianDiffusion(torch.linspace(beta_start, beta_end, timesteps, dtype=torch.float64))
+
+
+def schedule_settings(ldm) -> dict:
+    """The ``ldm`` params group's schedule as checkpoints store it: ``linear_schedule(**settings)`` rebuilds it."""
+    return {"timesteps": ldm.timesteps, "beta_start": ldm.beta_start, "beta_end": ldm.beta_end}
 
 
 def _gather(a: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -21,6 +38,8 @@ def _gather(a: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tenso
 
 
 class GaussianDiffusion:
+    """The tables of a noise schedule ``betas`` [T] (the equations: `linear_schedule`) and the DDPM / DDIM math."""
+
     def __init__(self, betas: torch.Tensor):
         self.betas = betas
         self.num_timesteps = len(betas)
@@ -66,12 +85,16 @@ class GaussianDiffusion:
                 x = mean
         return x
 
+    def ddim_timesteps(self, steps: int) -> list[int]:
+        """The DDIM sampler's timesteps: ``steps`` evenly spaced from T-1 down to 0, rounded, repeats dropped."""
+        return torch.linspace(self.num_timesteps - 1, 0, steps).round().long().unique_consecutive().tolist()
+
     @torch.no_grad()
     def ddim_sample_loop(self, model, shape, steps: int, gen: torch.Generator | None = None, device="cpu",
                          eta: float = 0.0, progress: bool = True) -> torch.Tensor:
         """DDIM over ``steps`` evenly spaced timesteps:
         x_{s} = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - sigma^2) eps_hat + sigma z, with eta=0 deterministic."""
-        ts = torch.linspace(self.num_timesteps - 1, 0, steps).round().long().unique_consecutive().tolist()
+        ts = self.ddim_timesteps(steps)
         x = torch.randn(shape, generator=gen).to(device)
         for j, i in enumerate(tqdm(ts, desc="ddim", disable=not progress, mininterval=1.0)):
             t = torch.full((shape[0],), i, dtype=torch.long, device=device)

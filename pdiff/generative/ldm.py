@@ -74,12 +74,12 @@ def load_ldm(path: str):
     """(denoiser in eval mode, GaussianDiffusion, checkpoint dict with latent_mean / latent_std)."""
     from pdiff.core.artifacts import load_torch
     from pdiff.generative.denoiser import UNet1D
-    from pdiff.generative.diffusion import linear_betas
+    from pdiff.generative.diffusion import linear_schedule
 
     ckpt = load_torch(path, "train_ldm", required=("state_dict", "config", "schedule", "latent_mean", "latent_std"))
     denoiser = UNet1D(**ckpt["config"])
     denoiser.load_state_dict(ckpt["state_dict"])
-    return denoiser.eval(), GaussianDiffusion(linear_betas(**ckpt["schedule"])), ckpt
+    return denoiser.eval(), linear_schedule(**ckpt["schedule"]), ckpt
 
 
 def load_latent_model(ae_path: str, ldm_path: str) -> tuple[LatentModel, dict]:

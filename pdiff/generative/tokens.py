@@ -295,7 +295,7 @@ def sample_tokens(model: TokenGenerator, diffusion: GaussianDiffusion, num_rows:
             (base + 7_777_777) % 2 ** 63))
     mask_all = layout.mask.to(device, torch.float32)
     if sampler == "ddim":
-        ts = torch.linspace(diffusion.num_timesteps - 1, 0, steps).round().long().unique_consecutive().tolist()
+        ts = diffusion.ddim_timesteps(steps)
     else:
         ts = list(range(diffusion.num_timesteps - 1, -1, -1))
     for a in tqdm(range(0, num_rows, chunk), desc="sample tokens", disable=not progress, mininterval=1.0):
@@ -354,11 +354,11 @@ def save_state(model: TokenGenerator, schedule: dict) -> dict:
 
 
 def load_state(ckpt: dict) -> tuple[TokenGenerator, GaussianDiffusion]:
-    from pdiff.generative.diffusion import linear_betas
+    from pdiff.generative.diffusion import linear_schedule
 
     model = TokenGenerator(TokenLayout(ckpt["sizes"], ckpt["token_size"]), **ckpt["config"])
     model.load_state_dict(ckpt["state_dict"])
-    return model.eval(), GaussianDiffusion(linear_betas(**ckpt["schedule"]))
+    return model.eval(), linear_schedule(**ckpt["schedule"])
 
 
 # --------------------------------------------------------------------------------------------- stage helpers
@@ -366,12 +366,11 @@ def open_rows(path: str, produced_by: str) -> tuple[object, list[str], list[list
     """(rows [K, D], names, shapes) of a vector file: a read-only numpy memmap for a memory-mapped store
     (`pdiff.core.snapstore`), the tensor read whole for a torch one."""
     from pdiff.core import snapstore
-    from pdiff.core.artifacts import load_vectors
 
     if snapstore.is_vector_store(path):
         store = snapstore.open_vectors(path, produced_by)
         return store.rows, store.names, store.shapes
-    obj = load_vectors(path, produced_by)
+    obj = snapstore.load_vectors(path, produced_by)
     return obj["params"].float().numpy(), obj["names"], obj["shapes"]
 
 

@@ -1,9 +1,9 @@
 """`make gpu-check`: the cifar100-resnet18 preset, shortened, end to end on one CUDA GPU -> metrics/gpu.json.
 
-    python scripts/gpu_check.py [--keep DIR] [--out metrics/gpu.json]
+    python -m tools.gpu_check [--keep DIR] [--out metrics/gpu.json]
 
 Without CUDA it stops at once (exit 2) with a message saying so. With CUDA it writes a synthetic CIFAR-100 of
-the real size in the official on-disk format (scripts/synthetic_cifar.py) into a temporary data root, copies
+the real size in the official on-disk format (tools/synthetic_cifar.py) into a temporary data root, copies
 the pipeline into a temporary folder, applies the `cifar100-resnet18` preset there with the shortened settings
 in SHORTENED (the workspace's params.yaml is not touched), runs every stage in order, and records per-stage
 seconds, the peak GPU memory seen by nvidia-smi during each stage, training images/s, AE and LDM steps/s and
@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 STAGES = ("prepare", "train", "collect", "train_ae", "train_ldm", "generate", "evaluate", "analyze")
 # What the check changes in the preset so that the whole pipeline fits in 8 minutes on one H100.
@@ -80,10 +79,11 @@ def write_shortened_params(params: Path, data_root: Path) -> None:
 
 def prepare_workdir(work: Path, data_root: Path) -> None:
     """Copy the pipeline into ``work``, write the synthetic CIFAR-100 and apply the shortened preset there."""
-    from tools.workcopy import copy_files, run
+    from tools.synthetic_cifar import write
+    from tools.workcopy import copy_files
 
     copy_files(work)
-    run([sys.executable, str(ROOT / "scripts/synthetic_cifar.py"), str(data_root), "--cifar100"], ROOT)
+    write(data_root, cifar100=True)
     write_shortened_params(work / "params.yaml", data_root)
 
 
@@ -154,7 +154,7 @@ def summarize_run(work: Path, stages: dict) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "metrics/gpu.json"))
     ap.add_argument("--keep", default=None, help="run in this folder and keep it (default: a temporary one)")

@@ -1,7 +1,7 @@
 """Write an embedded dataset as a tensors file (`data.name: tensors`), the format for your own data:
 
-    python scripts/export_tensors.py mnist5k data/raw/mnist5k.npz   # 4,000 train + 1,000 test, uint8 28x28
-    python scripts/export_tensors.py digits data/raw/digits.pt       # scikit-learn's 8x8 digits, float32
+    python -m tools.export_tensors mnist5k data/raw/mnist5k.npz   # 4,000 train + 1,000 test, uint8 28x28
+    python -m tools.export_tensors digits data/raw/digits.pt       # scikit-learn's 8x8 digits, float32
 
 The file holds train_x, train_y, test_x, test_y (images [N, 1, H, W], integer labels); the test split is a
 seeded draw of --test-size examples. It is the example input of docs/own-model.md and a template: write your
@@ -10,16 +10,14 @@ own arrays under the same keys (optionally val_x, val_y) with numpy.savez or tor
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pdiff.core.artifacts import save_torch, write_atomic  # noqa: E402
-from pdiff.data.prepare import DATASETS  # noqa: E402
+from pdiff.core.artifacts import save_torch, write_atomic
+from pdiff.core.stage import run_script
+from pdiff.data.prepare import DATASETS
 
 
 def export(name: str, out: Path, test_size: int, seed: int) -> dict:
@@ -42,16 +40,16 @@ def export(name: str, out: Path, test_size: int, seed: int) -> dict:
     return arrays
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=sorted(DATASETS))
     parser.add_argument("out", type=Path, help="a .npz or .pt file")
     parser.add_argument("--test-size", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     arrays = export(args.dataset, args.out, args.test_size, args.seed)
     print(", ".join(f"{k} {tuple(v.shape)} {v.dtype}" for k, v in arrays.items()) + f" -> {args.out}")
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

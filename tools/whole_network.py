@@ -1,7 +1,7 @@
 """Whole-network generation of a small MLP on the embedded `digits` set: does p-diff collapse to chance, and
 which parameter normalization avoids it? An experiment, not a stage (it runs the library chain in process):
 
-    python scripts/whole_network.py --normalize none per_tensor per_param --ae-steps 600 --ldm-steps 600
+    python -m tools.whole_network --normalize none per_tensor per_param --ae-steps 600 --ldm-steps 600
 
 For each ``ae.normalize`` mode it trains the AE and the latent DDPM on the same K snapshots of *all* the
 MLP's parameters and reports validation accuracy of the originals, of the AE's reconstructions of the
@@ -14,26 +14,23 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors  # noqa: E402
-from pdiff.analysis.novelty import nearest_l2  # noqa: E402
-from pdiff.base.training import LoopContext, collect_snapshots, train_classifier  # noqa: E402
-from pdiff.core.config import CollectConfig, TrainConfig  # noqa: E402
-from pdiff.core.runtime import seed_everything, setup_torch  # noqa: E402
-from pdiff.core.tracking import Tracker  # noqa: E402
-from pdiff.data.prepare import prepare  # noqa: E402
-from pdiff.generative.autoencoder import Normalizer, ParamAE, train_autoencoder  # noqa: E402
-from pdiff.generative.denoiser import UNet1D  # noqa: E402
-from pdiff.generative.diffusion import GaussianDiffusion, linear_betas  # noqa: E402
-from pdiff.generative.ldm import LatentModel, SamplingConfig, sample_vectors, train_denoiser  # noqa: E402
-from pdiff.nets.models import build_model  # noqa: E402
-from pdiff.nets.selection import numels, select, shapes_of  # noqa: E402
+from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors
+from pdiff.analysis.novelty import nearest_l2
+from pdiff.base.training import LoopContext, collect_snapshots, train_classifier
+from pdiff.core.config import CollectConfig, TrainConfig
+from pdiff.core.runtime import seed_everything, setup_torch
+from pdiff.core.tracking import Tracker
+from pdiff.data.prepare import prepare
+from pdiff.generative.autoencoder import Normalizer, ParamAE, train_autoencoder
+from pdiff.generative.denoiser import UNet1D
+from pdiff.generative.diffusion import linear_schedule
+from pdiff.generative.ldm import LatentModel, SamplingConfig, sample_vectors, train_denoiser
+from pdiff.nets.models import build_model
+from pdiff.nets.selection import numels, select, shapes_of
 
 
 def val_acc(model, names, vectors, data) -> list[float]:
@@ -49,8 +46,8 @@ def stats(a: list[float]) -> dict:
             "min": round(t.min().item(), 2)}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--normalize", nargs="+", default=["none", "per_tensor", "per_param"])
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--k", type=int, default=200)
@@ -59,7 +56,7 @@ def main() -> None:
     ap.add_argument("--num-models", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     setup_torch(args.threads)
     cpu = torch.device("cpu")
     gen = seed_everything(args.seed, "prepare")
@@ -91,7 +88,7 @@ def main() -> None:
             z = ae.encode(norm(snaps))
         zm, zs = z.mean().item(), z.std().item()
         gen = seed_everything(args.seed, "train_ldm")
-        diffusion = GaussianDiffusion(linear_betas(1000, 1e-4, 2e-2))
+        diffusion = linear_schedule(1000)
         den = UNet1D(in_channels=z.shape[1], base=32)
         train_denoiser(den, diffusion, (z - zm) / zs, SimpleNamespace(lr=1e-3, weight_decay=0.0, steps=args.ldm_steps,
                                                                         batch_size=64), cpu, gen, Tracker(None))

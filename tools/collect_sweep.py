@@ -2,32 +2,29 @@
 finished run's base model (as the `collect` stage does, same seed) and score every `--every`-th snapshot on the
 validation split, with the snapshots' nearest-neighbour L2 spacing.
 
-    python scripts/collect_sweep.py --repo . --out reports/mnist5k-resnet18/collect_sweep.json \\
+    python -m tools.collect_sweep --repo . --out reports/mnist5k-resnet18/collect_sweep.json \\
         adamw:0.05:5e-4 adamw:0.01:5e-4 adamw:0.003:5e-4 sgd:0.1:5e-4
 
 Each setting is optimizer:lr:weight_decay; every other `collect` key comes from the repo's params.yaml. Only
 the validation split is read."""
 import argparse
 import os
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from pdiff import PdiffError  # noqa: E402
-from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors  # noqa: E402
-from pdiff.analysis.novelty import nearest_l2  # noqa: E402
-from pdiff.base.training import LoopContext, collect_snapshots  # noqa: E402
-from pdiff.core.artifacts import save_json  # noqa: E402
-from pdiff.core.config import load_params  # noqa: E402
-from pdiff.core.runtime import seed_everything, setup_torch  # noqa: E402
-from pdiff.core.stage import run_script  # noqa: E402
-from pdiff.core.tracking import Tracker  # noqa: E402
-from pdiff.data.prepare import load_prepared  # noqa: E402
-from pdiff.nets.models import load_base_model  # noqa: E402
-from pdiff.nets.selection import select  # noqa: E402
+from pdiff import PdiffError
+from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors
+from pdiff.analysis.novelty import nearest_l2
+from pdiff.base.training import LoopContext, collect_snapshots
+from pdiff.core.artifacts import save_json
+from pdiff.core.config import load_params
+from pdiff.core.runtime import seed_everything, setup_torch
+from pdiff.core.stage import run_script
+from pdiff.core.tracking import Tracker
+from pdiff.data.prepare import load_prepared
+from pdiff.nets.models import load_base_model
+from pdiff.nets.selection import select
 
 
 def parse_setting(text: str) -> dict:
@@ -54,13 +51,13 @@ def score(p, data, setting: dict, every: int) -> dict:
                       "first_to_last_l2": round((snaps[-1] - snaps[0]).norm().item(), 3)}
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("settings", nargs="+", type=parse_setting)
     ap.add_argument("--repo", type=Path, default=Path("."), help="a finished run (models/base.pt, data/prepared)")
     ap.add_argument("--every", type=int, default=4, help="score every N-th snapshot (default 4: 50 of 200)")
     ap.add_argument("--out", type=Path)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     out = args.out.resolve() if args.out else None
     os.chdir(args.repo)
     p = load_params("params.yaml")

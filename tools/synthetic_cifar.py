@@ -1,8 +1,8 @@
 """Write a synthetic CIFAR-10/100 of the real size in the real on-disk format (python pickle batches), for
 timing the presets on a machine that cannot download the real data:
 
-    python scripts/synthetic_cifar.py data/raw            # cifar-10-batches-py, 50,000 + 10,000 images
-    python scripts/synthetic_cifar.py data/raw --cifar100  # cifar-100-python
+    python -m tools.synthetic_cifar data/raw              # cifar-10-batches-py, 50,000 + 10,000 images
+    python -m tools.synthetic_cifar data/raw --cifar100   # cifar-100-python
     make repro PRESET=cifar10-resnet18                     # then time the stages (accuracies are meaningless)
 
 Images are noise around a class-dependent colour and pattern, so a network can learn something; accuracies
@@ -30,17 +30,14 @@ def images(rng: np.random.Generator, labels: np.ndarray, classes: int) -> np.nda
     return x.reshape(n, 3072)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("root")
-    ap.add_argument("--cifar100", action="store_true")
-    args = ap.parse_args()
+def write(root: str | Path, cifar100: bool = False) -> Path:
+    """Write the synthetic CIFAR-10 (or CIFAR-100) batches under ``root``; the folder written."""
     rng = np.random.default_rng(0)
-    classes = 100 if args.cifar100 else 10
-    key = b"fine_labels" if args.cifar100 else b"labels"
-    folder = Path(args.root) / ("cifar-100-python" if args.cifar100 else "cifar-10-batches-py")
+    classes = 100 if cifar100 else 10
+    key = b"fine_labels" if cifar100 else b"labels"
+    folder = Path(root) / ("cifar-100-python" if cifar100 else "cifar-10-batches-py")
     folder.mkdir(parents=True, exist_ok=True)
-    files = [("train", 50000), ("test", 10000)] if args.cifar100 else \
+    files = [("train", 50000), ("test", 10000)] if cifar100 else \
         [(f"data_batch_{i}", 10000) for i in range(1, 6)] + [("test_batch", 10000)]
     for name, n in files:
         labels = rng.integers(0, classes, n)
@@ -48,6 +45,15 @@ def main() -> None:
         with open(folder / name, "wb") as f:
             pickle.dump(batch, f, protocol=2)
     print(f"wrote {sum(n for _, n in files):,} synthetic images to {folder}")
+    return folder
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("root")
+    ap.add_argument("--cifar100", action="store_true")
+    args = ap.parse_args(argv)
+    write(args.root, args.cifar100)
 
 
 if __name__ == "__main__":
