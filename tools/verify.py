@@ -4,7 +4,7 @@
 compares the MD5 of every stage output with the committed dvc.lock, stage by stage in pipeline order. It prints
 each stage's verdict, the first stage whose outputs differ, and how this run's CPU and kernel setting compare
 with the ones recorded for the committed outputs in reports/determinism/default.json (`--record` writes that
-record from the workspace's dvc.lock and stage timings after a `dvc repro`). Exit 0: every output has the
+record from the workspace's dvc.lock after a `dvc repro`). Exit 0: every output has the
 committed bytes; 1: some differ (`dvc metrics diff` in the clone, kept with `--keep`, shows by how much).
 
     python -m tools.verify [--keep DIR]     # the check (make verify)
@@ -23,7 +23,6 @@ import yaml
 
 from pdiff.core.artifacts import save_json
 from pdiff.core.kernels import cpu, from_params_file
-from pdiff.core.stage import read_timings, timing_folder
 from tools.workcopy import ROOT, clone_head, run
 
 RECORD = Path("reports/determinism/default.json")
@@ -74,7 +73,7 @@ def report(rows: list[dict], note: str) -> str:
 
 
 def record(root: Path = ROOT, out: Path | None = None) -> dict:
-    """Write the record of the workspace's outputs (dvc.lock), kernel setting, CPU and stage seconds."""
+    """Write the record of the workspace's outputs (dvc.lock), kernel setting and CPU."""
     import torch
 
     lock = yaml.safe_load((root / "dvc.lock").read_text())
@@ -83,7 +82,7 @@ def record(root: Path = ROOT, out: Path | None = None) -> dict:
              "commit": run(["git", "rev-parse", "HEAD"], root).stdout.strip(),
              "kernels": from_params_file(str(root / "params.yaml")), **cpu(), "torch": torch.__version__,
              "threads": yaml.safe_load((root / "params.yaml").read_text()).get("threads"),
-             "stage_seconds": read_timings(timing_folder(root)), "outs": stage_outputs(lock)}
+             "outs": stage_outputs(lock)}
     save_json(entry, out or root / RECORD)
     return entry
 
