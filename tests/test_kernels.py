@@ -70,3 +70,18 @@ def test_stage_timings_record_the_setting_and_the_cpu(tmp_path, monkeypatch):
     entry = json.loads((tmp_path / "train.json").read_text())
     assert entry["kernels"] == "native" and entry["cpu"] and entry["arch"]
     assert isinstance(entry["isa"], list)
+
+
+def test_results_files_read_the_setting_from_the_stage_timings(tmp_path, monkeypatch):
+    """paper_scale and tasks_run record {"kernels", "cpu", "isa"} from the timings their stages wrote."""
+    from pdiff.core.stage import read_kernels, write_timing
+
+    monkeypatch.setattr(kernels, "_in_effect", "portable")
+    write_timing("train", 1.0, tmp_path)
+    write_timing("collect", 1.0, tmp_path)
+    got = read_kernels(tmp_path)
+    assert got["kernels"] == "portable" and got["cpu"] == kernels.cpu()["cpu"]
+    monkeypatch.setattr(kernels, "_in_effect", "native")
+    write_timing("evaluate", 1.0, tmp_path)
+    assert read_kernels(tmp_path)["kernels"] == ["portable", "native"]
+    assert read_kernels(tmp_path / "none") == {}

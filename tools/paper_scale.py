@@ -75,7 +75,7 @@ def collect(repo: Path, lines: list[str], wall_seconds: float | None = None) -> 
     """One seed's entry from a finished pipeline run in ``repo`` (its artifacts and the stage timings its
     stages wrote, `pdiff.core.stage.read_timings`) and the output ``lines`` of its `dvc repro` (for the wall
     time when ``wall_seconds`` is not given)."""
-    from pdiff.core.stage import read_timings, timing_folder
+    from pdiff.core.stage import read_kernels, read_timings, timing_folder
 
     repo = Path(repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -103,6 +103,7 @@ def collect(repo: Path, lines: list[str], wall_seconds: float | None = None) -> 
                                  "max": int(errors.max())},
         "base": {"val_acc_per_epoch": _read_tsv(repo / "metrics/train/plots/metrics/val_acc.tsv")},
         "stage_seconds": read_timings(timing_folder(repo, exp="")),
+        "kernels": read_kernels(timing_folder(repo, exp="")),
     }
     wall_seconds = wall_seconds if wall_seconds is not None else wall_from_log(lines)
     if wall_seconds is not None:

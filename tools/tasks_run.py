@@ -18,7 +18,7 @@ from pathlib import Path
 from pdiff import PdiffError
 from pdiff.core.artifacts import save_json
 from pdiff.core.config import load_params
-from pdiff.core.stage import run_script
+from pdiff.core.stage import read_kernels, run_script, timing_folder
 from tools.dvc_runner import run_dvc
 
 STAGES = ["prepare", "train", "tasks/dvc.yaml:tasks_collect", "tasks/dvc.yaml:tasks_ae", "tasks/dvc.yaml:tasks_ldm",
@@ -28,7 +28,7 @@ STAGES = ["prepare", "train", "tasks/dvc.yaml:tasks_collect", "tasks/dvc.yaml:ta
 def run(out: Path, force: bool, first: str = "prepare", log=print) -> dict:
     """Run (``force``: rerun) the stages from ``first`` on; stages before it are neither run nor timed."""
     seconds, ran = {}, {}
-    load = round(os.getloadavg()[0], 2)
+    load, started = round(os.getloadavg()[0], 2), time.time()
     names = [s.rsplit(":", 1)[-1] for s in STAGES]
     if first not in names:
         raise PdiffError(f"--from {first!r}: not a stage; choose one of {', '.join(names)}.")
@@ -42,6 +42,7 @@ def run(out: Path, force: bool, first: str = "prepare", log=print) -> dict:
     results = json.loads(Path("metrics/tasks/results.json").read_text())
     results["stage_seconds"] = seconds | {"total": round(sum(seconds.values()), 1)}
     results["stage_ran"] = ran
+    results["kernels"] = read_kernels(timing_folder(), since=started)  # {} for stages that came from the cache
     results["machine"] = {"cpus": os.cpu_count(), "load_avg_1m_at_start": load,
                           "load_avg_1m_at_end": round(os.getloadavg()[0], 2), "threads": load_params().threads}
     save_json(results, out / "results.json")

@@ -24,6 +24,7 @@ from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, finite_rows
 from pdiff.analysis.novelty import nearest_l2
 from pdiff.core.artifacts import numels, save_json
 from pdiff.core.config import load_params
+from pdiff.core.kernels import record, set_environment
 from pdiff.core.runtime import seed_everything, setup_torch
 from pdiff.core.tracking import Tracker
 from pdiff.data.prepare import load_prepared
@@ -124,14 +125,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default="reports/tokens/sequence_val.json")
     args = ap.parse_args(argv)
     p = load_params()
-    setup_torch(args.threads or p.threads)
+    set_environment(p.kernels)  # before torch's first operation; setup_torch checks that it took hold
+    setup_torch(args.threads or p.threads, p.kernels)
     data = load_prepared("data/prepared")
     model = load_base_model("models/base.pt")
     rows, names, shapes = tk.open_rows("models/snapshots.pt", "collect")
     snapshots = torch.from_numpy(np.array(rows))
     originals = evaluate_vectors(model, names, snapshots, data["val_x"], data["val_y"], EvalOptions(batch_size=1000))
     spacing = nearest_l2(snapshots, snapshots, leave_one_out=True)
-    out = {"split": "validation", "dim": int(rows.shape[1]), "k": int(rows.shape[0]),
+    out = {"split": "validation", "dim": int(rows.shape[1]), "k": int(rows.shape[0]), "kernels": record(),
            "settings": vars(args) | {"seed": p.seed, "timesteps": p.ldm.timesteps},
            "val_original": summarize(100.0 * originals.float().mean(1)),
            "original_nn_l2_mean": round(float(spacing.mean()), 6), "runs": []}

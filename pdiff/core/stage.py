@@ -54,6 +54,19 @@ def read_timings(folder: str | Path, since: float | None = None) -> dict[str, fl
     return out
 
 
+def read_kernels(folder: str | Path, since: float | None = None) -> dict:
+    """What the timings in ``folder`` (`timing_folder`) record of the kernels: {"kernels", "cpu", "isa"}, each
+    a single value where every stage agrees, else the list of values found; {} when no timing records them."""
+    found: dict[str, list] = {}
+    for path in sorted(Path(folder).glob("*.json")):
+        entry = json.loads(path.read_text())
+        if "kernels" in entry and (since is None or entry["finished_at"] >= since):
+            for key in ("kernels", "cpu", "isa"):
+                if entry.get(key) not in found.setdefault(key, []):
+                    found[key].append(entry.get(key))
+    return {k: v[0] if len(v) == 1 else v for k, v in found.items()}
+
+
 def run_stage(name: str, main: Callable[[], None]) -> None:
     """Run ``main``; a PdiffError (bad params, missing or corrupt file, NaN loss) exits 1 with its
     message and no traceback. On success the stage's seconds are printed and written (`write_timing`)."""
