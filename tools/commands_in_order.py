@@ -11,6 +11,7 @@ commit (else the check would prove nothing) and runs `make test`. The clone shar
 """
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 import tempfile
@@ -23,6 +24,7 @@ AVX2_CAPS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_C
 
 
 def main(argv=None) -> int:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="pdiff-order-") as tmp:
         repo = Path(tmp) / "repo"
         commit = clone_head(repo)
