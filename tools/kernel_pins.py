@@ -12,6 +12,7 @@ that which settings give the same bytes on two CPU types is read off one file (d
 
     python -m tools.kernel_pins [--out reports/determinism/kernel_pins_<cpu>.json]
     python -m tools.kernel_pins --pipeline   # the whole default, native then portable -> pipeline_cost_<cpu>.json
+    python -m tools.kernel_pins --profile    # where a training step's time goes, per setting -> profile_<cpu>.json
 
 ``--pipeline`` runs the whole default `dvc repro` in a fresh clone with each setting, one after the other on
 the same machine, and records each stage's seconds and output hashes: the cost of the pins, stage by stage.
@@ -73,6 +74,59 @@ def agreement(mine: dict[str, str], other: dict[str, str]) -> dict[str, bool]:
             for name, md5 in mine.items() if name in other}
 
 
+PROFILE = """import json, sys, time
+sys.path.insert(0, "stages")
+import _bootstrap  # noqa: F401  (the kernel setting of params.yaml, before torch)
+import torch
+from torch.profiler import ProfilerActivity, profile
+from pdiff.core.config import load_params
+from pdiff.core.kernels import apply_torch
+from pdiff.nets.models import build_model
+p = load_params("params.yaml")
+apply_torch(p.kernels)
+torch.set_num_threads(p.threads)
+torch.manual_seed(0)
+model = build_model(p.model.arch, 1, 10, 28, p.model.width)
+opt = torch.optim.SGD(model.parameters(), lr=p.train.lr, momentum=p.train.momentum)
+x, y = torch.randn(p.train.batch_size, 1, 28, 28), torch.randint(0, 10, (p.train.batch_size,))
+def step():
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+for _ in range(5):
+    step()
+with profile(activities=[ProfilerActivity.CPU]) as prof:
+    t0 = time.perf_counter()
+    for _ in range({steps}):
+        step()
+    seconds = (time.perf_counter() - t0) / {steps}
+events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+total = sum(e.self_cpu_time_total for e in events)
+print(json.dumps({{"seconds_per_step": round(seconds, 4), "ops": [
+    {{"name": e.key, "share": round(e.self_cpu_time_total / total, 3)}} for e in events[:8]]}}))
+"""
+
+
+def profile_steps(out_path: Path, steps: int = 20) -> dict:
+    """Where a training step of the default model goes under native and portable kernels: the 8 ops with the
+    most self CPU time, as shares of the step (torch.profiler), and the seconds per step."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="pdiff-profile-") as tmp:
+        repo = Path(tmp) / "repo"
+        commit = clone_head(repo)
+        params = (repo / "params.yaml").read_text()
+        for kernels in ("native", "portable"):
+            (repo / "params.yaml").write_text(re.sub(r"(?m)^kernels: \w+", f"kernels: {kernels}", params))
+            done = run([sys.executable, "-c", PROFILE.format(steps=steps)], repo)
+            rows.append({"kernels": kernels, **json.loads(done.stdout.strip().splitlines()[-1])})
+            print(f"kernel_pins: profile, kernels {kernels}: {rows[-1]['seconds_per_step']} s per step", flush=True)
+    out = {"commit": commit, "machine": machine() | cpu(), "what": f"{steps} SGD steps of the default model, "
+           "batch train.batch_size, random inputs", "settings": rows}
+    save_json(out, out_path)
+    return out
+
+
 def pipeline_cost(out_path: Path) -> dict:
     """The default pipeline from scratch with kernels native, then portable, in fresh clones of HEAD: stage
     seconds, output hashes (`tools.verify.stage_outputs`) and the portable / native ratio per stage."""
@@ -106,9 +160,12 @@ def pipeline_cost(out_path: Path) -> dict:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, help="default: reports/determinism/kernel_pins_<cpu>.json "
-                    "(pipeline_cost_<cpu>.json with --pipeline)")
+                    "(pipeline_cost_<cpu>.json, profile_<cpu>.json)")
     ap.add_argument("--pipeline", action="store_true", help="the whole default pipeline, native then portable")
+    ap.add_argument("--profile", action="store_true", help="where a training step's time goes, per setting")
     args = ap.parse_args(argv)
+    if args.profile:
+        return profile_steps(args.out or FOLDER / f"profile_{slug(cpu())}.json")
     if args.pipeline:
         return pipeline_cost(args.out or FOLDER / f"pipeline_cost_{slug(cpu())}.json")
     out_path = args.out or FOLDER / f"kernel_pins_{slug(cpu())}.json"
