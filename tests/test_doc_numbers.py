@@ -35,7 +35,7 @@ def test_the_committed_state_is_read_from_git_not_from_the_workspace(tmp_path):
 def test_the_time_and_test_counts_are_quoted_from_their_files():
     readme = (ROOT / "README.md").read_text()
     testing = (ROOT / "docs/testing.md").read_text()
-    assert "<!--@ metrics/bench.json repro_s" in readme
+    assert "<!--@ reports/determinism/pipeline_cost_amd-epyc-avx512.json runs.portable.seconds" in readme
     for key in ("passed", "skipped", "seconds"):
         assert f"<!--@ metrics/tests.json {key}" in readme and f"<!--@ metrics/tests.json {key}" in testing
 
