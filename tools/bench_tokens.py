@@ -248,8 +248,8 @@ def _n(v) -> str:
 
 def docs_tables(bench: dict, sequence_val: dict | None = None) -> str:
     """The Markdown tables of docs/tokens.md, from metrics/bench.json (and reports/tokens/sequence_val.json):
-    the page holds exactly this text between its ``<!-- tokens-tables -->`` markers (checked by a test;
-    rewrite with ``python -m tools.bench_tokens --docs``)."""
+    `tables_block` puts them into the page (``python -m tools.doc_numbers``; tests/test_doc_numbers.py checks
+    them)."""
     sc = bench["scaling"]
     rows = sorted(sc["tokens"].values(), key=lambda r: r["dim"])
     ae = sc.get("dims", {})
@@ -278,7 +278,7 @@ def docs_tables(bench: dict, sequence_val: dict | None = None) -> str:
         from tools.tokens_compare import table
 
         conv = sequence_val.get("conv_ae_val")
-        conv = ("(conv AE + latent DDPM, metrics/evaluate.json)", conv, None) if conv else None
+        conv = ("(conv AE + latent DDPM, the same snapshots)", conv, None) if conv else None
         lines += ["", table(sequence_val, conv, label="sequence").rstrip("\n")]
     return "\n".join(lines) + "\n"
 
@@ -286,37 +286,23 @@ def docs_tables(bench: dict, sequence_val: dict | None = None) -> str:
 TUNING = "reports/mnist5k-resnet18/tokens/tuning_val.json"  # python -m tools.tokens_compare --variant ... --out
 
 
-def render_docs(text: str, read=None) -> str:
-    """``text`` (docs/tokens.md) with the tables between its markers regenerated from the JSON files, read
-    through ``read`` (tools.doc_numbers: `workspace_text`, the default, or `committed_text`)."""
-    from tools.doc_numbers import read_json, workspace_text
-
-    read = read or workspace_text
-    seq = ROOT / "reports/tokens/sequence_val.json"
-    seq_val = read_json(seq, read) if seq.exists() else None
-    if seq_val is not None:
-        seq_val["conv_ae_val"] = read_json("metrics/evaluate.json", read)["val"]["generated"]
-    tables = docs_tables(read_json("metrics/bench.json", read), seq_val)
-    text = _between(text, "tokens-tables", tables)
-    tuning = ROOT / TUNING
-    if "<!-- tokens-tuning -->" in text and tuning.exists():
-        from tools.tokens_compare import table
-
-        conv = read_json("reports/mnist5k-resnet18/conv_ae/results.json", read)["seeds"][0]
-        conv = ("(conv AE + latent DDPM)", conv["val"]["generated"], conv["novelty"]["generated"]["nn_l2_mean"])
-        text = _between(text, "tokens-tuning", table(read_json(TUNING, read), conv))
-    return text
+def tables_block(load) -> str:
+    """The scaling and sequence tables of docs/tokens.md (a generated block, filled by tools.doc_numbers;
+    ``load(path)``: a JSON file): metrics/bench.json, and reports/tokens/sequence_val.json where it exists, with
+    the conv AE's validation row of the default run whose snapshots the sequences were compared on
+    (``conv_ae_val`` in that file)."""
+    seq = "reports/tokens/sequence_val.json"
+    return docs_tables(load("metrics/bench.json"), load(seq) if (ROOT / seq).exists() else None)
 
 
-def _between(text: str, marker: str, body: str) -> str:
-    """``text`` with what lies between ``<!-- marker -->`` and ``<!-- /marker -->`` replaced by ``body``."""
-    head, rest = text.split(f"<!-- {marker} -->\n", 1)
-    _, tail = rest.split(f"<!-- /{marker} -->", 1)
-    return f"{head}<!-- {marker} -->\n{body}<!-- /{marker} -->{tail}"
+def tuning_block(load) -> str:
+    """The tokens settings compared on validation at the paper's D, beside the conv AE's seed-0 run (a generated
+    block of docs/tokens.md)."""
+    from tools.tokens_compare import table
 
-
-def write_docs(doc: Path = ROOT / "docs/tokens.md") -> None:
-    doc.write_text(render_docs(doc.read_text()))
+    conv = load("reports/mnist5k-resnet18/conv_ae/results.json")["seeds"][0]
+    conv = ("(conv AE + latent DDPM)", conv["val"]["generated"], conv["novelty"]["generated"]["nn_l2_mean"])
+    return table(load(TUNING), conv)
 
 
 def main(argv=None) -> dict | None:
@@ -340,11 +326,7 @@ def main(argv=None) -> dict | None:
                     help="measure only the evaluation of whole-block / whole-network vectors (eval_large)")
     ap.add_argument("--eval-vectors", type=int, default=2, help="--eval-only: vectors evaluated per selection")
     ap.add_argument("--eval-inputs", type=int, default=128, help="--eval-only: test inputs per vector")
-    ap.add_argument("--docs", action="store_true", help="rewrite the tables of docs/tokens.md from the JSON files")
     args = ap.parse_args(argv)
-    if args.docs:
-        write_docs()
-        return None
     if args.child:
         print(json.dumps(child(args)))
         return None
