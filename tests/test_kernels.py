@@ -85,3 +85,11 @@ def test_results_files_read_the_setting_from_the_stage_timings(tmp_path, monkeyp
     write_timing("evaluate", 1.0, tmp_path)
     assert read_kernels(tmp_path)["kernels"] == ["portable", "native"]
     assert read_kernels(tmp_path / "none") == {}
+
+
+def test_with_setting_rewrites_only_the_top_level_key():
+    text = "seed: 0\nkernels: portable  # a comment\ntokens:\n  kernels_like: 1\n"
+    assert kernels.with_setting(text, "native") == "seed: 0\nkernels: native  # a comment\ntokens:\n  kernels_like: 1\n"
+    assert kernels.with_setting("seed: 0\n", "native") == "kernels: native\nseed: 0\n"
+    with pytest.raises(PdiffError, match="`kernels`"):
+        kernels.with_setting(text, "fast")

@@ -12,15 +12,13 @@ commit (else the check would prove nothing) and runs `make test`. The clone shar
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import tempfile
 from pathlib import Path
 
+from pdiff.core.kernels import with_setting
+from tools.kernel_pins import AVX2_CAPS_ALL
 from tools.workcopy import ROOT, clone_head, run, subprocess_env
-
-AVX2_CAPS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2",
-             "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 
 def main(argv=None) -> int:
@@ -30,9 +28,9 @@ def main(argv=None) -> int:
         commit = clone_head(repo)
         (repo / ".venv").symlink_to(ROOT / ".venv")
         params = repo / "params.yaml"
-        params.write_text(re.sub(r"(?m)^kernels: \w+", "kernels: native", params.read_text()))
+        params.write_text(with_setting(params.read_text(), "native"))
         print(f"commands_in_order: {commit[:12]}: make repro (kernels: native, AVX2 caps)", flush=True)
-        run(["make", "repro"], repo, env=subprocess_env() | AVX2_CAPS)
+        run(["make", "repro"], repo, env=subprocess_env() | AVX2_CAPS_ALL)
         run(["git", "checkout", "params.yaml"], repo)
         if run(["git", "diff", "--quiet", "dvc.lock"], repo, check=False).returncode == 0:
             print("commands_in_order: dvc.lock is the committed one: these kernels gave the committed bytes, so "

@@ -29,17 +29,18 @@ import time
 from pathlib import Path
 
 from pdiff.core.artifacts import save_json
-from pdiff.core.kernels import PORTABLE_ENV, cpu
+from pdiff.core.kernels import PORTABLE_ENV, cpu, with_setting
 from tools.measure import machine
 from tools.workcopy import ROOT, clone_head, run, subprocess_env
 
 FOLDER = ROOT / "reports/determinism"
 AVX2_CAPS = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 ATEN_AVX2 = {"ATEN_CPU_CAPABILITY": "avx2"}
+AVX2_CAPS_ALL = ATEN_AVX2 | {"MKL_CBWR": "AVX2"} | AVX2_CAPS  # an AVX2-only CPU, as far as the three switches go
 SETTINGS = [  # (name as in the reference record, environment, oneDNN on, params.yaml `kernels`)
     ("native (oneDNN on, no pins)", {}, True, "native"),
     ("ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 (oneDNN on)",
-     ATEN_AVX2 | {"MKL_CBWR": "AVX2"} | AVX2_CAPS, True, "native"),
+     AVX2_CAPS_ALL, True, "native"),
     ("oneDNN off, ATEN_CPU_CAPABILITY=default, MKL_CBWR=COMPATIBLE", PORTABLE_ENV, False, "native"),
     ("oneDNN off, ATEN_CPU_CAPABILITY=default, MKL_CBWR=COMPATIBLE, MKL_ENABLE_INSTRUCTIONS=AVX2, "
      "ONEDNN_MAX_CPU_ISA=AVX2", PORTABLE_ENV | AVX2_CAPS, False, "native"),
@@ -117,7 +118,7 @@ def profile_steps(out_path: Path, steps: int = 20) -> dict:
         commit = clone_head(repo)
         params = (repo / "params.yaml").read_text()
         for kernels in ("native", "portable"):
-            (repo / "params.yaml").write_text(re.sub(r"(?m)^kernels: \w+", f"kernels: {kernels}", params))
+            (repo / "params.yaml").write_text(with_setting(params, kernels))
             done = run([sys.executable, "-c", PROFILE.format(steps=steps)], repo)
             rows.append({"kernels": kernels, **json.loads(done.stdout.strip().splitlines()[-1])})
             print(f"kernel_pins: profile, kernels {kernels}: {rows[-1]['seconds_per_step']} s per step", flush=True)
@@ -141,7 +142,7 @@ def pipeline_cost(out_path: Path) -> dict:
             repo = Path(tmp) / "repo"
             commit = clone_head(repo)
             params = repo / "params.yaml"
-            params.write_text(re.sub(r"(?m)^kernels: \w+", f"kernels: {kernels}", params.read_text()))
+            params.write_text(with_setting(params.read_text(), kernels))
             t0 = time.perf_counter()
             run(["dvc", "repro"], repo)
             seconds = time.perf_counter() - t0
@@ -176,7 +177,7 @@ def main(argv=None) -> dict:
         run(["dvc", "repro", "prepare"], repo)
         rows = []
         for name, env, onednn, kernels in SETTINGS:
-            (repo / "params.yaml").write_text(re.sub(r"(?m)^kernels: \w+", f"kernels: {kernels}", params))
+            (repo / "params.yaml").write_text(with_setting(params, kernels))
             t0 = time.perf_counter()
             run([sys.executable, "-c", STAGE.format(onednn=onednn)], repo, env=subprocess_env() | env)
             seconds = time.perf_counter() - t0

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 
 from pdiff import PdiffError
@@ -90,6 +91,13 @@ def from_params_file(path: str = "params.yaml") -> str:
     except FileNotFoundError:
         return "portable"
     return str(params.get("kernels", "portable")) if isinstance(params, dict) else "portable"
+
+
+def with_setting(params_text: str, setting: str) -> str:
+    """``params_text`` (params.yaml, comments kept) with its top-level ``kernels`` set to ``setting``."""
+    _check(setting)
+    new, n = re.subn(r"(?m)^kernels: *\S+", f"kernels: {setting}", params_text, count=1)
+    return new if n else f"kernels: {setting}\n{params_text}"
 
 
 def record() -> dict:
