@@ -42,10 +42,12 @@ test: $(STAMP)
 verify: $(STAMP)
 	python -m tools.verify $(VERIFY_ARGS)
 
-# End-to-end checks too slow for `make test`; .ci/run runs them after it. The README's two commands in order on a
-# CPU whose bytes differ from the committed ones (tools/commands_in_order.py: make repro, then make test).
+# End-to-end checks too slow for `make test`; .ci/run runs them after it: the tests marked `longrun` (pyproject.toml
+# leaves them out of `make test`), then the README's two commands in order on a CPU whose bytes differ from the
+# committed ones (tools/commands_in_order.py: make repro, then make test).
 .PHONY: test-slow
 test-slow: $(STAMP)
+	python -m pytest -q -m longrun tests
 	python -m tools.commands_in_order
 
 # Benchmarks (not tests): a default `dvc repro -f` in a temporary clone of the last commit, then fast vs

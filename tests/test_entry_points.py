@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 COMMAND = re.compile(r"python -m tools\.([a-z_]+)")
@@ -60,6 +62,7 @@ def test_every_quoted_tool_command_names_a_tool_with_a_command_line():
     assert not bad, bad
 
 
+@pytest.mark.longrun
 def test_every_makefile_tool_answers_help():
     """Each command the Makefile starts imports and parses its arguments (the cheapest run of the real module)."""
     failed = []

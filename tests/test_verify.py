@@ -1,10 +1,12 @@
 """`make verify` (tools/verify.py): a rerun from scratch compared with the committed dvc.lock, stage by stage."""
+import pytest
 import yaml
 
 from tests.conftest import run
 from tools import verify
 
 
+@pytest.mark.longrun
 def test_verify_reruns_the_commit_and_names_the_first_stage_that_differs(tiny_copy, tmp_path):
     """The tiny pipeline rerun on this machine gives the committed bytes, except where the committed lock was
     altered: the train stage's model hash, so train is the first stage that differs and the others agree."""

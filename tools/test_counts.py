@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - start
         counts = junit_counts(xml)
         slowest = junit_slowest(xml)
-    record = counts | {"seconds": round(seconds, 1), "collected": collected(), "fast": collected("-m", "not slow"),
+    record = counts | {"seconds": round(seconds, 1), "collected": collected(),
+                       "fast": collected("-m", "not slow and not longrun"),
                        "command": "python -m pytest -q tests", "python": platform.python_version(),
                        "exit_status": proc.returncode, "slowest": slowest}
     save_json(record, ROOT / args.out)
