@@ -38,6 +38,13 @@ def test_the_machine_note_says_what_differs_from_the_record():
     assert "missing" in verify.machine_note(None, "native", here)
 
 
+def test_the_report_blames_torch_or_threads_only_on_a_known_same_machine():
+    rows = [{"stage": "train", "same": False, "differ": [{"path": "models/base.pt", "committed": "a", "here": "b"}]}]
+    hint = "check the torch version and threads"
+    assert hint in verify.report(rows, "same CPU type", same_machine=True)
+    assert hint not in verify.report(rows, "CPU differs", same_machine=False)
+
+
 def test_record_writes_every_output_with_the_machine(tiny_copy):
     entry = verify.record(tiny_copy)
     written = yaml.safe_load((tiny_copy / verify.RECORD).read_text())

@@ -13,6 +13,7 @@ committed bytes; 1: some differ (`dvc metrics diff` in the clone, kept with `--k
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -44,21 +45,28 @@ def compare(committed: dict, here: dict) -> list[dict]:
     return rows
 
 
-def machine_note(recorded: dict | None, kernels: str, this_cpu: dict) -> str:
-    """One line: how this run's CPU and kernel setting compare with the recorded ones."""
-    if not recorded:
-        return f"no record of the machine behind the committed outputs ({RECORD} is missing)"
+def machine_differences(recorded: dict | None, kernels: str, this_cpu: dict) -> list[str]:
+    """How this run's kernel setting and CPU differ from the recorded ones (empty: the same, or no record)."""
     parts = []
+    if not recorded:
+        return parts
     if recorded.get("kernels") != kernels:
         parts.append(f"kernel setting differs: committed with {recorded.get('kernels')}, here {kernels}")
     if (recorded.get("cpu"), recorded.get("isa")) != (this_cpu["cpu"], this_cpu["isa"]):
         parts.append(f"CPU differs: committed on {recorded.get('cpu')} ({' '.join(recorded.get('isa', []))}), "
                      f"here {this_cpu['cpu']} ({' '.join(this_cpu['isa'])})")
-    return "; ".join(parts) or (f"same CPU type ({this_cpu['cpu']}) and kernel setting ({kernels}) as the "
-                                "committed outputs")
+    return parts
 
 
-def report(rows: list[dict], note: str) -> str:
+def machine_note(recorded: dict | None, kernels: str, this_cpu: dict) -> str:
+    """One line: how this run's CPU and kernel setting compare with the recorded ones."""
+    if not recorded:
+        return f"no record of the machine behind the committed outputs ({RECORD} is missing)"
+    return "; ".join(machine_differences(recorded, kernels, this_cpu)) or (
+        f"same CPU type ({this_cpu['cpu']}) and kernel setting ({kernels}) as the committed outputs")
+
+
+def report(rows: list[dict], note: str, same_machine: bool) -> str:
     lines = [f"{r['stage']:<10} {'same bytes' if r['same'] else 'DIFFERS'}" for r in rows]
     first = next((r for r in rows if not r["same"]), None)
     if first is None:
@@ -67,7 +75,7 @@ def report(rows: list[dict], note: str) -> str:
         lines.append(f"verify: the first stage that differs is `{first['stage']}`:")
         lines += [f"  {d['path']}: committed {d['committed']}, here {d['here']}" for d in first["differ"]]
     lines.append(f"verify: {note}")
-    if first is not None and "differs" not in note:
+    if first is not None and same_machine:
         lines.append("verify: same CPU type and setting, other bytes: check the torch version and threads")
     return "\n".join(lines)
 
@@ -77,11 +85,12 @@ def record(root: Path = ROOT, out: Path | None = None) -> dict:
     import torch
 
     lock = yaml.safe_load((root / "dvc.lock").read_text())
+    params = yaml.safe_load((root / "params.yaml").read_text())
     entry = {"what": "the committed default's output hashes and the machine that wrote them (python -m "
                      "tools.verify --record)",
              "commit": run(["git", "rev-parse", "HEAD"], root).stdout.strip(),
-             "kernels": from_params_file(str(root / "params.yaml")), **cpu(), "torch": torch.__version__,
-             "threads": yaml.safe_load((root / "params.yaml").read_text()).get("threads"),
+             "kernels": params.get("kernels", "portable"), **cpu(), "torch": torch.__version__,
+             "threads": params.get("threads"),
              "outs": stage_outputs(lock)}
     save_json(entry, out or root / RECORD)
     return entry
@@ -89,8 +98,6 @@ def record(root: Path = ROOT, out: Path | None = None) -> dict:
 
 def verify(root: Path = ROOT, keep: Path | None = None) -> tuple[int, str]:
     """Rerun ``root``'s checked-out commit from scratch in a temporary clone -> (exit code, report)."""
-    import json
-
     committed_lock = yaml.safe_load(run(["git", "show", "HEAD:dvc.lock"], root).stdout)
     record_text = run(["git", "show", f"HEAD:{RECORD.as_posix()}"], root, check=False)
     recorded = json.loads(record_text.stdout) if record_text.returncode == 0 else None
@@ -106,7 +113,9 @@ def verify(root: Path = ROOT, keep: Path | None = None) -> tuple[int, str]:
         if keep is not None:
             shutil.copytree(repo, keep, symlinks=True)
     rows = compare(stage_outputs(committed_lock), here)
-    return (0 if all(r["same"] for r in rows) else 1), report(rows, machine_note(recorded, kernels, cpu()))
+    note = machine_note(recorded, kernels, cpu())
+    same_machine = recorded is not None and not machine_differences(recorded, kernels, cpu())
+    return (0 if all(r["same"] for r in rows) else 1), report(rows, note, same_machine)
 
 
 def main(argv=None) -> int:

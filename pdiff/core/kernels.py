@@ -75,11 +75,6 @@ def apply_torch(setting: str) -> str:
     return effective
 
 
-def in_effect() -> str | None:
-    """The setting this process runs with (None when no stage set one)."""
-    return _in_effect
-
-
 def from_params_file(path: str = "params.yaml") -> str:
     """The ``kernels`` value of a params file (``portable`` when the key is absent or the file is missing);
     a light read with no schema, for ``_bootstrap`` before anything heavy is imported."""
