@@ -20,7 +20,7 @@ from pdiff.core.artifacts import save_json
 from pdiff.core.config import load_params
 from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
 from pdiff.core.snapstore import load_vectors
-from pdiff.core.stage import run_stage
+from pdiff.core.stage import run_stage, stage_paths
 from pdiff.data.prepare import load_prepared
 from pdiff.generative.autoencoder import load_autoencoder
 from pdiff.nets.models import load_base_model
@@ -28,37 +28,39 @@ from pdiff.nets.models import load_base_model
 
 def main() -> None:
     p = load_params()
+    paths = stage_paths("analyze", "data", "model", "snapshots", "ae", "generated", "correctness",
+                        "evaluated", "metrics", "plots", "report", "embedding")
     setup_torch(p.threads, p.kernels)
     gen = seed_everything(p.seed, "analyze")
     device = resolve_device(p.device)
-    data = load_prepared("data/prepared")
-    model = load_base_model("models/base.pt").to(device)
-    snapshots = load_vectors("models/snapshots.pt", "collect")
-    generated = load_vectors("models/generated.pt", "generate")
-    evaluated = {m: load_correctness(m, obj["params"].float(), data["test_y"], "models/correctness.pt")
+    data = load_prepared(paths.data)
+    model = load_base_model(paths.model).to(device)
+    snapshots = load_vectors(paths.snapshots, "collect")
+    generated = load_vectors(paths.generated, "generate")
+    evaluated = {m: load_correctness(m, obj["params"].float(), data["test_y"], paths.correctness)
                  for m, obj in (("original", snapshots), ("generated", generated))}
     decoder = None  # generator: tokens diffuses raw tokens: no decoder, so no decoder sets (docs/evaluation.md)
     if p.generator == "conv_ae":
-        ae, normalizer, _ = load_autoencoder("models/ae.pt")
+        ae, normalizer, _ = load_autoencoder(paths.ae)
         decode, encode = ae_decoder(ae, normalizer)
         decoder = DecoderReference(decode, encode(snapshots["params"]), p.baselines.decoded_num,
                                    p.baselines.decoded_form)
     analysis = run_analysis(model, snapshots, generated, (data["test_x"], data["test_y"]), p.baselines, gen,
                             opts=EvalOptions(device, p.evaluate.batch_size), evaluated=evaluated, decoder=decoder,
-                            sources=("models/snapshots.pt", "models/generated.pt"))
+                            sources=(paths.snapshots, paths.generated))
     summary = summary_table(analysis)
-    save_json(summary, "metrics/novelty.json")
+    save_json(summary, paths.metrics)
     start = time.perf_counter()
     embedding = embed_2d(analysis, p.seed)
     analysis.timings["embedding_s"] = time.perf_counter() - start
     start = time.perf_counter()
     # plots/embedding/ is no DVC output: t-SNE's picture depends on the CPU (pdiff.analysis.report)
-    write_outputs(analysis, summary, embedding, "plots/analyze", "report.md", "plots/embedding")
+    write_outputs(analysis, summary, embedding, paths.plots, paths.report, paths.embedding)
     analysis.timings["figures_s"] = time.perf_counter() - start
-    evaluated = json.loads(Path("metrics/evaluate.json").read_text())
+    evaluated = json.loads(Path(paths.evaluated).read_text())
     for method in ("original", "generated"):
         if any(evaluated.get(method, {}).get(k) != summary[method].get(k) for k in ("count", "acc_mean", "acc_max")):
-            print(f"warning: the `{method}` row differs from metrics/evaluate.json", file=sys.stderr)
+            print(f"warning: the `{method}` row differs from {paths.evaluated}", file=sys.stderr)
     for method, s in summary.items():
         print(f"{method:>14}: n={s['count']} acc mean {s['acc_mean']} max {s['acc_max']} median {s['acc_median']} "
               f"max-IoU {s['max_similarity_mean']} NN-L2 {s['nn_l2_mean']}")

@@ -10,7 +10,7 @@ from pdiff.core.config import load_params
 from pdiff.core.plots import accuracy_histogram
 from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
 from pdiff.core.snapstore import load_vectors
-from pdiff.core.stage import run_stage
+from pdiff.core.stage import run_stage, stage_paths
 from pdiff.data.prepare import load_prepared
 from pdiff.nets.models import load_base_model
 from pdiff.nets.selection import check_compatible, check_same_selection
@@ -18,17 +18,19 @@ from pdiff.nets.selection import check_compatible, check_same_selection
 
 def main() -> None:
     p = load_params()
+    paths = stage_paths("evaluate", "data", "model", "snapshots", "generated", "correctness", "metrics",
+                        "plots")
     setup_torch(p.threads, p.kernels)
     seed_everything(p.seed, "evaluate")
     device = resolve_device(p.device)
-    data = load_prepared("data/prepared")
-    model = load_base_model("models/base.pt").to(device)
-    methods = {"original": load_vectors("models/snapshots.pt", "collect"),
-               "generated": load_vectors("models/generated.pt", "generate")}
-    check_same_selection(methods["original"], methods["generated"], "models/generated.pt")
+    data = load_prepared(paths.data)
+    model = load_base_model(paths.model).to(device)
+    methods = {"original": load_vectors(paths.snapshots, "collect"),
+               "generated": load_vectors(paths.generated, "generate")}
+    check_same_selection(methods["original"], methods["generated"], paths.generated)
     finite = {}
     for method, obj in methods.items():
-        check_compatible(model, obj["names"], obj["shapes"], f"models/{method} vectors")
+        check_compatible(model, obj["names"], obj["shapes"], f"the {method} vectors")
         finite[method] = finite_rows(obj["params"])
     names = methods["original"]["names"]
     metrics, val, test_acc, test_correct = {}, {}, {}, {}
@@ -43,14 +45,14 @@ def main() -> None:
             if split == "test":
                 test_acc[method] = [round(a, 4) for a in acc.tolist()]
                 test_correct[method] = (methods[method]["params"], corr)
-    save_correctness(test_correct, data["test_y"], "models/correctness.pt")
+    save_correctness(test_correct, data["test_y"], paths.correctness)
     metrics["val"] = val
-    save_json(metrics, "metrics/evaluate.json")
+    save_json(metrics, paths.metrics)
     for method, accs in test_acc.items():
         n = len(accs)
         rows = [f"{i / max(n - 1, 1):.4f},{a}" for i, a in enumerate(sorted(accs))]
-        save_text("quantile,accuracy\n" + "\n".join(rows) + "\n", f"plots/evaluate/{method}.csv")
-    accuracy_histogram(test_acc, "plots/evaluate/accuracy_hist.png", "test accuracy: original vs generated")
+        save_text("quantile,accuracy\n" + "\n".join(rows) + "\n", f"{paths.plots}/{method}.csv")
+    accuracy_histogram(test_acc, f"{paths.plots}/accuracy_hist.png", "test accuracy: original vs generated")
     for method in methods:
         m = metrics[method]
         print(f"{method:>9}: n={m['count']} failed={m['failed']} mean {m['acc_mean']} median {m['acc_median']} "

@@ -6,20 +6,20 @@ import _bootstrap  # noqa: F401  (repo root on sys.path)
 from pdiff.core.artifacts import save_torch
 from pdiff.core.config import load_params
 from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
-from pdiff.core.stage import run_stage
+from pdiff.core.stage import run_stage, stage_paths
 from pdiff.generative.ldm import load_latent_model, sample_vectors
 
 
-def tokens(p, gen, device) -> None:
+def tokens(p, paths, gen, device) -> None:
     from pdiff.core.snapstore import VectorWriter
     from pdiff.generative import tokens as tk
 
-    layout, mean, std, meta = tk.load_tokenizer("models/ae.pt")
-    model, diffusion = tk.load_generator("models/ldm.pt")
+    layout, mean, std, meta = tk.load_tokenizer(paths.ae)
+    model, diffusion = tk.load_generator(paths.ldm)
     data = tk.token_data(layout, None, mean, std)
     g = p.generate
     clip = p.tokens.clip if p.tokens.clip > 0 and meta["normalize"] != "none" else None
-    with VectorWriter("models/generated.pt", g.num_models, meta["names"], meta["shapes"]) as out:
+    with VectorWriter(paths.out, g.num_models, meta["names"], meta["shapes"]) as out:
         for vec in tk.sample_vectors_tokens(model, diffusion, data, g.num_models, p.tokens.sample_chunk, gen,
                                             device, g.sampler, g.steps, clip=clip):
             out.append(vec)
@@ -28,14 +28,15 @@ def tokens(p, gen, device) -> None:
 
 def main() -> None:
     p = load_params()
+    paths = stage_paths("generate", "ae", "ldm", "out")
     setup_torch(p.threads, p.kernels)
     gen = seed_everything(p.seed, "generate")
     device = resolve_device(p.device)
     if p.generator == "tokens":
-        return tokens(p, gen, device)
-    latent_model, meta = load_latent_model("models/ae.pt", "models/ldm.pt")
+        return tokens(p, paths, gen, device)
+    latent_model, meta = load_latent_model(paths.ae, paths.ldm)
     vectors = sample_vectors(latent_model, p.generate, gen, device)
-    save_torch({"params": vectors, "names": meta["names"], "shapes": meta["shapes"]}, "models/generated.pt")
+    save_torch({"params": vectors, "names": meta["names"], "shapes": meta["shapes"]}, paths.out)
     print(f"generated {tuple(vectors.shape)}")
 
 

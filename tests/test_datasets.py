@@ -5,7 +5,6 @@ import os
 import pickle
 import struct
 import subprocess
-import sys
 import warnings
 from types import SimpleNamespace
 
@@ -199,18 +198,21 @@ def test_prepare_keeps_uint8_and_standardizes_on_load(tmp_path):
 @pytest.mark.slow
 def test_prepare_and_train_stages_on_fake_mnist(tmp_path):
     """The real stage scripts on a fake MNIST (idx files): prepare, then one epoch of train."""
+    from pdiff.core.stage import stage_command
     from tests.conftest import make_tiny_repo
 
     repo = make_tiny_repo(tmp_path / "repo", {"data": {"name": "mnist", "root": str(tmp_path / "raw"), "val_size": 4},
                                               "train": {"epochs": 1, "batch_size": 4}})
     env = dict(os.environ, PYTHONPATH="")
-    res = subprocess.run([sys.executable, "stages/prepare.py"], cwd=repo, capture_output=True, text=True, env=env)
+    res = subprocess.run(stage_command("prepare", repo / "dvc.yaml"), cwd=repo, capture_output=True, text=True,
+                         env=env)
     assert res.returncode == 1 and "MNIST/raw/train-images-idx3-ubyte" in res.stderr and "Traceback" not in res.stderr
     assert not (repo / "data/prepared/dataset.pt").exists()  # nothing half-written
     write_mnist(tmp_path / "raw")
     out = {}
     for stage in ("prepare", "train"):
-        res = subprocess.run([sys.executable, f"stages/{stage}.py"], cwd=repo, capture_output=True, text=True, env=env)
+        res = subprocess.run(stage_command(stage, repo / "dvc.yaml"), cwd=repo, capture_output=True, text=True,
+                             env=env)
         assert res.returncode == 0, res.stderr[-2000:]
         out[stage] = res.stdout
     assert "mnist: 8 train / 4 val / 5 test, 10 classes" in out["prepare"]

@@ -3,11 +3,11 @@ models must score (median test accuracy) within 1 point of the snapshots they we
 diffusion loss must fall. A denoiser trained against the wrong target (another sample's noise) fails both:
 see docs/testing.md for the numbers."""
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from pdiff.core.stage import stage_command
 from tests.conftest import make_tiny_repo, run
 
 STAGES = ["prepare", "train", "collect", "train_ae", "train_ldm", "generate", "evaluate"]
@@ -43,7 +43,7 @@ def quality(repo: Path) -> dict:
 def test_generated_models_match_the_originals_and_ldm_loss_falls(tmp_path, seed):
     repo = make_tiny_repo(tmp_path / "repo", QUALITY | {"seed": seed})
     for stage in STAGES:
-        run([sys.executable, f"stages/{stage}.py"], repo)
+        run(stage_command(stage, repo / "dvc.yaml"), repo)
     q = quality(repo)
     print(q)
     assert q["generated_failed"] == 0, q

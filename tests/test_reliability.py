@@ -18,6 +18,7 @@ from pdiff.base.training import LoopContext, collect_snapshots
 from pdiff.core.artifacts import ArtifactError, load_torch, save_torch
 from pdiff.core.config import CollectConfig
 from pdiff.core.snapstore import load_vectors
+from pdiff.core.stage import stage_command
 from pdiff.core.tracking import Tracker, check_finite
 from pdiff.nets.models import SmallCNN
 from pdiff.nets.selection import select
@@ -25,7 +26,7 @@ from tests.conftest import ROOT, copy_repo, run, stage_env
 
 
 def stage(repo: Path, name: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, f"stages/{name}.py"], cwd=repo, env=stage_env(), capture_output=True,
+    return subprocess.run(stage_command(name, repo / "dvc.yaml"), cwd=repo, env=stage_env(), capture_output=True,
                           text=True)
 
 
@@ -163,7 +164,7 @@ def slow_save(obj, f, *args, **kwargs):
     for i in range(0, len(data), 4096):
         f.write(data[i:i + 4096]); f.flush(); time.sleep(0.01)
 torch.save = slow_save
-sys.argv = ["stages/prepare.py"]
+sys.argv = {argv!r}
 sys.path.insert(0, "stages")
 runpy.run_path("stages/prepare.py", run_name="__main__")
 """
@@ -174,7 +175,8 @@ def test_sigkill_mid_write_leaves_no_truncated_artifact_and_repro_recovers(tiny_
     repo = tiny_copy
     target = repo / "data/prepared/dataset.pt"
     target.unlink()  # as before a first run: the only file at the real name would be a complete one
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_SAVE], cwd=repo, env=stage_env(), stdout=subprocess.DEVNULL,
+    script = SLOW_SAVE.format(argv=stage_command("prepare", repo / "dvc.yaml")[1:])
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=repo, env=stage_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     partial = []

@@ -1,7 +1,6 @@
 """generate.sampler / generate.steps: schema, sample_vectors, and the `generate` stage's wiring."""
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -10,6 +9,7 @@ import yaml
 from pdiff.core.artifacts import load_torch, save_torch
 from pdiff.core.config import ConfigError, from_dict
 from pdiff.core.runtime import seed_everything
+from pdiff.core.stage import stage_command
 from pdiff.generative.autoencoder import Normalizer, ParamAE
 from pdiff.generative.denoiser import UNet1D
 from pdiff.generative.diffusion import linear_schedule
@@ -75,8 +75,9 @@ def test_generate_stage_reads_sampler_and_steps(tmp_path):
     def run(**generate):
         params = {"ldm": {"timesteps": 30}, "generate": dict(num_models=4, batch_size=4, **generate)}
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-        res = subprocess.run([sys.executable, str(ROOT / "stages/generate.py")], cwd=tmp_path, env=env,
-                             capture_output=True, text=True)
+        argv = stage_command("generate", ROOT / "dvc.yaml")
+        res = subprocess.run([argv[0], str(ROOT / argv[1]), *argv[2:]], cwd=tmp_path, env=env, capture_output=True,
+                             text=True)
         assert res.returncode == 0, res.stderr[-2000:]
         return res.stderr, load_torch(tmp_path / "models/generated.pt", "generate")["params"]
 

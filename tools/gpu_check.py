@@ -89,14 +89,14 @@ def prepare_workdir(work: Path, data_root: Path) -> None:
 
 def run_stages(work: Path) -> dict:
     """Run every stage in ``work``; {stage: {"seconds", "peak_gpu_mib"}}. Stops at the first failing stage."""
-    from pdiff.core.stage import read_timings, timing_folder
+    from pdiff.core.stage import read_timings, stage_command, timing_folder
     from tools.workcopy import run
 
     stages = {}
     for stage in STAGES:
         with MemoryPeak() as mem:
             start = time.perf_counter()
-            res = run([sys.executable, f"stages/{stage}.py"], work, check=False)
+            res = run(stage_command(stage, work / "dvc.yaml"), work, check=False)
             seconds = time.perf_counter() - start
         own = read_timings(timing_folder(work, exp=""))  # the stage's own timer, written by run_stage
         stages[stage] = {"seconds": round(seconds, 1), "stage_seconds": own.get(stage),

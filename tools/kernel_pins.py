@@ -30,6 +30,7 @@ from pathlib import Path
 
 from pdiff.core.artifacts import save_json
 from pdiff.core.kernels import PORTABLE_ENV, cpu, with_setting
+from pdiff.core.stage import stage_command
 from tools.measure import machine
 from tools.workcopy import ROOT, clone_head, run, subprocess_env
 
@@ -52,7 +53,7 @@ SETTINGS = [  # (name as in the reference record, environment, oneDNN on, params
 ]
 PORTABLE = SETTINGS[2][0]
 STAGE = ("import runpy, sys, torch\nsys.path.insert(0, 'stages')\ntorch.backends.mkldnn.enabled = {onednn}\n"
-         "sys.argv = ['stages/train.py']\nrunpy.run_path('stages/train.py', run_name='__main__')\n")
+         "sys.argv = {argv!r}\nrunpy.run_path('stages/train.py', run_name='__main__')\n")
 
 
 def slug(info: dict) -> str:
@@ -179,7 +180,8 @@ def main(argv=None) -> dict:
         for name, env, onednn, kernels in SETTINGS:
             (repo / "params.yaml").write_text(with_setting(params, kernels))
             t0 = time.perf_counter()
-            run([sys.executable, "-c", STAGE.format(onednn=onednn)], repo, env=subprocess_env() | env)
+            script = STAGE.format(onednn=onednn, argv=stage_command("train", repo / "dvc.yaml")[1:])
+            run([sys.executable, "-c", script], repo, env=subprocess_env() | env)
             seconds = time.perf_counter() - t0
             md5 = hashlib.md5((repo / "models/base.pt").read_bytes()).hexdigest()
             val = json.loads((repo / "metrics/train/metrics.json").read_text())["val_acc"]
