@@ -82,6 +82,25 @@ def test_a_generated_block_is_refilled_from_its_function():
         fill("<!--@@ os.path:join -->\nx\n<!--/@@-->", ROOT, "p.md")
 
 
+@pytest.mark.parametrize("name, every_seed", [("docs_seeds_table", True), ("docs_decoder_table", True),
+                                              ("docs_block_table", False), ("docs_generators_table", False)])
+def test_the_results_tables_name_each_seed_not_its_position(name, every_seed):
+    """The tables tools.paper_scale builds for the docs read a seed's entry by its seed: with the results files'
+    seeds listed in reverse order (and, for a one-seed table, another seed's entry put first), they are the same."""
+    from tools import paper_scale
+
+    def load(path, shuffled=False):
+        data = json.loads((ROOT / path).read_text())
+        if shuffled:
+            data["seeds"] = data["seeds"][::-1] if every_seed else [{"seed": 7}, *data["seeds"]]
+        return data
+
+    build = getattr(paper_scale, name)
+    table = build(load)
+    assert table.startswith("| ") and table.endswith(" |\n") and table.count("\n") >= 4
+    assert build(lambda path: load(path, shuffled=True)) == table
+
+
 def test_ema_warm_up_thresholds_in_the_docs_are_the_formulas():
     text = (ROOT / "docs/paper-scale.md").read_text()
     for decay in (0.999, 0.9999):

@@ -298,9 +298,10 @@ def tables_block(load) -> str:
 def tuning_block(load) -> str:
     """The tokens settings compared on validation at the paper's D, beside the conv AE's seed-0 run (a generated
     block of docs/tokens.md)."""
+    from tools.doc_numbers import lookup
     from tools.tokens_compare import table
 
-    conv = load("reports/mnist5k-resnet18/conv_ae/results.json")["seeds"][0]
+    conv = lookup(load("reports/mnist5k-resnet18/conv_ae/results.json"), "seeds[seed=0]", "tuning_block")
     conv = ("(conv AE + latent DDPM)", conv["val"]["generated"], conv["novelty"]["generated"]["nn_l2_mean"])
     return table(load(TUNING), conv)
 

@@ -123,6 +123,20 @@ def render(value, fmt: str | None) -> str:
     return format(value, fmt) if fmt else str(value)
 
 
+def quote(data, key: str, fmt: str | None = None) -> str:
+    """What a marker ``<!--@ file key fmt -->`` over ``data`` (the file, parsed) shows: the value at ``key``
+    (a list's row named by a key, as in a marker), formatted; for the tables of generated blocks."""
+    return render(lookup(data, key, key), fmt)
+
+
+def markdown_table(head: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table (header, separator, a line per row; an empty cell as ``| |``), ending in a newline."""
+    def line(cells: list[str]) -> str:
+        return "|" + "|".join(f" {c} " if c else " " for c in cells) + "|\n"
+
+    return line(head) + "|" + "---|" * len(head) + "\n" + "".join(line(r) for r in rows)
+
+
 def fill(text: str, root: Path = ROOT, page: str = "", read: Callable[[Path, Path], str] = workspace_text
          ) -> tuple[str, list[str]]:
     """(``text`` with every marked number and generated block taken from its JSON, the descriptions of what

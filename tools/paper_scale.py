@@ -46,6 +46,7 @@ from pdiff.analysis.sets import BY_NAME, of_kind
 from pdiff.core.artifacts import load_torch, save_json, save_text
 from pdiff.core.snapstore import load_vectors
 from pdiff.core.stage import run_script
+from tools.doc_numbers import lookup, markdown_table, quote
 
 SUMMARY_KEYS = ("count", "acc_mean", "acc_median", "acc_max", "acc_min", "acc_std")
 DECODER_KEYS = ("count", "acc_mean", "acc_median", "acc_max", "acc_min", "max_similarity_mean", "nn_l2_mean")
@@ -337,6 +338,112 @@ def run(preset: str, seeds: list[int], out_dir: Path, work_root: Path | None = N
     results = load_results(path)
     write_report(results, out_dir)
     return results
+
+
+# The tables of docs/paper-scale.md, docs/block.md and docs/tokens.md, each a generated block filled by
+# tools.doc_numbers from results files this tool writes (``load(path)``: a JSON file, parsed). A seed's row is
+# named by its seed (``seeds[seed=0]``), never taken by its position in the list.
+HEADLINE = "reports/mnist5k-resnet18/results.json"
+BLOCK_RESULTS = "reports/mnist5k-resnet18-block/results.json"
+TOKENS = "reports/mnist5k-resnet18/tokens/results.json"
+CONV_AE = "reports/mnist5k-resnet18/conv_ae/results.json"
+
+
+def seed_keys(results: dict) -> list[str]:
+    """The key of every seed's entry in ``results``, in seed order: ``seeds[seed=0]``, ``seeds[seed=1]``, ..."""
+    return [f"seeds[seed={s}]" for s in sorted(e["seed"] for e in results["seeds"])]
+
+
+def _acc(v: float) -> str:
+    """A test accuracy in %: two decimals, three where it lies between two digits' steps (a median: 97.375)."""
+    return f"{v:.3f}" if abs(v * 100 - round(v * 100)) > 1e-6 else f"{v:.2f}"
+
+
+def _bold(text: str, flag: bool) -> str:
+    return f"**{text}**" if flag else text
+
+
+def docs_seeds_table(load) -> str:
+    """docs/paper-scale.md: per seed of the headline preset, the originals' and generated models' median / max
+    (the generated ones in bold where they reach the originals'), the baselines' medians, the novelty measures
+    and the originals' test errors."""
+    results = load(HEADLINE)
+    head = ["seed", "original median / max", "generated median / max", "generated min / std",
+            "noise / average / gaussian median", "generated max-IoU", "NN-L2: generated / between originals",
+            "originals' test errors (of 2,000)"]
+    rows = []
+    for key in seed_keys(results):
+        e = lookup(results, key, key)
+        orig, gen, claim, errors = e["original"], e["generated"], e["claim"], e["original_test_errors"]
+        median, best = _acc(gen["acc_median"]), _acc(gen["acc_max"])
+        if claim["median"] and claim["max"]:
+            generated = _bold(f"{median} / {best}", True)
+        else:
+            generated = f"{_bold(median, claim['median'])} / {_bold(best, claim['max'])}"
+        rows.append([str(e["seed"]), f"{_acc(orig['acc_median'])} / {_acc(orig['acc_max'])}", generated,
+                     f"{gen['acc_min']:.2f} / {gen['acc_std']:.2f}",
+                     " / ".join(f"{e['baselines'][b]['acc_median']:.2f}" for b in ("noise", "average", "gaussian")),
+                     f"{e['novelty']['generated']['max_similarity_mean']:.3f}",
+                     f"{e['novelty']['generated']['nn_l2_mean']:.2f} / {e['novelty']['original']['nn_l2_mean']:.2f}",
+                     f"{errors['mean']:.1f} ({errors['min']}–{errors['max']})"])
+    return markdown_table(head, rows)
+
+
+def docs_decoder_table(load) -> str:
+    """docs/paper-scale.md: per seed of the headline preset, the LDM's samples beside the decoder sets (Gaussian
+    latents decoded, the snapshots' reconstructions), the average baseline and the originals."""
+    results = load(HEADLINE)
+    head = ["seed", "LDM-generated mean / median", "decoded noise mean / median / min", "average median",
+            "reconstruction median", "original median", "NN-L2: decoded noise / generated"]
+
+    def cell(key: str, *stats: str) -> str:
+        return " / ".join(quote(results, f"{key}.{stat}", ".2f") for stat in stats)
+
+    rows = [[quote(results, f"{k}.seed"), cell(f"{k}.generated", "acc_mean", "acc_median"),
+             cell(f"{k}.decoder.decoded_noise", "acc_mean", "acc_median", "acc_min"),
+             cell(f"{k}.baselines.average", "acc_median"), cell(f"{k}.decoder.reconstruction", "acc_median"),
+             cell(f"{k}.original", "acc_median"),
+             f"{cell(f'{k}.decoder.decoded_noise', 'nn_l2_mean')} / {cell(f'{k}.novelty.generated', 'nn_l2_mean')}"]
+            for k in seed_keys(results)]
+    return markdown_table(head, rows)
+
+
+def docs_block_table(load) -> str:
+    """docs/block.md: seed 0 of the whole-block preset, the originals and the generated models (count and
+    accuracy statistics) and the baselines' medians."""
+    results, key = load(BLOCK_RESULTS), "seeds[seed=0]"
+    stats = ("count", "acc_median", "acc_mean", "acc_max", "acc_min")
+    rows = [[label, *(quote(results, f"{key}.{name}.{stat}") for stat in stats)]
+            for label, name in (("original snapshots", "original"), ("generated (tokens)", "generated"))]
+    rows += [[label, "", quote(results, f"{key}.baselines.{name}.acc_median"), "", "", ""]
+             for label, name in (("noise baseline (snapshot + 1 % noise)", "noise"),
+                                 ("average of 16 snapshots", "average"), ("per-value gaussian", "gaussian"))]
+    return markdown_table(["set", "count", "median", "mean", "max", "min"], rows)
+
+
+def docs_generators_table(load) -> str:
+    """docs/tokens.md: seed 0 of the headline preset with each generator (the tokens generator, the conv AE with
+    its latent DDPM): accuracy statistics, novelty, the generator's stages' seconds and the whole run's."""
+    tokens, conv, key = load(TOKENS), load(CONV_AE), "seeds[seed=0]"
+
+    def stats(results: dict, name: str) -> list[str]:
+        return [quote(results, f"{key}.{name}.{stat}") for stat in ("acc_median", "acc_min", "acc_max", "acc_std")]
+
+    def seconds(results: dict, *stages: str) -> str:
+        return " + ".join(f"{quote(results, f'{key}.stage_seconds.{s}', '.0f')} s" for s in stages)
+
+    def generated(label: str, results: dict, *stages: str) -> list[str]:
+        return [label, *stats(results, "generated"),
+                quote(results, f"{key}.novelty.generated.max_similarity_mean", ".3f"),
+                quote(results, f"{key}.novelty.generated.nn_l2_mean", ".3f"), seconds(results, *stages),
+                quote(results, f"{key}.wall_seconds", "minsec")]
+
+    head = ["generator", "test median", "min", "max", "std", "max-IoU", "NN-L2", "generator's stages", "whole run"]
+    rows = [["(originals, K = 200)", *stats(tokens, "original"), "",
+             quote(tokens, f"{key}.novelty.original.nn_l2_mean", ".3f"), "", ""],
+            generated("tokens (`code: step`, width 512)", tokens, "train_ldm", "generate"),
+            generated("conv AE + latent DDPM", conv, "train_ae", "train_ldm", "generate")]
+    return markdown_table(head, rows)
 
 
 def main(argv=None) -> None:
