@@ -8,6 +8,10 @@ import pytest
 from tests.conftest import ROOT
 
 README_MAX_LINES = 200
+LINE_MAX = 200  # characters of a docs source line outside generated blocks
+# Pages still holding longer lines, skipped until they are wrapped: tasks.md, ablations.md and testing.md are
+# being wrapped now, and parameters.md (written whole by tools.params_doc) is becoming a generated block.
+LONG_LINES_PENDING = {"docs/tasks.md", "docs/ablations.md", "docs/testing.md", "docs/parameters.md"}
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 
@@ -74,3 +78,29 @@ def test_docs_name_no_path_outside_the_repository(name):
     text = (ROOT / name).read_text()
     for outside in ("/work/", "../shared"):
         assert outside not in text, f"{name} mentions {outside!r}: cite the paper or a public repository instead"
+
+
+def long_lines(text: str, limit: int = LINE_MAX) -> list[tuple[int, int]]:
+    """(line number, length) of every line over ``limit`` characters outside the generated blocks
+    (``<!--@@ tools.module:function -->`` ... ``<!--/@@-->``, whose tables a tool writes)."""
+    from tools.doc_numbers import BLOCK
+
+    text = BLOCK.sub(lambda m: "\n" * m.group(0).count("\n"), text)  # a block's lines, blanked, keep the numbering
+    return [(n, len(line)) for n, line in enumerate(text.splitlines(), 1) if len(line) > limit]
+
+
+def test_long_lines_skips_generated_blocks_only():
+    row = "| " + "x" * 250 + " |"
+    text = f"short\n<!--@@ tools.kernel_pins:docs_table -->\n{row}\n<!--/@@-->\n{row}\nend"
+    assert long_lines(text) == [(5, len(row))]
+
+
+@pytest.mark.parametrize("name", ["README.md", "data/README.md", "user/README.md", *sorted(
+    p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))])
+def test_no_docs_source_line_is_over_200_characters(name):
+    """Prose wraps (at 120 characters), a marker stays whole on its line, and a table of many quoted numbers is a
+    generated block; a prose-like table with long rows reads better as a list."""
+    if name in LONG_LINES_PENDING:
+        pytest.skip(f"{name}: being wrapped (LONG_LINES_PENDING)")
+    found = long_lines((ROOT / name).read_text())
+    assert not found, f"{name}: lines over {LINE_MAX} characters (line, length): {found}"

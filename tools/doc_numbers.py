@@ -15,7 +15,10 @@ from JSON files is one generated block, filled by the same command:
     ...the function's Markdown...
     <!--/@@-->
 
-The block names a function in tools/ that takes ``load(path)`` (a JSON file, parsed) and returns the text.
+The block names a function in tools/ that takes ``load(path)`` (a JSON file, parsed) and returns the text;
+`quote` and `markdown_table` build a table of quoted numbers, each row named by a key as a marker names it.
+A table with many numbers is such a block, so that no page line outside a block is over 200 characters
+(tests/test_docs.py).
 
     python -m tools.doc_numbers           # rewrite every marked number from its JSON
     python -m tools.doc_numbers --check   # exit 1, listing each page and key, when a page quotes another value
