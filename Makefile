@@ -15,20 +15,24 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 # `make repro PRESET=cifar10-resnet18` first writes presets/<PRESET>.yaml into params.yaml (comments kept).
-# A preset named *-tasks runs the task-conditioned pipeline, tasks/dvc.yaml (docs/tasks.md).
+# A preset named *-tasks sets `task_pipeline: [run]`, which adds the task-conditioned pipeline's stages to dvc.yaml
+# (docs/tasks.md), and runs only them and what they need (prepare, train): `dvc repro tasks_evaluate@run`.
+TASKS_TARGET := tasks_evaluate@run
+PRESET_TARGET = $(if $(filter %-tasks,$(PRESET)),$(TASKS_TARGET))
 repro: $(STAMP)
 	$(if $(PRESET),python -m tools.presets apply $(PRESET))
-	dvc repro $(if $(filter %-tasks,$(PRESET)),tasks/dvc.yaml)
+	dvc repro $(PRESET_TARGET)
 
 # The task pipeline stage by stage, timed -> reports/mnist5k-tasks/results.json (TASKS_ARGS=--force: from scratch).
 .PHONY: tasks-run
 tasks-run: $(STAMP)
 	python -m tools.tasks_run $(TASKS_ARGS)
 
-# `make exp PRESET=name`: the preset as a DVC experiment (`dvc exp run -S key=value ...`), params.yaml untouched.
+# `make exp PRESET=name`: the preset as a DVC experiment (`dvc exp run -S key=value ...`), params.yaml untouched;
+# a *-tasks preset runs tasks_evaluate@run, as `make repro` does.
 .PHONY: exp
 exp: $(STAMP)
-	args="$$(python -m tools.presets exp-args $(PRESET))" && eval dvc exp run $$args $(EXP_ARGS)
+	args="$$(python -m tools.presets exp-args $(PRESET))" && eval dvc exp run $$args $(EXP_ARGS) $(PRESET_TARGET)
 
 # `make test` installs no system package: without a Chromium the browser test skips, naming `make browser`.
 test: $(STAMP)

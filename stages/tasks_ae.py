@@ -1,5 +1,5 @@
-"""Stage `tasks_ae` (tasks/dvc.yaml): one parameter autoencoder shared by all seen tasks -> models/tasks/ae.pt
-(the `train_ae` format, so `load_autoencoder` reads it)."""
+"""Stage `tasks_ae@run` (dvc.yaml, with task_pipeline: [run]): one parameter autoencoder shared by all seen tasks
+-> models/tasks/ae.pt (the `train_ae` format, so `load_autoencoder` reads it)."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
 from pdiff.core.artifacts import save_torch

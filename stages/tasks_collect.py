@@ -1,5 +1,5 @@
-"""Stage `tasks_collect` (tasks/dvc.yaml): split the class codes into seen / validation / unseen tasks and train
-every task's head on cached features of the frozen base model -> models/tasks/snapshots.pt."""
+"""Stage `tasks_collect@run` (dvc.yaml, with task_pipeline: [run]): split the class codes into seen / validation /
+unseen tasks and train every task's head on cached features of the frozen base model -> models/tasks/snapshots.pt."""
 import time
 
 import _bootstrap  # noqa: F401  (repo root on sys.path)

@@ -1,5 +1,5 @@
-"""Stage `tasks_evaluate` (tasks/dvc.yaml): generate models for the validation and unseen task codes and score
-them, with the trained models and the no-training baselines, on each task's own labels ->
+"""Stage `tasks_evaluate@run` (dvc.yaml, with task_pipeline: [run]): generate models for the validation and unseen
+task codes and score them, with the trained models and the no-training baselines, on each task's own labels ->
 metrics/tasks/results.json, plots/tasks/ (per-task CSV and figure)."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 import torch

@@ -1,4 +1,5 @@
-"""Stage `tasks_ldm` (tasks/dvc.yaml): the latent DDPM conditioned on the task code -> models/tasks/ldm.pt."""
+"""Stage `tasks_ldm@run` (dvc.yaml, with task_pipeline: [run]): the latent DDPM conditioned on the task code ->
+models/tasks/ldm.pt."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 import torch
 

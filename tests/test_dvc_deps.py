@@ -51,7 +51,9 @@ def code_deps(script: Path) -> set[str]:
 
 
 def _stages():
-    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    """Every stage definition of dvc.yaml; a `foreach` stage (the task stages) by the stage it generates."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    return {name: stage.get("do", stage) for name, stage in stages.items()}
 
 
 def test_every_stage_depends_on_exactly_the_code_it_imports():

@@ -1,7 +1,10 @@
 """Task-conditioned generation at tiny size: task codes, batched per-task heads, and a code-conditioned
-denoiser that must use its condition (the same check fails when the code is ignored or shuffled)."""
+denoiser that must use its condition (the same check fails when the code is ignored or shuffled); the task
+stages of dvc.yaml (present only with `task_pipeline: [run]`), their plot, and a default run that never meets
+them."""
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -147,25 +150,36 @@ def test_the_same_check_fails_when_the_code_is_shuffled_or_ignored(mode, cond):
     assert not err < 0.75 * var, (err, var)
 
 
-def test_task_pipeline_is_a_separate_file_with_exact_code_deps():
-    """tasks/dvc.yaml runs from the root (wdir ..), lists exactly the pdiff folders each script imports, shares no
-    stage name with the default pipeline, and keeps the conditioning params out of every stage before tasks_ldm."""
+def _task_stages() -> dict:
+    """The task stages of dvc.yaml: name -> the stage each generates (its `do`), all `foreach` over
+    task_pipeline."""
     import yaml
 
     from tests.conftest import ROOT
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    tasks = {name: stage for name, stage in stages.items() if name.startswith("tasks_")}
+    assert all(stage.get("foreach") == "${task_pipeline}" for stage in tasks.values()), tasks
+    assert all("foreach" not in stage for name, stage in stages.items() if name not in tasks)
+    return {name: stage["do"] for name, stage in tasks.items()}
+
+
+def test_task_stages_run_from_the_root_with_exact_code_deps():
+    """The task stages of dvc.yaml (`foreach` over task_pipeline) run from the root (no wdir), list exactly the
+    pdiff folders each script imports, and keep the conditioning params out of every stage before tasks_ldm."""
+    from tests.conftest import ROOT
     from tests.test_dvc_deps import code_deps
 
-    stages = yaml.safe_load((ROOT / "tasks/dvc.yaml").read_text())["stages"]
-    root = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert not set(stages) & set(root)
+    stages = _task_stages()
+    assert list(stages) == ["tasks_collect", "tasks_ae", "tasks_ldm", "tasks_evaluate"]
     for name, stage in stages.items():
-        assert stage["wdir"] == ".." and stage["cmd"] == f"python stages/{name}.py", name
+        assert "wdir" not in stage and stage["cmd"] == f"python stages/{name}.py", name
         listed = {d for d in stage["deps"] if isinstance(d, str) and d.startswith("pdiff/")}
         assert listed == code_deps(ROOT / f"stages/{name}.py"), name
     reads = {name: set(stage["params"]) for name, stage in stages.items()}
     assert "tasks_ldm" in reads["tasks_ldm"] and not {"tasks_ldm", "tasks_eval"} & (reads["tasks_collect"]
                                                                                      | reads["tasks_ae"])
-    # git-tracked metrics (cache: false, not ignored): `dvc exp run tasks/dvc.yaml` commits them into each
+    # git-tracked metrics (cache: false, not ignored): `dvc exp run ... tasks_evaluate@run` commits them into each
     # experiment, which is where `dvc exp show`, and so the task recipes' report, reads them
     (metrics,) = stages["tasks_evaluate"]["metrics"]
     assert metrics == {"metrics/tasks/results.json": {"cache": False}}
@@ -173,19 +187,63 @@ def test_task_pipeline_is_a_separate_file_with_exact_code_deps():
 
     ignored = subprocess.run(["git", "check-ignore", "-q", "metrics/tasks/results.json"], cwd=ROOT)
     assert ignored.returncode == 1, "metrics/tasks/results.json is git-ignored: experiments would not carry it"
+    for out in ("models/tasks/snapshots.pt", "plots/tasks/per_task.csv", "plots/tasks/unseen.png"):
+        assert subprocess.run(["git", "check-ignore", "-q", out], cwd=ROOT).returncode == 0, out
 
 
-def test_task_plot_in_tasks_dvc_yaml_lists_the_task_sets():
-    """The per-task plot of tasks/dvc.yaml draws one series per method of pdiff.tasks.evaluation.TASK_SETS, in
-    its order: a method added there and not in the plot fails here."""
-    import yaml
+def test_task_plot_draws_one_series_per_task_set():
+    """The per-task plot of tasks_evaluate (a stage plot: one y column) draws every method of
+    pdiff.tasks.evaluation.TASK_SETS through its template's fold, in its order: a method added there and not in
+    the template fails here."""
+    import json
 
     from pdiff.tasks.evaluation import METHODS
     from tests.conftest import ROOT
 
-    plots = yaml.safe_load((ROOT / "tasks/dvc.yaml").read_text())["plots"]
-    listed = [spec["y"] for plot in plots if isinstance(plot, dict) for spec in plot.values() if "y" in spec]
-    assert listed == [{"../plots/tasks/per_task.csv": list(METHODS)}]
+    plots = _task_stages()["tasks_evaluate"]["plots"]
+    (csv,) = [p["plots/tasks/per_task.csv"] for p in plots if isinstance(p, dict) and "plots/tasks/per_task.csv" in p]
+    assert "cache" not in csv and csv["x"] == "task" and csv["y"] in METHODS  # cached: a clone checks it out
+    assert "plots/tasks/unseen.png" in plots
+    template = json.loads((ROOT / f".dvc/plots/{csv['template']}.json").read_text())
+    (fold,) = [t["fold"] for t in template["transform"] if "fold" in t]
+    assert fold == list(METHODS) and template["encoding"]["color"]["sort"] == list(METHODS)
+
+
+@pytest.mark.parametrize("run", ["mnist5k-tasks", "mnist5k-hard-tasks"])
+def test_dvc_draws_the_per_task_plot_of_a_committed_run(run, tmp_path):
+    """`dvc plots show` of the per-task CSV that tasks_evaluate writes, with the stage's definition from dvc.yaml
+    and the project's template folder, on a committed run's rows: Vega draws one series per method that has
+    scores (composed_head has none with the backbone of mnist5k-hard-tasks), named in the legend."""
+    import json
+    import shutil
+
+    import vl_convert
+    import yaml
+
+    from pdiff.tasks.evaluation import METHODS, per_task_csv
+    from tests.conftest import ROOT
+    from tests.conftest import run as run_cmd
+    from tools import offline_plots
+
+    run_cmd("git init -q && dvc init -q", tmp_path)
+    shutil.copytree(ROOT / ".dvc/plots", tmp_path / ".dvc/plots")
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["tasks_evaluate"]
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"tasks_evaluate": stage}}, sort_keys=False))
+    (tmp_path / "params.yaml").write_text("task_pipeline: [run]\n")
+    rows = json.loads((ROOT / f"reports/{run}/results.json").read_text())["per_task"]
+    (tmp_path / "plots/tasks").mkdir(parents=True)
+    (tmp_path / "plots/tasks/per_task.csv").write_text(per_task_csv(rows))
+    res = run_cmd(["dvc", "plots", "show", "--json", "plots/tasks/per_task.csv"], tmp_path)
+    answer = json.loads(res.stdout)
+    assert "errors" not in answer, answer["errors"]
+    spec = answer["data"]["plots/tasks/per_task.csv"][0]["content"]
+    svg = vl_convert.vegalite_to_svg(spec, vl_version=offline_plots.vl_version([spec]))
+    texts = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+    drawn = [m for m in METHODS if m in texts]
+    assert drawn == [m for m in METHODS if all(r[m] is not None for r in rows)], drawn
+    assert "composed_head" in drawn or run == "mnist5k-hard-tasks"
+    (csv,) = [p["plots/tasks/per_task.csv"] for p in stage["do"]["plots"] if isinstance(p, dict)]
+    assert spec["title"]["text"] == csv["title"] and spec["encoding"]["y"]["title"] == csv["y_label"]
 
 
 @pytest.mark.parametrize("run", ["mnist5k-tasks", "mnist5k-hard-tasks"])
@@ -262,7 +320,8 @@ def test_seen_tasks_table_gathers_runs_on_the_same_unseen_tasks(tmp_path):
 
 
 def test_task_recipes_queue_the_task_pipeline_with_the_preset_and_report_each_point():
-    """A task recipe queues `dvc exp run ... tasks/dvc.yaml` with its preset's values on every point; the report
+    """A task recipe queues `dvc exp run ... tasks_evaluate@run` with its preset's values on every point (so
+    `task_pipeline=[run]` too, which makes the task stages exist in the experiment); the report
     rows come from each finished experiment's metrics/tasks/results.json, in point order, only for experiments
     whose params carry the point's value."""
     from pdiff.tasks.evaluation import METHODS
@@ -271,7 +330,8 @@ def test_task_recipes_queue_the_task_pipeline_with_the_preset_and_report_each_po
 
     recipe = ablations.get_recipe("task_cond")
     (cmd,) = ablations.queue_commands(recipe)
-    assert cmd[-1] == "tasks/dvc.yaml" and "tasks_ldm.cond=choice(add,concat,none)" in cmd
+    assert cmd[-1] == "tasks_evaluate@run" and "tasks_ldm.cond=choice(add,concat,none)" in cmd
+    assert "task_pipeline=[run]" in cmd
     assert "train.classes=[0,1,2,3,4]" in cmd and resolved("mnist5k-hard-tasks")["train.classes"] == [0, 1, 2, 3, 4]
     assert [p.overrides["tasks.num_seen"] for p in ablations.get_recipe("seen_tasks").points] == [10, 50, 200, 982]
 
@@ -300,7 +360,7 @@ def test_task_recipes_queue_the_task_pipeline_with_the_preset_and_report_each_po
 
 @pytest.mark.slow
 def test_task_recipe_stops_before_queuing_when_the_default_outputs_are_not_cached(tiny_copy, tmp_path):
-    """`dvc exp run tasks/dvc.yaml` saves every output of the root dvc.lock at its end and fails there when one is
+    """`dvc exp run tasks_evaluate@run` saves every output of dvc.lock at its end and fails there when one is
     missing from the cache (a clone where the default pipeline never ran): the runner says so before queuing."""
     import shutil
 
@@ -338,3 +398,134 @@ def test_docs_condition_dropout_rows_match_their_results():
     assert f"| 0 | 1.0 | {off['generated']['acc_mean']:.2f} |" in doc
     for w in ("1.0", "2.0"):
         assert f"| 0.1 | {w} | {on[w]['generated']['acc_mean']:.2f} |" in doc
+
+
+# ------------------------------------------------------------------------------------------------ the pipeline
+DEFAULT_STAGES = ["prepare", "train", "collect", "train_ae", "train_ldm", "generate", "evaluate", "analyze"]
+TASK_STAGES = ["tasks_collect@run", "tasks_ae@run", "tasks_ldm@run", "tasks_evaluate@run"]
+
+
+def _pipeline_files() -> list[str]:
+    """Every DVC pipeline file of the working tree (tracked or new, not ignored), relative to the root."""
+    from tests.conftest import ROOT, run
+
+    listed = run(["git", "ls-files", "-co", "--exclude-standard", "--", "dvc.yaml", "*/dvc.yaml"], ROOT).stdout
+    return sorted(p for p in listed.split() if (ROOT / p).exists())
+
+
+def _load_errors(repo) -> list:
+    """What `dvc plots show` and `dvc metrics show` could not load in ``repo`` (their JSON's "errors" and
+    "error" entries, at any depth), with DVC's warning lines: [] when everything loaded."""
+    import json
+
+    from tests.conftest import run
+
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            found.extend(v for k, v in node.items() if k in ("error", "errors") and v)
+            for k, v in node.items():
+                if k not in ("error", "errors"):
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    for what in ("plots", "metrics"):
+        res = run(["dvc", what, "show", "--json"], repo)
+        walk(json.loads(res.stdout))
+        found += [line for line in res.stderr.splitlines() if line.strip()]
+    return found
+
+
+def _stage_names(repo) -> list[str]:
+    from tests.conftest import run
+
+    return run(["dvc", "stage", "list", "--name-only"], repo).stdout.split()
+
+
+def test_task_stages_exist_only_with_task_pipeline_run_and_need_only_prepare_and_train(tmp_path):
+    """dvc.yaml holds the task stages as `foreach` stages over params.yaml's `task_pipeline`: none by default
+    ([]), four with [run]; `dvc repro tasks_evaluate@run` (what `make repro PRESET=*-tasks` runs) needs them and
+    prepare and train, none of the default pipeline's later stages."""
+    import yaml
+
+    from tests.conftest import make_tiny_repo, run
+
+    repo = make_tiny_repo(tmp_path / "repo")
+    assert _stage_names(repo) == DEFAULT_STAGES
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    (repo / "params.yaml").write_text(yaml.safe_dump(params | {"task_pipeline": ["run"]}, sort_keys=False))
+    assert _stage_names(repo) == DEFAULT_STAGES + TASK_STAGES
+    dag = run(["dvc", "dag", "--dot", "tasks_evaluate@run"], repo).stdout  # the target and every stage it needs
+    assert set(re.findall(r'^"([^"]+)";$', dag, re.M)) == {"prepare", "train", *TASK_STAGES}
+
+
+def test_tasks_run_names_the_task_stages_and_stops_without_them(tmp_path, monkeypatch):
+    """`tools.tasks_run` runs prepare, train and the four generated task stages, keyed without `@run` in its
+    results (`--from tasks_collect`); with `task_pipeline: []` it stops before running anything, saying how to
+    get the stages."""
+    from tools import tasks_run
+
+    assert tasks_run.STAGES == ["prepare", "train", *TASK_STAGES] and tasks_run.TARGET == "tasks_evaluate@run"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("task_pipeline: []\n")
+    monkeypatch.setattr(tasks_run, "run_dvc", lambda *a, **k: pytest.fail("ran dvc"))
+    with pytest.raises(PdiffError, match=r"task_pipeline: \[\]`.*tools.presets apply mnist5k-tasks"):
+        tasks_run.run(tmp_path / "out", force=False, first="tasks_collect")
+    with pytest.raises(PdiffError, match="--from 'tasks_collect@run': not a stage"):
+        tasks_run.run(tmp_path / "out", force=False, first="tasks_collect@run")
+
+
+@pytest.mark.slow
+def test_a_default_run_leaves_plots_show_and_checkout_of_a_second_clone_clean(tiny_copy, tmp_path):
+    """Issue 31: in a repository where the default pipeline ran (`make repro`), with every pipeline file of this
+    one, `dvc plots show` and `dvc metrics show` load everything without an error, and `dvc checkout` in a
+    second clone that shares the DVC cache exits 0 and restores the outputs. (A task pipeline in a second
+    dvc.yaml, whose outputs a default run never makes, failed all three.)"""
+    import shutil
+
+    from tests.conftest import ROOT, run
+
+    for rel in _pipeline_files():
+        (tiny_copy / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, tiny_copy / rel)
+    run("git add -A && git commit -qm 'every pipeline file' --allow-empty", tiny_copy)
+    assert _stage_names(tiny_copy) == DEFAULT_STAGES
+    assert _load_errors(tiny_copy) == []
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(tiny_copy), str(clone)], tmp_path)
+    run(["dvc", "cache", "dir", "--local", str(tiny_copy / ".dvc" / "cache")], clone)
+    res = run(["dvc", "checkout"], clone, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (clone / "models/generated.pt").read_bytes() == (tiny_copy / "models/generated.pt").read_bytes()
+
+
+@pytest.mark.longrun
+def test_the_task_stages_run_lock_and_check_out_like_any_stage(tiny_copy, tmp_path):
+    """With `task_pipeline: [run]` on a repository where the default pipeline ran, `dvc repro tasks_evaluate@run`
+    (tiny task settings) runs the four task stages alone (prepare and train come from the cache), locks them in
+    dvc.lock, their plots and metrics load, and a second clone sharing the cache checks everything out."""
+    import yaml
+
+    from tests.conftest import merge, run
+
+    params = yaml.safe_load((tiny_copy / "params.yaml").read_text())
+    params = merge(params, {"task_pipeline": ["run"],
+                            "tasks": {"num_seen": 30, "num_val": 2, "snapshots": 2, "steps": 10, "batch_size": 64},
+                            "tasks_eval": {"num_models": 2, "steps": 5, "val_guidance": [2.0]}})
+    (tiny_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro", "tasks_evaluate@run"], tiny_copy).stdout
+    assert re.findall(r"Running stage '([^']+)'", out) == TASK_STAGES
+    assert run(["dvc", "status", "--json"], tiny_copy).stdout.strip() in ("", "{}")
+    assert list(yaml.safe_load((tiny_copy / "dvc.lock").read_text())["stages"]) == DEFAULT_STAGES + TASK_STAGES
+    assert _load_errors(tiny_copy) == []
+    run("git add -A && git commit -qm 'task stages'", tiny_copy)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(tiny_copy), str(clone)], tmp_path)
+    run(["dvc", "cache", "dir", "--local", str(tiny_copy / ".dvc" / "cache")], clone)
+    run(["dvc", "checkout"], clone)
+    for out in ("models/tasks/ldm.pt", "plots/tasks/unseen.png", "plots/tasks/per_task.csv"):
+        assert (clone / out).read_bytes() == (tiny_copy / out).read_bytes(), out
+    assert _load_errors(clone) == []

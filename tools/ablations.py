@@ -40,6 +40,7 @@ from pdiff.core.artifacts import save_json, save_text
 from pdiff.core.stage import read_timings, run_script, timing_folder
 from tools.dvc_runner import run_dvc
 from tools.presets import lookup, resolved
+from tools.tasks_run import TARGET as TASKS_TARGET
 
 METRICS_FILE = "metrics/evaluate.json"
 NOVELTY_FILE = "metrics/novelty.json"  # analyze stage: how close models sit to the training snapshots
@@ -60,7 +61,7 @@ class Recipe:
     note: str = ""
     keys: list[str] = field(default_factory=list)  # params shown as table columns
     sweep: bool = False  # queue as one DVC sweep over the one key that varies (see `queue_commands`)
-    target: str = ""     # the pipeline file to run ("" = dvc.yaml; tasks/dvc.yaml: a task-pipeline recipe)
+    target: str = ""     # the stage to run ("" = all of dvc.yaml; TASKS_TARGET: a task-pipeline recipe)
 
     def __post_init__(self):
         if not self.keys:
@@ -132,8 +133,10 @@ def recipes(params: dict | None = None) -> dict[str, Recipe]:
 
 
 def task_recipes() -> list[Recipe]:
-    """Recipes of the task-conditioned pipeline (tasks/dvc.yaml, docs/tasks.md): every point carries its task
-    preset's values, so the committed params.yaml stays the default. Reported by `tools.tasks_ablations`."""
+    """Recipes of the task-conditioned pipeline (docs/tasks.md): every point carries its task preset's values,
+    `task_pipeline: [run]` included, which generates the task stages in the experiment, so the committed
+    params.yaml stays the default; each runs ``TASKS_TARGET`` (tasks_evaluate@run and the stages it needs).
+    Reported by `tools.tasks_ablations`."""
     def on(preset: str, key: str, values, label=str) -> list[Point]:
         base = resolved(preset)
         return [Point(label(v), {**base, key: v}) for v in values]
@@ -145,14 +148,14 @@ def task_recipes() -> list[Recipe]:
     return [
         Recipe("seen_tasks", "Unseen-task accuracy against seen tasks (mnist5k-tasks)", "seen tasks (log scale)",
                on("mnist5k-tasks", "tasks.num_seen", seen), keys=["tasks.num_seen"], sweep=True,
-               target="tasks/dvc.yaml", note=seen_note),
+               target=TASKS_TARGET, note=seen_note),
         Recipe("seen_tasks_hard", "Unseen-task accuracy against seen tasks, backbone on digits 0-4 "
                "(mnist5k-hard-tasks)", "seen tasks (log scale)", on("mnist5k-hard-tasks", "tasks.num_seen", seen),
-               keys=["tasks.num_seen"], sweep=True, target="tasks/dvc.yaml",
+               keys=["tasks.num_seen"], sweep=True, target=TASKS_TARGET,
                note=seen_note + " The base model was trained on digits 0-4 only (`train.classes`)."),
         Recipe("task_cond", "How the task code enters the denoiser (mnist5k-hard-tasks)", "tasks_ldm.cond",
                on("mnist5k-hard-tasks", "tasks_ldm.cond", ("add", "concat", "none")), keys=["tasks_ldm.cond"],
-               sweep=True, target="tasks/dvc.yaml",
+               sweep=True, target=TASKS_TARGET,
                note="add: an MLP embedding of the code added to the time embedding; concat: the code's bits as "
                     "extra input channels of the UNet; none: the code ignored (unconditional). Condition dropout "
                     "0.1 and guidance 2.0 (the preset's) at every point; only tasks_ldm and tasks_evaluate rerun."),
@@ -264,9 +267,10 @@ def default_jobs(threads: int) -> int:
 
 
 def uncached_outputs(cwd: Path) -> list[str]:
-    """Outputs of the root pipeline (dvc.yaml) whose dvc.lock hash is not in the local DVC cache. `dvc exp run`
-    saves every output of dvc.lock when an experiment ends, so an experiment of another pipeline file (a task
-    recipe) fails there if the default pipeline has never run in this clone."""
+    """Outputs of the pipeline (dvc.yaml) whose dvc.lock hash is not in the local DVC cache. `dvc exp run`
+    saves every output of dvc.lock when an experiment ends, so an experiment that runs one target (a task
+    recipe: tasks_evaluate@run and what it needs) fails there if the default pipeline has never run in this
+    clone."""
     from dvc.repo import Repo
 
     with Repo(str(cwd)) as repo:
@@ -284,7 +288,7 @@ def run_recipe(recipe: Recipe, jobs: int, cwd: Path, out_dir: Path, poll: float 
     cwd = Path(cwd)
     if recipe.target and (missing := uncached_outputs(cwd)):
         raise PdiffError(f"recipe {recipe.name!r} runs {recipe.target}, but `dvc exp run` also saves every output of "
-                         f"the default pipeline's dvc.lock, and {len(missing)} of them are not in this clone's DVC "
+                         f"dvc.lock (the default pipeline's), and {len(missing)} of them are not in this clone's DVC "
                          f"cache ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}). Run `dvc repro` "
                          "(the default pipeline, about 2 minutes) first, then rerun the recipe.")
     names = [exp_name(recipe, p) for p in recipe.points]
@@ -588,7 +592,7 @@ def main(argv=None) -> None:
     elif (args.out / f"{recipe.name}_run.json").exists():
         run = json.loads((args.out / f"{recipe.name}_run.json").read_text())
     show = show_experiments(Path.cwd())
-    if recipe.target == "tasks/dvc.yaml":  # the task pipeline's own report (unseen-task accuracy per method)
+    if recipe.target == TASKS_TARGET:  # the task pipeline's own report (unseen-task accuracy per method)
         from tools import tasks_ablations
 
         found = finished_points(recipe, show, tasks_ablations.TASKS_METRICS)

@@ -98,7 +98,7 @@ def timed_dvc(args: list[str], cwd: Path, kill_after: float | None = None,
 
 
 def status_clean(repo: Path) -> tuple[bool, str]:
-    # the default pipeline only: tasks/dvc.yaml (never run by a bare `dvc repro`) would be listed as not run
+    # the default pipeline: a clone of HEAD has `task_pipeline: []`, so dvc.yaml has no task stages to list
     res = run(["dvc", "status", "--json", "dvc.yaml"], repo, check=False)
     text = (res.stdout or "").strip()
     return res.returncode == 0 and json.loads(text or "{}") == {}, (text or res.stderr.strip())[-600:]

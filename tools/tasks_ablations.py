@@ -1,6 +1,7 @@
 """Ablations of the task-conditioned pipeline (docs/tasks.md): unseen-task accuracy against the number of seen
 tasks, and how the task code enters the denoiser. The recipes (``seen_tasks``, ``seen_tasks_hard``,
-``task_cond`` in `tools.ablations`) queue `dvc exp run tasks/dvc.yaml` with a task preset's values; the report
+``task_cond`` in `tools.ablations`) queue `dvc exp run ... tasks_evaluate@run` with a task preset's values
+(`task_pipeline: [run]` among them, which generates the task stages); the report
 reads each finished experiment's ``metrics/tasks/results.json`` from `dvc exp show`:
 
     python -m tools.ablations run seen_tasks       # -> reports/ablations/seen_tasks.{md,json,png}

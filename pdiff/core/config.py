@@ -70,10 +70,15 @@ class Section(BaseModel):
         choices = extra.get("choices")
         if choices is not None and value not in choices:
             raise PydanticCustomError("choice", "is not allowed; choose one of: {allowed}",
-                                      {"allowed": ", ".join(map(str, choices))})
+                                      {"allowed": ", ".join(map(_flow, choices))})
         for bound, limit in extra.get("item_bounds", {}).items():
             check_items(value, bound, limit)
         return value
+
+
+def _flow(value) -> str:
+    """A choice as params.yaml writes it: a list in flow style ([run], []), anything else as str()."""
+    return "[" + ", ".join(map(_flow, value)) + "]" if isinstance(value, list) else str(value)
 
 
 def check_items(values, bound: str, limit) -> None:
@@ -253,9 +258,9 @@ class BaselinesConfig(Section):
 
 
 class TasksConfig(Section):
-    num_seen: int = opt(982, "task-conditioned pipeline (tasks/dvc.yaml): tasks the generator is fitted on, a seeded "
-                        "choice among the 2^C - 2 class codes (C = the dataset's classes; 1,022 for 10) after the "
-                        "unseen and validation codes are set aside", ge=1)
+    num_seen: int = opt(982, "task-conditioned pipeline (the stages of task_pipeline: [run]): tasks the generator is "
+                        "fitted on, a seeded choice among the 2^C - 2 class codes (C = the dataset's classes; 1,022 "
+                        "for 10) after the unseen and validation codes are set aside", ge=1)
     num_val: int = opt(20, "validation tasks: never fitted on, scored on the validation split; every choice of the "
                        "task pipeline (guidance, conditioning) is made on these", ge=1)
     num_unseen: int = opt(20, "unseen (test) tasks: never fitted on, scored on the test split; the same codes for "
@@ -312,6 +317,12 @@ class Params(Section):
     tokens: TokensConfig = Field(default_factory=TokensConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
+    task_pipeline: list[str] = opt([], "the task-conditioned pipeline (docs/tasks.md) in dvc.yaml: [run] adds its "
+                                   "four stages, tasks_collect@run, tasks_ae@run, tasks_ldm@run and "
+                                   "tasks_evaluate@run (`foreach` stages over this list; `dvc repro "
+                                   "tasks_evaluate@run` runs them and the prepare and train stages they need); [] "
+                                   "(default): the default pipeline only, so `dvc repro`, `dvc plots show` and "
+                                   "`dvc checkout` never meet the task stages", choices=([], ["run"]))
     tasks: TasksConfig = Field(default_factory=TasksConfig)
     tasks_ldm: TasksLDMConfig = Field(default_factory=TasksLDMConfig)
     tasks_eval: TasksEvalConfig = Field(default_factory=TasksEvalConfig)
@@ -414,8 +425,8 @@ def validate(p: Params) -> Params:
 
 
 def validate_tasks(p: Params) -> Params:
-    """Checks of the task-conditioned pipeline (tasks/dvc.yaml), run by its stages only: the default pipeline
-    never reads the `tasks*` groups, so their settings must not stop it."""
+    """Checks of the task-conditioned pipeline (the stages `task_pipeline: [run]` adds), run by its stages only:
+    the default pipeline never reads the `tasks*` groups, so their settings must not stop it."""
     if p.tasks_eval.sampler == "ddim" and p.tasks_eval.steps > p.ldm.timesteps:
         raise ConfigError(f"params: `tasks_eval.steps` = {p.tasks_eval.steps} is more than `ldm.timesteps` = "
                           f"{p.ldm.timesteps}; DDIM samples a subset of the training timesteps.")

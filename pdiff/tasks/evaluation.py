@@ -14,8 +14,9 @@ accuracy of its models for that task.
   decoder gives with no task information;
 - majority: the accuracy of always answering the task's majority label (chance level of the task).
 
-`TASK_SETS` is the one list of these methods: results.json, per_task.csv, the per-task figure, the plot in
-tasks/dvc.yaml (tests/test_tasks.py checks it) and the task ablation reports (`tools.tasks_ablations`) follow it.
+`TASK_SETS` is the one list of these methods: results.json, per_task.csv, the per-task figure, the per-task plot
+of the tasks_evaluate stage in dvc.yaml (its template, .dvc/plots/per_task_methods.json; tests/test_tasks.py checks
+it) and the task ablation reports (`tools.tasks_ablations`) follow it.
 They are not the evaluated sets of the `analyze` stage (`pdiff.analysis.sets`): each is scored per task, on that
 task's own labels."""
 from __future__ import annotations
