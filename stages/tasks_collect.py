@@ -7,7 +7,7 @@ import _bootstrap  # noqa: F401  (repo root on sys.path)
 from pdiff.core.artifacts import save_torch
 from pdiff.core.config import load_params, validate_tasks
 from pdiff.core.runtime import seed_everything, setup_torch
-from pdiff.core.stage import run_stage
+from pdiff.core.stage import run_stage, stage_paths
 from pdiff.data.prepare import load_prepared
 from pdiff.nets.models import load_base_model
 from pdiff.tasks.codes import split_codes
@@ -16,10 +16,11 @@ from pdiff.tasks.heads import HeadTraining, cached_features, head_spec, train_ta
 
 def main() -> None:
     p = validate_tasks(load_params())
+    paths = stage_paths("tasks_collect", "data", "model", "out")
     setup_torch(p.threads, p.kernels)
     gen = seed_everything(p.seed, "tasks_collect")
-    data = load_prepared("data/prepared")
-    model = load_base_model("models/base.pt")  # CPU: the per-task work is one batched matmul per step
+    data = load_prepared(paths.data)
+    model = load_base_model(paths.model)  # CPU: the per-task work is one batched matmul per step
     spec = head_spec(model, p.tasks.train_norm)
     codes = split_codes(data["num_classes"], p.tasks.num_seen, p.tasks.num_val, p.tasks.num_unseen, gen)
     start = time.perf_counter()
@@ -33,7 +34,7 @@ def main() -> None:
     save_torch({"params": seen.reshape(-1, spec.dim), "codes": codes["seen"].repeat_interleave(p.tasks.snapshots, 0),
                 "names": spec.names, "shapes": spec.shapes, "train_norm": spec.train_norm,
                 "seen": seen, "val": out["val"], "unseen": out["unseen"], "seen_codes": codes["seen"],
-                "val_codes": codes["val"], "unseen_codes": codes["unseen"]}, "models/tasks/snapshots.pt")
+                "val_codes": codes["val"], "unseen_codes": codes["unseen"]}, paths.out)
     total = sum(len(c) for c in codes.values())
     print(f"{total} tasks x {p.tasks.snapshots} snapshots of {spec.dim} values ({', '.join(spec.names)}) in "
           f"{seconds:.1f} s (features once: {tuple(feats.shape)})")

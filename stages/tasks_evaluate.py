@@ -7,7 +7,7 @@ import torch
 from pdiff.core.artifacts import load_torch, save_json, save_text
 from pdiff.core.config import load_params, validate_tasks
 from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
-from pdiff.core.stage import run_stage
+from pdiff.core.stage import run_stage, stage_paths
 from pdiff.data.prepare import load_prepared
 from pdiff.generative.conditional import load_conditional_model
 from pdiff.nets.models import load_base_model
@@ -18,15 +18,16 @@ from pdiff.tasks.heads import cached_features, composed_head_accuracy, head_spec
 
 def main() -> None:
     p = validate_tasks(load_params())
+    paths = stage_paths("tasks_evaluate", "data", "model", "snapshots", "ae", "ldm", "metrics", "per_task", "figure")
     setup_torch(p.threads, p.kernels)
     gen = seed_everything(p.seed, "tasks_evaluate")
     device = resolve_device(p.device)
-    data = load_prepared("data/prepared")
-    model = load_base_model("models/base.pt")
-    snaps = load_torch("models/tasks/snapshots.pt", "tasks_collect",
+    data = load_prepared(paths.data)
+    model = load_base_model(paths.model)
+    snaps = load_torch(paths.snapshots, "tasks_collect",
                        required=("seen", "val", "unseen", "seen_codes", "val_codes", "unseen_codes", "train_norm"))
     spec = head_spec(model, snaps["train_norm"])
-    m = load_conditional_model("models/tasks/ae.pt", "models/tasks/ldm.pt")
+    m = load_conditional_model(paths.ae, paths.ldm)
     with torch.no_grad():
         z_seen = (m.ae.encode(m.normalizer(snaps["params"])) - m.latent_mean) / m.latent_std
     e = p.tasks_eval
@@ -52,9 +53,9 @@ def main() -> None:
                "unseen_tasks": [code_str(c) for c in snaps["unseen_codes"]],
                "val_tasks": [code_str(c) for c in snaps["val_codes"]],
                "summary": stats, "paired": pairs, "val": val, "per_task": rows}
-    save_json(results, "metrics/tasks/results.json")
-    save_text(per_task_csv(rows), "plots/tasks/per_task.csv")
-    per_task_figure(rows, "plots/tasks/unseen.png",
+    save_json(results, paths.metrics)
+    save_text(per_task_csv(rows), paths.per_task)
+    per_task_figure(rows, paths.figure,
                     f"{len(rows)} unseen tasks, generator fitted on {len(snaps['seen_codes'])} seen tasks")
     for method, s in stats.items():
         print(f"{method:>18}: {s}")

@@ -7,7 +7,7 @@ from pdiff.core.artifacts import load_torch, save_torch
 from pdiff.core.config import load_params, validate_tasks
 from pdiff.core.plots import loss_curves
 from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
-from pdiff.core.stage import run_stage
+from pdiff.core.stage import run_stage, stage_paths
 from pdiff.core.tracking import Tracker
 from pdiff.generative.autoencoder import load_autoencoder
 from pdiff.generative.conditional import CodeConditionedUNet, train_conditional
@@ -16,11 +16,12 @@ from pdiff.generative.diffusion import linear_schedule, schedule_settings
 
 def main() -> None:
     p = validate_tasks(load_params())
+    paths = stage_paths("tasks_ldm", "snapshots", "ae", "out", "plot")
     setup_torch(p.threads, p.kernels)
     gen = seed_everything(p.seed, "tasks_ldm")
     device = resolve_device(p.device)
-    ae, normalizer, _ = load_autoencoder("models/tasks/ae.pt")
-    snaps = load_torch("models/tasks/snapshots.pt", "tasks_collect", required=("params", "codes"))
+    ae, normalizer, _ = load_autoencoder(paths.ae)
+    snaps = load_torch(paths.snapshots, "tasks_collect", required=("params", "codes"))
     with torch.no_grad():
         z = ae.encode(normalizer(snaps["params"]))
     latent_mean, latent_std = z.mean().item(), z.std().item()
@@ -34,8 +35,8 @@ def main() -> None:
     print(f"task LDM: latents {tuple(z.shape)}, cond {p.tasks_ldm.cond}, dropout {p.tasks_ldm.cond_dropout}, "
           f"final loss {loss:.4g}")
     save_torch({"state_dict": {k: v.cpu() for k, v in denoiser.state_dict().items()}, "config": config,
-                "schedule": schedule, "latent_mean": latent_mean, "latent_std": latent_std}, "models/tasks/ldm.pt")
-    loss_curves(tracker.history, "plots/tasks/ldm_loss.png", "task-conditioned latent diffusion", log_y=True)
+                "schedule": schedule, "latent_mean": latent_mean, "latent_std": latent_std}, paths.out)
+    loss_curves(tracker.history, paths.plot, "task-conditioned latent diffusion", log_y=True)
 
 
 if __name__ == "__main__":
