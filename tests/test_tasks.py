@@ -387,6 +387,26 @@ def test_docs_seen_tasks_table_matches_the_committed_table():
         assert f"| {r['num_seen']} | {r['generated']:.2f} | {r['trained']:.2f} | {r['nearest_task']:.2f} |" in doc
 
 
+@pytest.mark.parametrize("name", ["docs_task_cond_table", "docs_seen_tasks_hard_table"])
+def test_the_task_recipe_tables_name_each_point_not_its_position(name):
+    """The docs/tasks.md tables of the hard preset's recipes read a row by its point: with the report's rows in
+    reverse order they are the same, and a point missing from the report is an error, not another row's numbers."""
+    import json
+
+    from tests.conftest import ROOT
+    from tools import tasks_ablations
+
+    def load(path, reorder=lambda rows: rows):
+        return reorder(json.loads((ROOT / path).read_text()))
+
+    build = getattr(tasks_ablations, name)
+    table = build(load)
+    assert table.startswith("| ") and table.endswith(" |\n") and table.count("\n") >= 5
+    assert build(lambda path: load(path, lambda rows: rows[::-1])) == table
+    with pytest.raises(PdiffError, match="matches 0 rows"):
+        build(lambda path: load(path, lambda rows: rows[1:]))
+
+
 def test_docs_condition_dropout_rows_match_their_results():
     import json
 

@@ -19,9 +19,11 @@ from pdiff import PdiffError
 from pdiff.core.artifacts import save_json, save_text
 from pdiff.core.stage import run_script
 from pdiff.tasks.evaluation import METHODS
+from tools.doc_numbers import markdown_table, quote
 from tools.presets import lookup
 
 TASKS_METRICS = "metrics/tasks/results.json"
+HARD_TASKS = "reports/mnist5k-hard-tasks"  # the folder of the hard task preset's recipes (docs/tasks.md)
 UNSEEN_DRAWN_BY = ("seed", "data.name", "tasks.num_val", "tasks.num_unseen")
 
 
@@ -117,6 +119,33 @@ def write_report(recipe, found: list, out_dir: Path, run: dict | None = None) ->
                       f"`dvc queue start -j {run['jobs']}`."]
     lines += ["", f"![{recipe.name}]({recipe.name}.png)", ""]
     return save_text("\n".join(lines), out_dir / f"{recipe.name}.md")
+
+
+def docs_task_cond_table(load) -> str:
+    """docs/tasks.md: the `task_cond` recipe's points (how the task code enters the denoiser), each row named
+    by its point: mean accuracy (%) of the generated models on the unseen and the validation tasks, the unseen
+    tasks where they beat the nearest seen task, and the generated models given a wrong code."""
+    rows = load(f"{HARD_TASKS}/task_cond.json")
+    head = ["`tasks_ldm.cond`", "generated (unseen)", "generated (validation tasks)",
+            "beats nearest task (of 20)", "wrong code"]
+    return markdown_table(head, [[f"`{p}`", quote(rows, f"[point={p}].generated", ".2f"),
+                                  quote(rows, f"[point={p}].val_generated", ".2f"),
+                                  quote(rows, f"[point={p}].generated_beats_nearest"),
+                                  quote(rows, f"[point={p}].wrong_code", ".2f")]
+                                 for p in ("add", "concat", "none")])
+
+
+def docs_seen_tasks_hard_table(load) -> str:
+    """docs/tasks.md: the `seen_tasks_hard` recipe's points (the number of seen tasks), each row named by its
+    point: mean accuracy (%) over the unseen tasks per method, and the unseen tasks where the generated models
+    beat the nearest seen task."""
+    rows = load(f"{HARD_TASKS}/seen_tasks_hard.json")
+    methods = ("generated", "trained", "nearest_task", "all_tasks_average", "wrong_code")
+    head = ["seen tasks", *methods, "generated beats nearest (of 20)"]
+    return markdown_table(head, [[quote(rows, f"[point={p}].num_seen"),
+                                  *(quote(rows, f"[point={p}].{m}", ".2f") for m in methods),
+                                  quote(rows, f"[point={p}].generated_beats_nearest")]
+                                 for p in ("10", "50", "200", "982")])
 
 
 def main(argv=None) -> None:
