@@ -1,10 +1,10 @@
 """Stage `analyze`: honest evaluation. Build the evaluated sets of the registry pdiff/analysis/sets.py (the
-no-learning baselines and, with the trained AE of models/ae.pt, two sets without the diffusion model: decoded
-Gaussian latents and the snapshots' reconstructions; the tokens generator has no decoder, so it has neither),
-evaluate them on the test split exactly as `evaluate` does (the originals' and generated models' per-sample
-results come from `evaluate`'s models/correctness.pt, not evaluated again), measure how close each model is to
-the training snapshots (max error-set IoU, nearest-neighbour L2) -> metrics/novelty.json, plots/analyze/ and
-report.md."""
+no-learning baselines and, where the generator has a decoder (the conv AE of models/ae.pt has, the tokens
+generator has not; `Generator.load_decoder`), two sets without its prior: decoded Gaussian latents and the
+snapshots' reconstructions), evaluate them on the test split exactly as `evaluate` does (the originals' and
+generated models' per-sample results come from `evaluate`'s models/correctness.pt, not evaluated again), measure
+how close each model is to the training snapshots (max error-set IoU, nearest-neighbour L2) ->
+metrics/novelty.json, plots/analyze/ and report.md."""
 import json
 import sys
 import time
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
-from pdiff.analysis.decoded import DecoderReference, ae_decoder
+from pdiff.analysis.decoded import DecoderReference
 from pdiff.analysis.evaluation import EvalOptions, load_correctness
 from pdiff.analysis.novelty import embed_2d, run_analysis, summary_table
 from pdiff.analysis.report import write_outputs
@@ -22,7 +22,8 @@ from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
 from pdiff.core.snapstore import load_vectors
 from pdiff.core.stage import run_stage, stage_paths
 from pdiff.data.prepare import load_prepared
-from pdiff.generative.autoencoder import load_autoencoder
+from pdiff.generative.protocol import read_artifact
+from pdiff.generative.registry import resolve
 from pdiff.nets.models import load_base_model
 
 
@@ -33,22 +34,22 @@ def main() -> None:
     setup_torch(p.threads, p.kernels)
     gen = seed_everything(p.seed, "analyze")
     device = resolve_device(p.device)
+    generator = resolve(p.generator)
     data = load_prepared(paths.data)
     model = load_base_model(paths.model).to(device)
     snapshots = load_vectors(paths.snapshots, "collect")
     generated = load_vectors(paths.generated, "generate")
     evaluated = {m: load_correctness(m, obj["params"].float(), data["test_y"], paths.correctness)
                  for m, obj in (("original", snapshots), ("generated", generated))}
-    decoder = None  # generator: tokens diffuses raw tokens: no decoder, so no decoder sets (docs/evaluation.md)
-    if p.generator == "conv_ae":
-        ae, normalizer, _ = load_autoencoder(paths.ae)
-        decode, encode = ae_decoder(ae, normalizer)
-        decoder = DecoderReference(decode, encode(snapshots["params"]), p.baselines.decoded_num,
-                                   p.baselines.decoded_form)
+    own = generator.load_decoder(read_artifact(paths.ae, "train_ae", generator))  # None: no decoder sets
+    decoder = None if own is None else DecoderReference(own.decode, own.encode(snapshots["params"]),
+                                                        p.baselines.decoded_num, p.baselines.decoded_form)
     analysis = run_analysis(model, snapshots, generated, (data["test_x"], data["test_y"]), p.baselines, gen,
                             opts=EvalOptions(device, p.evaluate.batch_size), evaluated=evaluated, decoder=decoder,
                             sources=(paths.snapshots, paths.generated))
     summary = summary_table(analysis)
+    if note := generator.report_note():  # which generator made `generated`, in novelty.json and report.md
+        summary["generated"]["note"] = note
     save_json(summary, paths.metrics)
     start = time.perf_counter()
     embedding = embed_2d(analysis, p.seed)

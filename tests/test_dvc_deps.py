@@ -32,8 +32,8 @@ def _files_of(dotted: str) -> list[Path]:
     return [c for c in candidates if c.exists()]
 
 
-def code_deps(script: Path) -> set[str]:
-    """The folder-level code deps of a stage script: pdiff/__init__.py plus pdiff/<subpackage> folders."""
+def code_files(script: Path) -> set[Path]:
+    """Every pdiff module file ``script`` imports, directly or through other pdiff modules."""
     seen: set[Path] = set()
     todo = [script]
     while todo:
@@ -43,8 +43,13 @@ def code_deps(script: Path) -> set[str]:
                 if f not in seen:
                     seen.add(f)
                     todo.append(f)
+    return seen
+
+
+def code_deps(script: Path) -> set[str]:
+    """The folder-level code deps of a stage script: pdiff/__init__.py plus pdiff/<subpackage> folders."""
     deps = set()
-    for f in seen:
+    for f in code_files(script):
         rel = f.relative_to(ROOT).parts
         deps.add("pdiff/__init__.py" if len(rel) == 2 else f"{rel[0]}/{rel[1]}")
     return deps
@@ -88,17 +93,23 @@ def test_dvcignore_hides_bytecode():
     assert "__pycache__/" in lines and "*.pyc" in lines
 
 
-def test_stages_that_build_the_model_depend_on_the_user_code_and_train_on_the_weights():
-    """Your own architecture lives in user/ (pdiff.nets.custom): every stage that builds a model (its code
-    reaches pdiff/nets) lists that folder, the others do not; `train` also lists weights/ (train.init) and
-    `prepare` what it reads at data.root."""
-    from pdiff.nets.custom import USER_DIR
+def test_stages_that_import_user_code_depend_on_it_and_train_on_the_weights():
+    """Your own architecture (pdiff.nets.custom) and generator (pdiff.generative.registry) live in user/: every
+    stage that builds a model (its code reaches pdiff/nets) or resolves the generator (it reaches the registry)
+    lists that folder, the others do not; `train` also lists weights/ (train.init) and `prepare` what it reads
+    at data.root."""
+    from pdiff.core.plugins import USER_DIR
     from pdiff.nets.weights import INIT_DIR
 
+    registry = ROOT / "pdiff/generative/registry.py"
+    imports_user_code = set()
     for name, stage in _stages().items():
         deps = {d if isinstance(d, str) else next(iter(d)) for d in stage["deps"]}
-        builds_model = "pdiff/nets" in code_deps(ROOT / stage["cmd"].split()[1])
-        assert (USER_DIR in deps) == builds_model, name
+        script = ROOT / stage["cmd"].split()[1]
+        if "pdiff/nets" in code_deps(script) or registry in code_files(script):
+            imports_user_code.add(name)
+        assert (USER_DIR in deps) == (name in imports_user_code), name
         assert (INIT_DIR in deps) == (name == "train"), name
         assert ("${data.root}" in deps) == (name == "prepare"), name
+    assert {"train_ae", "train_ldm", "generate", "analyze"} <= imports_user_code  # the generator's stages
     assert {"seed", "data"} <= set(_stages()["prepare"]["params"])  # data.root is declared where interpolated

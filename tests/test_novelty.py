@@ -8,7 +8,6 @@ import torch
 from pdiff import PdiffError
 from pdiff.analysis.decoded import (
     DecoderReference,
-    ae_decoder,
     decoded_noise,
     latent_gaussian,
     reconstructions,
@@ -234,12 +233,13 @@ def test_latent_gaussian_forms_and_bad_input():
 
 def test_ae_decoder_wraps_the_trained_autoencoder_without_noise():
     from pdiff.generative.autoencoder import Normalizer, ParamAE
+    from pdiff.generative.builtins import AEDecoder
 
     x = torch.randn(6, 20, generator=_gen(4)) * 3 + 1
     normalizer = Normalizer(20).fit(x, "per_param", [20])
     ae = ParamAE(20, channels=[4, 8], latent_channels=2)
-    decode, encode = ae_decoder(ae, normalizer)
-    z = encode(x)
+    decoder = AEDecoder(ae, normalizer)
+    decode, z = decoder.decode, decoder.encode(x)
     assert z.shape == (6, *ae.latent_shape)
     with torch.no_grad():
         expected = normalizer.inverse(ae(normalizer(x)))

@@ -9,6 +9,7 @@ from torch import nn
 
 from pdiff import PdiffError
 from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, split_at_selection
+from pdiff.core import plugins
 from pdiff.core.artifacts import save_torch
 from pdiff.core.config import BUILTIN_ARCHS, ConfigError, from_dict
 from pdiff.nets import custom
@@ -61,8 +62,8 @@ def user_pkg(tmp_path, monkeypatch):
     (tmp_path / pkg / "nets.py").write_text(USER_FILE)
     (tmp_path / pkg / "broken.py").write_text("import package_that_is_not_installed_xyz\n")
     (tmp_path / "elsewhere.py").write_text(USER_FILE)
-    monkeypatch.setattr(custom, "REPO_ROOT", tmp_path)
-    monkeypatch.setattr(custom, "USER_DIR", pkg)
+    monkeypatch.setattr(plugins, "REPO_ROOT", tmp_path)  # the import code both model.arch and generator use
+    monkeypatch.setattr(plugins, "USER_DIR", pkg)
     monkeypatch.syspath_prepend(str(tmp_path))
     yield pkg
     for name in [m for m in sys.modules if m.startswith(pkg) or m == "elsewhere"]:
@@ -142,7 +143,7 @@ def test_code_outside_the_repository_builds_with_a_warning(tmp_path, monkeypatch
     name = f"installed_{uuid.uuid4().hex[:8]}"
     (outside / f"{name}.py").write_text(USER_FILE)
     monkeypatch.syspath_prepend(str(outside))
-    monkeypatch.setattr(custom, "REPO_ROOT", tmp_path / "repo")
+    monkeypatch.setattr(plugins, "REPO_ROOT", tmp_path / "repo")
     with pytest.warns(custom.UntrackedCodeWarning, match="DVC does not track it"):
         model = build_model(f"{name}:build", in_channels=1, num_classes=3, image_size=8)
     assert isinstance(model, nn.Module)

@@ -12,6 +12,7 @@ import yaml
 
 from pdiff.core.artifacts import numels
 from pdiff.core.config import load_params
+from pdiff.generative.registry import resolve
 from pdiff.nets.models import build_model
 from pdiff.nets.selection import select, shapes_of
 from tests.conftest import ROOT
@@ -45,10 +46,11 @@ def test_preset_is_a_runnable_paper_setting(tmp_path, name):
     # the paper's last two norm layers, or (block preset) all of ResNet-18's layer4.1, beyond the conv AE's reach
     expected = {"resnet18": 2048, "vit_tiny": 768, "mlp": 682, "small_cnn": 192}[p.model.arch]
     assert d == {"mnist5k-resnet18-block": 4_720_640}.get(name, expected)
-    if p.generator == "conv_ae":
-        assert d // 2 ** len(p.ae.channels) >= 1  # the AE can fold D that many times
-    else:
-        assert d >= 1_000_000 and p.collect.storage == "mmap"  # the tokens preset is there for D the AE cannot fit
+    resolve(p.generator)  # a registered generator
+    if p.collect.storage == "torch":
+        assert d // 2 ** len(p.ae.channels) >= 1  # the conv AE can fold D that many times
+    else:  # memory-mapped snapshots are for D the in-memory path cannot hold (the block preset, tokens generator)
+        assert d >= 1_000_000
 
 
 def test_apply_keeps_comments_and_switching_resets_other_presets_keys(tmp_path):

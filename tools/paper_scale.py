@@ -227,8 +227,9 @@ def table(results: dict) -> str:
 
 
 def _no_decoder(entry: dict, key: str) -> bool:
-    """A decoder column of a run whose generator has no decoder (the tokens generator)."""
-    return key.startswith("decoder.") and entry.get("generator") == "tokens"
+    """A decoder column of a run whose generator has no decoder (the tokens generator): its analyze wrote no
+    decoder set, so `collect` found none (a run from before the decoder sets has no ``decoder`` entry at all)."""
+    return key.startswith("decoder.") and entry.get("decoder") == {}
 
 
 def _cell(entry: dict, key: str) -> str:

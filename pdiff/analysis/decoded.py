@@ -11,10 +11,10 @@ Both cost a decode and an evaluation, no sampling loop. When decoded noise score
 models, the accuracy of "generated" models comes from the autoencoder, not from diffusion.
 
 The functions take any decoder: a callable from latents ``[B, *latent_shape]`` to parameter vectors ``[B, D]``
-(in parameter space, normalization undone), plus the snapshots' latents. `ae_decoder` wraps an autoencoder
-with ``encode`` / ``decode`` and a normalizer with ``__call__`` / ``inverse`` (the p-diff conv AE) into that
-form; other generators pass their own decoder and latents as a `DecoderReference` to
-`pdiff.analysis.sets.make_sets`, which makes both sets (their registry entries, with the other evaluated sets).
+(in parameter space, normalization undone), plus the snapshots' latents. `analyze` takes both from the
+generator's own decoder (`pdiff.generative.protocol.Decoder`: the conv AE's, or yours) and passes them as a
+`DecoderReference` to `pdiff.analysis.sets.make_sets`, which makes both sets (their registry entries, with the
+other evaluated sets).
 """
 from __future__ import annotations
 
@@ -79,19 +79,3 @@ def reconstructions(decode: Decoder, latents: torch.Tensor) -> torch.Tensor:
     """[K, D]: the decoding of the snapshots' own latents."""
     return decode_in_batches(decode, latents)
 
-
-def ae_decoder(ae, normalizer) -> tuple[Decoder, Callable[[torch.Tensor], torch.Tensor]]:
-    """(decode, encode) for an autoencoder ``ae`` (``encode``, ``decode``) trained on vectors normalized by
-    ``normalizer`` (``__call__``, ``inverse``): encode maps parameter vectors [K, D] to latents, decode maps
-    latents back to parameter vectors, both without noise and without gradients, in the AE's eval mode."""
-    ae.eval()
-
-    @torch.no_grad()
-    def encode(x: torch.Tensor) -> torch.Tensor:
-        return ae.encode(normalizer(x.float()))
-
-    @torch.no_grad()
-    def decode(z: torch.Tensor) -> torch.Tensor:
-        return normalizer.inverse(ae.decode(z))
-
-    return decode, encode

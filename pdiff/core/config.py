@@ -310,10 +310,11 @@ class Params(Section):
     ae: AEConfig = Field(default_factory=AEConfig)
     ldm: LDMConfig = Field(default_factory=LDMConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
-    generator: str = opt("conv_ae", "which generator train_ae / train_ldm / generate fit and sample: conv_ae "
-                         "(the paper's parameter autoencoder + latent DDPM, keys ae.* and ldm.*) or tokens (a "
-                         "tokenized DDPM over per-tensor tokens, keys tokens.* plus the ldm.timesteps / beta "
-                         "schedule and generate.*; see docs/tokens.md)", choices=("conv_ae", "tokens"))
+    generator: str = opt("conv_ae", "which generator train_ae / train_ldm / generate fit and sample, and analyze "
+                         "decodes with: conv_ae (the paper's parameter autoencoder + latent DDPM, keys ae.* and "
+                         "ldm.*), tokens (a tokenized DDPM over per-tensor tokens, keys tokens.* plus the "
+                         "ldm.timesteps / beta schedule and generate.*; see docs/tokens.md), or your own as "
+                         "'user.<file>:<Class>' (see docs/own-generator.md)")
     tokens: TokensConfig = Field(default_factory=TokensConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
@@ -385,6 +386,16 @@ def _message(error: dict) -> str:
 # --------------------------------------------------------------------------------------------- loading
 
 BUILTIN_ARCHS = ("small_cnn", "mlp", "lenet", "resnet18", "resnet50", "convnext_tiny", "vit_tiny")
+# the built-in generators by name (pdiff.generative.registry maps each to its class)
+BUILTIN_GENERATORS = ("conv_ae", "tokens")
+
+
+def _check_import_path(key: str, value: str, kind: str, example: str) -> None:
+    """'module.path:<kind>' with a dotted module and a Python name (imported only when it is used)."""
+    module, _, name = value.partition(":")
+    if not all(part.isidentifier() for part in module.split(".")) or not name.isidentifier():
+        raise ConfigError(f"params: `{key}` = {value!r} is not a valid 'module.path:{kind}': the module must be a "
+                          f"dotted Python name and the {kind} a Python name, e.g. '{example}'.")
 
 
 def check_arch(arch: str) -> None:
@@ -395,15 +406,25 @@ def check_arch(arch: str) -> None:
         raise ConfigError(f"params: `model.arch` = {arch!r} is not allowed; choose one of: "
                           f"{', '.join(BUILTIN_ARCHS)}, or name your own as 'module.path:function' "
                           "(e.g. 'user.tiny_cnn:build').")
-    module, _, function = arch.partition(":")
-    if not all(part.isidentifier() for part in module.split(".")) or not function.isidentifier():
-        raise ConfigError(f"params: `model.arch` = {arch!r} is not a valid 'module.path:function': the module "
-                          "must be a dotted Python name and the function a Python name, e.g. 'user.tiny_cnn:build'.")
+    _check_import_path("model.arch", arch, "function", "user.tiny_cnn:build")
+
+
+def check_generator(name: str) -> None:
+    """A registered generator, or your own as 'user.<file>:<Class>' (imported only by the stages)."""
+    if name in BUILTIN_GENERATORS:
+        return
+    if ":" not in name:
+        raise ConfigError(f"params: `generator` = {name!r} is not a registered generator. The registered ones are "
+                          f"{', '.join(BUILTIN_GENERATORS)}; to use your own, name it by import path as "
+                          "'user.<file>:<Class>', a subclass of pdiff.generative.protocol.Generator in a file under "
+                          "user/ (e.g. 'user.lowrank:LowRank', user/lowrank.py; see docs/own-generator.md).")
+    _check_import_path("generator", name, "Class", "user.lowrank:LowRank")
 
 
 def validate(p: Params) -> Params:
     """Checks that involve more than one key."""
     check_arch(p.model.arch)
+    check_generator(p.generator)
     if p.train.epochs == 0 and not p.train.init:
         raise ConfigError("params: `train.epochs` = 0 trains nothing and `train.init` is empty, so the base model "
                           "would be random; give starting weights in `train.init` or train for at least one epoch.")

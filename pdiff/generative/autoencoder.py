@@ -139,13 +139,18 @@ def fit_param_ae(snaps: dict, cfg, device, gen: torch.Generator, tracker: Tracke
                 "recon_mse": mse}
 
 
+def autoencoder_from_checkpoint(ckpt: dict) -> tuple[ParamAE, Normalizer]:
+    """The AE (eval mode) and its normalizer of a checkpoint dict in the `fit_param_ae` format."""
+    ae = ParamAE(**ckpt["config"])
+    ae.load_state_dict(ckpt["state_dict"])
+    normalizer = Normalizer(ckpt["config"]["dim"])
+    normalizer.load_state_dict(ckpt["normalizer"])
+    return ae.eval(), normalizer
+
+
 def load_autoencoder(path: str) -> tuple[ParamAE, Normalizer, dict]:
     """The trained AE (eval mode), its normalizer, and the checkpoint's metadata (names, shapes)."""
     from pdiff.core.artifacts import load_torch
 
     ckpt = load_torch(path, "train_ae", required=("state_dict", "config", "normalizer", "names", "shapes"))
-    ae = ParamAE(**ckpt["config"])
-    ae.load_state_dict(ckpt["state_dict"])
-    normalizer = Normalizer(ckpt["config"]["dim"])
-    normalizer.load_state_dict(ckpt["normalizer"])
-    return ae.eval(), normalizer, ckpt
+    return *autoencoder_from_checkpoint(ckpt), ckpt

@@ -70,16 +70,31 @@ def sample_vectors(m: LatentModel, cfg: SamplingConfig, gen: torch.Generator, de
     return torch.cat(out)
 
 
-def load_ldm(path: str):
-    """(denoiser in eval mode, GaussianDiffusion, checkpoint dict with latent_mean / latent_std)."""
-    from pdiff.core.artifacts import load_torch
+def ldm_from_checkpoint(ckpt: dict):
+    """(denoiser in eval mode, GaussianDiffusion) of a `train_ldm` checkpoint dict."""
     from pdiff.generative.denoiser import UNet1D
     from pdiff.generative.diffusion import linear_schedule
 
-    ckpt = load_torch(path, "train_ldm", required=("state_dict", "config", "schedule", "latent_mean", "latent_std"))
     denoiser = UNet1D(**ckpt["config"])
     denoiser.load_state_dict(ckpt["state_dict"])
-    return denoiser.eval(), linear_schedule(**ckpt["schedule"]), ckpt
+    return denoiser.eval(), linear_schedule(**ckpt["schedule"])
+
+
+def load_ldm(path: str):
+    """(denoiser in eval mode, GaussianDiffusion, checkpoint dict with latent_mean / latent_std)."""
+    from pdiff.core.artifacts import load_torch
+
+    ckpt = load_torch(path, "train_ldm", required=("state_dict", "config", "schedule", "latent_mean", "latent_std"))
+    return *ldm_from_checkpoint(ckpt), ckpt
+
+
+def latent_model(ae_ckpt: dict, ldm_ckpt: dict) -> LatentModel:
+    """The `LatentModel` of a `train_ae` and a `train_ldm` checkpoint dict."""
+    from pdiff.generative.autoencoder import autoencoder_from_checkpoint
+
+    ae, normalizer = autoencoder_from_checkpoint(ae_ckpt)
+    denoiser, diffusion = ldm_from_checkpoint(ldm_ckpt)
+    return LatentModel(ae, normalizer, denoiser, diffusion, ldm_ckpt["latent_mean"], ldm_ckpt["latent_std"])
 
 
 def load_latent_model(ae_path: str, ldm_path: str) -> tuple[LatentModel, dict]:

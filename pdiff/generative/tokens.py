@@ -380,22 +380,8 @@ def tokenizer_state(names, shapes, token_size: int, normalize: str, mean, std) -
             "normalize": normalize, "mean": mean, "std": std}
 
 
-def load_tokenizer(path: str = "models/ae.pt") -> tuple[TokenLayout, torch.Tensor, torch.Tensor, dict]:
-    """(layout, mean [D], std [D], the checkpoint) from `tokenizer_state`; a clear error for a conv AE file."""
-    from pdiff.core.artifacts import ArtifactError, load_torch, numels
+def tokenizer_from_state(obj: dict) -> tuple[TokenLayout, torch.Tensor, torch.Tensor]:
+    """(layout, mean [D], std [D]) of a `tokenizer_state` dict."""
+    from pdiff.core.artifacts import numels
 
-    obj = load_torch(path, "train_ae")
-    if obj.get("kind") != "tokens":
-        raise ArtifactError(f"{path} holds a conv autoencoder, not a tokenizer, but params say `generator: "
-                            "tokens`. Run `dvc repro train_ae` to refit it for the tokens generator.")
-    return TokenLayout(numels(obj["shapes"]), obj["token_size"]), obj["mean"], obj["std"], obj
-
-
-def load_generator(path: str = "models/ldm.pt") -> tuple[TokenGenerator, GaussianDiffusion]:
-    from pdiff.core.artifacts import ArtifactError, load_torch
-
-    obj = load_torch(path, "train_ldm")
-    if obj.get("kind") != "tokens":
-        raise ArtifactError(f"{path} holds a latent DDPM, not a token generator, but params say `generator: "
-                            "tokens`. Run `dvc repro train_ldm` to train the tokens generator.")
-    return load_state(obj)
+    return TokenLayout(numels(obj["shapes"]), obj["token_size"]), obj["mean"], obj["std"]

@@ -13,75 +13,31 @@ full forward passes, with the same predictions.
 """
 from __future__ import annotations
 
-import importlib
 import inspect
-import sys
-import warnings
-from pathlib import Path
 
 from torch import nn
 
 from pdiff import PdiffError
+from pdiff.core.plugins import USER_DIR, Plugin, UntrackedCodeWarning, import_object, is_import_path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-USER_DIR = "user"  # tracked by dvc.yaml for the model-building stages
+__all__ = ["USER_DIR", "UntrackedCodeWarning", "build_custom", "is_custom"]
 
-
-class UntrackedCodeWarning(UserWarning):
-    """The architecture's code lives outside the repository, so DVC cannot see it change."""
+# the import itself (where the file may live, one-paragraph errors) is pdiff.core.plugins, shared with generators
+ARCH = Plugin(key="model.arch", what="model", example=("my_net", "build"), stages="the stages that build the model",
+              package="pdiff/nets")
 
 
 def is_custom(arch: str) -> bool:
-    return ":" in arch
+    return is_import_path(arch)
 
 
 def _fail(arch: str, what: str) -> PdiffError:
     return PdiffError(f"params: `model.arch` = {arch!r}: {what}")
 
 
-def _import(arch: str, module_name: str):
-    root = str(REPO_ROOT)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        missing = exc.name or ""
-        if module_name == missing or module_name.startswith(f"{missing}."):
-            guess = Path(*module_name.split(".")).with_suffix(".py")
-            raise _fail(arch, f"module `{module_name}` was not found. Modules are imported from the repository "
-                        f"root, so this name means the file {guess}; put your model file in {USER_DIR}/ (e.g. "
-                        f"{USER_DIR}/my_net.py is '{USER_DIR}.my_net:build').") from None
-        raise _fail(arch, f"importing `{module_name}` failed because it imports `{missing}`, which cannot be "
-                    f"found; install that package (and add it to requirements.txt) or fix the import.") from None
-
-
-def _check_tracked(arch: str, module) -> None:
-    file = getattr(module, "__file__", None)
-    path = Path(file).resolve() if file else None
-    installed = path is not None and bool({"site-packages", "dist-packages"} & set(path.parts))  # e.g. ./.venv
-    if path is None or installed or not path.is_relative_to(REPO_ROOT):
-        warnings.warn(f"`model.arch` = {arch!r} comes from {path or 'a module without a file'}, outside the "
-                      "repository: DVC does not track it, so changing that code will not rerun any stage. Pin "
-                      f"its version in requirements.txt, or copy the code into {USER_DIR}/.", UntrackedCodeWarning,
-                      stacklevel=3)
-        return
-    rel = path.relative_to(REPO_ROOT)
-    if not any(rel.is_relative_to(d) for d in (USER_DIR, "pdiff/nets")):  # code those stages depend on
-        raise _fail(arch, f"{rel} is outside {USER_DIR}/, the folder dvc.yaml tracks for model code, so an edit "
-                    f"to it would not rerun the stages that build the model; move the file into {USER_DIR}/.")
-
-
 def build_custom(arch: str, in_channels: int, num_classes: int, image_size: int, width: int) -> nn.Module:
     module_name, _, function_name = arch.partition(":")
-    module = _import(arch, module_name)
-    _check_tracked(arch, module)
-    if not hasattr(module, function_name):
-        available = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
-                           and getattr(v, "__module__", None) == module.__name__)
-        raise _fail(arch, f"module `{module_name}` ({getattr(module, '__file__', '?')}) has no attribute "
-                    f"`{function_name}`; the functions and classes it defines are: {', '.join(available) or 'none'}.")
-    function = getattr(module, function_name)
+    function = import_object(ARCH, arch)
     if not callable(function):
         raise _fail(arch, f"`{module_name}.{function_name}` is a {type(function).__name__}, not a function or "
                     f"class; name one that builds the model, called as {function_name}(in_channels=..., "
