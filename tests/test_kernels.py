@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 PROBE = ("import sys; sys.path.insert(0, {stages!r}); import _bootstrap, torch, json\n"
          "from pdiff.core.kernels import apply_torch\n"
          "print(json.dumps([apply_torch('native'), torch.backends.cpu.get_cpu_capability(),\n"
-         "                  torch.backends.mkldnn.enabled]))\n")
+         "                  torch.backends.mkldnn.enabled, torch._C._get_nnpack_enabled()]))\n")
 
 
 @pytest.mark.parametrize("setting", ["portable", "native"])
@@ -22,13 +22,13 @@ def test_bootstrap_applies_the_params_file_setting_before_torch_runs(tmp_path, s
     (tmp_path / "params.yaml").write_text(f"seed: 0\nkernels: {setting}\n")
     out = subprocess.run([sys.executable, "-c", PROBE.format(stages=str(ROOT / "stages"))], cwd=tmp_path,
                          capture_output=True, text=True, check=True).stdout
-    effective, capability, onednn = json.loads(out)
+    effective, capability, onednn, nnpack = json.loads(out)
     if not kernels.supported():
         assert effective == "native"
     elif setting == "portable":
-        assert (effective, capability, onednn) == ("portable", "DEFAULT", False)
+        assert (effective, capability, onednn, nnpack) == ("portable", "DEFAULT", False, False)
     else:
-        assert effective == "native" and onednn is True
+        assert effective == "native" and onednn is True and nnpack is True
 
 
 def test_portable_is_refused_once_torch_runs_other_kernels(monkeypatch):

@@ -1,18 +1,23 @@
 """The CPU kernel setting, params key ``kernels``: ``portable`` (the same bytes on any x86-64 CPU) or ``native``.
 
-torch picks CPU kernels by instruction set in three places, and the last bits they round differently add up
-over SGD epochs into other models and other metrics on another CPU type (docs/pipeline.md, Determinism):
+torch picks CPU kernels by instruction set or cache size in four places, and the last bits they round
+differently add up over SGD epochs into other models and other metrics on another CPU type (docs/pipeline.md,
+Determinism):
 
 - ATen's vectorized kernels, chosen once per process from ``ATEN_CPU_CAPABILITY`` (default: the best the CPU
   has; ``default`` is the plain code every x86-64 CPU runs);
 - MKL's BLAS, whose code path ``MKL_CBWR`` fixes (``COMPATIBLE``: the one every x86-64 CPU runs);
 - oneDNN's convolutions, which have no such switch: ``portable`` turns oneDNN off
-  (``torch.backends.mkldnn.enabled = False``), so convolutions run as im2col + MKL GEMM.
+  (``torch.backends.mkldnn.enabled = False``);
+- NNPACK's convolutions (a batch of 16 or more), which split the sum over input channels into blocks sized by
+  the CPU's L1 cache (NNPACK's ``input_channels_block_max``): CPUs with other caches add in another order
+  once a layer has more input channels than one block holds. ``portable`` turns NNPACK off
+  (``torch.backends.nnpack.set_flags(False)``), so every convolution runs as im2col + MKL GEMM.
 
-``portable`` is the three pins together. The environment variables must be set before torch runs its first
+``portable`` is the four pins together. The environment variables must be set before torch runs its first
 operation, so `set_environment` is called by ``stages/_bootstrap.py`` before a stage imports torch; the oneDNN
-switch and a check that the pins took hold are in `apply_torch`, called by ``setup_torch``. On a CPU that is not
-x86-64 the pins do not exist: the run says so in one line and goes on with native kernels.
+and NNPACK switches and a check that the pins took hold are in `apply_torch`, called by ``setup_torch``. On a
+CPU that is not x86-64 the pins do not exist: the run says so in one line and goes on with native kernels.
 
 This module imports no torch at its top, so that ``_bootstrap`` can call it first.
 """
@@ -58,14 +63,15 @@ def set_environment(setting: str) -> str:
 
 
 def apply_torch(setting: str) -> str:
-    """The torch side of ``setting`` (oneDNN off for portable), after `set_environment`; returns the setting in
-    effect. Refuses to go on when ATen already runs other kernels than portable needs (torch ran before the
+    """The torch side of ``setting`` (oneDNN and NNPACK off for portable), after `set_environment`; returns the
+    setting in effect. Refuses to go on when ATen already runs other kernels than portable needs (torch ran before the
     environment was set), since the bytes would then silently be native ones."""
     import torch
 
     effective = _in_effect if _in_effect is not None else set_environment(setting)
     if effective == "portable":
         torch.backends.mkldnn.enabled = False
+        torch.backends.nnpack.set_flags(False)
         capability = torch.backends.cpu.get_cpu_capability()
         if capability != "DEFAULT":
             raise PdiffError(f"kernels: portable needs ATen's default kernels, but this process already runs "
