@@ -115,6 +115,7 @@ browser:
 
 # The cifar100-resnet18 preset, shortened, on synthetic CIFAR-100 files on one CUDA GPU -> metrics/gpu.json
 # (per-stage seconds and peak GPU memory, images/s, AE/LDM steps/s, accuracies); stops at once without CUDA.
+# GPU_CHECK_ARGS="--cpu-tiny --out FILE": the same steps on the CPU at tiny size, any machine (make test-slow runs it).
 .PHONY: gpu-check
 gpu-check: $(STAMP)
 	python -m tools.gpu_check $(GPU_CHECK_ARGS)
