@@ -25,10 +25,12 @@ repro: $(STAMP)
 tasks-run: $(STAMP)
 	python -m tools.tasks_run $(TASKS_ARGS)
 
-# `make exp PRESET=name`: the preset as a DVC experiment (`dvc exp run -S key=value ...`), params.yaml untouched.
+# `make exp PRESET=name`: the preset as a DVC experiment (`dvc exp run --temp -S key=value ...`), params.yaml and
+# the workspace's outputs untouched (`--temp`: run in a temporary copy; `dvc exp show` lists it, `dvc exp apply` takes
+# it). EXP_ARGS="--queue" queues it instead; EXP_ARGS="-S key=value" after the preset's values overrides them.
 .PHONY: exp
 exp: $(STAMP)
-	args="$$(python -m tools.presets exp-args $(PRESET))" && eval dvc exp run $$args $(EXP_ARGS)
+	args="$$(python -m tools.presets exp-args $(PRESET))" && eval dvc exp run --temp $$args $(EXP_ARGS)
 
 # `make test` installs no system package: without a Chromium the browser test skips, naming `make browser`.
 test: $(STAMP)
