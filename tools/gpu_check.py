@@ -36,7 +36,7 @@ STAGES = ("prepare", "train", "collect", "train_ae", "train_ldm", "generate", "e
 SHORTENED = {"train.epochs": 3, "ae.steps": 3000, "ldm.steps": 3000, "threads": 8}
 # --cpu-tiny: on top of SHORTENED, the same preset (ResNet-18, the AE and UNet widths) cut to a few minutes on the
 # CPU; TINY_IMAGES synthetic train / test images, the tokens generator timed at TINY_TOKENS (D, steps).
-TINY_CPU = {"device": "cpu", "threads": 2, "data.val_size": 100, "train.epochs": 1, "collect.num_snapshots": 4,
+TINY_CPU = {"device": "cpu", "threads": 1, "data.val_size": 100, "train.epochs": 1, "collect.num_snapshots": 4,
             "collect.batch_size": 50, "ae.steps": 4, "ae.batch_size": 4, "ldm.steps": 4, "ldm.batch_size": 4,
             "ldm.timesteps": 20, "generate.num_models": 4, "evaluate.batch_size": 100, "baselines.average_k": 4,
             "baselines.decoded_num": 4}
