@@ -2,11 +2,18 @@
 is started here as a user starts it (`make TARGET VAR=...` or `python -m tools.X ...`, no mocks, no --help) in a
 temporary copy of the repository, and the files it writes are read back and checked.
 
-The copy (`tools_repo`) is the shared tiny repository (conftest's ``tiny_repo``: TINY params, reproduced and
-committed) with tools/, presets/ and the Makefile added and committed. Run from there, a tool's ``ROOT`` is the
-copy, so the tools that clone HEAD (bench, soak, kernel_pins, paper_scale) run the tiny pipeline, and every file
-a tool writes by default lands in the copy, never in the project. `make` runs with ``-o .venv/.installed``: the
-copy has no .venv of its own and the tests' Python (first on PATH) is the environment.
+The copies have tools/, presets/ and the Makefile added and committed, so that a tool's ``ROOT`` is the copy and
+every file it writes by default lands there, never in the project:
+
+- `tools_repo`: the shared tiny repository (conftest's ``tiny_repo``: TINY params, reproduced), for the tools
+  that read a finished run's artifacts;
+- `head_repo`: TINY params with ``threads: 1`` (HEADLESS), committed and not run, for the tools that clone HEAD
+  and run the whole pipeline there (bench, soak, kernel_pins, paper_scale) or copy it (gpu_check). One torch
+  thread per stage: on 2 cores shared with other work (load average about 3.5), TINY's train_ldm stage took
+  50-86 s with 2 threads, which spin waiting for each other at every tiny operation, and 4.6 s with 1.
+
+`make` runs with ``-o .venv/.installed``: the copies have no .venv of their own and the tests' Python (first on
+PATH) is the environment.
 
 Every test but the last is marked ``longrun`` (`make test-slow`; CI runs it after `make test`).
 `test_every_entry_point_is_run_here_or_exempt` is not: it runs in `make test` and fails when a Makefile target or
@@ -25,11 +32,12 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import ROOT, copy_repo, png_size, run
+from tests.conftest import ROOT, copy_repo, make_tiny_repo, png_size, run
 from tools import workcopy
 
 STAGES = ["prepare", "train", "collect", "train_ae", "train_ldm", "generate", "evaluate", "analyze"]
 TOOL_FILES = ("tools", "presets", "Makefile")  # beside workcopy.COPY: what starting the tools and targets needs
+HEADLESS = {"threads": 1}  # on top of TINY in `head_repo`
 
 # Entry points no test here runs, each with the reason.
 EXEMPT = {
@@ -88,6 +96,16 @@ def tools_repo(tiny_repo, tmp_path_factory) -> Path:
     return repo
 
 
+@pytest.fixture(scope="module")
+def head_repo(tmp_path_factory) -> Path:
+    """TINY params (+ HEADLESS), tools/, presets/ and the Makefile, committed, nothing run: HEAD is the tiny
+    pipeline for the tools that clone it."""
+    repo = make_tiny_repo(tmp_path_factory.mktemp("head") / "repo", HEADLESS)
+    workcopy.copy_files(repo, TOOL_FILES)
+    run("git add -A && git commit -qm 'tools, presets, Makefile'", repo)
+    return repo
+
+
 @pytest.fixture
 def repo(tools_repo, tmp_path) -> Path:
     """A private copy of `tools_repo` for a test that changes it."""
@@ -137,11 +155,11 @@ def test_every_entry_point_is_run_here_or_exempt():
 # ----------------------------------------------------------------------------------------------- the runs
 @pytest.mark.longrun
 @runs("make bench", "tools.bench")
-def test_make_bench_runs_every_entry_at_tiny_size(tools_repo, tmp_path):
+def test_make_bench_runs_every_entry_at_tiny_size(head_repo, tmp_path):
     """`make bench` in the copy: `dvc repro -f` of its HEAD (the tiny pipeline) in a clone, fast vs naive
     evaluation, DDPM vs DDIM, ResNet-18's ratio, and the scaling entry at one tiny D with its tokens rows."""
     out = tmp_path / "bench.json"
-    make(tools_repo, "bench", BENCH_ARGS=f"--out {out} --scaling-figure {tmp_path / 'scaling.png'} "
+    make(head_repo, "bench", BENCH_ARGS=f"--out {out} --scaling-figure {tmp_path / 'scaling.png'} "
          "--scaling-dims 512 --scaling-batch 2 --resnet-vectors 2 --resnet-inputs 8 --tokens-dims 2048")
     b = load(out)
     assert b["stages_run"] == STAGES and "repro_error" not in b and "noop_repro_error" not in b
@@ -162,8 +180,8 @@ def test_make_bench_runs_every_entry_at_tiny_size(tools_repo, tmp_path):
     assert set(b["goals"]) == {"eval_speedup", "sampling_speedup", "abs_ddim_acc_median_delta", "repro_s",
                                "noop_repro_s", "peak_rss_mb"}
     assert all(isinstance(g["met"], bool) for g in b["goals"].values())
-    assert b["machine"]["cpu"] and b["threads"] >= 1
-    assert is_png(tmp_path / "scaling.png") and is_png(tools_repo / "reports/bench/scaling_tokens.png")
+    assert b["machine"]["cpu"] and b["threads"] == HEADLESS["threads"]
+    assert is_png(tmp_path / "scaling.png") and is_png(head_repo / "reports/bench/scaling_tokens.png")
 
 
 @pytest.mark.longrun
@@ -185,13 +203,13 @@ def test_bench_tokens_writes_the_scaling_tokens_rows(tmp_path):
 
 @pytest.mark.longrun
 @runs("make gpu-check", "tools.gpu_check")
-def test_make_gpu_check_cpu_tiny_runs_every_stage_of_the_shortened_preset(tools_repo, tmp_path):
+def test_make_gpu_check_cpu_tiny_runs_every_stage_of_the_shortened_preset(head_repo, tmp_path):
     """`make gpu-check GPU_CHECK_ARGS="--cpu-tiny --out F"`: the check's own steps (synthetic CIFAR-100, the
     cifar100-resnet18 preset shortened, every stage, the tokens timing) on the CPU at tiny size."""
     from tools.gpu_check import TINY_CPU, TINY_IMAGES, TINY_TOKENS
 
     out = tmp_path / "gpu.json"
-    make(tools_repo, "gpu-check", GPU_CHECK_ARGS=f"--cpu-tiny --out {out}")
+    make(head_repo, "gpu-check", GPU_CHECK_ARGS=f"--cpu-tiny --out {out}")
     g = load(out)
     assert g["device"] == "cpu" and g["preset"] == "cifar100-resnet18" and g["shortened"]["device"] == "cpu"
     assert all(g["shortened"][k] == v for k, v in TINY_CPU.items())
@@ -204,19 +222,19 @@ def test_make_gpu_check_cpu_tiny_runs_every_stage_of_the_shortened_preset(tools_
     assert {"original", "generated", "average"} <= set(g["novelty"])
     t = g["tokens"]
     assert t["dim"] == TINY_TOKENS[0] and t["steps_per_s"] > 0 and t["steps_per_s_gru"] > 0 and t["seconds"] > 0
-    assert not (tools_repo / "metrics/gpu.json").exists()
+    assert not (head_repo / "metrics/gpu.json").exists()
 
 
 @pytest.mark.longrun
 @runs("make soak", "tools.soak")
-def test_make_soak_one_round_recovers_byte_identical(tools_repo, tmp_path):
+def test_make_soak_one_round_recovers_byte_identical(head_repo, tmp_path):
     """`make soak ROUNDS=1`: a clean `dvc repro` of the tiny pipeline in a clone, one SIGKILL inside a stage,
     recovery; metrics/ byte-identical and `dvc status` clean."""
     out = tmp_path / "soak.json"
-    make(tools_repo, "soak", ROUNDS=1, SOAK_ARGS=f"--out {out}")
+    make(head_repo, "soak", ROUNDS=1, SOAK_ARGS=f"--out {out}")
     s = load(out)
     assert s["ok"] and s["rounds_done"] == 1 and s["rounds_requested"] == 1
-    assert s["commit"] == run(["git", "rev-parse", "HEAD"], tools_repo).stdout.strip()
+    assert s["commit"] == run(["git", "rev-parse", "HEAD"], head_repo).stdout.strip()
     assert s["clean"]["status_clean"] and s["clean"]["metrics_files"] > 0
     assert [st for _, st in s["clean"]["stage_starts_s"]] == STAGES
     (r,) = s["rounds"]
@@ -277,7 +295,7 @@ def test_make_ablation_and_report_on_a_two_point_recipe(repo):
 
 
 # Tiny sizes on top of a paper preset: the preset's architecture and widths, a few steps on the embedded digits.
-PRESET_TINY = {"data": {"name": "digits", "val_size": 200, "test_size": 300}, "train": {"epochs": 1},
+PRESET_TINY = {"threads": 1, "data": {"name": "digits", "val_size": 200, "test_size": 300}, "train": {"epochs": 1},
                "collect": {"num_snapshots": 4, "batch_size": 64, "epochs": 1}, "ae": {"steps": 4, "batch_size": 4},
                "ldm": {"steps": 4, "batch_size": 4, "timesteps": 20}, "generate": {"num_models": 4},
                "baselines": {"average_k": 4, "decoded_num": 4}, "evaluate": {"batch_size": 300}}
@@ -285,12 +303,12 @@ PRESET_TINY = {"data": {"name": "digits", "val_size": 200, "test_size": 300}, "t
 
 @pytest.mark.longrun
 @runs("tools.paper_scale")
-def test_paper_scale_run_collect_and_report_one_tiny_seed(tools_repo, tmp_path):
+def test_paper_scale_run_collect_and_report_one_tiny_seed(head_repo, tmp_path):
     """`python -m tools.paper_scale run` of the mnist5k-resnet18 preset (ResNet-18, D = 2,048) with tiny sizes
     set on top (--set), one seed in a clone of HEAD; then `report`, and `collect` of the same run."""
     out, work = tmp_path / "out", tmp_path / "work"
     sets = [a for k, v in flat(PRESET_TINY).items() for a in ("--set", f"{k}={v}")]
-    tool(tools_repo, "paper_scale", "run", "--preset", "mnist5k-resnet18", "--seeds", 3, "--out", out,
+    tool(head_repo, "paper_scale", "run", "--preset", "mnist5k-resnet18", "--seeds", 3, "--out", out,
          "--work", work, *sets)
     res = load(out / "results.json")
     assert res["preset"] == "mnist5k-resnet18" and res["overrides"] == flat(PRESET_TINY)
@@ -301,10 +319,10 @@ def test_paper_scale_run_collect_and_report_one_tiny_seed(tools_repo, tmp_path):
     assert set(e["claim"]) == {"max", "median"} and {"average", "gaussian"} <= set(e["baselines"])
     assert "| 3 |" in (out / "results.md").read_text() and is_png(out / "results.png")
     (out / "results.md").unlink()
-    tool(tools_repo, "paper_scale", "report", "--out", out)
+    tool(head_repo, "paper_scale", "report", "--out", out)
     assert "| 3 |" in (out / "results.md").read_text()
     again = tmp_path / "again"
-    tool(tools_repo, "paper_scale", "collect", work / "seed3", work / "seed3/repro.log", "--out", again,
+    tool(head_repo, "paper_scale", "collect", work / "seed3", work / "seed3/repro.log", "--out", again,
          *sets)
     entry = load(again / "results.json")["seeds"][0]
     assert entry["original"] == e["original"] and entry["generated"] == e["generated"]
@@ -312,15 +330,17 @@ def test_paper_scale_run_collect_and_report_one_tiny_seed(tools_repo, tmp_path):
 
 @pytest.mark.longrun
 @runs("tools.presets", "make exp")
-def test_presets_cli_and_make_exp_with_tiny_sizes_on_top(repo):
+def test_presets_cli_and_make_exp_with_tiny_sizes_on_top(repo, tmp_path):
     """`python -m tools.presets list / show / apply / exp-args`, then `make exp PRESET=digits-mlp-whole` with
-    tiny sizes after the preset's arguments (EXP_ARGS): the experiment runs the whole pipeline and is listed."""
+    tiny sizes after the preset's arguments (EXP_ARGS): the experiment runs the whole pipeline outside the
+    workspace, and `dvc exp show` has its params and metrics."""
     from pdiff.core.config import load_params
-    from tools.presets import available, resolved
+    from tools.ablations import experiments_from_show, show_experiments
+    from tools.presets import available, lookup, resolved
 
     assert tool(repo, "presets", "list").split() == available()
     assert yaml.safe_load(tool(repo, "presets", "show", "cifar100-resnet18"))["data"]["name"] == "cifar100"
-    params = repo / "other.yaml"
+    params = tmp_path / "other.yaml"
     params.write_text((repo / "params.yaml").read_text())
     tool(repo, "presets", "apply", "cifar100-resnet18", params)
     p = load_params(params)
@@ -331,13 +351,16 @@ def test_presets_cli_and_make_exp_with_tiny_sizes_on_top(repo):
     assert (pairs["model.arch"], pairs["collect.params"]) == ("mlp", "['*']")
 
     tiny = {**flat(PRESET_TINY), "collect.num_snapshots": 8, "train.epochs": 2}
+    workspace = {f: (repo / f).read_bytes() for f in ("params.yaml", "metrics/evaluate.json", "dvc.lock")}
     make(repo, "exp", PRESET="digits-mlp-whole",
          EXP_ARGS=" ".join(f"-S {k}={v}" for k, v in tiny.items()) + " --name preset-tiny")
-    p = load_params(repo / "params.yaml")  # `dvc exp run` leaves the experiment's params and outputs in place
-    assert (p.model.arch, p.collect.params, p.collect.num_snapshots, p.ae.channels) == ("mlp", ["*"], 8, [16, 32, 64])
-    ev = load(repo / "metrics/evaluate.json")
+    assert all((repo / f).read_bytes() == b for f, b in workspace.items())  # --temp: the workspace untouched
+    exp = experiments_from_show(show_experiments(repo))["preset-tiny"]
+    assert (lookup(exp["params"], "model.arch"), lookup(exp["params"], "collect.params")) == ("mlp", ["*"])
+    assert lookup(exp["params"], "collect.num_snapshots") == 8 and lookup(exp["params"], "ae.channels") == [16, 32, 64]
+    ev = exp["metrics"]
     assert (ev["original"]["count"], ev["generated"]["count"]) == (8, 4)
-    assert "preset-tiny" in run(["dvc", "exp", "list", "--name-only"], repo).stdout
+    assert 0 <= ev["generated"]["acc_min"] <= ev["generated"]["acc_max"] <= 100
 
 
 @pytest.mark.longrun
@@ -406,7 +429,7 @@ def test_synthetic_cifar_writes_files_the_cifar_readers_load(tmp_path):
 @runs("tools.whole_network")
 def test_whole_network_reports_each_normalization(tmp_path):
     text = tool(ROOT, "whole_network", "--normalize", "none", "per_param", "--width", 4, "--k", 8, "--ae-steps", 4,
-                "--ldm-steps", 4, "--num-models", 4, "--timesteps", 20)
+                "--ldm-steps", 4, "--num-models", 4, "--timesteps", 20, "--threads", 1)
     res = json.loads(text)
     assert res["setting"]["D"] == 64 * 4 + 4 + 4 * 4 + 4 + 4 * 10 + 10  # the 64-4-4-10 MLP, every parameter
     assert res["setting"]["K"] == 8 and res["setting"]["timesteps"] == 20
@@ -419,22 +442,30 @@ def test_whole_network_reports_each_normalization(tmp_path):
 
 @pytest.mark.longrun
 @runs("tools.kernel_pins")
-def test_kernel_pins_records_every_setting_and_the_profile(tools_repo, tmp_path):
+def test_kernel_pins_records_every_setting_and_the_profile(head_repo, tmp_path):
     """`python -m tools.kernel_pins` in the copy: the tiny `train` stage once per kernel setting in a clone of
-    HEAD; `kernels: portable` must give the bytes of its three pins. Then `--profile`."""
+    HEAD; `kernels: portable` must give the bytes of its three pins. Then `--profile`, and `--pipeline` (the
+    whole tiny pipeline with native, then portable kernels)."""
     from tools.kernel_pins import SETTINGS
 
     out = tmp_path / "pins.json"
-    tool(tools_repo, "kernel_pins", "--out", out)
+    tool(head_repo, "kernel_pins", "--out", out)
     res = load(out)
     assert [r["name"] for r in res["settings"]] == [name for name, *_ in SETTINGS]
     assert all(re.fullmatch(r"[0-9a-f]{32}", r["base_md5"]) and 0 < r["val_acc"] <= 100 for r in res["settings"])
     assert res["params_portable_is_the_pins"] and res["agrees_with"] == {} and res["portable_over_native_s"] > 0
     profile = tmp_path / "profile.json"
-    tool(tools_repo, "kernel_pins", "--profile", "--out", profile)
+    tool(head_repo, "kernel_pins", "--profile", "--profile-steps", 2, "--out", profile)
     rows = load(profile)["settings"]
     assert [r["kernels"] for r in rows] == ["native", "portable"]
     assert all(r["seconds_per_step"] > 0 and len(r["ops"]) == 8 for r in rows)
+    cost = tmp_path / "cost.json"
+    tool(head_repo, "kernel_pins", "--pipeline", "--out", cost)
+    res = load(cost)
+    for kernels in ("native", "portable"):
+        r = res["runs"][kernels]
+        assert r["seconds"] > 0 and set(r["stage_seconds"]) == set(STAGES) and list(r["outs"]) == STAGES
+    assert res["portable_over_native"] > 0 and set(res["stage_ratio"]) == set(STAGES)
 
 
 @pytest.mark.longrun
