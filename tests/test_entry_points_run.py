@@ -7,7 +7,7 @@ every file it writes by default lands there, never in the project:
 
 - `tools_repo`: the shared tiny repository (conftest's ``tiny_repo``: TINY params, reproduced), for the tools
   that read a finished run's artifacts;
-- `head_repo`: TINY params with ``threads: 1`` (HEADLESS), committed and not run, for the tools that clone HEAD
+- `head_repo`: TINY params with ``threads: 1`` (HEAD_OVERRIDES), committed and not run, for the tools that clone HEAD
   and run the whole pipeline there (bench, soak, kernel_pins, paper_scale) or copy it (gpu_check). One torch
   thread per stage: on 2 cores shared with other work (load average about 3.5), TINY's train_ldm stage took
   50-86 s with 2 threads, which spin waiting for each other at every tiny operation, and 4.6 s with 1.
@@ -15,9 +15,9 @@ every file it writes by default lands there, never in the project:
 `make` runs with ``-o .venv/.installed``: the copies have no .venv of their own and the tests' Python (first on
 PATH) is the environment.
 
-Every test but the last is marked ``longrun`` (`make test-slow`; CI runs it after `make test`).
-`test_every_entry_point_is_run_here_or_exempt` is not: it runs in `make test` and fails when a Makefile target or
-a tool with a main() is neither run by a test here (`@runs(...)`) nor in EXEMPT with its reason.
+Every test but the first is marked ``longrun`` (`make test-slow`; CI runs it after `make test`). The first,
+`test_every_entry_point_is_run_here_or_exempt`, runs in `make test`: it fails when a Makefile target or a tool with
+a main() is neither run by a test here (`@runs(...)`) nor in EXEMPT with its reason.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from tools import workcopy
 
 STAGES = ["prepare", "train", "collect", "train_ae", "train_ldm", "generate", "evaluate", "analyze"]
 TOOL_FILES = ("tools", "presets", "Makefile")  # beside workcopy.COPY: what starting the tools and targets needs
-HEADLESS = {"threads": 1}  # on top of TINY in `head_repo`
+HEAD_OVERRIDES = {"threads": 1}  # on top of TINY in `head_repo`
 
 # Entry points no test here runs, each with the reason.
 EXEMPT = {
@@ -98,9 +98,9 @@ def tools_repo(tiny_repo, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def head_repo(tmp_path_factory) -> Path:
-    """TINY params (+ HEADLESS), tools/, presets/ and the Makefile, committed, nothing run: HEAD is the tiny
+    """TINY params (+ HEAD_OVERRIDES), tools/, presets/ and the Makefile, committed, nothing run: HEAD is the tiny
     pipeline for the tools that clone it."""
-    repo = make_tiny_repo(tmp_path_factory.mktemp("head") / "repo", HEADLESS)
+    repo = make_tiny_repo(tmp_path_factory.mktemp("head") / "repo", HEAD_OVERRIDES)
     workcopy.copy_files(repo, TOOL_FILES)
     run("git add -A && git commit -qm 'tools, presets, Makefile'", repo)
     return repo
@@ -180,7 +180,7 @@ def test_make_bench_runs_every_entry_at_tiny_size(head_repo, tmp_path):
     assert set(b["goals"]) == {"eval_speedup", "sampling_speedup", "abs_ddim_acc_median_delta", "repro_s",
                                "noop_repro_s", "peak_rss_mb"}
     assert all(isinstance(g["met"], bool) for g in b["goals"].values())
-    assert b["machine"]["cpu"] and b["threads"] == HEADLESS["threads"]
+    assert b["machine"]["cpu"] and b["threads"] == HEAD_OVERRIDES["threads"]
     assert is_png(tmp_path / "scaling.png") and is_png(head_repo / "reports/bench/scaling_tokens.png")
 
 
