@@ -28,11 +28,13 @@ repro: $(STAMP)
 tasks-run: $(STAMP)
 	python -m tools.tasks_run $(TASKS_ARGS)
 
-# `make exp PRESET=name`: the preset as a DVC experiment (`dvc exp run -S key=value ...`), params.yaml untouched;
-# a *-tasks preset runs tasks_evaluate@run, as `make repro` does.
+# `make exp PRESET=name`: the preset as a DVC experiment (`dvc exp run --temp -S key=value ...`), params.yaml and
+# the workspace's outputs untouched (`--temp`: run in a temporary copy; `dvc exp show` lists it, `dvc exp apply` takes
+# it); a *-tasks preset runs tasks_evaluate@run, as `make repro` does. EXP_ARGS="--queue" queues it instead;
+# EXP_ARGS="-S key=value" after the preset's values overrides them.
 .PHONY: exp
 exp: $(STAMP)
-	args="$$(python -m tools.presets exp-args $(PRESET))" && eval dvc exp run $$args $(EXP_ARGS) $(PRESET_TARGET)
+	args="$$(python -m tools.presets exp-args $(PRESET))" && eval dvc exp run --temp $$args $(EXP_ARGS) $(PRESET_TARGET)
 
 # `make test` installs no system package: without a Chromium the browser test skips, naming `make browser`.
 test: $(STAMP)
@@ -119,6 +121,7 @@ browser:
 
 # The cifar100-resnet18 preset, shortened, on synthetic CIFAR-100 files on one CUDA GPU -> metrics/gpu.json
 # (per-stage seconds and peak GPU memory, images/s, AE/LDM steps/s, accuracies); stops at once without CUDA.
+# GPU_CHECK_ARGS="--cpu-tiny --out FILE": the same steps on the CPU at tiny size, any machine (make test-slow runs it).
 .PHONY: gpu-check
 gpu-check: $(STAMP)
 	python -m tools.gpu_check $(GPU_CHECK_ARGS)

@@ -165,9 +165,11 @@ def main(argv=None) -> dict:
                     "(pipeline_cost_<cpu>.json, profile_<cpu>.json)")
     ap.add_argument("--pipeline", action="store_true", help="the whole default pipeline, native then portable")
     ap.add_argument("--profile", action="store_true", help="where a training step's time goes, per setting")
+    ap.add_argument("--profile-steps", type=int, default=20, help="--profile: training steps profiled per setting "
+                    "(default 20, after 5 warm-up steps)")
     args = ap.parse_args(argv)
     if args.profile:
-        return profile_steps(args.out or FOLDER / f"profile_{slug(cpu())}.json")
+        return profile_steps(args.out or FOLDER / f"profile_{slug(cpu())}.json", args.profile_steps)
     if args.pipeline:
         return pipeline_cost(args.out or FOLDER / f"pipeline_cost_{slug(cpu())}.json")
     out_path = args.out or FOLDER / f"kernel_pins_{slug(cpu())}.json"

@@ -4,8 +4,8 @@ Two ways to use one, both DVC-native (the preset's values end up in params.yaml 
 
 - ``make repro PRESET=cifar10-resnet18`` runs ``python -m tools.presets apply cifar10-resnet18`` (writes the
   preset's values into params.yaml in place, keeping every comment) and then ``dvc repro``;
-- ``make exp PRESET=cifar10-resnet18`` runs ``dvc exp run`` with one ``-S key=value`` per preset value
-  (``python -m tools.presets exp-args NAME`` prints them), leaving the workspace's params.yaml alone.
+- ``make exp PRESET=cifar10-resnet18`` runs ``dvc exp run --temp`` with one ``-S key=value`` per preset value
+  (``python -m tools.presets exp-args NAME`` prints them), leaving the workspace's params.yaml and outputs alone.
 
 Applying a preset also resets every key that *another* preset sets and this one does not to its schema
 default, so switching from one preset to another never leaves a stale value behind. Keys that no preset

@@ -3,6 +3,7 @@ timing the presets on a machine that cannot download the real data:
 
     python -m tools.synthetic_cifar data/raw              # cifar-10-batches-py, 50,000 + 10,000 images
     python -m tools.synthetic_cifar data/raw --cifar100   # cifar-100-python
+    python -m tools.synthetic_cifar /tmp/raw --train-size 500 --test-size 100   # the same files, fewer images
     make repro PRESET=cifar10-resnet18                     # then time the stages (accuracies are meaningless)
 
 Images are noise around a class-dependent colour and pattern, so a network can learn something; accuracies
@@ -30,15 +31,24 @@ def images(rng: np.random.Generator, labels: np.ndarray, classes: int) -> np.nda
     return x.reshape(n, 3072)
 
 
-def write(root: str | Path, cifar100: bool = False) -> Path:
-    """Write the synthetic CIFAR-10 (or CIFAR-100) batches under ``root``; the folder written."""
+TRAIN_SIZE, TEST_SIZE = 50000, 10000  # the real datasets' sizes
+
+
+def write(root: str | Path, cifar100: bool = False, train_size: int = TRAIN_SIZE, test_size: int = TEST_SIZE) -> Path:
+    """Write the synthetic CIFAR-10 (or CIFAR-100) batches under ``root``; the folder written. ``train_size`` and
+    ``test_size`` below the real 50,000 / 10,000 write the same files with fewer images (CIFAR-10's five train
+    batches share them; the loader warns that the split is not the official size)."""
+    if train_size < (1 if cifar100 else 5) or test_size < 1:
+        raise ValueError(f"synthetic CIFAR: {train_size} train / {test_size} test images are too few "
+                         f"(at least {1 if cifar100 else 5} / 1).")
     rng = np.random.default_rng(0)
     classes = 100 if cifar100 else 10
     key = b"fine_labels" if cifar100 else b"labels"
     folder = Path(root) / ("cifar-100-python" if cifar100 else "cifar-10-batches-py")
     folder.mkdir(parents=True, exist_ok=True)
-    files = [("train", 50000), ("test", 10000)] if cifar100 else \
-        [(f"data_batch_{i}", 10000) for i in range(1, 6)] + [("test_batch", 10000)]
+    per_batch = [train_size // 5 + (i < train_size % 5) for i in range(5)]
+    files = [("train", train_size), ("test", test_size)] if cifar100 else \
+        [(f"data_batch_{i + 1}", n) for i, n in enumerate(per_batch)] + [("test_batch", test_size)]
     for name, n in files:
         labels = rng.integers(0, classes, n)
         batch = {b"batch_label": b"synthetic", key: [int(v) for v in labels], b"data": images(rng, labels, classes)}
@@ -52,8 +62,12 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root")
     ap.add_argument("--cifar100", action="store_true")
+    ap.add_argument("--train-size", type=int, default=TRAIN_SIZE,
+                    help=f"training images (default {TRAIN_SIZE:,}, the real size; fewer for a quick check)")
+    ap.add_argument("--test-size", type=int, default=TEST_SIZE,
+                    help=f"test images (default {TEST_SIZE:,}, the real size)")
     args = ap.parse_args(argv)
-    write(args.root, args.cifar100)
+    write(args.root, args.cifar100, args.train_size, args.test_size)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,9 @@ def main(argv=None) -> None:
     ap.add_argument("--ae-steps", type=int, default=600)
     ap.add_argument("--ldm-steps", type=int, default=600)
     ap.add_argument("--num-models", type=int, default=50)
+    ap.add_argument("--timesteps", type=int, default=1000,
+                    help="DDPM timesteps of the latent diffusion (training and sampling; default 1000, the "
+                    "pipeline's); fewer for a quick run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -73,7 +76,8 @@ def main(argv=None) -> None:
         optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=0.0, batch_size=16, epochs=4, num_snapshots=args.k),
         LoopContext(cpu, gen, Tracker(None)))
     result = {"setting": {"arch": f"mlp width {args.width}", "D": sum(sizes), "K": args.k, "ae_steps": args.ae_steps,
-                          "ldm_steps": args.ldm_steps, "N": args.num_models, "split": "val (300 digits)"},
+                          "ldm_steps": args.ldm_steps, "timesteps": args.timesteps, "N": args.num_models,
+                          "split": "val (300 digits)"},
               "original": stats(val_acc(model, names, snaps, data))}
     for mode in args.normalize:
         t0 = time.time()
@@ -88,7 +92,7 @@ def main(argv=None) -> None:
             z = ae.encode(norm(snaps))
         zm, zs = z.mean().item(), z.std().item()
         gen = seed_everything(args.seed, "train_ldm")
-        diffusion = linear_schedule(1000)
+        diffusion = linear_schedule(args.timesteps)
         den = UNet1D(in_channels=z.shape[1], base=32)
         train_denoiser(den, diffusion, (z - zm) / zs, SimpleNamespace(lr=1e-3, weight_decay=0.0, steps=args.ldm_steps,
                                                                         batch_size=64), cpu, gen, Tracker(None))
