@@ -9,8 +9,6 @@ from tests.conftest import ROOT
 
 README_MAX_LINES = 200
 LINE_MAX = 200  # characters of a docs source line outside generated blocks
-# Pages still holding longer lines, skipped until they are wrapped (being wrapped now)
-LONG_LINES_PENDING = {"docs/testing.md"}
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 
@@ -99,7 +97,5 @@ def test_long_lines_skips_generated_blocks_only():
 def test_no_docs_source_line_is_over_200_characters(name):
     """Prose wraps (at 120 characters), a marker stays whole on its line, and a table of many quoted numbers is a
     generated block; a prose-like table with long rows reads better as a list."""
-    if name in LONG_LINES_PENDING:
-        pytest.skip(f"{name}: being wrapped (LONG_LINES_PENDING)")
     found = long_lines((ROOT / name).read_text())
     assert not found, f"{name}: lines over {LINE_MAX} characters (line, length): {found}"
