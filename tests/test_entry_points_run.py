@@ -415,6 +415,7 @@ def test_make_tasks_run_and_the_task_report(repo, tmp_path):
     assert [r["num_seen"] for r in rows] == [30] and is_png(out / "seen_tasks.png")
 
 
+@pytest.mark.longrun
 @runs("tools.collect_sweep")
 def test_collect_sweep_scores_each_setting_on_validation(tools_repo, tmp_path):
     out = tmp_path / "sweep.json"
