@@ -462,7 +462,7 @@ def test_whole_network_reports_each_normalization(tmp_path):
 @runs("tools.kernel_pins")
 def test_kernel_pins_records_every_setting_and_the_profile(head_repo, tmp_path):
     """`python -m tools.kernel_pins` in the copy: the tiny `train` stage once per kernel setting in a clone of
-    HEAD; `kernels: portable` must give the bytes of its three pins. Then `--profile`, and `--pipeline` (the
+    HEAD; `kernels: portable` must give the bytes of its four pins. Then `--profile`, and `--pipeline` (the
     whole tiny pipeline with native, then portable kernels)."""
     from tools.kernel_pins import SETTINGS
 

@@ -1,13 +1,15 @@
 """Which CPU kernel switches change the default base model, and what pinning them costs -> one JSON file per CPU.
 
-torch picks CPU kernels by instruction set in three places: ATen's vectorized kernels (``ATEN_CPU_CAPABILITY``),
-oneDNN (on unless ``torch.backends.mkldnn.enabled = False``; ``ONEDNN_MAX_CPU_ISA``) and MKL (``MKL_CBWR``,
-``MKL_ENABLE_INSTRUCTIONS``). This runs the default pipeline's `train` stage (15 epochs) in a fresh clone of HEAD
-once per setting below, and records the MD5 of models/base.pt, its validation accuracy and the stage's seconds.
-Two settings that give the same MD5 gave the same bytes. The settings are the eight of the AMD EPYC (AVX2)
-reference record, reports/determinism/kernel_pins_amd-epyc-avx2.json, plus ``kernels: portable`` set through
-params.yaml (pdiff/core/kernels.py), which must give the bytes of its three pins. Each record names its CPU and
-instruction-set extensions; the output compares every setting's MD5 with every other record in the folder, so
+torch picks CPU kernels by instruction set or cache size in four places: ATen's vectorized kernels
+(``ATEN_CPU_CAPABILITY``), oneDNN (on unless ``torch.backends.mkldnn.enabled = False``; ``ONEDNN_MAX_CPU_ISA``),
+MKL (``MKL_CBWR``, ``MKL_ENABLE_INSTRUCTIONS``) and NNPACK (``torch.backends.nnpack.set_flags``). This runs the
+default pipeline's `train` stage (15 epochs) in a fresh clone of HEAD once per setting below, and records the
+MD5 of models/base.pt, its validation accuracy and the stage's seconds. Two settings that give the same MD5 gave
+the same bytes. The settings are the eight of the AMD EPYC (AVX2) reference record,
+reports/determinism/kernel_pins_amd-epyc-avx2.json (NNPACK on, as there), plus the three pins with NNPACK off,
+and ``kernels: portable`` set through params.yaml (pdiff/core/kernels.py), which must give the bytes of its four
+pins. Each record names its CPU and instruction-set extensions; the output compares every setting's MD5 with
+every other record in the folder, so
 that which settings give the same bytes on two CPU types is read off one file (docs/pipeline.md, Determinism).
 
     python -m tools.kernel_pins [--out reports/determinism/kernel_pins_<cpu>.json]
@@ -38,21 +40,27 @@ FOLDER = ROOT / "reports/determinism"
 AVX2_CAPS = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 ATEN_AVX2 = {"ATEN_CPU_CAPABILITY": "avx2"}
 AVX2_CAPS_ALL = ATEN_AVX2 | {"MKL_CBWR": "AVX2"} | AVX2_CAPS  # an AVX2-only CPU, as far as the three switches go
-SETTINGS = [  # (name as in the reference record, environment, oneDNN on, params.yaml `kernels`)
-    ("native (oneDNN on, no pins)", {}, True, "native"),
+SETTINGS = [  # (name as in the reference record, environment, oneDNN on, params.yaml `kernels`, NNPACK on)
+    ("native (oneDNN on, no pins)", {}, True, "native", True),
     ("ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 (oneDNN on)",
-     AVX2_CAPS_ALL, True, "native"),
-    ("oneDNN off, ATEN_CPU_CAPABILITY=default, MKL_CBWR=COMPATIBLE", PORTABLE_ENV, False, "native"),
+     AVX2_CAPS_ALL, True, "native", True),
+    ("oneDNN off, ATEN_CPU_CAPABILITY=default, MKL_CBWR=COMPATIBLE", PORTABLE_ENV, False, "native", True),
     ("oneDNN off, ATEN_CPU_CAPABILITY=default, MKL_CBWR=COMPATIBLE, MKL_ENABLE_INSTRUCTIONS=AVX2, "
-     "ONEDNN_MAX_CPU_ISA=AVX2", PORTABLE_ENV | AVX2_CAPS, False, "native"),
-    ("oneDNN off, ATEN_CPU_CAPABILITY=avx2, MKL_CBWR=COMPATIBLE", PORTABLE_ENV | ATEN_AVX2, False, "native"),
-    ("oneDNN off, ATEN_CPU_CAPABILITY=avx2, MKL_CBWR=AVX2", ATEN_AVX2 | {"MKL_CBWR": "AVX2"}, False, "native"),
-    ("oneDNN off, ATEN_CPU_CAPABILITY=avx2 (no MKL pin)", ATEN_AVX2, False, "native"),
-    ("oneDNN off, ATEN_CPU_CAPABILITY=default (no MKL pin)", {"ATEN_CPU_CAPABILITY": "default"}, False, "native"),
-    ("kernels: portable (params.yaml)", {}, True, "portable"),
+     "ONEDNN_MAX_CPU_ISA=AVX2", PORTABLE_ENV | AVX2_CAPS, False, "native", True),
+    ("oneDNN off, ATEN_CPU_CAPABILITY=avx2, MKL_CBWR=COMPATIBLE", PORTABLE_ENV | ATEN_AVX2, False, "native", True),
+    ("oneDNN off, ATEN_CPU_CAPABILITY=avx2, MKL_CBWR=AVX2", ATEN_AVX2 | {"MKL_CBWR": "AVX2"}, False, "native",
+     True),
+    ("oneDNN off, ATEN_CPU_CAPABILITY=avx2 (no MKL pin)", ATEN_AVX2, False, "native", True),
+    ("oneDNN off, ATEN_CPU_CAPABILITY=default (no MKL pin)", {"ATEN_CPU_CAPABILITY": "default"}, False, "native",
+     True),
+    ("oneDNN and NNPACK off, ATEN_CPU_CAPABILITY=default, MKL_CBWR=COMPATIBLE", PORTABLE_ENV, False, "native",
+     False),
+    ("kernels: portable (params.yaml)", {}, True, "portable", True),
 ]
-PORTABLE = SETTINGS[2][0]
+PORTABLE = SETTINGS[2][0]  # the reference record's portable pins (NNPACK on)
+PORTABLE_PINS = SETTINGS[-2][0]  # what `kernels: portable` sets: those three pins and NNPACK off
 STAGE = ("import runpy, sys, torch\nsys.path.insert(0, 'stages')\ntorch.backends.mkldnn.enabled = {onednn}\n"
+         "torch.backends.nnpack.set_flags({nnpack})\n"
          "sys.argv = {argv!r}\nrunpy.run_path('stages/train.py', run_name='__main__')\n")
 
 
@@ -179,15 +187,16 @@ def main(argv=None) -> dict:
         params = (repo / "params.yaml").read_text()
         run(["dvc", "repro", "prepare"], repo)
         rows = []
-        for name, env, onednn, kernels in SETTINGS:
+        for name, env, onednn, kernels, nnpack in SETTINGS:
             (repo / "params.yaml").write_text(with_setting(params, kernels))
             t0 = time.perf_counter()
-            script = STAGE.format(onednn=onednn, argv=stage_command("train", repo / "dvc.yaml")[1:])
+            script = STAGE.format(onednn=onednn, nnpack=nnpack, argv=stage_command("train", repo / "dvc.yaml")[1:])
             run([sys.executable, "-c", script], repo, env=subprocess_env() | env)
             seconds = time.perf_counter() - t0
             md5 = hashlib.md5((repo / "models/base.pt").read_bytes()).hexdigest()
             val = json.loads((repo / "metrics/train/metrics.json").read_text())["val_acc"]
-            rows.append({"name": name, "env": env, "onednn": onednn, "kernels": kernels, "base_md5": md5,
+            rows.append({"name": name, "env": env, "onednn": onednn, "nnpack": nnpack, "kernels": kernels,
+                         "base_md5": md5,
                          "val_acc": val, "seconds": round(seconds, 1)})
             print(f"kernel_pins: {name}: base.pt {md5[:12]}, val acc {val}, {seconds:.1f} s", flush=True)
     mine = {row["name"]: row["base_md5"] for row in rows}
@@ -197,7 +206,7 @@ def main(argv=None) -> dict:
     out = {"commit": commit, "machine": machine() | cpu(), "stage": "train (default params)", "settings": rows,
            "portable_over_native_s": round(portable / native, 2),
            "portable_invariant_to_avx2_caps": mine[PORTABLE] == mine[SETTINGS[3][0]],
-           "params_portable_is_the_pins": mine[PORTABLE] == mine[SETTINGS[-1][0]],
+           "params_portable_is_the_pins": mine[PORTABLE_PINS] == mine[SETTINGS[-1][0]],
            "agrees_with": {name: agreement(mine, other) for name, other in others.items()}}
     save_json(out, out_path)
     return out
