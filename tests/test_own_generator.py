@@ -4,15 +4,12 @@ and through the tiny pipeline (docs/own-generator.md)."""
 import json
 import re
 import subprocess
-import sys
-import uuid
 
 import pytest
 import torch
 
 from pdiff import PdiffError
 from pdiff.analysis.sets import NAMES
-from pdiff.core import plugins
 from pdiff.core.artifacts import ArtifactError, save_torch
 from pdiff.core.config import BUILTIN_GENERATORS, ConfigError, from_dict
 from pdiff.core.snapstore import is_vector_store, load_vectors
@@ -29,7 +26,7 @@ from pdiff.generative.protocol import (
     write_samples,
 )
 from pdiff.generative.registry import BUILTINS, resolve
-from tests.conftest import png_size, run, stage_env
+from tests.conftest import png_size, run, stage_env, user_package
 
 EXAMPLE = "user.lowrank:LowRank"
 
@@ -73,16 +70,7 @@ class NotAGenerator:
 @pytest.fixture
 def user_pkg(tmp_path, monkeypatch):
     """A throwaway repository root whose user folder `<pkg>` holds USER_FILE as `<pkg>.gens`."""
-    pkg = f"user_{uuid.uuid4().hex[:8]}"
-    (tmp_path / pkg).mkdir()
-    (tmp_path / pkg / "gens.py").write_text(USER_FILE)
-    (tmp_path / "elsewhere.py").write_text(USER_FILE)
-    monkeypatch.setattr(plugins, "REPO_ROOT", tmp_path)
-    monkeypatch.setattr(plugins, "USER_DIR", pkg)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield pkg
-    for name in [m for m in sys.modules if m.startswith(pkg) or m == "elsewhere"]:
-        del sys.modules[name]
+    yield from user_package(tmp_path, monkeypatch, {"gens.py": USER_FILE}, USER_FILE)
 
 
 def _error(name: str) -> str:

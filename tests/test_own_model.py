@@ -15,6 +15,7 @@ from pdiff.core.config import BUILTIN_ARCHS, ConfigError, from_dict
 from pdiff.nets import custom
 from pdiff.nets.models import ARCHS, build_model, load_base_model
 from pdiff.nets.selection import flatten, select
+from tests.conftest import user_package
 
 USER_FILE = textwrap.dedent('''
     import torch
@@ -57,17 +58,9 @@ USER_FILE = textwrap.dedent('''
 @pytest.fixture
 def user_pkg(tmp_path, monkeypatch):
     """A throwaway repository root holding a user folder with USER_FILE as `<pkg>.nets`."""
-    pkg = f"user_{uuid.uuid4().hex[:8]}"  # a fresh package name: no clash with user/ or other tests
-    (tmp_path / pkg).mkdir()
-    (tmp_path / pkg / "nets.py").write_text(USER_FILE)
-    (tmp_path / pkg / "broken.py").write_text("import package_that_is_not_installed_xyz\n")
-    (tmp_path / "elsewhere.py").write_text(USER_FILE)
-    monkeypatch.setattr(plugins, "REPO_ROOT", tmp_path)  # the import code both model.arch and generator use
-    monkeypatch.setattr(plugins, "USER_DIR", pkg)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield pkg
-    for name in [m for m in sys.modules if m.startswith(pkg) or m == "elsewhere"]:
-        del sys.modules[name]
+    yield from user_package(tmp_path, monkeypatch, {"nets.py": USER_FILE,
+                                                    "broken.py": "import package_that_is_not_installed_xyz\n"},
+                            USER_FILE)
 
 
 def _arch_error(arch: str) -> str:
