@@ -150,6 +150,68 @@ def test_the_same_check_fails_when_the_code_is_shuffled_or_ignored(mode, cond):
     assert not err < 0.75 * var, (err, var)
 
 
+def _one_hot_tasks(classes: int = 4):
+    """A task setting where the right head is linear in the code: features are the one-hot class, the head alone is
+    generated (D = classes + 1) and the vector [2c - 1, 0] answers every task perfectly."""
+    from pdiff.tasks.heads import TaskHeadSpec
+
+    spec = TaskHeadSpec(["head.weight", "head.bias"], [[1, classes], [1]], classes, False, nn.Identity(),
+                        torch.ones(classes), torch.zeros(classes))
+    y = torch.arange(classes).repeat(5)
+    return spec, torch.eye(classes)[y], y, lambda c: torch.cat([2 * c - 1, torch.zeros(len(c), 1)], 1)
+
+
+def test_code_regression_recovers_a_linear_map_and_its_strength_is_chosen_on_validation_tasks():
+    """The ridge baseline from code bits to vectors reproduces an exactly linear map with a weak penalty; a strong
+    one shrinks it to the seen tasks' mean vector, which answers no task; the validation tasks pick the weak one."""
+    from pdiff.tasks.evaluation import CodeRegression, choose_code_regression, per_task_accuracy
+
+    spec, feats, y, perfect = _one_hot_tasks()
+    codes = all_codes(4)
+    seen, val = codes[:10], codes[10:]
+    snaps = perfect(seen)[:, None].repeat(1, 3, 1) + 0.01 * torch.randn(10, 3, 5, generator=torch.Generator())
+    weak = CodeRegression.fit(seen, snaps.mean(1), 1e-6)
+    assert torch.allclose(weak(val), perfect(val), atol=0.05)
+    assert per_task_accuracy(weak(val)[:, None], val, feats, y, spec).min() == 100.0
+    strong = CodeRegression.fit(seen, snaps.mean(1), 1e9)
+    assert torch.allclose(strong(val), snaps.mean((0, 1)).expand(4, -1), atol=1e-4)
+    best, scores = choose_code_regression(seen, snaps, [1e9, 1e-6], val, feats, y, spec)
+    assert best.strength == 1e-6 and scores["1e-06"] == 100.0 > scores["1000000000.0"], scores
+
+
+def test_seen_fit_scores_every_seen_set_on_each_split():
+    """`seen_fit_rows` scores the generated models, the tasks' own snapshots, the AE's reconstructions, the code
+    regression and the majority label on every sampled seen task and split; `summarize_seen` gives results.json's
+    `seen_fit` (task counts, below-majority share). An untrained generator is far below the snapshots there."""
+    from pdiff.generative.autoencoder import Normalizer, ParamAE
+    from pdiff.generative.ldm import LatentModel
+    from pdiff.tasks.evaluation import SEEN_SETS, CodeRegression, seen_fit_rows, seen_sample, summarize_seen
+
+    torch.manual_seed(0)
+    spec, feats, y, perfect = _one_hot_tasks()
+    codes = all_codes(4)
+    picked = seen_sample(len(codes), 6, seed=0)
+    assert len(picked) == 6 and torch.equal(picked, seen_sample(len(codes), 6, seed=0))
+    assert not torch.equal(picked, seen_sample(len(codes), 6, seed=1))
+    snaps = perfect(codes[picked])[:, None].repeat(1, 2, 1)
+    ae = ParamAE(5, [4], 2).eval()
+    m = LatentModel(ae, Normalizer(5), CodeConditionedUNet(2, 8, (1,), 4), linear_schedule(10, 1e-4, 0.05))
+    regression = CodeRegression.fit(codes[picked], snaps.mean(1), 1e-6)
+    rows = seen_fit_rows(m, spec, codes[picked], snaps, regression, {"val": (feats, y), "test": (feats[:8], y[:8])},
+                         num_models=3, guidance=2.0, sampler="ddim", steps=4, gen=torch.Generator().manual_seed(0))
+    assert set(rows) == {"val", "test"} and all(len(r) == 6 for r in rows.values())
+    for r in rows["val"]:
+        assert list(r) == ["code", *(s.name for s in SEEN_SETS)]
+        assert r["trained"] == 100.0 and r["code_regression"] == 100.0
+        assert r["majority"] == 100.0 * max(torch.tensor([int(b) for b in r["code"]])[y].float().mean().item(),
+                                            1 - torch.tensor([int(b) for b in r["code"]])[y].float().mean().item())
+    fit = summarize_seen(rows["val"])
+    assert fit["tasks"] == 6 and all(fit[s.name]["tasks"] == 6 for s in SEEN_SETS)
+    assert fit["generated"]["acc_mean"] < fit["trained"]["acc_mean"] == 100.0
+    share = sum(r["generated"] < r["majority"] for r in rows["val"]) / 6
+    assert fit["below_majority_share"] == round(share, 4)
+
+
 def _task_stages() -> dict:
     """The task stages of dvc.yaml: name -> the stage each generates (its `do`), all `foreach` over
     task_pipeline."""
@@ -526,7 +588,10 @@ def test_a_default_run_leaves_plots_show_and_checkout_of_a_second_clone_clean(ti
 def test_the_task_stages_run_lock_and_check_out_like_any_stage(tiny_copy, tmp_path):
     """With `task_pipeline: [run]` on a repository where the default pipeline ran, `dvc repro tasks_evaluate@run`
     (tiny task settings) runs the four task stages alone (prepare and train come from the cache), locks them in
-    dvc.lock, their plots and metrics load, and a second clone sharing the cache checks everything out."""
+    dvc.lock, their plots and metrics load (with the seen-task fit), and a second clone sharing the cache checks
+    everything out."""
+    import json
+
     import yaml
 
     from tests.conftest import merge, run
@@ -541,6 +606,9 @@ def test_the_task_stages_run_lock_and_check_out_like_any_stage(tiny_copy, tmp_pa
     assert run(["dvc", "status", "--json"], tiny_copy).stdout.strip() in ("", "{}")
     assert list(yaml.safe_load((tiny_copy / "dvc.lock").read_text())["stages"]) == DEFAULT_STAGES + TASK_STAGES
     assert _load_errors(tiny_copy) == []
+    results = json.loads((tiny_copy / "metrics/tasks/results.json").read_text())
+    assert results["seen_fit"]["tasks"] == 30 and results["summary"]["code_regression"]["acc_mean"] > 0
+    assert {"generated", "trained", "reconstruction", "code_regression", "majority"} <= set(results["seen_fit"])
     run("git add -A && git commit -qm 'task stages'", tiny_copy)
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(tiny_copy), str(clone)], tmp_path)

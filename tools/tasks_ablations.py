@@ -18,7 +18,7 @@ from pathlib import Path
 from pdiff import PdiffError
 from pdiff.core.artifacts import save_json, save_text
 from pdiff.core.stage import run_script
-from pdiff.tasks.evaluation import METHODS
+from pdiff.tasks.evaluation import METHODS, SEEN_SETS
 from tools.doc_numbers import markdown_table, quote
 from tools.presets import lookup
 
@@ -146,6 +146,19 @@ def docs_seen_tasks_hard_table(load) -> str:
                                   *(quote(rows, f"[point={p}].{m}", ".2f") for m in methods),
                                   quote(rows, f"[point={p}].generated_beats_nearest")]
                                  for p in ("10", "50", "200", "982")])
+
+
+def docs_seen_fit_table(load) -> str:
+    """docs/tasks.md: the seen-task fit of both task presets (results.json's `seen_fit`, test split): mean
+    accuracy (%) over the sampled seen tasks per set, the share where the generated models fall below the
+    majority label, and the number of tasks."""
+    runs = {"`mnist5k-tasks`": load("reports/mnist5k-tasks/results.json")["seen_fit"],
+            "`mnist5k-hard-tasks`": load(f"{HARD_TASKS}/results.json")["seen_fit"]}
+    rows = [[f"{s.name}", *(f"{fit[s.name]['acc_mean']:.2f}" for fit in runs.values())] for s in SEEN_SETS]
+    rows.append(["generated below majority (share of tasks)",
+                 *(f"{fit['below_majority_share']:.2f}" for fit in runs.values())])
+    rows.append(["seen tasks sampled", *(str(fit["tasks"]) for fit in runs.values())])
+    return markdown_table(["seen-task fit (mean accuracy, %)", *runs], rows)
 
 
 def main(argv=None) -> None:

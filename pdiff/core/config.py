@@ -206,6 +206,12 @@ class GenerateConfig(Section):
                        "deterministic DDIM (eta = 0) over generate.steps evenly spaced steps, far faster",
                        choices=("ddpm", "ddim"))
     steps: int = opt(50, "DDIM steps (sampler = ddim only; at most ldm.timesteps)", ge=1)
+    seen_tasks: int = opt(50, "seen tasks (a seeded sample) on which results.json's seen_fit compares the generated "
+                          "models with the tasks' own snapshots, the AE's reconstructions of them, the code "
+                          "regression and the majority label", ge=1)
+    ridge_strengths: list[float] = opt([1.0, 10.0, 100.0, 1000.0], "ridge strengths of the code_regression "
+                                       "baseline (bits -> parameter vector, fitted on the seen tasks' snapshot "
+                                       "means); the best on the validation tasks is used", gt=0)
 
 
 class TokensConfig(Section):
@@ -290,6 +296,12 @@ class TasksEvalConfig(Section):
     sampler: str = opt("ddim", "ddpm (all ldm.timesteps steps) or ddim (tasks_eval.steps steps)",
                        choices=("ddpm", "ddim"))
     steps: int = opt(50, "DDIM steps (sampler = ddim only; at most ldm.timesteps)", ge=1)
+    seen_tasks: int = opt(50, "seen tasks (a seeded sample) on which results.json's seen_fit compares the generated "
+                          "models with the tasks' own snapshots, the AE's reconstructions of them, the code "
+                          "regression and the majority label", ge=1)
+    ridge_strengths: list[float] = opt([1.0, 10.0, 100.0, 1000.0], "ridge strengths of the code_regression "
+                                       "baseline (bits -> parameter vector, fitted on the seen tasks' snapshot "
+                                       "means); the best on the validation tasks is used", gt=0)
 
 
 class Params(Section):
@@ -451,6 +463,9 @@ def validate_tasks(p: Params) -> Params:
     if p.tasks_eval.sampler == "ddim" and p.tasks_eval.steps > p.ldm.timesteps:
         raise ConfigError(f"params: `tasks_eval.steps` = {p.tasks_eval.steps} is more than `ldm.timesteps` = "
                           f"{p.ldm.timesteps}; DDIM samples a subset of the training timesteps.")
+    if not p.tasks_eval.ridge_strengths:
+        raise ConfigError("params: `tasks_eval.ridge_strengths` = [] leaves the code_regression baseline without a "
+                          "strength; list at least one (e.g. [1.0, 10.0, 100.0, 1000.0]).")
     guided = [w for w in [p.tasks_eval.guidance, *p.tasks_eval.val_guidance] if w != 1.0]
     if guided and p.tasks_ldm.cond_dropout == 0 and p.tasks_ldm.cond != "none":
         raise ConfigError(f"params: guidance scale {guided[0]} (`tasks_eval.guidance` / `tasks_eval.val_guidance`) "

@@ -6,6 +6,9 @@ accuracy of its models for that task.
 - trained: the task's own SGD-trained snapshots (the reference, never fitted on);
 - nearest_task: (a) the average of the snapshots of the seen task whose code is nearest in Hamming distance
   (ties: the first in the seeded order of the seen tasks);
+- code_regression: a ridge regression from the code's bits to the parameter vector, fitted on the seen tasks'
+  snapshot means, its strength chosen on the validation tasks (`CodeRegression`): what a linear map from codes
+  to weights gives;
 - composed_head: (b) the base model's multi-class head, "positive" = summed probability of the positive classes
   above 1/2 (None when the base model has no output for some class of the code);
 - all_tasks_average: (c) the average of every seen task's snapshots, one vector for all tasks;
@@ -18,7 +21,12 @@ accuracy of its models for that task.
 of the tasks_evaluate stage in dvc.yaml (its template, .dvc/plots/per_task_methods.json; tests/test_tasks.py checks
 it) and the task ablation reports (`tools.tasks_ablations`) follow it.
 They are not the evaluated sets of the `analyze` stage (`pdiff.analysis.sets`): each is scored per task, on that
-task's own labels."""
+task's own labels.
+
+Seen-task fit (`seen_fit`): on a seeded sample of seen tasks, the generated models against the task's own
+snapshots, the AE's reconstructions of those snapshots (decoder only, no noise), the code regression and the
+majority label. A generator that cannot reproduce the tasks it was fitted on cannot be expected to generalize,
+so the gap there is reported beside the unseen-task gap."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,10 +50,52 @@ class TaskSet:
 
 # In this order in results.json, per_task.csv and the figure; `paired` compares generated with every other one.
 TASK_SETS = (TaskSet("generated", "ro"), TaskSet("trained", "k_"), TaskSet("nearest_task", "b^"),
-             TaskSet("composed_head", "gs"), TaskSet("all_tasks_average", "cv"), TaskSet("wrong_code", "mx"),
-             TaskSet("no_task_info", "y."))
+             TaskSet("code_regression", "C1d"), TaskSet("composed_head", "gs"), TaskSet("all_tasks_average", "cv"),
+             TaskSet("wrong_code", "mx"),             TaskSet("no_task_info", "y."))
 METHODS = tuple(s.name for s in TASK_SETS)
 MAJORITY = TaskSet("majority", "k:")  # chance level, beside the methods: summarized and drawn, never compared
+# Seen-task fit, in this order in results.json's `seen_fit` and the figure's second panel.
+SEEN_SETS = (TaskSet("generated", "ro"), TaskSet("trained", "k_"), TaskSet("reconstruction", "g."),
+             TaskSet("code_regression", "C1d"), MAJORITY)
+
+
+@dataclass(frozen=True)
+class CodeRegression:
+    """Ridge regression from a code's bits (as 2c - 1) to a parameter vector: ``vector = (x - x_mean) @ weight +
+    y_mean``, the intercept unpenalized. Fitted in float64 by the closed form
+    ``weight = (Xc^T Xc + strength I)^-1 Xc^T Yc`` on centred inputs Xc and targets Yc."""
+    weight: torch.Tensor
+    x_mean: torch.Tensor
+    y_mean: torch.Tensor
+    strength: float
+
+    @classmethod
+    def fit(cls, codes: torch.Tensor, targets: torch.Tensor, strength: float) -> CodeRegression:
+        x, y = (2.0 * codes - 1.0).double(), targets.double()
+        xm, ym = x.mean(0), y.mean(0)
+        xc, yc = x - xm, y - ym
+        gram = xc.T @ xc + strength * torch.eye(x.shape[1], dtype=torch.float64)
+        return cls(torch.linalg.solve(gram, xc.T @ yc), xm, ym, strength)
+
+    def __call__(self, codes: torch.Tensor) -> torch.Tensor:
+        """[T, bits] -> [T, D] (float32)."""
+        return (((2.0 * codes - 1.0).double() - self.x_mean) @ self.weight + self.y_mean).float()
+
+
+def choose_code_regression(seen_codes: torch.Tensor, seen_snaps: torch.Tensor, strengths: list[float],
+                           val_codes: torch.Tensor, feats: torch.Tensor, y: torch.Tensor,
+                           spec: TaskHeadSpec) -> tuple[CodeRegression, dict]:
+    """The code regression fitted on the seen tasks' snapshot means with each ridge strength, scored on the
+    validation tasks (``feats``, ``y``: the validation split); -> (the best, {strength: mean accuracy}); ties go
+    to the first strength listed."""
+    targets = seen_snaps.mean(1)
+    scores, best = {}, None
+    for s in strengths:
+        reg = CodeRegression.fit(seen_codes, targets, s)
+        scores[str(s)] = round(per_task_accuracy(reg(val_codes)[:, None], val_codes, feats, y, spec).mean().item(), 4)
+        if best is None or scores[str(s)] > scores[str(best.strength)]:
+            best = reg
+    return best, scores
 
 
 @torch.no_grad()
@@ -61,6 +111,13 @@ def generate_for_codes(m: LatentModel, codes: torch.Tensor, num_models: int, gui
     rep = codes.repeat_interleave(num_models, dim=0)
     z = sample_latents(m.denoiser, m.diffusion, rep, m.ae.latent_shape, guidance, sampler, steps, gen, device)
     return decode(m, z).reshape(len(codes), num_models, -1)
+
+
+@torch.no_grad()
+def reconstruct(m: LatentModel, vectors: torch.Tensor) -> torch.Tensor:
+    """The AE's reconstructions of parameter vectors [..., D] (encode, decode; no noise, no prior)."""
+    flat = vectors.reshape(-1, vectors.shape[-1])
+    return m.normalizer.inverse(m.ae.decode(m.ae.encode(m.normalizer(flat)))).float().reshape(vectors.shape)
 
 
 @torch.no_grad()
@@ -97,8 +154,9 @@ def paired(gen: list[float], other: list[float | None]) -> dict | None:
 
 def evaluate_codes(m: LatentModel, spec: TaskHeadSpec, codes: torch.Tensor, trained: torch.Tensor,
                    seen_codes: torch.Tensor, seen_snaps: torch.Tensor, z_seen: torch.Tensor,
-                   feats: torch.Tensor, y: torch.Tensor, composed: torch.Tensor | None, num_models: int,
-                   guidance: float, sampler: str, steps: int, gen: torch.Generator, device="cpu") -> list[dict]:
+                   feats: torch.Tensor, y: torch.Tensor, composed: torch.Tensor | None, regression: CodeRegression,
+                   num_models: int, guidance: float, sampler: str, steps: int, gen: torch.Generator,
+                   device="cpu") -> list[dict]:
     """One row per code with every method's accuracy (%) on that task's labels of (``feats``, ``y``)."""
     generated = per_task_accuracy(generate_for_codes(m, codes, num_models, guidance, sampler, steps, gen, device),
                                   codes, feats, y, spec)
@@ -108,26 +166,65 @@ def evaluate_codes(m: LatentModel, spec: TaskHeadSpec, codes: torch.Tensor, trai
     nearest = hamming(codes, seen_codes).min(1)
     nearest_idx = hamming(codes, seen_codes).argmin(1)   # the first of the nearest, in the seeded order
     nearest_acc = per_task_accuracy(seen_snaps[nearest_idx].mean(1, keepdim=True), codes, feats, y, spec)
+    regression_acc = per_task_accuracy(regression(codes)[:, None], codes, feats, y, spec)
     average = seen_snaps.reshape(-1, seen_snaps.shape[-1]).mean(0)
     average_acc = per_task_accuracy(average.expand(len(codes), 1, -1), codes, feats, y, spec)
     noinfo = gaussian_latent_vectors(m, z_seen, num_models, gen)
     noinfo_acc = per_task_accuracy(noinfo.expand(len(codes), -1, -1), codes, feats, y, spec)
+    majority = majority_accuracy(codes, y)
     rows = []
     for i, code in enumerate(codes):
-        pos_rate = code[y].mean().item()
         rows.append({
             "code": code_str(code), "positives": [int(c) for c in torch.nonzero(code).flatten().tolist()],
             "generated": round(generated[i].mean().item(), 4), "generated_max": round(generated[i].max().item(), 4),
             "trained": round(train_acc[i].mean().item(), 4),
             "nearest_task": round(nearest_acc[i, 0].item(), 4),
             "nearest_code": code_str(seen_codes[nearest_idx[i]]), "nearest_hamming": int(nearest.values[i]),
+            "code_regression": round(regression_acc[i, 0].item(), 4),
             "composed_head": None if composed is None else round(composed[i].item(), 4),
             "all_tasks_average": round(average_acc[i, 0].item(), 4),
             "wrong_code": round(wrong[i].mean().item(), 4),
             "no_task_info": round(noinfo_acc[i].mean().item(), 4),
-            "majority": round(100.0 * max(pos_rate, 1 - pos_rate), 4),
+            "majority": round(majority[i].item(), 4),
         })
     return rows
+
+
+def majority_accuracy(codes: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """[T] accuracy (%) of always answering each task's majority label on labels ``y``."""
+    pos = codes[:, y].mean(1)
+    return 100.0 * torch.maximum(pos, 1 - pos)
+
+
+def seen_sample(num_seen: int, count: int, seed: int) -> torch.Tensor:
+    """Indices of ``min(count, num_seen)`` seen tasks, drawn by their own generator seeded with ``seed`` (the same
+    tasks whatever else the run draws, so every configuration is compared on the same seen tasks)."""
+    return torch.randperm(num_seen, generator=torch.Generator().manual_seed(seed))[:count].sort().values
+
+
+def seen_fit_rows(m: LatentModel, spec: TaskHeadSpec, codes: torch.Tensor, snaps: torch.Tensor,
+                  regression: CodeRegression, splits: dict, num_models: int, guidance: float, sampler: str,
+                  steps: int, gen: torch.Generator, device="cpu") -> dict[str, list[dict]]:
+    """Seen tasks ``codes`` [T, bits] with their own snapshots ``snaps`` [T, S, D]: one row per task and per
+    split of ``splits`` ({name: (feats, y)}) with every set of `SEEN_SETS`. The models are generated once and
+    scored on each split."""
+    vectors = {"generated": generate_for_codes(m, codes, num_models, guidance, sampler, steps, gen, device),
+               "trained": snaps, "reconstruction": reconstruct(m, snaps), "code_regression": regression(codes)[:, None]}
+    out = {}
+    for split, (feats, y) in splits.items():
+        acc = {k: per_task_accuracy(v, codes, feats, y, spec).mean(1) for k, v in vectors.items()}
+        acc[MAJORITY.name] = majority_accuracy(codes, y)
+        out[split] = [{"code": code_str(c)} | {s.name: round(acc[s.name][i].item(), 4) for s in SEEN_SETS}
+                      for i, c in enumerate(codes)]
+    return out
+
+
+def summarize_seen(rows: list[dict]) -> dict:
+    """results.json's `seen_fit`: the number of tasks, the share where the generated models fall below the
+    majority label, and per set of `SEEN_SETS` its mean / median / min accuracy (%) and task count."""
+    below = sum(r["generated"] < r[MAJORITY.name] for r in rows) / len(rows)
+    return ({"tasks": len(rows), "below_majority_share": round(below, 4)}
+            | {s.name: summary([r[s.name] for r in rows]) | {"tasks": len(rows)} for s in SEEN_SETS})
 
 
 def summarize_rows(rows: list[dict]) -> tuple[dict, dict]:
@@ -138,23 +235,34 @@ def summarize_rows(rows: list[dict]) -> tuple[dict, dict]:
     return stats, pairs
 
 
-def per_task_figure(rows: list[dict], path, title: str) -> None:
-    """Accuracy of every method on every unseen task (tasks sorted by the trained models' accuracy)."""
-    from pdiff.core.plots import plt, save_figure
-
+def _task_panel(ax, rows: list[dict], sets, xlabel: str, title: str, codes: bool) -> None:
     order = sorted(range(len(rows)), key=lambda i: rows[i]["trained"])
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.32 * len(rows)), 4.0))
-    for method, style in ((s.name, s.style) for s in (*TASK_SETS, MAJORITY)):
+    for method, style in ((s.name, s.style) for s in sets):
         ys = [rows[i][method] for i in order]
         if all(v is not None for v in ys):
-            ax.plot(range(len(rows)), ys, style, label=method, markersize=6 if style != "k_" else 14)
-    ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels([rows[i]["code"] for i in order], rotation=90, fontsize=7)
-    ax.set_xlabel("unseen task (class code, bit i = digit i)")
+            ax.plot(range(len(rows)), ys, style, label=method, markersize=6 if style != "k_" else 14 if codes else 6)
+    if codes:
+        ax.set_xticks(range(len(rows)))
+        ax.set_xticklabels([rows[i]["code"] for i in order], rotation=90, fontsize=7)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=4, loc="lower left")
+
+
+def per_task_figure(rows: list[dict], path, title: str, seen_rows: list[dict] | None = None) -> None:
+    """Accuracy of every method on every unseen task (tasks sorted by the trained models' accuracy); with
+    ``seen_rows``, a second panel: the seen-task fit (`SEEN_SETS`) on the sampled seen tasks."""
+    from pdiff.core.plots import plt, save_figure
+
+    width = max(6.0, 0.32 * len(rows))
+    fig, axes = plt.subplots(1, 2 if seen_rows else 1, figsize=(2 * width if seen_rows else width, 4.0),
+                             squeeze=False)
+    _task_panel(axes[0, 0], rows, (*TASK_SETS, MAJORITY), "unseen task (class code, bit i = digit i)", title, True)
+    if seen_rows:
+        _task_panel(axes[0, 1], seen_rows, SEEN_SETS, "seen task (sorted by its own snapshots' accuracy)",
+                    f"seen-task fit: {len(seen_rows)} sampled seen tasks", False)
     save_figure(fig, path)
 
 
