@@ -25,6 +25,9 @@ from tools.presets import lookup
 TASKS_METRICS = "metrics/tasks/results.json"
 HARD_TASKS = "reports/mnist5k-hard-tasks"  # the folder of the hard task preset's recipes (docs/tasks.md)
 UNSEEN_DRAWN_BY = ("seed", "data.name", "tasks.num_val", "tasks.num_unseen")
+# Validation-task columns of a row (`val_<method>`: mean accuracy on the validation tasks at the run's guidance),
+# where a sweep shows where generation starts or stops beating retrieval and the linear map without the test.
+VAL_COLUMNS = ("generated", "trained", "nearest_task", "code_regression")
 
 
 def row(results: dict) -> dict:
@@ -32,8 +35,8 @@ def row(results: dict) -> dict:
     val = (results.get("val") or {}).get(str(results.get("guidance"))) or {}
     return ({"num_seen": results["num_seen"], "unseen_tasks": results.get("unseen_tasks")}
             | {m: results["summary"][m]["acc_mean"] if results["summary"].get(m) else None for m in METHODS}
-            | {"generated_beats_nearest": results["paired"]["nearest_task"]["wins"],
-               "val_generated": (val.get("generated") or {}).get("acc_mean")})
+            | {"generated_beats_nearest": results["paired"]["nearest_task"]["wins"]}
+            | {f"val_{m}": (val.get(m) or {}).get("acc_mean") for m in VAL_COLUMNS})
 
 
 def same_unseen_tasks(rows: list[dict], where: str) -> list[dict]:
@@ -104,13 +107,13 @@ def write_report(recipe, found: list, out_dir: Path, run: dict | None = None) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     save_json(rows, out_dir / f"{recipe.name}.json")
     figure(rows, out_dir / f"{recipe.name}.png", recipe.axis, recipe.title)
-    cols = ["point", "num_seen", *METHODS, "generated_beats_nearest", "val_generated", "seconds"]
+    cols = ["point", "num_seen", *METHODS, "generated_beats_nearest", *(f"val_{m}" for m in VAL_COLUMNS), "seconds"]
     fmt = lambda v: "n/a" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))  # noqa: E731
     lines = [f"# Ablation: {recipe.title}", "", recipe.note, "",
              "Mean test accuracy (%) over the unseen tasks (the same ones at every point; each model scored on "
              "its own task's labels), per grid point; `generated_beats_nearest`: unseen tasks (of all) where the "
-             "generated models beat the nearest seen task's average; `val_generated`: the generated models' mean on "
-             "the validation tasks (validation split), where choices are made. `composed_head` is n/a where the "
+             "generated models beat the nearest seen task's average; `val_<method>`: the method's mean on the "
+             "validation tasks (validation split), where choices are made. `composed_head` is n/a where the "
              "base model has no trained output for every digit.", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
@@ -137,15 +140,41 @@ def docs_task_cond_table(load) -> str:
 
 def docs_seen_tasks_hard_table(load) -> str:
     """docs/tasks.md: the `seen_tasks_hard` recipe's points (the number of seen tasks), each row named by its
-    point: mean accuracy (%) over the unseen tasks per method, and the unseen tasks where the generated models
-    beat the nearest seen task."""
+    point: mean accuracy (%) per method on the validation tasks (where the choices are made) and on the unseen
+    tasks, and the unseen tasks where the generated models beat the nearest seen task."""
     rows = load(f"{HARD_TASKS}/seen_tasks_hard.json")
-    methods = ("generated", "trained", "nearest_task", "all_tasks_average", "wrong_code")
-    head = ["seen tasks", *methods, "generated beats nearest (of 20)"]
+    val = ("generated", "nearest_task", "code_regression")
+    unseen = ("generated", "trained", "nearest_task", "code_regression")
+    head = ["seen tasks", *(f"{m} (validation)" for m in val), *(f"{m} (unseen)" for m in unseen),
+            "generated beats nearest (of 20 unseen)"]
     return markdown_table(head, [[quote(rows, f"[point={p}].num_seen"),
-                                  *(quote(rows, f"[point={p}].{m}", ".2f") for m in methods),
+                                  *(quote(rows, f"[point={p}].val_{m}", ".2f") for m in val),
+                                  *(quote(rows, f"[point={p}].{m}", ".2f") for m in unseen),
                                   quote(rows, f"[point={p}].generated_beats_nearest")]
                                  for p in ("10", "50", "200", "982")])
+
+
+def summary_table(results: dict) -> str:
+    """A task run's unseen-task summary (results.json): per method of `TASK_SETS` and the majority label, mean /
+    median / min accuracy (%) over the unseen tasks (n/a where the method does not apply), and the generated
+    models' paired comparison with it (wins / ties / losses, mean difference in points)."""
+    rows = []
+    for method, s in results["summary"].items():
+        p = results["paired"].get(method)
+        cells = [f"{s[k]:.2f}" for k in ("acc_mean", "acc_median", "acc_min")] if s else ["n/a"] * 3
+        rows.append([method, *cells, f"{p['wins']} / {p['ties']} / {p['losses']}, {p['mean_diff']:+.2f}" if p else ""])
+    return markdown_table(["method", "mean", "median", "min",
+                           "generated vs it: wins / ties / losses, mean difference (points)"], rows)
+
+
+def docs_summary_easy(load) -> str:
+    """docs/tasks.md: `summary_table` of reports/mnist5k-tasks/results.json."""
+    return summary_table(load("reports/mnist5k-tasks/results.json"))
+
+
+def docs_summary_hard(load) -> str:
+    """docs/tasks.md: `summary_table` of reports/mnist5k-hard-tasks/results.json."""
+    return summary_table(load(f"{HARD_TASKS}/results.json"))
 
 
 def docs_seen_fit_table(load) -> str:
@@ -159,6 +188,29 @@ def docs_seen_fit_table(load) -> str:
                  *(f"{fit['below_majority_share']:.2f}" for fit in runs.values())])
     rows.append(["seen tasks sampled", *(str(fit["tasks"]) for fit in runs.values())])
     return markdown_table(["seen-task fit (mean accuracy, %)", *runs], rows)
+
+
+# The generator's fit on the hard setting, one run per (ae.steps, ldm.steps), each in reports/<preset>/fit/<name>/:
+# the configurations tried, in order, before the preset took the last.
+FIT_RUNS = ((1000, 1500), (1000, 6000), (4000, 6000), (8000, 10000), (16000, 10000))
+
+
+def docs_fit_table(load) -> str:
+    """docs/tasks.md: how the hard setting's fit was chosen, on validation only: per (ae.steps, ldm.steps), the
+    generated models' mean accuracy (%) on the validation tasks at guidance 1 and 2 (the trained models' beside
+    them), and the seen-task fit on the validation split at the run's guidance (generated, the AE's
+    reconstructions, the tasks' own snapshots)."""
+    rows = []
+    for ae, ldm in FIT_RUNS:
+        r = load(f"{HARD_TASKS}/fit/ae{ae}-ldm{ldm}/results.json")
+        val, seen = r["val"], r["val_seen_fit"]
+        rows.append([f"{ae:,}", f"{ldm:,}", *(f"{val[w]['generated']['acc_mean']:.2f}" for w in ("1.0", "2.0")),
+                     f"{val['1.0']['trained']['acc_mean']:.2f}", f"{r['guidance']}",
+                     *(f"{seen[k]['acc_mean']:.2f}" for k in ("generated", "reconstruction", "trained"))])
+    head = ["`ae.steps`", "`ldm.steps`", "generated, w = 1 (validation tasks)", "generated, w = 2",
+            "trained (validation tasks)", "w (seen fit)", "seen fit: generated", "seen fit: reconstruction",
+            "seen fit: own snapshots"]
+    return markdown_table(head, rows)
 
 
 def main(argv=None) -> None:
