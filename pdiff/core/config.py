@@ -206,12 +206,6 @@ class GenerateConfig(Section):
                        "deterministic DDIM (eta = 0) over generate.steps evenly spaced steps, far faster",
                        choices=("ddpm", "ddim"))
     steps: int = opt(50, "DDIM steps (sampler = ddim only; at most ldm.timesteps)", ge=1)
-    seen_tasks: int = opt(50, "seen tasks (a seeded sample) on which results.json's seen_fit compares the generated "
-                          "models with the tasks' own snapshots, the AE's reconstructions of them, the code "
-                          "regression and the majority label", ge=1)
-    ridge_strengths: list[float] = opt([1.0, 10.0, 100.0, 1000.0], "ridge strengths of the code_regression "
-                                       "baseline (bits -> parameter vector, fitted on the seen tasks' snapshot "
-                                       "means); the best on the validation tasks is used", gt=0)
 
 
 class TokensConfig(Section):
