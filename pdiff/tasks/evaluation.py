@@ -51,7 +51,7 @@ class TaskSet:
 # In this order in results.json, per_task.csv and the figure; `paired` compares generated with every other one.
 TASK_SETS = (TaskSet("generated", "ro"), TaskSet("trained", "k_"), TaskSet("nearest_task", "b^"),
              TaskSet("code_regression", "C1d"), TaskSet("composed_head", "gs"), TaskSet("all_tasks_average", "cv"),
-             TaskSet("wrong_code", "mx"),             TaskSet("no_task_info", "y."))
+             TaskSet("wrong_code", "mx"), TaskSet("no_task_info", "y."))
 METHODS = tuple(s.name for s in TASK_SETS)
 MAJORITY = TaskSet("majority", "k:")  # chance level, beside the methods: summarized and drawn, never compared
 # Seen-task fit, in this order in results.json's `seen_fit` and the figure's second panel.
