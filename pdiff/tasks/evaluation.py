@@ -240,7 +240,7 @@ def _task_panel(ax, rows: list[dict], sets, xlabel: str, title: str, codes: bool
     for method, style in ((s.name, s.style) for s in sets):
         ys = [rows[i][method] for i in order]
         if all(v is not None for v in ys):
-            ax.plot(range(len(rows)), ys, style, label=method, markersize=6 if style != "k_" else 14 if codes else 6)
+            ax.plot(range(len(rows)), ys, style, label=method, markersize=14 if style == "k_" and codes else 6)
     if codes:
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels([rows[i]["code"] for i in order], rotation=90, fontsize=7)
