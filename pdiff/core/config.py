@@ -404,27 +404,32 @@ def _check_import_path(key: str, value: str, kind: str, example: str) -> None:
                           f"dotted Python name and the {kind} a Python name, e.g. '{example}'.")
 
 
+def _check_builtin_or_import_path(key: str, value: str, builtins: tuple[str, ...], kind: str, example: str,
+                                  unknown: str) -> None:
+    """``value`` is one of ``builtins`` or 'module.path:<kind>'; ``unknown`` is the error for neither."""
+    if value in builtins:
+        return
+    if ":" not in value:
+        raise ConfigError(unknown)
+    _check_import_path(key, value, kind, example)
+
+
 def check_arch(arch: str) -> None:
     """A built-in name, or 'module.path:function' (imported only when the model is built)."""
-    if arch in BUILTIN_ARCHS:
-        return
-    if ":" not in arch:
-        raise ConfigError(f"params: `model.arch` = {arch!r} is not allowed; choose one of: "
-                          f"{', '.join(BUILTIN_ARCHS)}, or name your own as 'module.path:function' "
-                          "(e.g. 'user.tiny_cnn:build').")
-    _check_import_path("model.arch", arch, "function", "user.tiny_cnn:build")
+    _check_builtin_or_import_path(
+        "model.arch", arch, BUILTIN_ARCHS, "function", "user.tiny_cnn:build",
+        f"params: `model.arch` = {arch!r} is not allowed; choose one of: {', '.join(BUILTIN_ARCHS)}, or name your "
+        "own as 'module.path:function' (e.g. 'user.tiny_cnn:build').")
 
 
 def check_generator(name: str) -> None:
     """A registered generator, or your own as 'user.<file>:<Class>' (imported only by the stages)."""
-    if name in BUILTIN_GENERATORS:
-        return
-    if ":" not in name:
-        raise ConfigError(f"params: `generator` = {name!r} is not a registered generator. The registered ones are "
-                          f"{', '.join(BUILTIN_GENERATORS)}; to use your own, name it by import path as "
-                          "'user.<file>:<Class>', a subclass of pdiff.generative.protocol.Generator in a file under "
-                          "user/ (e.g. 'user.lowrank:LowRank', user/lowrank.py; see docs/own-generator.md).")
-    _check_import_path("generator", name, "Class", "user.lowrank:LowRank")
+    _check_builtin_or_import_path(
+        "generator", name, BUILTIN_GENERATORS, "Class", "user.lowrank:LowRank",
+        f"params: `generator` = {name!r} is not a registered generator. The registered ones are "
+        f"{', '.join(BUILTIN_GENERATORS)}; to use your own, name it by import path as 'user.<file>:<Class>', a "
+        "subclass of pdiff.generative.protocol.Generator in a file under user/ (e.g. 'user.lowrank:LowRank', "
+        "user/lowrank.py; see docs/own-generator.md).")
 
 
 def validate(p: Params) -> Params:
