@@ -20,7 +20,7 @@ def main() -> None:
     device = resolve_device(p.device)
     snaps = load_vectors(paths.snapshots, "tasks_collect")
     tracker = Tracker(None)
-    ae, ckpt = fit_param_ae(snaps, p.ae, device, gen, tracker)
+    ae, ckpt = fit_param_ae(snaps, p.conv_ae.train_ae, device, gen, tracker)
     print(f"task AE: {len(snaps['params'])} vectors, latent {ae.latent_shape}, reconstruction MSE "
           f"{ckpt['recon_mse']:.4g} (normalized units)")
     save_torch(ckpt, paths.out)

@@ -25,13 +25,14 @@ def main() -> None:
     with torch.no_grad():
         z = ae.encode(normalizer(snaps["params"]))
     latent_mean, latent_std = z.mean().item(), z.std().item()
-    schedule = schedule_settings(p.ldm)
-    config = dict(in_channels=z.shape[1], base=p.ldm.channels, mults=tuple(p.ldm.channel_mults),
+    ldm = p.conv_ae.train_ldm
+    schedule = schedule_settings(ldm)
+    config = dict(in_channels=z.shape[1], base=ldm.channels, mults=tuple(ldm.channel_mults),
                   code_bits=snaps["codes"].shape[1], cond=p.tasks_ldm.cond)
     denoiser = CodeConditionedUNet(**config)
     tracker = Tracker(None)
     loss = train_conditional(denoiser, linear_schedule(**schedule), (z - latent_mean) / latent_std,
-                             snaps["codes"], p.ldm, p.tasks_ldm.cond_dropout, device, gen, tracker)
+                             snaps["codes"], p.conv_ae.train_ldm, p.tasks_ldm.cond_dropout, device, gen, tracker)
     print(f"task LDM: latents {tuple(z.shape)}, cond {p.tasks_ldm.cond}, dropout {p.tasks_ldm.cond_dropout}, "
           f"final loss {loss:.4g}")
     save_torch({"state_dict": {k: v.cpu() for k, v in denoiser.state_dict().items()}, "config": config,

@@ -32,8 +32,8 @@ TINY = {
     "model": {"width": 4},
     "train": {"epochs": 3},
     "collect": {"num_snapshots": 10, "batch_size": 64},
-    "ae": {"channels": [8, 16], "steps": 60, "batch_size": 10},
-    "ldm": {"channels": 8, "steps": 60, "timesteps": 50, "batch_size": 10},
+    "conv_ae": {"train_ae": {"channels": [8, 16], "steps": 60, "batch_size": 10},
+                "train_ldm": {"channels": 8, "steps": 60, "timesteps": 50, "batch_size": 10}},
     "generate": {"num_models": 8},
     "kernels": "native",  # tests compare runs on one machine: the fast kernels will do
     "baselines": {"decoded_num": 8},

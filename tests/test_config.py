@@ -13,7 +13,7 @@ def test_repo_params_load_and_match_schema_defaults_keys():
 
     def leaves(d, prefix=""):
         for k, v in d.items():
-            if isinstance(v, dict):
+            if isinstance(v, dict) and f"{prefix}{k}" != "user":  # user: your generators' free-form groups
                 yield from leaves(v, f"{prefix}{k}.")
             else:
                 yield f"{prefix}{k}"
@@ -29,14 +29,14 @@ def test_every_key_is_documented():
 
 def test_unknown_key_suggests_close_match():
     with pytest.raises(ConfigError) as exc:
-        from_dict({"ae": {"latent_nosie": 0.1}})
-    assert "ae.latent_nosie" in str(exc.value) and "ae.latent_noise" in str(exc.value)
+        from_dict({"conv_ae": {"train_ae": {"latent_nosie": 0.1}}})
+    assert "conv_ae.train_ae.latent_nosie" in str(exc.value) and "conv_ae.train_ae.latent_noise" in str(exc.value)
 
 
 @pytest.mark.parametrize("raw, fragment", [
-    ({"ae": {"lr": -1.0}}, "ae.lr"),
+    ({"conv_ae": {"train_ae": {"lr": -1.0}}}, "conv_ae.train_ae.lr"),
     ({"collect": {"num_snapshots": 0}}, "collect.num_snapshots"),
-    ({"ae": {"input_noise": -0.1}}, "ae.input_noise"),
+    ({"conv_ae": {"train_ae": {"input_noise": -0.1}}}, "conv_ae.train_ae.input_noise"),
     ({"model": {"arch": "resnet9000"}}, "model.arch"),
     ({"data": {"name": "imagenet22k"}}, "data.name"),
     ({"train": {"epochs": "ten"}}, "train.epochs"),
@@ -49,8 +49,8 @@ def test_bad_values_name_the_key(raw, fragment):
 
 
 def test_yaml_exponent_strings_become_floats():
-    p = from_dict({"ae": {"lr": "1e-3"}})
-    assert p.ae.lr == pytest.approx(1e-3)
+    p = from_dict({"conv_ae": {"train_ae": {"lr": "1e-3"}}})
+    assert p.conv_ae.train_ae.lr == pytest.approx(1e-3)
 
 
 @pytest.mark.parametrize("raw, message", [
@@ -58,15 +58,19 @@ def test_yaml_exponent_strings_become_floats():
     ({"train": {"epochs": 2.0}}, "`train.epochs` = 2.0 has the wrong type; expected an integer."),
     ({"data": {"download": 1}}, "`data.download` = 1 has the wrong type; expected true or false."),
     ({"data": {"root": 5}}, "`data.root` = 5 has the wrong type; expected a string."),
-    ({"ae": {"lr": "fast"}}, "`ae.lr` = 'fast' has the wrong type; expected a number."),
-    ({"ae": {"channels": [16, "x"]}}, "`ae.channels[1]` = 'x' has the wrong type; expected an integer."),
-    ({"ae": {"channels": [0, 4]}}, "`ae.channels` = [0, 4] is out of range; it must be >= 1."),
+    ({"conv_ae": {"train_ae": {"lr": "fast"}}},
+     "`conv_ae.train_ae.lr` = 'fast' has the wrong type; expected a number."),
+    ({"conv_ae": {"train_ae": {"channels": [16, "x"]}}},
+     "`conv_ae.train_ae.channels[1]` = 'x' has the wrong type; expected an integer."),
+    ({"conv_ae": {"train_ae": {"channels": [0, 4]}}},
+     "`conv_ae.train_ae.channels` = [0, 4] is out of range; it must be >= 1."),
     ({"collect": {"params": ["bn3.*", 5]}}, "`collect.params` = ['bn3.*', 5] has the wrong type; expected a string "
                                             "or a list of strings."),
     ({"train": {"momentum": 1.5}}, "`train.momentum` = 1.5 is out of range; it must be <= 1."),
-    ({"ae": {"lr": 0}}, "`ae.lr` = 0 is out of range; it must be > 0."),
+    ({"conv_ae": {"train_ae": {"lr": 0}}}, "`conv_ae.train_ae.lr` = 0 is out of range; it must be > 0."),
     ({"device": "tpu"}, "`device` = 'tpu' is not allowed; choose one of: auto, cpu, cuda."),
-    ({"ae": 5}, "`ae` must be a mapping of keys, got 5."),
+    ({"conv_ae": {"train_ae": 5}}, "`conv_ae.train_ae` must be a mapping of keys, got 5."),
+    ({"ae": {"steps": 5}}, "unknown key `ae`."),
     ({"sed": 1}, "unknown key `sed`. Did you mean `seed`?"),
 ])
 def test_errors_are_one_line_with_key_value_and_what_is_allowed(raw, message):
@@ -76,8 +80,9 @@ def test_errors_are_one_line_with_key_value_and_what_is_allowed(raw, message):
 
 
 def test_an_empty_group_means_its_defaults_and_ints_are_accepted_for_floats():
-    p = from_dict({"ae": None, "ldm": {"lr": 1}})
-    assert p.ae.channels == [16, 32, 64] and p.ldm.lr == 1.0 and isinstance(p.ldm.lr, float)
+    p = from_dict({"conv_ae": {"train_ae": None, "train_ldm": {"lr": 1}}})
+    lr = p.conv_ae.train_ldm.lr
+    assert p.conv_ae.train_ae.channels == [16, 32, 64] and lr == 1.0 and isinstance(lr, float)
 
 
 def test_opt_choices_and_bounds_apply_to_any_new_key():
@@ -109,11 +114,12 @@ def test_the_parameters_page_holds_the_schema_tables_as_a_generated_block():
 
 
 def test_task_pipeline_checks_do_not_stop_the_default_pipeline():
-    """`tasks_eval.steps` above a short `ldm.timesteps` is an error for the task stages only: the default
+    """`tasks_eval.steps` above a short `conv_ae.train_ldm.timesteps` is an error for the task stages only: the default
     pipeline never reads the `tasks*` groups (a tiny default run with 30 timesteps must still load)."""
     from pdiff.core.config import validate_tasks
 
-    p = from_dict({"ldm": {"timesteps": 30}, "tasks_eval": {"sampler": "ddim", "steps": 50}})
-    with pytest.raises(ConfigError, match=r"`tasks_eval.steps` = 50 is more than `ldm.timesteps` = 30"):
+    short = {"conv_ae": {"train_ldm": {"timesteps": 30}}}
+    p = from_dict(short | {"tasks_eval": {"sampler": "ddim", "steps": 50}})
+    with pytest.raises(ConfigError, match=r"`tasks_eval.steps` = 50 is more than `conv_ae.train_ldm.timesteps` = 30"):
         validate_tasks(p)
-    assert validate_tasks(from_dict({"ldm": {"timesteps": 30}, "tasks_eval": {"steps": 20}})).tasks_eval.steps == 20
+    assert validate_tasks(from_dict(short | {"tasks_eval": {"steps": 20}})).tasks_eval.steps == 20

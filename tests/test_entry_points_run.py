@@ -293,8 +293,10 @@ def test_make_ablation_and_report_on_a_two_point_recipe(repo):
 
 # Tiny sizes on top of a paper preset: the preset's architecture and widths, a few steps on the embedded digits.
 PRESET_TINY = {"threads": 1, "data": {"name": "digits", "val_size": 200, "test_size": 300}, "train": {"epochs": 1},
-               "collect": {"num_snapshots": 4, "batch_size": 64, "epochs": 1}, "ae": {"steps": 4, "batch_size": 4},
-               "ldm": {"steps": 4, "batch_size": 4, "timesteps": 20}, "generate": {"num_models": 4},
+               "collect": {"num_snapshots": 4, "batch_size": 64, "epochs": 1}, "conv_ae": {
+                   "train_ae": {"steps": 4, "batch_size": 4},
+                   "train_ldm": {"steps": 4, "batch_size": 4, "timesteps": 20}},
+               "generate": {"num_models": 4},
                "baselines": {"average_k": 4, "decoded_num": 4}, "evaluate": {"batch_size": 300}}
 
 
@@ -341,7 +343,8 @@ def test_presets_cli_and_make_exp_with_tiny_sizes_on_top(repo, tmp_path):
     params.write_text((repo / "params.yaml").read_text())
     tool(repo, "presets", "apply", "cifar100-resnet18", params)
     p = load_params(params)
-    assert (p.data.name, p.model.arch, p.data.val_size, p.ae.steps) == ("cifar100", "resnet18", 5000, 30000)
+    assert (p.data.name, p.model.arch, p.data.val_size) == ("cifar100", "resnet18", 5000)
+    assert p.conv_ae.train_ae.steps == 30000
     args = shlex.split(tool(repo, "presets", "exp-args", "digits-mlp-whole"))
     pairs = dict(a.split("=", 1) for a in args[1::2])
     assert set(args[::2]) == {"-S"} and set(pairs) == set(resolved("digits-mlp-whole"))
@@ -354,7 +357,8 @@ def test_presets_cli_and_make_exp_with_tiny_sizes_on_top(repo, tmp_path):
     assert all((repo / f).read_bytes() == b for f, b in workspace.items())  # --temp: the workspace untouched
     exp = experiments_from_show(show_experiments(repo))["preset-tiny"]
     assert (lookup(exp["params"], "model.arch"), lookup(exp["params"], "collect.params")) == ("mlp", ["*"])
-    assert lookup(exp["params"], "collect.num_snapshots") == 8 and lookup(exp["params"], "ae.channels") == [16, 32, 64]
+    assert lookup(exp["params"], "collect.num_snapshots") == 8
+    assert lookup(exp["params"], "conv_ae.train_ae.channels") == [16, 32, 64]
     ev = exp["metrics"]
     assert (ev["original"]["count"], ev["generated"]["count"]) == (8, 4)
     assert 0 <= ev["generated"]["acc_min"] <= ev["generated"]["acc_max"] <= 100

@@ -16,9 +16,10 @@ QUALITY = {
     "model": {"width": 8},
     "train": {"epochs": 5},
     "collect": {"num_snapshots": 20, "batch_size": 32},
-    "ae": {"channels": [8, 16], "steps": 300, "batch_size": 20},
-    "ldm": {"channels": 16, "steps": 300, "timesteps": 100, "batch_size": 20},
-    "generate": {"num_models": 20, "batch_size": 20},
+    "conv_ae": {"train_ae": {"channels": [8, 16], "steps": 300, "batch_size": 20},
+                "train_ldm": {"channels": 16, "steps": 300, "timesteps": 100, "batch_size": 20},
+                "generate": {"batch_size": 20}},
+    "generate": {"num_models": 20},
 }
 WINDOW = 3  # loss log points (every 25 steps) averaged at each end of the LDM's loss curve
 

@@ -27,7 +27,7 @@ def test_shortened_params_point_at_the_data_root_and_cuda_and_keep_the_papers_k_
     gpu_check.write_shortened_params(params, tmp_path / "raw")
     p = load_params(params)
     assert (p.data.name, p.model.arch, p.device, p.data.root) == ("cifar100", "resnet18", "cuda", str(tmp_path / "raw"))
-    assert (p.train.epochs, p.ae.steps, p.ldm.steps) == (3, 3000, 3000)
+    assert (p.train.epochs, p.conv_ae.train_ae.steps, p.conv_ae.train_ldm.steps) == (3, 3000, 3000)
     assert p.collect.num_snapshots == 200 and p.generate.num_models == 100  # the paper's K and N are kept
     stages = __import__("yaml").safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert set(gpu_check.STAGES) == {name for name, stage in stages.items() if "foreach" not in stage}  # default

@@ -7,11 +7,12 @@ import subprocess
 
 import pytest
 import torch
+import yaml
 
 from pdiff import PdiffError
 from pdiff.analysis.sets import NAMES
 from pdiff.core.artifacts import ArtifactError, save_torch
-from pdiff.core.config import BUILTIN_GENERATORS, ConfigError, from_dict
+from pdiff.core.config import BUILTIN_GENERATORS, GENERATOR_STAGES, ConfigError, Params, from_dict
 from pdiff.core.snapstore import is_vector_store, load_vectors
 from pdiff.core.stage import stage_command
 from pdiff.core.tracking import Tracker
@@ -26,20 +27,34 @@ from pdiff.generative.protocol import (
     write_samples,
 )
 from pdiff.generative.registry import BUILTINS, resolve
-from tests.conftest import png_size, run, stage_env, user_package
+from tests.conftest import ROOT, png_size, run, stage_env, user_package
 
 EXAMPLE = "user.lowrank:LowRank"
 
 
 def test_the_registry_holds_the_schemas_names_and_your_own_by_import_path():
     assert tuple(BUILTINS) == BUILTIN_GENERATORS
+    for name in BUILTIN_GENERATORS:  # each has its params group, one subgroup per stage that dvc.yaml declares
+        assert set(Params.model_fields[name].annotation.model_fields) == set(GENERATOR_STAGES), name
     for name in BUILTIN_GENERATORS:
         generator = resolve(name)
         assert isinstance(generator, Generator) and generator.name == name and not generator.conditional
     own = resolve(EXAMPLE)
     assert isinstance(own, Generator) and type(own).__name__ == "LowRank" and own.name == EXAMPLE
-    assert from_dict({"generator": EXAMPLE}).generator == EXAMPLE
+    group = {"train_ae": {"rank": 3}, "train_ldm": {}, "generate": {}}
+    p = from_dict({"generator": EXAMPLE, "user": {"lowrank:LowRank": group}})
+    assert p.generator == EXAMPLE and Context(p, torch.Generator()).settings == group
     assert EXAMPLE in own.report_note() and not resolve("conv_ae").report_note()
+
+
+def test_your_generator_without_its_settings_group_is_refused_naming_what_to_add():
+    """dvc.yaml's stages declare `${generator}.train_ae` etc., so the group must exist (DVC itself needs it)."""
+    for user in ({}, {"lowrank:LowRank": {"train_ae": {}, "generate": {}}}):
+        with pytest.raises(ConfigError) as exc:
+            from_dict({"generator": EXAMPLE, "user": user})
+        msg = str(exc.value)
+        assert "\n" not in msg and f"`generator` = {EXAMPLE!r}" in msg and "train_ldm" in msg, msg
+        assert 'user: {"lowrank:LowRank": {train_ae: {}, train_ldm: {}, generate: {}}}' in msg, msg
 
 
 def test_an_unknown_generator_is_refused_in_one_paragraph_naming_the_registered_ones_and_the_path_form():
@@ -122,7 +137,8 @@ def test_the_example_fits_samples_and_decodes_through_the_protocol(tmp_path):
     spread), the same rng gives the same file, and the decoder reconstructs the snapshots."""
     snaps = tmp_path / "snapshots.pt"
     x = _snapshots(snaps)
-    generator, p = resolve(EXAMPLE), from_dict({})
+    repo_params = yaml.safe_load((ROOT / "params.yaml").read_text())  # it holds the example's group: rank 8
+    generator, p = resolve(EXAMPLE), from_dict(repo_params | {"generator": EXAMPLE})
     ctx = Context(p, torch.Generator().manual_seed(0), snapshots=str(snaps), tracker=Tracker(None))
     fit_step(generator.fit_representation, generator, ctx, tmp_path / "ae.pt", tmp_path / "ae.png")
     rep = read_artifact(tmp_path / "ae.pt", "train_ae", generator)

@@ -139,8 +139,8 @@ def test_decoder_sets_are_collected_and_shown_and_older_runs_read_pending(tmp_pa
 def test_overrides_are_parsed_set_on_top_of_the_preset_and_keep_one_setting_per_file(tmp_path, monkeypatch):
     from tools import workcopy
 
-    assert paper_scale.parse_overrides(["generator=tokens", "tokens.steps=500", "train.classes=[0, 1]"]) == {
-        "generator": "tokens", "tokens.steps": 500, "train.classes": [0, 1]}
+    assert paper_scale.parse_overrides(["generator=tokens", "tokens.train_ldm.steps=500", "train.classes=[0, 1]"]) == {
+        "generator": "tokens", "tokens.train_ldm.steps": 500, "train.classes": [0, 1]}
     with pytest.raises(PdiffError, match="expected KEY=VALUE"):
         paper_scale.parse_overrides(["generator"])
 

@@ -71,6 +71,25 @@ def test_analyze_rows_agree_with_evaluate_and_report_is_written(tiny_repo):
         assert quoted and abs(float(quoted.group(1)) - novelty[method]["acc_mean"]) < 0.01, (method, quoted)
 
 
+def test_keys_of_a_generator_not_selected_rerun_nothing(tiny_repo):
+    """generator: conv_ae: train_ae, train_ldm and generate declare `conv_ae.<stage>`, so editing every key of the
+    tokens group (and of your own generators' groups) reruns nothing; the tokens side is in tests/test_tokens.py."""
+    text = (tiny_repo / "params.yaml").read_text()
+    assert _changed_stages(tiny_repo) == set()
+    try:
+        params = yaml.safe_load(text)
+        params["tokens"] = {"train_ae": {"size": 8}, "train_ldm": {"steps": 3, "sequence": "none"},
+                            "generate": {"clip": 1.0, "sample_chunk": 64}}
+        params["user"]["lowrank:LowRank"]["train_ae"]["rank"] = 2
+        (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        assert _changed_stages(tiny_repo) == set()
+        params["conv_ae"]["generate"]["batch_size"] = 3  # its own group: generate only
+        (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        assert _changed_stages(tiny_repo) == {"generate"}
+    finally:
+        (tiny_repo / "params.yaml").write_text(text)
+
+
 def test_changing_a_baselines_param_reruns_only_analyze(tiny_repo):
     text = (tiny_repo / "params.yaml").read_text()
     assert _changed_stages(tiny_repo) == set()
@@ -90,7 +109,7 @@ def test_changing_ldm_lr_reruns_only_downstream(tiny_repo):
     text = (tiny_repo / "params.yaml").read_text()
     params = yaml.safe_load(text)
     try:
-        params["ldm"]["lr"] = 0.002
+        params["conv_ae"]["train_ldm"]["lr"] = 0.002
         (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         assert _changed_stages(tiny_repo) == {"train_ldm"}
         dry = run(["dvc", "repro", "--dry"], tiny_repo).stdout
@@ -102,7 +121,7 @@ def test_changing_ldm_lr_reruns_only_downstream(tiny_repo):
             assert f"Running stage '{stage}'" in real
         for stage in ("prepare", "train", "collect", "train_ae"):
             assert f"Running stage '{stage}'" not in real
-        params["ae"]["lr"] = 0.002
+        params["conv_ae"]["train_ae"]["lr"] = 0.002
         (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         assert _changed_stages(tiny_repo) == {"train_ae"}
         dry = run(["dvc", "repro", "--dry"], tiny_repo).stdout

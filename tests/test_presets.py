@@ -48,7 +48,7 @@ def test_preset_is_a_runnable_paper_setting(tmp_path, name):
     assert d == {"mnist5k-resnet18-block": 4_720_640}.get(name, expected)
     resolve(p.generator)  # a registered generator
     if p.collect.storage == "torch":
-        assert d // 2 ** len(p.ae.channels) >= 1  # the conv AE can fold D that many times
+        assert d // 2 ** len(p.conv_ae.train_ae.channels) >= 1  # the conv AE can fold D that many times
     else:  # memory-mapped snapshots are for D the in-memory path cannot hold (the block preset, tokens generator)
         assert d >= 1_000_000
 
@@ -118,7 +118,7 @@ def test_set_values_edits_in_place_and_refuses_keys_params_yaml_lacks():
     from tools.presets import set_values
 
     text = "seed: 0  # the seed\nae:               # group comment\n  channels: [16, 32]  # widths\n  lr: 0.001\n"
-    out = set_values(text, {"seed": 3, "ae.channels": [64, 128, 256], "ae.lr": 0.01})
+    out = set_values(text, {"seed": 3, "ae.channels": [64, 128, 256], "ae.lr": 0.01})  # any nested text
     assert out.splitlines() == ["seed: 3  # the seed", "ae:               # group comment",
                                 "  channels: [64, 128, 256] # widths", "  lr: 0.01"]
     for key in ("ae.nope", "ldm.lr", "seed.x"):
@@ -152,14 +152,15 @@ def test_mnist5k_resnet18_preset_plumbing_at_tiny_size(tmp_path):
     base = flatten(model, names)
     snaps = base + 0.01 * torch.randn(8, base.numel())
     assert snaps.shape[1] == 2048
-    normalizer = Normalizer(2048).fit(snaps, p.ae.normalize, numels(shapes_of(model, names)))
-    ae = ParamAE(2048, p.ae.channels, p.ae.latent_channels).eval()
+    normalizer = Normalizer(2048).fit(snaps, p.conv_ae.train_ae.normalize, numels(shapes_of(model, names)))
+    ae = ParamAE(2048, p.conv_ae.train_ae.channels, p.conv_ae.train_ae.latent_channels).eval()
     assert ae.latent_shape == (2, 64)  # 128 latent values, as the official rewrite's latent
     z = ae.encode(normalizer(snaps)).detach()
-    denoiser = UNet1D(z.shape[1], p.ldm.channels, tuple(p.ldm.channel_mults))
-    diffusion = linear_schedule(20, p.ldm.beta_start, p.ldm.beta_end)
-    cfg = SimpleNamespace(lr=p.ldm.lr, weight_decay=0.0, steps=2, batch_size=4, ema_decay=p.ldm.ema_decay,
-                          ema_warmup=p.ldm.ema_warmup)
+    denoiser = UNet1D(z.shape[1], p.conv_ae.train_ldm.channels, tuple(p.conv_ae.train_ldm.channel_mults))
+    diffusion = linear_schedule(20, p.conv_ae.train_ldm.beta_start, p.conv_ae.train_ldm.beta_end)
+    ldm = p.conv_ae.train_ldm
+    cfg = SimpleNamespace(lr=ldm.lr, weight_decay=0.0, steps=2, batch_size=4, ema_decay=ldm.ema_decay,
+                          ema_warmup=ldm.ema_warmup)
     _, sampler = train_denoiser(denoiser, diffusion, z, cfg, "cpu", torch.Generator().manual_seed(0), Tracker(None))
     assert sampler is not denoiser  # the preset samples with the EMA weights
     vectors = sample_vectors(LatentModel(ae, normalizer, sampler, diffusion),

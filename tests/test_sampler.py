@@ -19,16 +19,17 @@ from tests.conftest import ROOT
 
 def test_schema_defaults_and_choices():
     p = from_dict({})
-    assert (p.generate.sampler, p.generate.steps) == ("ddpm", 50)
-    p = from_dict({"generate": {"sampler": "ddim", "steps": 20}})
-    assert (p.generate.sampler, p.generate.steps) == ("ddim", 20)
-    with pytest.raises(ConfigError, match="generate.sampler"):
-        from_dict({"generate": {"sampler": "euler"}})
-    with pytest.raises(ConfigError, match="generate.steps"):
-        from_dict({"generate": {"steps": 0}})
-    with pytest.raises(ConfigError, match="ldm.timesteps"):
-        from_dict({"generate": {"sampler": "ddim", "steps": 60}, "ldm": {"timesteps": 50}})
-    from_dict({"generate": {"sampler": "ddpm", "steps": 60}, "ldm": {"timesteps": 50}})  # steps unused by ddpm
+    assert (p.conv_ae.generate.sampler, p.conv_ae.generate.steps) == ("ddpm", 50)
+    p = from_dict({"conv_ae": {"generate": {"sampler": "ddim", "steps": 20}}})
+    assert (p.conv_ae.generate.sampler, p.conv_ae.generate.steps) == ("ddim", 20)
+    with pytest.raises(ConfigError, match="conv_ae.generate.sampler"):
+        from_dict({"conv_ae": {"generate": {"sampler": "euler"}}})
+    with pytest.raises(ConfigError, match="tokens.generate.steps"):
+        from_dict({"tokens": {"generate": {"steps": 0}}})
+    for name in ("conv_ae", "tokens"):
+        with pytest.raises(ConfigError, match=f"{name}.train_ldm.timesteps"):
+            from_dict({name: {"generate": {"sampler": "ddim", "steps": 60}, "train_ldm": {"timesteps": 50}}})
+        from_dict({name: {"generate": {"sampler": "ddpm", "steps": 60}, "train_ldm": {"timesteps": 50}}})  # ddpm
 
 
 def _tiny_models(dim=12, timesteps=30):
@@ -73,7 +74,8 @@ def test_generate_stage_reads_sampler_and_steps(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
 
     def run(**generate):
-        params = {"ldm": {"timesteps": 30}, "generate": dict(num_models=4, batch_size=4, **generate)}
+        params = {"conv_ae": {"train_ldm": {"timesteps": 30}, "generate": dict(batch_size=4, **generate)},
+                  "generate": {"num_models": 4}}
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
         argv = stage_command("generate", ROOT / "dvc.yaml")
         res = subprocess.run([argv[0], str(ROOT / argv[1]), *argv[2:]], cwd=tmp_path, env=env, capture_output=True,

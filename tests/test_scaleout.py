@@ -194,10 +194,11 @@ def test_seeds_report_has_mean_std_row_and_paired_difference(tmp_path, monkeypat
 
 
 def test_ae_steps_recipe_reports_decoded_noise_beside_generated_and_originals(tmp_path):
-    recipe = ablations.recipes({"ae": {"steps": 2000}})["ae_steps"]
-    assert [p.overrides["ae.steps"] for p in recipe.points] == [2000, 10000, 30000] and recipe.sweep
-    assert [p.overrides["ae.steps"] for p in ablations.recipes({"ae": {"steps": 1000}})["ae_steps"].points][:2] == [
-        1000, 5000]
+    key = "conv_ae.train_ae.steps"
+    recipe = ablations.recipes({"conv_ae": {"train_ae": {"steps": 2000}}})["ae_steps"]
+    assert [p.overrides[key] for p in recipe.points] == [2000, 10000, 30000] and recipe.sweep
+    shorter = ablations.recipes({"conv_ae": {"train_ae": {"steps": 1000}}})["ae_steps"]
+    assert [p.overrides[key] for p in shorter.points][:2] == [1000, 5000]
 
     newest = of_kind("baseline")[-1]
 
@@ -213,7 +214,8 @@ def test_ae_steps_recipe_reports_decoded_noise_beside_generated_and_originals(tm
         metrics = {"metrics/evaluate.json": {"data": {"original": stats, "generated": stats}},
                    "metrics/novelty.json": {"data": novelty}}
         return {"name": name, "rev": name, "data": {"metrics": metrics,
-                                                     "params": {"params.yaml": {"data": {"ae": {"steps": steps}}}}}}
+                                                     "params": {"params.yaml": {"data": {
+                                                         "conv_ae": {"train_ae": {"steps": steps}}}}}}}
 
     done = [exp("ae_steps-1", 2000, 97.6), exp("ae_steps-2", 10000, 81.25), exp("ae_steps-3", 30000, None)]
     show = [{"rev": "base", "experiments": [{"executor": {"state": "success"}, "revs": [e]} for e in done]}]

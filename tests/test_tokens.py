@@ -140,8 +140,8 @@ def test_generator_param_is_validated():
     assert from_dict({}).generator == "conv_ae" and from_dict({}).collect.storage == "torch"
     with pytest.raises(ConfigError, match="generator"):
         from_dict({"generator": "gan"})
-    with pytest.raises(ConfigError, match="tokens.sequence"):
-        from_dict({"tokens": {"sequence": "mamba"}})
+    with pytest.raises(ConfigError, match="tokens.train_ldm.sequence"):
+        from_dict({"tokens": {"train_ldm": {"sequence": "mamba"}}})
 
 
 @pytest.mark.slow
@@ -151,10 +151,11 @@ def test_pipeline_with_the_tokens_generator_and_mmap_snapshots(tiny_copy):
     the decoder sets, since raw tokens have no decoder."""
     repo = tiny_copy
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params |= {"generator": "tokens", "tokens": params["tokens"] | {
-        "size": 16, "batch": 32, "width": 16, "depth": 1, "steps": 30, "sample_chunk": 64}}
+    params |= {"generator": "tokens", "tokens": {"train_ae": {"size": 16},
+                                                 "train_ldm": {"batch": 32, "width": 16, "depth": 1, "steps": 30,
+                                                               "timesteps": 50},
+                                                 "generate": {"sampler": "ddim", "steps": 5, "sample_chunk": 64}}}
     params["collect"]["storage"] = "mmap"
-    params["generate"] |= {"sampler": "ddim", "steps": 5}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], repo).stdout
     assert "Running stage 'train'" not in out and "Running stage 'analyze'" in out
@@ -167,6 +168,14 @@ def test_pipeline_with_the_tokens_generator_and_mmap_snapshots(tiny_copy):
     assert "tokens" in json.loads((repo / "metrics/train_ae/metrics.json").read_text())
     novelty = json.loads((repo / "metrics/novelty.json").read_text())
     assert {"generated", "gaussian"} <= set(novelty) and not {"decoded_noise", "reconstruction"} & set(novelty)
+    # the stages declare the selected generator's group only: a conv_ae key changes nothing for tokens
+    params["conv_ae"] |= {"train_ae": {"lr": 0.5}, "train_ldm": {"steps": 7}, "generate": {"sampler": "ddim"}}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert "up to date" in run(["dvc", "status"], repo).stdout
+    params["tokens"]["generate"]["clip"] = 2.0  # and a tokens key reruns its own stage only
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = run(["dvc", "status", "--json"], repo).stdout
+    assert set(json.loads(status)) == {"generate"}
 
 
 def _coherent_fraction(code: str) -> float:
@@ -228,7 +237,8 @@ def test_tokens_defaults_are_the_validation_choice_and_agree_with_the_conv_ae():
     tuning = json.loads((folder / "tokens/tuning_val.json").read_text())
     assert tuning["split"] == "validation"
     best = min(tuning["runs"], key=lambda r: r["nn_l2_mean"])["settings"]
-    defaults = yaml.safe_load((ROOT / "params.yaml").read_text())["tokens"]
+    group = yaml.safe_load((ROOT / "params.yaml").read_text())["tokens"]
+    defaults = group["train_ae"] | group["train_ldm"] | {"clip": group["generate"]["clip"]}
     keys = ("width", "depth", "sequence", "code", "normalize", "lr", "steps", "batch", "clip")
     assert {k: best[k] for k in keys} == {k: defaults[k] for k in keys} and best["token_size"] == defaults["size"]
     tokens = json.loads((folder / "tokens/results.json").read_text())

@@ -90,10 +90,10 @@ def recipes(params: dict | None = None) -> dict[str, Recipe]:
                note="All points collect over 3 epochs (657 steps at batch 16), since K = 500 needs more than the "
                     "219 steps of one epoch; K snapshots are spread evenly over them."),
         Recipe("noise", "Noise augmentation in the parameter autoencoder", "noise",
-               [Point("none", {"ae.input_noise": 0.0, "ae.latent_noise": 0.0}),
-                Point("input", {"ae.input_noise": 0.001, "ae.latent_noise": 0.0}),
-                Point("latent", {"ae.input_noise": 0.0, "ae.latent_noise": 0.1}),
-                Point("both", {"ae.input_noise": 0.001, "ae.latent_noise": 0.1})],
+               [Point("none", {"conv_ae.train_ae.input_noise": 0.0, "conv_ae.train_ae.latent_noise": 0.0}),
+                Point("input", {"conv_ae.train_ae.input_noise": 0.001, "conv_ae.train_ae.latent_noise": 0.0}),
+                Point("latent", {"conv_ae.train_ae.input_noise": 0.0, "conv_ae.train_ae.latent_noise": 0.1}),
+                Point("both", {"conv_ae.train_ae.input_noise": 0.001, "conv_ae.train_ae.latent_noise": 0.1})],
                note="input sigma 0.001, latent sigma 0.1 (the paper's values) switched on and off."),
         Recipe("params", "Which parameters are generated", "generated parameters",
                [Point("last_bn", {"model.width": 16, "collect.params": "auto"}),
@@ -108,13 +108,15 @@ def recipes(params: dict | None = None) -> dict[str, Recipe]:
     ]
     grid = [("ddpm", 1000), ("ddim", 100), ("ddim", 50), ("ddim", 20)]
     out.append(Recipe("sampler", "Sampler and sampling steps", "sampler / steps",
-                      [Point(f"{s}{n}", {"generate.sampler": s, "generate.steps": n}) for s, n in grid],
+                      [Point(f"{s}{n}", {"conv_ae.generate.sampler": s, "conv_ae.generate.steps": n}) for s, n in grid],
                       note="The LDM is trained once (T = 1000); only `generate` and `evaluate` rerun."))
-    ae_steps = int(lookup(params, "ae.steps") or 2000)
+    ae_steps = int(lookup(params, "conv_ae.train_ae.steps") or 2000)
     out.append(Recipe("ae_steps", "AE training steps: when does the diffusion model start to matter?", "AE steps",
-                      [Point(f"{s:,}", {"ae.steps": s}) for s in (ae_steps, 5 * ae_steps, 15 * ae_steps)],
+                      [Point(f"{s:,}", {"conv_ae.train_ae.steps": s})
+                       for s in (ae_steps, 5 * ae_steps, 15 * ae_steps)],
                       sweep=True,
-                      note="The parameter autoencoder trained for 1x, 5x and 15x params.yaml's `ae.steps` (on the "
+                      note="The parameter autoencoder trained for 1x, 5x and 15x params.yaml's "
+                           "`conv_ae.train_ae.steps` (on the "
                            "default 2,000 / 10,000 / 30,000; the official first release trained its AE for "
                            "30,000). A longer-trained AE may fit the K latents so tightly that its decoder maps "
                            "plain Gaussian latents badly; `decoded-noise` (no diffusion model) beside "

@@ -146,7 +146,7 @@ def scaling(dims=SCALING_DIMS, preset: str = "mnist5k-resnet18", batch_size: int
     from tools.presets import _nest, resolved
 
     cfg = _nest(resolved(preset))
-    ae_cfg, ldm_cfg = cfg["ae"], cfg["ldm"]
+    ae_cfg, ldm_cfg = cfg["conv_ae"]["train_ae"], cfg["conv_ae"]["train_ldm"]
     if memory_limit_gb is None:
         total = (torch.cuda.get_device_properties(0).total_memory if torch.device(device).type == "cuda"
                  else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
@@ -202,18 +202,18 @@ def scaling_figure(result: dict, path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------- sampling
 def compare_sampling(workdir: Path, p, device, model, data, repeats: int = 1, sweep=(10, 25, 100)) -> dict:
-    """DDPM (all ldm.timesteps steps) vs DDIM (generate.steps, eta=0) from the trained AE + LDM: time to sample
-    N vectors and the test accuracy of the models they give (median, percentage points)."""
+    """DDPM (all conv_ae.train_ldm.timesteps steps) vs DDIM (conv_ae.generate.steps, eta=0) from the trained AE
+    + LDM: time to sample N vectors and the test accuracy of the models they give (median, percentage points)."""
     from pdiff.core.runtime import seed_everything
     from pdiff.generative.ldm import SamplingConfig, load_latent_model, sample_vectors
 
     latent_model, meta = load_latent_model(workdir / "models/ae.pt", workdir / "models/ldm.pt")
     names = meta["names"]
-    g = p.generate
+    n, batch_size = p.generate.num_models, p.conv_ae.generate.batch_size
 
     def sample(sampler, steps):
         gen = seed_everything(p.seed, "generate")  # the generate stage's own stream
-        return sample_vectors(latent_model, SamplingConfig(g.num_models, g.batch_size, sampler, steps), gen, device)
+        return sample_vectors(latent_model, SamplingConfig(n, batch_size, sampler, steps), gen, device)
 
     def median_acc(vectors):
         correct = evaluate_vectors(model, names, vectors, data["test_x"], data["test_y"],
@@ -223,10 +223,10 @@ def compare_sampling(workdir: Path, p, device, model, data, repeats: int = 1, sw
         return float(np.median(acc[ok].numpy())) if ok.any() else float("nan"), int((~ok).sum())
 
     ddpm_s, ddpm = timed(lambda: sample("ddpm", latent_model.diffusion.num_timesteps), device, repeats)
-    ddim_s, ddim = timed(lambda: sample("ddim", g.steps), device, repeats)
+    ddim_s, ddim = timed(lambda: sample("ddim", p.conv_ae.generate.steps), device, repeats)
     ddpm_med, ddpm_failed = median_acc(ddpm)
     ddim_med, ddim_failed = median_acc(ddim)
-    out = {"num_models": g.num_models, "ddpm_steps": latent_model.diffusion.num_timesteps, "ddim_steps": g.steps,
+    out = {"num_models": n, "ddpm_steps": latent_model.diffusion.num_timesteps, "ddim_steps": p.conv_ae.generate.steps,
            "ddpm_s": round(ddpm_s, 3), "ddim_s": round(ddim_s, 3), "sampling_speedup": round(ddpm_s / ddim_s, 2),
            "ddpm_acc_median": ddpm_med, "ddim_acc_median": ddim_med,
            "ddim_acc_median_delta": round(ddim_med - ddpm_med, 4),

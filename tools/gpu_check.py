@@ -33,12 +33,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 STAGES = ("prepare", "train", "collect", "train_ae", "train_ldm", "generate", "evaluate", "analyze")
 # What the check changes in the preset so that the whole pipeline fits in 8 minutes on one H100.
-SHORTENED = {"train.epochs": 3, "ae.steps": 3000, "ldm.steps": 3000, "threads": 8}
+SHORTENED = {"train.epochs": 3, "conv_ae.train_ae.steps": 3000, "conv_ae.train_ldm.steps": 3000, "threads": 8}
 # --cpu-tiny: on top of SHORTENED, the same preset (ResNet-18, the AE and UNet widths) cut to a few minutes on the
 # CPU; TINY_IMAGES synthetic train / test images, the tokens generator timed at TINY_TOKENS (D, steps).
 TINY_CPU = {"device": "cpu", "threads": 1, "data.val_size": 100, "train.epochs": 1, "collect.num_snapshots": 4,
-            "collect.batch_size": 50, "ae.steps": 4, "ae.batch_size": 4, "ldm.steps": 4, "ldm.batch_size": 4,
-            "ldm.timesteps": 20, "generate.num_models": 4, "evaluate.batch_size": 100, "baselines.average_k": 4,
+            "collect.batch_size": 50, "conv_ae.train_ae.steps": 4, "conv_ae.train_ae.batch_size": 4,
+            "conv_ae.train_ldm.steps": 4, "conv_ae.train_ldm.batch_size": 4, "conv_ae.train_ldm.timesteps": 20,
+            "generate.num_models": 4, "evaluate.batch_size": 100, "baselines.average_k": 4,
             "baselines.decoded_num": 4}
 TINY_IMAGES = (300, 100)
 TINY_TOKENS = (4096, 2)
@@ -169,7 +170,8 @@ def summarize_run(work: Path, stages: dict, tiny: bool = False) -> dict:
         "stages": stages, "total_seconds": round(sum(s["seconds"] for s in stages.values()), 1),
         "peak_gpu_mib": max(peaks) if peaks else None,
         "train_images_per_s": rate(n_train * p.train.epochs, "train"),
-        "ae_steps_per_s": rate(p.ae.steps, "train_ae"), "ldm_steps_per_s": rate(p.ldm.steps, "train_ldm"),
+        "ae_steps_per_s": rate(p.conv_ae.train_ae.steps, "train_ae"),
+        "ldm_steps_per_s": rate(p.conv_ae.train_ldm.steps, "train_ldm"),
         "accuracy": {m: {k: evaluate[m][k] for k in ("acc_mean", "acc_median", "acc_max", "acc_min")}
                      for m in ("original", "generated")},
         "novelty": {m: {"acc_median": r["acc_median"], "max_similarity_mean": r["max_similarity_mean"]}

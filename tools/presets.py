@@ -40,7 +40,7 @@ def _leaves(d: dict, prefix: str = "") -> dict:
 
 
 def lookup(params: dict, dotted: str):
-    """The value of a dotted key (``ae.steps``) in nested ``params``; None when a part is missing."""
+    """The value of a dotted key (``conv_ae.train_ae.steps``) in nested ``params``; None when a part is missing."""
     node = params
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:

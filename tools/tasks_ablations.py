@@ -190,16 +190,17 @@ def docs_seen_fit_table(load) -> str:
     return markdown_table(["seen-task fit (mean accuracy, %)", *runs], rows)
 
 
-# The generator's fit on the hard setting, one run per (ae.steps, ldm.steps), each in reports/<preset>/fit/<name>/:
+# The generator's fit on the hard setting, one run per (train_ae.steps, train_ldm.steps) of conv_ae, each in
+# reports/<preset>/fit/<name>/:
 # the configurations tried, in order, before the preset took the last.
 FIT_RUNS = ((1000, 1500), (1000, 6000), (4000, 6000), (8000, 10000), (16000, 10000))
 
 
 def docs_fit_table(load) -> str:
-    """docs/tasks.md: how the hard setting's fit was chosen, on validation only: per (ae.steps, ldm.steps), the
-    generated models' mean accuracy (%) on the validation tasks at guidance 1 and 2 (the trained models' beside
-    them), and the seen-task fit on the validation split at the run's guidance (generated, the AE's
-    reconstructions, the tasks' own snapshots)."""
+    """docs/tasks.md: how the hard setting's fit was chosen, on validation only: per (train_ae.steps,
+    train_ldm.steps), the generated models' mean accuracy (%) on the validation tasks at guidance 1 and 2 (the
+    trained models' beside them), and the seen-task fit on the validation split at the run's guidance
+    (generated, the AE's reconstructions, the tasks' own snapshots)."""
     rows = []
     for ae, ldm in FIT_RUNS:
         r = load(f"{HARD_TASKS}/fit/ae{ae}-ldm{ldm}/results.json")
@@ -207,7 +208,8 @@ def docs_fit_table(load) -> str:
         rows.append([f"{ae:,}", f"{ldm:,}", *(f"{val[w]['generated']['acc_mean']:.2f}" for w in ("1.0", "2.0")),
                      f"{val['1.0']['trained']['acc_mean']:.2f}", f"{r['guidance']}",
                      *(f"{seen[k]['acc_mean']:.2f}" for k in ("generated", "reconstruction", "trained"))])
-    head = ["`ae.steps`", "`ldm.steps`", "generated, w = 1 (validation tasks)", "generated, w = 2",
+    head = ["`conv_ae.train_ae.steps`", "`conv_ae.train_ldm.steps`", "generated, w = 1 (validation tasks)",
+            "generated, w = 2",
             "trained (validation tasks)", "w (seen fit)", "seen fit: generated", "seen fit: reconstruction",
             "seen fit: own snapshots"]
     return markdown_table(head, rows)

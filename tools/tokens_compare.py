@@ -40,7 +40,7 @@ def run_one(name: str, rows, snapshots: torch.Tensor, sizes, args, p, model, nam
     mean, std = tk.fit_normalizer(rows, sizes, args.normalize)
     tdata = tk.token_data(layout, rows, mean, std)
     net = tk.TokenGenerator(layout, args.width, args.depth, sequence, args.code)
-    diffusion = linear_schedule(**schedule_settings(p.ldm))
+    diffusion = linear_schedule(**schedule_settings(p.tokens.train_ldm))
     cfg = SimpleNamespace(steps=args.steps, batch=args.batch, lr=args.lr, weight_decay=0.0)
     t0 = time.perf_counter()
     loss = tk.train_tokens(net, diffusion, tdata, cfg, "cpu", gen, Tracker(None))
@@ -134,7 +134,7 @@ def main(argv=None) -> dict:
     originals = evaluate_vectors(model, names, snapshots, data["val_x"], data["val_y"], EvalOptions(batch_size=1000))
     spacing = nearest_l2(snapshots, snapshots, leave_one_out=True)
     out = {"split": "validation", "dim": int(rows.shape[1]), "k": int(rows.shape[0]), "kernels": record(),
-           "settings": vars(args) | {"seed": p.seed, "timesteps": p.ldm.timesteps},
+           "settings": vars(args) | {"seed": p.seed, "timesteps": p.tokens.train_ldm.timesteps},
            "val_original": summarize(100.0 * originals.float().mean(1)),
            "original_nn_l2_mean": round(float(spacing.mean()), 6), "runs": []}
     for name, settings in variants(args):

@@ -31,15 +31,14 @@ class LowRankSampler(Sampler):
 
 
 class LowRank(Generator):
-    rank = 8  # principal directions kept (at most K - 1); user/ is a dependency: editing this reruns the stages
-    description = f"the snapshots' mean plus Gaussian coefficients on their top {rank} principal directions"
+    description = "the snapshots' mean plus Gaussian coefficients on their top principal directions"
 
-    def fit_representation(self, ctx):
+    def fit_representation(self, ctx):  # settings: params.yaml's user: {"lowrank:LowRank": {train_ae: {rank: 8}}}
         snaps = ctx.load_snapshots()
         x = snaps["params"].double()
         mean = x.mean(0)
         _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)
-        k = max(1, min(self.rank, len(x) - 1))
+        k = max(1, min(int(ctx.settings["train_ae"]["rank"]), len(x) - 1))
         explained = (s ** 2).cumsum(0) / (s ** 2).sum()
         for i in range(k):
             ctx.tracker.log(i + 1, explained=float(explained[i]))

@@ -11,6 +11,7 @@ the dotted key, the bad value and what is allowed (for an unknown key, the close
 from __future__ import annotations
 
 import difflib
+import json
 import typing
 from pathlib import Path
 
@@ -179,9 +180,9 @@ class AEConfig(Section):
 
 class LDMConfig(Section):
     channels: int = opt(32, "base width of the 1-D UNet denoiser", ge=1)
-    channel_mults: list[int] = opt([1, 2], "width of each UNet level as a multiple of ldm.channels (one level per "
-                                   "entry, each halves the latent length; [1, 2, 4, 8] with channels 64 gives "
-                                   "the official rewrite's 64...512...64 widths)", ge=1)
+    channel_mults: list[int] = opt([1, 2], "width of each UNet level as a multiple of conv_ae.train_ldm.channels "
+                                   "(one level per entry, each halves the latent length; [1, 2, 4, 8] with "
+                                   "channels 64 gives the official rewrite's 64...512...64 widths)", ge=1)
     timesteps: int = opt(1000, "DDPM steps T", ge=1)
     beta_start: float = opt(1e-4, "first beta of the linear schedule", gt=0, le=1)
     beta_end: float = opt(2e-2, "last beta of the linear schedule", gt=0, le=1)
@@ -192,25 +193,38 @@ class LDMConfig(Section):
     ema_decay: float = opt(0.0, "exponential moving average of the denoiser's weights, which `generate` then "
                            "samples with: 0 = off (the weights after the last step); the official first release "
                            "uses 0.9999", ge=0, le=0.999999)
-    ema_warmup: bool = opt(True, "warm-up of the EMA (ldm.ema_decay > 0 only): after n updates the decay in use is "
+    ema_warmup: bool = opt(True, "warm-up of the EMA (ema_decay > 0 only): after n updates the decay in use is "
                            "min(ema_decay, (1 + n)/(10 + n)), which reaches ema_decay at n >= (10 d - 1)/(1 - d): "
                            "8,990 updates for 0.999, 89,990 for 0.9999, so in shorter runs the decay in use is "
                            "(1 + n)/(10 + n), 0.994 after 1,500 steps, whatever ema_decay is. false: ema_decay "
                            "from the first update")
 
 
-class GenerateConfig(Section):
-    num_models: int = opt(100, "N, parameter vectors to generate", ge=1)
+class LatentSampleConfig(Section):
     batch_size: int = opt(100, "latents sampled at once", ge=1)
-    sampler: str = opt("ddpm", "ddpm: ancestral sampling over all ldm.timesteps steps (the paper's); ddim: "
-                       "deterministic DDIM (eta = 0) over generate.steps evenly spaced steps, far faster",
+    sampler: str = opt("ddpm", "ddpm: ancestral sampling over all conv_ae.train_ldm.timesteps steps (the paper's); "
+                       "ddim: deterministic DDIM (eta = 0) over `steps` evenly spaced steps, far faster",
                        choices=("ddpm", "ddim"))
-    steps: int = opt(50, "DDIM steps (sampler = ddim only; at most ldm.timesteps)", ge=1)
+    steps: int = opt(50, "DDIM steps (sampler = ddim only; at most conv_ae.train_ldm.timesteps)", ge=1)
 
 
-class TokensConfig(Section):
+class ConvAEConfig(Section):
+    """generator: conv_ae, the paper's: a 1-D conv parameter autoencoder and a DDPM on its latents."""
+    train_ae: AEConfig = Field(default_factory=AEConfig)
+    train_ldm: LDMConfig = Field(default_factory=LDMConfig)
+    generate: LatentSampleConfig = Field(default_factory=LatentSampleConfig)
+
+
+class TokenizerConfig(Section):
     size: int = opt(256, "values per token: each generated tensor is flattened and cut into tokens of this "
                     "many values, the last one padded (padding is masked out of the loss)", ge=1)
+    normalize: str = opt("per_param", "normalization before tokenizing, as conv_ae.train_ae.normalize: per_param, "
+                         "per_tensor (per-value mean, one std per tensor), global, none; all keep two [D] vectors, "
+                         "a negligible memory cost next to the snapshots",
+                         choices=("per_param", "per_tensor", "global", "none"))
+
+
+class TokenDenoiserConfig(Section):
     batch: int = opt(256, "tokens per training step, drawn at random over (snapshot, token): sets the "
                      "training memory, whatever D is", ge=1)
     sequence: str = opt("gru", "model over the token sequence that gives each token its condition "
@@ -223,19 +237,36 @@ class TokensConfig(Section):
                     "position per sample, uniformly in [0, 1])", choices=("none", "step"))
     width: int = opt(512, "hidden width of the per-token denoiser and of the sequence model", ge=8)
     depth: int = opt(3, "residual blocks of the per-token denoiser", ge=1)
-    normalize: str = opt("per_param", "normalization before tokenizing, as ae.normalize: per_param, per_tensor "
-                         "(per-value mean, one std per tensor), global, none; all keep two [D] vectors, a "
-                         "negligible memory cost next to the snapshots",
-                         choices=("per_param", "per_tensor", "global", "none"))
+    timesteps: int = opt(1000, "DDPM steps T", ge=1)
+    beta_start: float = opt(1e-4, "first beta of the linear schedule", gt=0, le=1)
+    beta_end: float = opt(2e-2, "last beta of the linear schedule", gt=0, le=1)
     lr: float = opt(1e-3, "AdamW learning rate", gt=0)
     weight_decay: float = opt(0.0, "AdamW weight decay", ge=0)
     steps: int = opt(2000, "training steps", ge=1)
+
+
+class TokenSampleConfig(Section):
+    sampler: str = opt("ddpm", "ddpm: ancestral sampling over all tokens.train_ldm.timesteps steps; ddim: "
+                       "deterministic DDIM (eta = 0) over `steps` evenly spaced steps, far faster",
+                       choices=("ddpm", "ddim"))
+    steps: int = opt(50, "DDIM steps (sampler = ddim only; at most tokens.train_ldm.timesteps)", ge=1)
     clip: float = opt(4.0, "sampling clamps every step's estimate of the clean token to [-clip, clip] in normalized "
                       "units (0 = off); without it an under-trained denoiser lets samples grow up to ~150x "
-                      "(the product of 1/sqrt(alpha_t) over the DDPM schedule). Unused with tokens.normalize = none",
-                      ge=0)
+                      "(the product of 1/sqrt(alpha_t) over the DDPM schedule). Unused with "
+                      "tokens.train_ae.normalize = none", ge=0)
     sample_chunk: int = opt(4096, "tokens denoised at once by `generate` (rounded up to a multiple of 64); "
                             "sets the sampling memory, the result does not depend on it", ge=1)
+
+
+class TokensConfig(Section):
+    """generator: tokens: a DDPM over fixed-size tokens of the parameter vector (docs/tokens.md)."""
+    train_ae: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    train_ldm: TokenDenoiserConfig = Field(default_factory=TokenDenoiserConfig)
+    generate: TokenSampleConfig = Field(default_factory=TokenSampleConfig)
+
+
+class GenerateConfig(Section):
+    num_models: int = opt(100, "N, parameter vectors to generate (every generator)", ge=1)
 
 
 class EvaluateConfig(Section):
@@ -287,9 +318,9 @@ class TasksEvalConfig(Section):
                           "eps_u); 1 = plain conditional sampling (needs tasks_ldm.cond_dropout > 0 otherwise)", ge=0)
     val_guidance: list[float] = opt([1.0, 2.0], "guidance scales compared on the validation tasks (reported; "
                                     "choose tasks_eval.guidance from them)", ge=0)
-    sampler: str = opt("ddim", "ddpm (all ldm.timesteps steps) or ddim (tasks_eval.steps steps)",
+    sampler: str = opt("ddim", "ddpm (all conv_ae.train_ldm.timesteps steps) or ddim (tasks_eval.steps steps)",
                        choices=("ddpm", "ddim"))
-    steps: int = opt(50, "DDIM steps (sampler = ddim only; at most ldm.timesteps)", ge=1)
+    steps: int = opt(50, "DDIM steps (sampler = ddim only; at most conv_ae.train_ldm.timesteps)", ge=1)
     seen_tasks: int = opt(50, "seen tasks (a seeded sample) on which results.json's seen_fit compares the generated "
                           "models with the tasks' own snapshots, the AE's reconstructions of them, the code "
                           "regression and the majority label", ge=1)
@@ -313,15 +344,19 @@ class Params(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     collect: CollectConfig = Field(default_factory=CollectConfig)
-    ae: AEConfig = Field(default_factory=AEConfig)
-    ldm: LDMConfig = Field(default_factory=LDMConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     generator: str = opt("conv_ae", "which generator train_ae / train_ldm / generate fit and sample, and analyze "
-                         "decodes with: conv_ae (the paper's parameter autoencoder + latent DDPM, keys ae.* and "
-                         "ldm.*), tokens (a tokenized DDPM over per-tensor tokens, keys tokens.* plus the "
-                         "ldm.timesteps / beta schedule and generate.*; see docs/tokens.md), or your own as "
-                         "'user.<file>:<Class>' (see docs/own-generator.md)")
+                         "decodes with: conv_ae (the paper's parameter autoencoder + latent DDPM), tokens (a "
+                         "tokenized DDPM over per-tensor tokens; docs/tokens.md), or your own as "
+                         "'user.<file>:<Class>' (docs/own-generator.md). Its settings are the params group of the "
+                         "same name, with one subgroup per stage: train_ae, train_ldm and generate each read "
+                         "`<generator>.<stage>` (dvc.yaml declares just those)")
+    conv_ae: ConvAEConfig = Field(default_factory=ConvAEConfig)
     tokens: TokensConfig = Field(default_factory=TokensConfig)
+    user: dict[str, typing.Any] = opt({}, "your own generators' settings, one group per import path below user. "
+                                      "(\"lowrank:LowRank\" for 'user.lowrank:LowRank'), each with the subgroups "
+                                      "train_ae, train_ldm and generate (may be {}): the generator reads them as "
+                                      "ctx.settings (docs/own-generator.md)")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     task_pipeline: list[str] = opt([], "the task-conditioned pipeline (docs/tasks.md) in dvc.yaml: [run] adds its "
@@ -342,6 +377,8 @@ def _type_name(tp) -> str:
     if tp in names:
         return names[tp]
     origin = typing.get_origin(tp)
+    if origin is dict:
+        return "a mapping"
     if origin is list:
         return f"a list of {_type_name(typing.get_args(tp)[0]).split(' ', 1)[1]}s"
     if origin is typing.Union:
@@ -432,6 +469,34 @@ def check_generator(name: str) -> None:
         "user/lowrank.py; see docs/own-generator.md).")
 
 
+GENERATOR_STAGES = ("train_ae", "train_ldm", "generate")  # the subgroups of every generator's params group
+
+
+def generator_settings(p: Params, name: str):
+    """The params group of generator ``name``, whose subgroups ``train_ae`` / ``train_ldm`` / ``generate`` are
+    what those stages read (and what dvc.yaml declares for them as ``${generator}.<stage>``): a built-in's typed
+    section (``p.conv_ae``), or for your own 'user.<file>:<Class>' the plain dict at that dotted path under
+    ``user`` (``p.user["lowrank:LowRank"]``); refused in one paragraph when it is missing or incomplete."""
+    if name in BUILTIN_GENERATORS:
+        return getattr(p, name)
+    parts = name.split(".")
+    group = {"user": p.user}
+    for part in parts:
+        group = group.get(part) if isinstance(group, dict) else None
+    missing = [s for s in GENERATOR_STAGES if not isinstance(group, dict) or not isinstance(group.get(s), dict)]
+    if missing:
+        snippet = "{" + ", ".join(f"{s}: {{}}" for s in GENERATOR_STAGES) + "}"
+        for part in reversed(parts):
+            snippet = f"{{{json.dumps(part) if ':' in part else part}: {snippet}}}"
+        raise ConfigError(f"params: `generator` = {name!r} needs its settings group in params.yaml, at the dotted "
+                          f"path {name!r} (under the `user` group), holding the subgroups "
+                          f"{', '.join(GENERATOR_STAGES)} (each may be {{}}); {', '.join(missing)} "
+                          f"{'is' if len(missing) == 1 else 'are'} missing. dvc.yaml's train_ae, train_ldm and "
+                          f"generate declare `<generator>.<stage>` as their params, so DVC needs them too. Add, for "
+                          f"instance, {snippet[1:-1]} (docs/own-generator.md).")
+    return group
+
+
 def validate(p: Params) -> Params:
     """Checks that involve more than one key."""
     check_arch(p.model.arch)
@@ -439,14 +504,19 @@ def validate(p: Params) -> Params:
     if p.train.epochs == 0 and not p.train.init:
         raise ConfigError("params: `train.epochs` = 0 trains nothing and `train.init` is empty, so the base model "
                           "would be random; give starting weights in `train.init` or train for at least one epoch.")
-    if p.generate.sampler == "ddim" and p.generate.steps > p.ldm.timesteps:
-        raise ConfigError(f"params: `generate.steps` = {p.generate.steps} is more than `ldm.timesteps` = "
-                          f"{p.ldm.timesteps}; DDIM samples a subset of the training timesteps.")
-    if p.ldm.beta_end < p.ldm.beta_start:
-        raise ConfigError(f"params: `ldm.beta_end` = {p.ldm.beta_end} must be >= `ldm.beta_start` = "
-                          f"{p.ldm.beta_start}.")
-    if not p.ae.channels:
-        raise ConfigError("params: `ae.channels` = [] is not allowed; give at least one width, e.g. [64, 128].")
+    for name in BUILTIN_GENERATORS:  # both built-ins' groups, whichever is selected: a bad value stops early
+        fit, sample = getattr(p, name).train_ldm, getattr(p, name).generate
+        if sample.sampler == "ddim" and sample.steps > fit.timesteps:
+            raise ConfigError(f"params: `{name}.generate.steps` = {sample.steps} is more than "
+                              f"`{name}.train_ldm.timesteps` = {fit.timesteps}; DDIM samples a subset of the "
+                              "training timesteps.")
+        if fit.beta_end < fit.beta_start:
+            raise ConfigError(f"params: `{name}.train_ldm.beta_end` = {fit.beta_end} must be >= "
+                              f"`{name}.train_ldm.beta_start` = {fit.beta_start}.")
+    if not p.conv_ae.train_ae.channels:
+        raise ConfigError("params: `conv_ae.train_ae.channels` = [] is not allowed; give at least one width, e.g. "
+                          "[64, 128].")
+    generator_settings(p, p.generator)  # your own generator's group is there, with its three subgroups
     if isinstance(p.collect.params, list) and not p.collect.params:
         raise ConfigError("params: `collect.params` = [] selects nothing; use 'auto' or a list of patterns.")
     if isinstance(p.collect.params, str) and p.collect.params != "auto":
@@ -459,9 +529,10 @@ def validate(p: Params) -> Params:
 def validate_tasks(p: Params) -> Params:
     """Checks of the task-conditioned pipeline (the stages `task_pipeline: [run]` adds), run by its stages only:
     the default pipeline never reads the `tasks*` groups, so their settings must not stop it."""
-    if p.tasks_eval.sampler == "ddim" and p.tasks_eval.steps > p.ldm.timesteps:
-        raise ConfigError(f"params: `tasks_eval.steps` = {p.tasks_eval.steps} is more than `ldm.timesteps` = "
-                          f"{p.ldm.timesteps}; DDIM samples a subset of the training timesteps.")
+    if p.tasks_eval.sampler == "ddim" and p.tasks_eval.steps > p.conv_ae.train_ldm.timesteps:
+        raise ConfigError(f"params: `tasks_eval.steps` = {p.tasks_eval.steps} is more than "
+                          f"`conv_ae.train_ldm.timesteps` = {p.conv_ae.train_ldm.timesteps}; DDIM samples a subset "
+                          "of the training timesteps.")
     if not p.tasks_eval.ridge_strengths:
         raise ConfigError("params: `tasks_eval.ridge_strengths` = [] leaves the code_regression baseline without a "
                           "strength; list at least one (e.g. [1.0, 10.0, 100.0, 1000.0]).")

@@ -28,11 +28,11 @@ class AEDecoder(Decoder):
 
 
 class LatentSampler(Sampler):
-    """Latents sampled by the DDPM (or DDIM) in batches of ``generate.batch_size``, decoded by the AE."""
+    """Latents sampled by the DDPM (or DDIM) in batches of ``conv_ae.generate.batch_size``, decoded by the AE."""
 
     def __init__(self, model, meta: dict, ctx: Context):
         super().__init__(meta["names"], meta["shapes"])
-        self.model, self.cfg, self.device = model, ctx.params.generate, ctx.device
+        self.model, self.cfg, self.device = model, ctx.settings.generate, ctx.device
 
     def sample(self, n: int, cond=None, *, rng: torch.Generator) -> torch.Tensor:
         from pdiff.generative.ldm import SamplingConfig, sample_vectors
@@ -42,13 +42,13 @@ class LatentSampler(Sampler):
 
 
 class ConvAE(Generator):
-    """the paper's 1-D conv parameter autoencoder (ae.*) and a DDPM on its latents (ldm.*)"""
+    """the paper's 1-D conv parameter autoencoder (conv_ae.train_ae) and a DDPM on its latents (conv_ae.train_ldm)"""
     name = "conv_ae"
 
     def fit_representation(self, ctx: Context) -> Fitted:
         from pdiff.generative.autoencoder import fit_param_ae
 
-        ae, ckpt = fit_param_ae(ctx.load_snapshots(), ctx.params.ae, ctx.device, ctx.gen, ctx.tracker)
+        ae, ckpt = fit_param_ae(ctx.load_snapshots(), ctx.settings.train_ae, ctx.device, ctx.gen, ctx.tracker)
         print(f"AE: latent {ae.latent_shape}, noise-free reconstruction MSE {ckpt['recon_mse']:.4g} (normalized "
               "units)")
         return Fitted(ckpt, "parameter autoencoder", log_y=True)
@@ -59,7 +59,7 @@ class ConvAE(Generator):
         from pdiff.generative.diffusion import linear_schedule, schedule_settings
         from pdiff.generative.ldm import train_denoiser
 
-        cfg = ctx.params.ldm
+        cfg = ctx.settings.train_ldm
         ae, normalizer = autoencoder_from_checkpoint(ctx.representation)
         x = ctx.load_snapshots()["params"]
         with torch.no_grad():
@@ -93,7 +93,7 @@ class ConvAE(Generator):
 
 
 class TokenSampler(Sampler):
-    """Vectors sampled ``tokens.sample_chunk`` token rows at a time and streamed one vector at a time."""
+    """Vectors sampled ``tokens.generate.sample_chunk`` token rows at a time and streamed one vector at a time."""
     streams = True
 
     def __init__(self, tokenizer: dict, prior: dict, ctx: Context):
@@ -103,29 +103,29 @@ class TokenSampler(Sampler):
         layout, mean, std = tk.tokenizer_from_state(tokenizer)
         self.model, self.diffusion = tk.load_state(prior)
         self.data = tk.token_data(layout, None, mean, std)
-        p = ctx.params
-        self.clip = p.tokens.clip if p.tokens.clip > 0 and tokenizer["normalize"] != "none" else None
-        self.chunk, self.cfg, self.device = p.tokens.sample_chunk, p.generate, ctx.device
+        self.cfg, self.device = ctx.settings.generate, ctx.device
+        self.clip = self.cfg.clip if self.cfg.clip > 0 and tokenizer["normalize"] != "none" else None
 
     def rows(self, n: int, cond=None, *, rng: torch.Generator) -> Iterator[torch.Tensor]:
         from pdiff.generative.tokens import sample_vectors_tokens
 
-        yield from sample_vectors_tokens(self.model, self.diffusion, self.data, n, self.chunk, rng, self.device,
-                                         self.cfg.sampler, self.cfg.steps, clip=self.clip)
+        cfg = self.cfg
+        yield from sample_vectors_tokens(self.model, self.diffusion, self.data, n, cfg.sample_chunk, rng, self.device,
+                                         cfg.sampler, cfg.steps, clip=self.clip)
 
     def sample(self, n: int, cond=None, *, rng: torch.Generator) -> torch.Tensor:
         return torch.stack(list(self.rows(n, cond, rng=rng)))
 
 
 class Tokens(Generator):
-    """a DDPM over fixed-size tokens of the parameter vector (tokens.*), docs/tokens.md"""
+    """a DDPM over fixed-size tokens of the parameter vector (the tokens group), docs/tokens.md"""
     name = "tokens"
 
     def fit_representation(self, ctx: Context) -> Fitted:
         from pdiff.core.artifacts import numels
         from pdiff.generative import tokens as tk
 
-        cfg = ctx.params.tokens
+        cfg = ctx.settings.train_ae
         rows, names, shapes = tk.open_rows(ctx.snapshots, "collect")
         mean, std = tk.fit_normalizer(rows, numels(shapes), cfg.normalize)
         layout = tk.TokenLayout(numels(shapes), cfg.size)
@@ -139,10 +139,10 @@ class Tokens(Generator):
         from pdiff.generative import tokens as tk
         from pdiff.generative.diffusion import linear_schedule, schedule_settings
 
-        cfg = ctx.params.tokens
+        cfg = ctx.settings.train_ldm
         layout, mean, std = tk.tokenizer_from_state(ctx.representation)
         rows, _, _ = tk.open_rows(ctx.snapshots, "collect")
-        schedule = schedule_settings(ctx.params.ldm)
+        schedule = schedule_settings(cfg)
         diffusion = linear_schedule(**schedule)
         model = tk.TokenGenerator(layout, cfg.width, cfg.depth, cfg.sequence, cfg.code)
         loss = tk.train_tokens(model, diffusion, tk.token_data(layout, rows, mean, std), cfg, ctx.device, ctx.gen,

@@ -28,7 +28,7 @@ def linear_schedule(timesteps: int, beta_start: float = 1e-4, beta_end: float = 
 
 
 def schedule_settings(ldm) -> dict:
-    """The ``ldm`` params group's schedule as checkpoints store it: ``linear_schedule(**settings)`` rebuilds it."""
+    """A ``train_ldm`` params group's schedule as checkpoints store it: ``linear_schedule(**settings)`` rebuilds it."""
     return {"timesteps": ldm.timesteps, "beta_start": ldm.beta_start, "beta_end": ldm.beta_end}
 
 

@@ -45,7 +45,8 @@ class LatentModel:
 
 @dataclass
 class SamplingConfig:
-    """The `generate` params: N vectors, ``batch_size`` latents at once, ``sampler`` ddpm | ddim, DDIM ``steps``."""
+    """N vectors (`generate.num_models`), then `conv_ae.generate`: ``batch_size`` latents at once, ``sampler`` ddpm |
+    ddim, DDIM ``steps``."""
     num_models: int = 100
     batch_size: int = 100
     sampler: str = "ddpm"
@@ -55,7 +56,7 @@ class SamplingConfig:
 @torch.no_grad()
 def sample_vectors(m: LatentModel, cfg: SamplingConfig, gen: torch.Generator, device) -> torch.Tensor:
     """Sample ``cfg.num_models`` latents, undo the latent standardization, decode and de-normalize: [N, D].
-    ``cfg`` is any object with the fields of `SamplingConfig` (the stage passes ``params.generate``)."""
+    ``cfg`` is any object with the fields of `SamplingConfig`."""
     m.ae.to(device).eval()
     m.denoiser.to(device).eval()
     m.normalizer.to(device)

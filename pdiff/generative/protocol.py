@@ -43,10 +43,12 @@ UNTAGGED = "conv_ae"
 
 @dataclass
 class Context:
-    """What a stage hands its generator: the validated params.yaml (``params``: read your settings there), the
-    stage's seeded ``gen``, and for the fit steps the snapshot file (``snapshots``), a `Tracker` for curves
-    (``tracker.log(step, name=value)``) and, in `fit_prior`, the loaded representation (``representation``).
-    ``device`` is resolved from ``params.device`` on first use."""
+    """What a stage hands its generator: the validated params.yaml (``params``; your generator's own group is
+    ``settings``, whose subgroups ``train_ae`` / ``train_ldm`` / ``generate`` are what each stage declares as its
+    params, so read a stage's settings from its own subgroup and nothing else), the stage's seeded ``gen``, and
+    for the fit steps the snapshot file (``snapshots``), a `Tracker` for curves (``tracker.log(step,
+    name=value)``) and, in `fit_prior`, the loaded representation (``representation``). ``device`` is resolved
+    from ``params.device`` on first use."""
     params: object
     gen: torch.Generator
     snapshots: str | None = None
@@ -58,6 +60,14 @@ class Context:
         from pdiff.core.runtime import resolve_device
 
         return resolve_device(self.params.device)
+
+    @cached_property
+    def settings(self):
+        """The selected generator's params group (``params.<generator>``): a typed section for a built-in, plain
+        dicts for your own (``ctx.settings["train_ae"]["rank"]``)."""
+        from pdiff.core.config import generator_settings
+
+        return generator_settings(self.params, self.params.generator)
 
     def load_snapshots(self) -> dict:
         """The snapshot file read whole: ``params`` [K, D], ``names`` and ``shapes`` of the D values' tensors."""
