@@ -167,6 +167,7 @@ def test_pipeline_with_the_tokens_generator_and_mmap_snapshots(tiny_copy):
     assert "tokens" in json.loads((repo / "metrics/train_ae/metrics.json").read_text())
     novelty = json.loads((repo / "metrics/novelty.json").read_text())
     assert {"generated", "gaussian"} <= set(novelty) and not {"decoded_noise", "reconstruction"} & set(novelty)
+    assert novelty["learned"]["num_generated"] == 8  # measured on the memory-mapped vectors too
 
 
 def _coherent_fraction(code: str) -> float:
