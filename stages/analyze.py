@@ -3,7 +3,8 @@ no-learning baselines and, where the generator has a decoder (the conv AE of mod
 generator has not; `Generator.load_decoder`), two sets without its prior: decoded Gaussian latents and the
 snapshots' reconstructions), evaluate them on the test split exactly as `evaluate` does (the originals' and
 generated models' per-sample results come from `evaluate`'s models/correctness.pt, not evaluated again), measure
-how close each model is to the training snapshots (max error-set IoU, nearest-neighbour L2) ->
+how close each model is to the training snapshots (max error-set IoU, nearest-neighbour L2) and what the generator
+learned (copies, the mean or something new: the top-level `learned` entry, pdiff/analysis/learned.py) ->
 metrics/novelty.json, plots/analyze/ and report.md."""
 import json
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
 from pdiff.analysis.decoded import DecoderReference
-from pdiff.analysis.evaluation import EvalOptions, load_correctness
+from pdiff.analysis.evaluation import EvalOptions, load_evaluation
 from pdiff.analysis.novelty import embed_2d, run_analysis, summary_table
 from pdiff.analysis.report import write_outputs
 from pdiff.core.artifacts import save_json
@@ -39,18 +40,19 @@ def main() -> None:
     model = load_base_model(paths.model).to(device)
     snapshots = load_vectors(paths.snapshots, "collect")
     generated = load_vectors(paths.generated, "generate")
-    evaluated = {m: load_correctness(m, obj["params"].float(), data["test_y"], paths.correctness)
-                 for m, obj in (("original", snapshots), ("generated", generated))}
+    known = (("original", snapshots), ("generated", generated))
+    stored = {m: load_evaluation(m, obj["params"].float(), data["test_y"], paths.correctness) for m, obj in known}
+    evaluated, predicted = ({m: s[i] for m, s in stored.items()} for i in (0, 1))
     own = generator.load_decoder(read_artifact(paths.ae, "train_ae", generator))  # None: no decoder sets
     decoder = None if own is None else DecoderReference(own.decode, own.encode(snapshots["params"]),
                                                         p.baselines.decoded_num, p.baselines.decoded_form)
     analysis = run_analysis(model, snapshots, generated, (data["test_x"], data["test_y"]), p.baselines, gen,
-                            opts=EvalOptions(device, p.evaluate.batch_size), evaluated=evaluated, decoder=decoder,
-                            sources=(paths.snapshots, paths.generated))
+                            opts=EvalOptions(device, p.evaluate.batch_size), evaluated=evaluated, predicted=predicted,
+                            decoder=decoder, sources=(paths.snapshots, paths.generated))
     summary = summary_table(analysis)
     if note := generator.report_note():  # which generator made `generated`, in novelty.json and report.md
         summary["generated"]["note"] = note
-    save_json(summary, paths.metrics)
+    save_json(summary | {"learned": analysis.learned}, paths.metrics)
     start = time.perf_counter()
     embedding = embed_2d(analysis, p.seed)
     analysis.timings["embedding_s"] = time.perf_counter() - start
@@ -65,6 +67,7 @@ def main() -> None:
     for method, s in summary.items():
         print(f"{method:>14}: n={s['count']} acc mean {s['acc_mean']} max {s['acc_max']} median {s['acc_median']} "
               f"max-IoU {s['max_similarity_mean']} NN-L2 {s['nn_l2_mean']}")
+    print("learned: " + ", ".join(f"{k} {v}" for k, v in analysis.learned.items()))
     print("timings: " + ", ".join(f"{k} {v:.1f}" for k, v in analysis.timings.items()))
 
 

@@ -1,10 +1,10 @@
 """Stage `evaluate`: load every original snapshot and every generated vector into the base model and
 measure accuracy -> metrics/evaluate.json (test split; validation split under "val") and plots/evaluate/, and
-the per-sample test correctness of every vector -> models/correctness.pt, which `analyze` reuses instead of
-evaluating the same vectors again."""
+the per-sample test correctness and predicted classes of every vector -> models/correctness.pt, which `analyze`
+reuses instead of evaluating the same vectors again."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
-from pdiff.analysis.evaluation import EvalOptions, evaluate_sets, finite_rows, save_correctness, summarize
+from pdiff.analysis.evaluation import EvalOptions, finite_rows, predict_sets, save_correctness, summarize
 from pdiff.core.artifacts import save_json, save_text
 from pdiff.core.config import load_params
 from pdiff.core.plots import accuracy_histogram
@@ -33,19 +33,20 @@ def main() -> None:
         check_compatible(model, obj["names"], obj["shapes"], f"the {method} vectors")
         finite[method] = finite_rows(obj["params"])
     names = methods["original"]["names"]
-    metrics, val, test_acc, test_correct = {}, {}, {}, {}
+    metrics, val, test_acc, test_correct, test_predicted = {}, {}, {}, {}, {}
     for split, out in (("test", metrics), ("val", val)):
         # both methods in one call: the layers in front of the generated ones run once per split
-        correct = evaluate_sets(model, names, {m: obj["params"][finite[m]] for m, obj in methods.items()},
-                                data[f"{split}_x"], data[f"{split}_y"],
-                                EvalOptions(device, p.evaluate.batch_size, desc=f"original+generated/{split}"))
-        for method, corr in correct.items():
+        predicted = predict_sets(model, names, {m: obj["params"][finite[m]] for m, obj in methods.items()},
+                                 data[f"{split}_x"],
+                                 EvalOptions(device, p.evaluate.batch_size, desc=f"original+generated/{split}"))
+        for method, pred in predicted.items():
+            corr = pred == data[f"{split}_y"].cpu()
             acc = 100.0 * corr.float().mean(1)
             out[method] = summarize(acc, failed=int((~finite[method]).sum()))
             if split == "test":
                 test_acc[method] = [round(a, 4) for a in acc.tolist()]
-                test_correct[method] = (methods[method]["params"], corr)
-    save_correctness(test_correct, data["test_y"], paths.correctness)
+                test_correct[method], test_predicted[method] = (methods[method]["params"], corr), pred
+    save_correctness(test_correct, data["test_y"], paths.correctness, test_predicted)
     metrics["val"] = val
     save_json(metrics, paths.metrics)
     for method, accs in test_acc.items():

@@ -8,6 +8,9 @@ from pdiff.analysis.evaluation import (
     evaluate_vectors,
     finite_rows,
     load_correctness,
+    load_evaluation,
+    predict_sets,
+    predict_vectors,
     save_correctness,
     split_at_selection,
     summarize,
@@ -86,3 +89,23 @@ def test_stored_correctness_is_returned_only_for_the_vectors_and_labels_it_belon
         load_correctness("generated", vectors, y, path)
     with pytest.raises(PdiffError, match="missing.*`evaluate` stage"):
         load_correctness("original", vectors, y, str(tmp_path / "absent.pt"))
+
+
+def test_stored_predictions_are_the_classes_behind_the_correctness(tmp_path):
+    model, names, vectors, x, y = _model_and_vectors(5)
+    vectors[2, 0] = float("nan")
+    ok = finite_rows(vectors)
+    predicted = predict_vectors(model, names, vectors, x)
+    assert (predicted[~ok] == -1).all() and torch.equal(predicted == y, evaluate_vectors(model, names, vectors, x, y))
+    assert torch.equal(predict_sets(model, names, {"a": vectors[ok]}, x)["a"], predicted[ok])
+    path = str(tmp_path / "correctness.pt")
+    save_correctness({"original": (vectors, predicted[ok] == y)}, y, path, {"original": predicted[ok]})
+    stored = torch.load(path, weights_only=True)["methods"]["original"]["predicted"]
+    assert stored.dtype == torch.int16  # ten classes: the small type
+    correct, classes = load_evaluation("original", vectors, y, path)
+    assert torch.equal(classes, predicted[ok]) and classes.dtype == torch.long and torch.equal(correct, classes == y)
+    save_correctness({"original": (vectors, predicted[ok] == y)}, y, path)  # as an older `evaluate` wrote it
+    assert torch.equal(load_correctness("original", vectors, y, path), correct)
+    with pytest.raises(PdiffError, match="no `predicted` results.*dvc repro evaluate"):
+        load_evaluation("original", vectors, y, path)
+

@@ -12,7 +12,8 @@ from pdiff.analysis.decoded import (
     latent_gaussian,
     reconstructions,
 )
-from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, summarize
+from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, predict_vectors, summarize
+from pdiff.analysis.learned import disagreement, distances, learned_summary, verdict
 from pdiff.analysis.novelty import (
     embed_2d,
     error_iou,
@@ -21,7 +22,7 @@ from pdiff.analysis.novelty import (
     run_analysis,
     summary_table,
 )
-from pdiff.analysis.report import findings, method_csv, report_markdown
+from pdiff.analysis.report import findings, learned_line, method_csv, report_markdown
 from pdiff.analysis.sets import NAMES, SetInputs, make_sets, of_kind
 from pdiff.core.config import BaselinesConfig
 from pdiff.nets.models import SmallCNN
@@ -90,14 +91,14 @@ def test_leave_one_out_skips_only_the_model_itself():
 
 
 # ------------------------------------------------------------------------------------------- analysis
-def _tiny_setup(k=6, n=4):
+def _tiny_setup(k=6, n=4, scale=0.05):
     torch.manual_seed(0)
     model = SmallCNN(1, 10, 4).eval()
     names = select(model, "auto")
     base = flatten(model, names)
     shapes = shapes_of(model, names)
-    snaps = base + 0.05 * torch.randn(k, base.numel())
-    generated = base + 0.05 * torch.randn(n, base.numel())
+    snaps = base + scale * torch.randn(k, base.numel())
+    generated = base + scale * torch.randn(n, base.numel())
     generated[0, 0] = float("nan")  # counted as failed, not run, as in `evaluate`
     x, y = torch.randn(60, 1, 8, 8), torch.randint(10, (60,))
     return (model, {"params": snaps, "names": names, "shapes": shapes},
@@ -174,6 +175,83 @@ def test_results_passed_in_are_used_instead_of_evaluating_again():
     with pytest.raises(PdiffError, match="shape"):
         run_analysis(model, snaps, generated, (x, y), SMALL, _gen(), opts=EVAL25,
                      evaluated={"generated": known["original"]})
+
+
+# ------------------------------------------------------------------------------------------- what was learned
+def test_a_generator_that_outputs_the_mean_learned_the_mean():
+    model, snaps, _, x, y = _tiny_setup(scale=1.0)  # snapshots far enough apart to predict differently
+    mean = {**snaps, "params": snaps["params"].mean(0, keepdim=True).repeat(5, 1)}
+    analysis = run_analysis(model, snaps, mean, (x, y), SMALL, _gen(), opts=EVAL25)
+    learned = analysis.learned
+    assert learned["distinct_nearest"] == 1 and learned["disagreement_generated"] == 0.0
+    assert learned["disagreement_snapshots"] > 0.1
+    assert (learned["pairs_snapshots"], learned["pairs_generated"]) == (15, 10)  # all pairs of 6 and of 5
+    assert learned["diverse"] is False and learned["verdict"] == "mean"
+    assert learned["mean_l2_mean"] < 1e-6 < learned["snapshot_mean_l2_mean"]
+    assert "What was learned: mean** (not diverse" in report_markdown(analysis, summary_table(analysis))
+
+
+def test_copies_of_snapshots_are_copies_and_the_distances_are_the_novelty_rows():
+    model, snaps, _, x, y = _tiny_setup()
+    copies = {**snaps, "params": snaps["params"][[0, 2, 4, 4]]}
+    analysis = run_analysis(model, snaps, copies, (x, y), SMALL, _gen(), opts=EVAL25)
+    learned, summary = analysis.learned, summary_table(analysis)
+    assert learned["nn_l2_mean"] == 0.0 and learned["nn_l2_median"] == 0.0 and learned["distinct_nearest"] == 3
+    assert learned["verdict"] == "copies"
+    assert learned["snapshot_nn_l2_mean"] == pytest.approx(summary["original"]["nn_l2_mean"], abs=2e-6)
+    other = run_analysis(model, snaps, _tiny_setup()[2], (x, y), SMALL, _gen(), opts=EVAL25)
+    assert other.learned["nn_l2_mean"] == pytest.approx(summary_table(other)["generated"]["nn_l2_mean"], abs=2e-6)
+    assert other.learned["num_generated"] == 3  # the non-finite vector is left out, as everywhere
+
+
+def test_disagreement_of_identical_and_of_opposite_predictors():
+    same = torch.randint(10, (1, 50), generator=_gen()).repeat(4, 1)
+    assert disagreement(same, _gen()) == (0.0, 6)
+    opposite = torch.stack([same[0], (same[0] + 1) % 10])
+    assert disagreement(opposite, _gen()) == (1.0, 1)
+    assert disagreement(same[:1], _gen()) == (None, 0)  # one model: no pair
+    # more pairs than allowed: a seeded sample of distinct pairs, here all alike (every row differs everywhere)
+    rows = torch.arange(30)[:, None].repeat(1, 7)
+    assert disagreement(rows, _gen(), max_pairs=50) == (1.0, 50)
+    assert disagreement(rows.clone().fill_(3), _gen(), max_pairs=50) == (0.0, 50)
+
+
+def test_distances_in_column_chunks_are_the_exact_pairwise_ones():
+    snaps, gen = 3 + torch.randn(7, 40, generator=_gen()), 3 + torch.randn(4, 40, generator=_gen(1))
+    pair, to_mean = distances(snaps, gen, chunk_values=11 * 3)  # 3 columns at a time
+    everything = torch.cat([snaps, gen]).double()
+    assert torch.allclose(pair, torch.cdist(everything, everything), atol=1e-12)
+    assert torch.allclose(to_mean, (everything - snaps.double().mean(0)).norm(dim=1), atol=1e-12)
+    assert (pair.diagonal() == 0).all()
+    wide = learned_summary(snaps, gen, _gen(), chunk_values=11)
+    assert wide == learned_summary(snaps, gen, _gen()) and wide["disagreement_generated"] is None
+    assert wide["diverse"] is None and wide["verdict"] == "new"  # far from the snapshots, diversity unknown
+
+
+def test_verdict_rule():
+    base = {"num_generated": 10, "snapshot_nn_l2_mean": 1.0, "snapshot_mean_l2_mean": 4.0, "nn_l2_mean": 2.0,
+            "mean_l2_mean": 3.0, "diverse": True}
+    assert verdict(base) == "new"
+    assert verdict(base | {"diverse": False}) == "collapsed"
+    assert verdict(base | {"diverse": False, "mean_l2_mean": 1.9}) == "mean"
+    assert verdict(base | {"mean_l2_mean": 1.9}) == "new"  # near the mean but diverse: not the mean
+    assert verdict(base | {"nn_l2_mean": 0.4}) == "copies"
+    assert verdict(base | {"snapshot_nn_l2_mean": None}) == verdict(base | {"num_generated": 0}) == "undefined"
+    assert learned_line({}) == ""
+
+
+def test_predictions_given_are_used_for_the_disagreements():
+    model, snaps, generated, x, y = _tiny_setup()
+    ok = torch.isfinite(generated["params"]).all(1)
+    predicted = {m: predict_vectors(model, obj["names"], obj["params"][torch.isfinite(obj["params"]).all(1)], x)
+                 for m, obj in (("original", snaps), ("generated", generated))}
+    evaluated = {m: p == y for m, p in predicted.items()}
+    fresh = run_analysis(model, snaps, generated, (x, y), SMALL, _gen(), opts=EVAL25).learned
+    given = run_analysis(model, snaps, generated, (x, y), SMALL, _gen(), opts=EVAL25, evaluated=evaluated,
+                         predicted=predicted).learned
+    assert given == fresh and int(ok.sum()) == given["num_generated"]
+    blind = run_analysis(model, snaps, generated, (x, y), SMALL, _gen(), opts=EVAL25, evaluated=evaluated).learned
+    assert blind["disagreement_snapshots"] is None and blind["nn_l2_mean"] == fresh["nn_l2_mean"]
 
 
 # ------------------------------------------------------------------------------------------- decoder sets

@@ -232,7 +232,7 @@ def test_the_example_runs_through_the_tiny_pipeline_and_the_report_lists_it(tiny
     generated = load_vectors(repo / "models/generated.pt", "generate")["params"] - rep["mean"]
     assert (generated - generated @ rep["basis"].T @ rep["basis"]).abs().max() < 1e-4 < generated.abs().max()
     novelty = json.loads((repo / "metrics/novelty.json").read_text())
-    assert list(novelty) == list(NAMES)  # every baseline and both decoder sets
+    assert list(novelty) == [*NAMES, "learned"]  # every baseline and both decoder sets, then what was learned
     assert novelty["generated"]["count"] == 8 and EXAMPLE in novelty["generated"]["note"]
     report = re.sub(r" +", " ", (repo / "report.md").read_text())
     assert f"- `generated`: sampled by generator `{EXAMPLE}`" in report

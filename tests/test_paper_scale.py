@@ -18,9 +18,9 @@ def summary(median, best, count):
             "acc_min": median - 1, "acc_std": 0.1}
 
 
-def fake_run(repo, seed=3, gen_median=95.0, gen_max=96.0, decoder=False):
+def fake_run(repo, seed=3, gen_median=95.0, gen_max=96.0, decoder=False, learned=None):
     """The artifacts `collect` reads, as a finished preset run leaves them (``decoder``: with analyze's
-    decoded-noise and reconstruction sets)."""
+    decoded-noise and reconstruction sets; ``learned``: analyze's top-level ``learned`` entry)."""
     (repo / "params.yaml").write_text(f"seed: {seed}\nthreads: 2\n")
     evaluate = {"original": summary(95.0, 95.5, 4), "generated": summary(gen_median, gen_max, 3),
                 "val": {"original": summary(94.0, 94.5, 4), "generated": summary(94.1, 94.4, 3)}}
@@ -30,7 +30,7 @@ def fake_run(repo, seed=3, gen_median=95.0, gen_max=96.0, decoder=False):
     if decoder:
         nov |= {"decoded_noise": dict(summary(96.5, 97.0, 5), max_similarity_mean=0.4, nn_l2_mean=0.02),
                 "reconstruction": dict(summary(95.25, 95.5, 4), max_similarity_mean=0.9, nn_l2_mean=0.001)}
-    save_json(nov, repo / "metrics/novelty.json")
+    save_json(nov | ({"learned": learned} if learned else {}), repo / "metrics/novelty.json")
     save_torch({"params": torch.zeros(4, 6), "names": ["a", "b"], "shapes": [[2], [4]]}, repo / "models/snapshots.pt")
     correct = torch.ones(4, 10, dtype=torch.bool)
     correct[0, :3] = False   # 3 errors
@@ -134,6 +134,46 @@ def test_decoder_sets_are_collected_and_shown_and_older_runs_read_pending(tmp_pa
     assert "| 96.50 ± 0.00 | 97.00 ± 0.00 | 95.25 ± 0.00 | 95.50 ± 0.00 |" in both
     paper_scale.figure({"preset": "p", "seeds": [e, old]}, tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+LEARNED = {"dim": 6, "num_snapshots": 4, "num_generated": 3, "nn_l2_mean": 0.5, "snapshot_nn_l2_mean": 0.25,
+           "mean_l2_mean": 0.125, "snapshot_mean_l2_mean": 1.0, "distinct_nearest": 1, "disagreement_generated": 0.0,
+           "disagreement_snapshots": 0.0125, "diverse": False, "verdict": "mean"}
+
+
+def test_the_learned_entry_is_carried_into_results_and_shown_and_older_runs_read_not_rerun(tmp_path):
+    fake_run(tmp_path, learned=LEARNED)
+    e = paper_scale.collect(tmp_path, LOG)
+    assert e["learned"] == LEARNED  # at the top level of the seed's entry, as analyze wrote it
+    old = {k: v for k, v in dict(e, seed=4).items() if k != "learned"}  # a run made before analyze wrote it
+    save_json({"preset": "p", "seeds": [e, old]}, tmp_path / "out/results.json")
+    text = paper_scale.write_report(json.loads((tmp_path / "out/results.json").read_text()), tmp_path / "out")
+    text = text.read_text()
+    assert "| 3 | 6 | 0.5 / 0.25 | 0.125 / 1 | 1 of 3 | 0.00 % / 1.25 % | no | **mean** |" in text
+    assert "| 4 | 6 | — | — | — | — | — | not rerun |" in text
+    (tmp_path / "older").mkdir()
+    fake_run(tmp_path / "older")  # novelty.json without `learned`: no key in the entry
+    assert "learned" not in paper_scale.collect(tmp_path / "older", LOG)
+
+
+def test_the_docs_learned_table_reads_each_run_by_its_seed_and_marks_missing_runs():
+    files = {"metrics/novelty.json": {"generated": {}, "learned": dict(LEARNED, dim=192, verdict="new")},
+             paper_scale.HEADLINE: {"seeds": [{"seed": 1, "dim": 2048, "learned": LEARNED}, {"seed": 0, "dim": 2048}]},
+             paper_scale.BLOCK_RESULTS: {"seeds": [{"seed": 0, "dim": 4720640, "learned": dict(LEARNED, dim=4720640)}]}}
+
+    def load(path):
+        if path not in files:
+            raise FileNotFoundError(path)
+        return files[path]
+
+    rows = {r.split(" | ")[0].lstrip("| "): r for r in paper_scale.docs_learned_table(load).splitlines()[2:]}
+    assert len(rows) == len(paper_scale.LEARNED_ROWS)
+    assert rows["default (`small_cnn`), conv AE"].startswith("| default (`small_cnn`), conv AE | 192 | 0.5 / 0.25 |")
+    assert rows["default (`small_cnn`), conv AE"].endswith("| **new** |")
+    assert rows["default (`small_cnn`), tokens"].endswith("| 192 | — | — | — | — | — | not rerun |")  # no file yet
+    assert rows["`mnist5k-resnet18`, conv AE (seed 0)"].endswith("| 2,048 | — | — | — | — | — | not rerun |")
+    assert rows["`mnist5k-resnet18-block`, tokens (seed 0)"].endswith("| **mean** |")
+    assert "4,720,640" in rows["`mnist5k-resnet18-block`, tokens (seed 0)"]
 
 
 def test_overrides_are_parsed_set_on_top_of_the_preset_and_keep_one_setting_per_file(tmp_path, monkeypatch):

@@ -4,8 +4,10 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
+from pdiff.analysis.learned import VERDICTS
 from pdiff.analysis.sets import NAMES
 from tests.conftest import png_size, run
 
@@ -50,6 +52,7 @@ def _changed_stages(repo: Path) -> set[str]:
 def test_analyze_rows_agree_with_evaluate_and_report_is_written(tiny_repo):
     novelty = json.loads((tiny_repo / "metrics/novelty.json").read_text())
     evaluated = json.loads((tiny_repo / "metrics/evaluate.json").read_text())
+    learned = novelty.pop("learned")  # the top-level entry after the sets' rows: what the generator learned
     assert list(novelty) == list(NAMES)  # every registered set, the decoder sets included (a conv AE)
     for method in ("original", "generated"):  # same split, base model and code path as `evaluate`
         assert {k: novelty[method][k] for k in evaluated[method]} == evaluated[method]
@@ -60,7 +63,18 @@ def test_analyze_rows_agree_with_evaluate_and_report_is_written(tiny_repo):
             assert 0.0 <= row[key] <= 100.0
     for method, row in novelty.items():  # one CSV per set, the files dvc.yaml's plots read (tests/test_sets.py)
         assert len((tiny_repo / f"plots/analyze/{method}.csv").read_text().splitlines()) == 1 + row["count"], method
+    assert (learned["num_snapshots"], learned["num_generated"]) == (10, 8) and learned["dim"] > 0
+    assert (learned["pairs_snapshots"], learned["pairs_generated"]) == (45, 28)  # every pair of 10 and of 8
+    assert learned["nn_l2_mean"] == pytest.approx(novelty["generated"]["nn_l2_mean"], abs=2e-6)
+    assert learned["snapshot_nn_l2_mean"] == pytest.approx(novelty["original"]["nn_l2_mean"], abs=2e-6)
+    assert 1 <= learned["distinct_nearest"] <= 8 and learned["verdict"] in VERDICTS
+    assert 0.0 <= learned["disagreement_generated"] <= 1.0 and 0.0 <= learned["disagreement_snapshots"] <= 1.0
+    stored = torch.load(tiny_repo / "models/correctness.pt", weights_only=True)["methods"]
+    for method in ("original", "generated"):  # evaluate stores each model's predicted classes beside its correctness
+        assert stored[method]["predicted"].shape == stored[method]["correct"].shape
+        assert (stored[method]["predicted"] >= 0).all()
     report = (tiny_repo / "report.md").read_text()
+    assert f"**What was learned: {learned['verdict']}**" in report
     cells = re.sub(r" +", " ", report)
     assert "| generated |" in cells and "| decoded_noise |" in cells and "| reconstruction |" in cells
     assert "plots/analyze/novelty_scatter.png" in report

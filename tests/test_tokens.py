@@ -168,6 +168,7 @@ def test_pipeline_with_the_tokens_generator_and_mmap_snapshots(tiny_copy):
     assert "tokens" in json.loads((repo / "metrics/train_ae/metrics.json").read_text())
     novelty = json.loads((repo / "metrics/novelty.json").read_text())
     assert {"generated", "gaussian"} <= set(novelty) and not {"decoded_noise", "reconstruction"} & set(novelty)
+    assert novelty["learned"]["num_generated"] == 8  # measured on the memory-mapped vectors too
     # the stages declare the selected generator's group only: a conv_ae key changes nothing for tokens
     params["conv_ae"] |= {"train_ae": {"lr": 0.5}, "train_ldm": {"steps": 7}, "generate": {"sampler": "ddim"}}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

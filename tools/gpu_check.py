@@ -175,7 +175,8 @@ def summarize_run(work: Path, stages: dict, tiny: bool = False) -> dict:
         "accuracy": {m: {k: evaluate[m][k] for k in ("acc_mean", "acc_median", "acc_max", "acc_min")}
                      for m in ("original", "generated")},
         "novelty": {m: {"acc_median": r["acc_median"], "max_similarity_mean": r["max_similarity_mean"]}
-                    for m, r in novelty.items()},
+                    for m, r in novelty.items() if m != "learned"},
+        "learned": novelty.get("learned"),
         "note": "stage seconds include Python start-up; rates use the stage's own timer (loading included)",
     }
 

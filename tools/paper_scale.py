@@ -14,6 +14,8 @@ into params.yaml, ``dvc repro`` with its output time-stamped. A seed's entry (`c
 - ``decoder``: the analyze stage's sets that use the trained AE but no diffusion model (the registry's decoder
   sets: Gaussian latents decoded, the snapshots' own latents decoded): accuracy statistics, max-IoU and
   nearest-neighbour L2 (absent from entries of runs made before analyze had them: shown as pending);
+- ``learned``: the analyze stage's ``learned`` entry as it is (copies, the mean or something new:
+  `pdiff.analysis.learned`; absent from entries of runs made before analyze had it: shown as not rerun);
 - ``original_test_errors``: how many test examples the originals get wrong (mean, min, max over the K);
 - ``base``: the base model's validation accuracy after each epoch (the convergence the epochs were chosen on);
 - ``dim``, ``test_size``, ``stage_seconds`` (each stage's own timer, from the timing files its stages wrote) and
@@ -100,6 +102,7 @@ def collect(repo: Path, lines: list[str], wall_seconds: float | None = None) -> 
                     for m in ("original", "generated")},
         "decoder": {s.name: {k: novelty[s.name].get(k) for k in DECODER_KEYS}
                     for s in of_kind("decoder") if s.name in novelty},
+        **({"learned": novelty["learned"]} if "learned" in novelty else {}),
         "original_test_errors": {"mean": round(float(errors.mean()), 2), "min": int(errors.min()),
                                  "max": int(errors.max())},
         "base": {"val_acc_per_epoch": _read_tsv(repo / "metrics/train/plots/metrics/val_acc.tsv")},
@@ -264,6 +267,37 @@ def stage_table(results: dict) -> str:
     return _markdown(head, rows)
 
 
+LEARNED_HEAD = ["D", "NN-L2: generated / snapshot spacing", "mean-L2: generated / snapshots", "distinct nearest",
+                "disagreement: generated / snapshots", "diverse", "verdict"]
+
+
+def learned_cells(learned: dict | None) -> list[str]:
+    """The cells of `LEARNED_HEAD` but D for one ``learned`` entry (`pdiff.analysis.learned`); "not rerun" as the
+    verdict of a run made before analyze wrote it."""
+    if not learned:
+        return ["—"] * (len(LEARNED_HEAD) - 2) + ["not rerun"]
+
+    def num(key: str) -> str:
+        v = learned.get(key)
+        return "n/a" if v is None else f"{v:.4g}"
+
+    def pct(key: str) -> str:
+        v = learned.get(key)
+        return "n/a" if v is None else f"{100 * v:.2f} %"
+
+    diverse = {True: "yes", False: "no", None: "n/a"}[learned.get("diverse")]
+    return [f"{num('nn_l2_mean')} / {num('snapshot_nn_l2_mean')}", f"{num('mean_l2_mean')} / "
+            f"{num('snapshot_mean_l2_mean')}", f"{learned.get('distinct_nearest')} of {learned.get('num_generated')}",
+            f"{pct('disagreement_generated')} / {pct('disagreement_snapshots')}", diverse,
+            f"**{learned.get('verdict')}**"]
+
+
+def learned_table(results: dict) -> str:
+    """What each seed's generator learned (its ``learned`` entry), one row per seed."""
+    rows = [[str(e["seed"]), f"{e['dim']:,}", *learned_cells(e.get("learned"))] for e in results["seeds"]]
+    return _markdown(["seed", *LEARNED_HEAD], rows)
+
+
 def figure(results: dict, path: Path) -> None:
     """Per seed: originals' and generated models' median and max, and the medians of every other evaluated set
     (baselines, then the decoder sets) that at least one seed has, each in its colour of the registry."""
@@ -317,6 +351,8 @@ def write_report(results: dict, out_dir: Path) -> Path:
             "generated models (mean max-IoU of their error sets with any snapshot, mean L2 to the nearest "
             "snapshot) beside the snapshots' own spacing (original NN-L2). "
             "\"max ≥\" and \"median ≥\": does the generated max / median reach the originals'?", "", table(results), "",
+            "What the generator learned (analyze's `learned` entry, docs/evaluation.md#what-was-learned; \"not "
+            "rerun\" for runs made before analyze wrote it):", "", learned_table(results), "",
             "Seconds per stage (each stage's own timer; Python start-up excluded) and of the whole `dvc repro`:",
             "", stage_table(results), "", "![results](results.png)", ""]
     return save_text("\n".join(text), out_dir / "results.md")
@@ -445,6 +481,41 @@ def docs_generators_table(load) -> str:
             generated("tokens (`code: step`, width 512)", tokens, "train_ldm", "generate"),
             generated("conv AE + latent DDPM", conv, "train_ae", "train_ldm", "generate")]
     return markdown_table(head, rows)
+
+
+# docs/evaluation.md, "What was learned": one row per run, (label, its file, the key of its entry in that file ("":
+# the top level), D where the file does not exist yet). A run made before analyze wrote `learned`, or a preset not run
+# yet, reads "not rerun".
+DEFAULT_TOKENS = "reports/tokens/default_learned.json"
+LEARNED_ROWS = (("default (`small_cnn`), conv AE", "metrics/novelty.json", "", 192),
+                ("default (`small_cnn`), tokens", DEFAULT_TOKENS, "", 192),
+                ("`mnist5k-resnet18`, conv AE (seed 0)", HEADLINE, "seeds[seed=0].", None),
+                ("`mnist5k-resnet18`, tokens (seed 0)", TOKENS, "seeds[seed=0].", None),
+                ("`mnist5k-resnet18-block`, tokens (seed 0)", BLOCK_RESULTS, "seeds[seed=0].", None),
+                ("`digits-mlp-whole` (whole network), conv AE", "reports/digits-mlp-whole/results.json",
+                 "seeds[seed=0].", 682))
+
+
+def docs_learned_table(load) -> str:
+    """docs/evaluation.md: what the generator learned (`pdiff.analysis.learned`), one row per run of
+    `LEARNED_ROWS`, at every size."""
+    rows = []
+    for label, path, prefix, dim in LEARNED_ROWS:
+        try:
+            data = load(path)
+        except FileNotFoundError:
+            data = None
+
+        def get(key: str, data=data, prefix=prefix):
+            try:
+                return lookup(data, prefix + key, key) if data is not None else None
+            except PdiffError:
+                return None
+
+        learned = get("learned")
+        dim = (learned or {}).get("dim") or get("dim") or dim
+        rows.append([label, f"{dim:,}" if dim else "n/a", *learned_cells(learned)])
+    return markdown_table(["run", *LEARNED_HEAD], rows)
 
 
 def main(argv=None) -> None:

@@ -123,10 +123,17 @@ class EvalOptions:
     desc: str = "evaluate"     # progress-bar label
 
 
-@torch.no_grad()
 def evaluate_vectors(model: nn.Module, names: list[str], vectors: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
                      opts: EvalOptions | None = None) -> torch.Tensor:
-    """Per-sample correctness [M, n] (bool) of each of the M vectors loaded into ``model``.
+    """Per-sample correctness [M, n] (bool) of each of the M vectors loaded into ``model``: `predict_vectors`
+    compared with the labels ``y`` (a non-finite vector's row is all False)."""
+    return predict_vectors(model, names, vectors, x, opts) == y.cpu()
+
+
+@torch.no_grad()
+def predict_vectors(model: nn.Module, names: list[str], vectors: torch.Tensor, x: torch.Tensor,
+                    opts: EvalOptions | None = None) -> torch.Tensor:
+    """The predicted class [M, n] (int64) of each of the M vectors loaded into ``model``, for every input of ``x``.
 
     ``cache_prefix=False`` is the naive path (the paper's): load each vector and run the full model on the
     whole test set. With ``cache_prefix`` the layers before the first generated parameter run once per test
@@ -137,15 +144,14 @@ def evaluate_vectors(model: nn.Module, names: list[str], vectors: torch.Tensor, 
     falls back to the loop with a warning); ``chunk=1`` (the default) loads one vector at a time into the
     model, which was faster on the 2-core CPU for the default model (`eval` in metrics/bench.json) and, once the
     ResNet-18 block is split after ``conv1``, no slower than vmapped chunks there (docs/paper-scale.md).
-    Non-finite vectors are not run; their rows are all False (see `summarize`'s ``failed``). The model's own
-    values of ``names`` are restored afterwards."""
+    Non-finite vectors are not run; their rows are all -1 (no class; see `summarize`'s ``failed``). The model's
+    own values of ``names`` are restored afterwards."""
     o = opts or EvalOptions()
     device, batch_size, cache_prefix, chunk, desc = (torch.device(o.device), o.batch_size, o.cache_prefix, o.chunk,
                                                      o.desc)
     model.eval()
     prefix, suffix = split_at_selection(model, names) if cache_prefix else (nn.Identity(), model)
-    y = y.cpu()
-    correct = torch.zeros(len(vectors), len(y), dtype=torch.bool)
+    predicted = torch.full((len(vectors), len(x)), -1, dtype=torch.long)
     ok = finite_rows(vectors)
     inputs = [prefix(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
     if chunk is None:
@@ -155,10 +161,10 @@ def evaluate_vectors(model: nn.Module, names: list[str], vectors: torch.Tensor, 
             rows = ok.nonzero().flatten()
             with tqdm(total=len(vectors), desc=desc, unit="model", mininterval=1.0) as bar:
                 for idx, preds in _vmapped_predictions(suffix, names, vectors, rows, inputs, chunk):
-                    correct[idx] = preds == y
+                    predicted[idx] = preds
                     bar.update(len(idx))
                 bar.update(len(vectors) - bar.n)
-            return correct
+            return predicted
         except (RuntimeError, NotImplementedError) as exc:  # an op without a vmap rule: one vector at a time
             warnings.warn(f"evaluate_vectors: vmap failed ({str(exc).splitlines()[0]}); evaluating one vector "
                           "at a time instead.", RuntimeWarning, stacklevel=2)
@@ -168,10 +174,10 @@ def evaluate_vectors(model: nn.Module, names: list[str], vectors: torch.Tensor, 
             if not ok[i]:
                 continue
             load_vector(model, names, vec)
-            correct[i] = torch.cat([suffix(h).argmax(1).cpu() for h in inputs]) == y
+            predicted[i] = torch.cat([suffix(h).argmax(1).cpu() for h in inputs])
     finally:
         load_vector(model, names, original)
-    return correct
+    return predicted
 
 
 def _vmapped_predictions(suffix, names, vectors, rows, inputs, chunk):
@@ -208,9 +214,9 @@ def finite_rows(vectors: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------------- evaluate once
-def evaluate_sets(model: nn.Module, names: list[str], sets: dict[str, torch.Tensor], x: torch.Tensor,
-                  y: torch.Tensor, opts: EvalOptions | None = None) -> dict[str, torch.Tensor]:
-    """`evaluate_vectors` on several sets of vectors in one call: {name: correctness [M_name, n]}.
+def predict_sets(model: nn.Module, names: list[str], sets: dict[str, torch.Tensor], x: torch.Tensor,
+                 opts: EvalOptions | None = None) -> dict[str, torch.Tensor]:
+    """`predict_vectors` on several sets of vectors in one call: {name: predicted classes [M_name, n]}.
 
     The sets are stacked into one [sum M, D] tensor, so the prefix of the model (`split_at_selection`) runs
     once per test batch for all of them instead of once per set; each row is evaluated on its own, so the
@@ -218,8 +224,14 @@ def evaluate_sets(model: nn.Module, names: list[str], sets: dict[str, torch.Tens
     if not sets:
         return {}
     stacked = torch.cat([v.float() for v in sets.values()]) if len(sets) > 1 else next(iter(sets.values()))
-    correct = evaluate_vectors(model, names, stacked, x, y, opts)
-    return dict(zip(sets, torch.split(correct, [len(v) for v in sets.values()]), strict=True))
+    predicted = predict_vectors(model, names, stacked, x, opts)
+    return dict(zip(sets, torch.split(predicted, [len(v) for v in sets.values()]), strict=True))
+
+
+def evaluate_sets(model: nn.Module, names: list[str], sets: dict[str, torch.Tensor], x: torch.Tensor,
+                  y: torch.Tensor, opts: EvalOptions | None = None) -> dict[str, torch.Tensor]:
+    """`evaluate_vectors` on several sets in one call (`predict_sets`): {name: correctness [M_name, n]}."""
+    return {name: p == y.cpu() for name, p in predict_sets(model, names, sets, x, opts).items()}
 
 
 def digest(t: torch.Tensor) -> str:
@@ -230,21 +242,32 @@ def digest(t: torch.Tensor) -> str:
     return h.hexdigest()[:20]
 
 
+def _compact(predicted: torch.Tensor) -> torch.Tensor:
+    """Predicted classes in the smallest integer type that holds them (int16 up to 32,767 classes)."""
+    small = predicted.numel() == 0 or int(predicted.max()) < 2 ** 15
+    return predicted.to(torch.int16 if small else torch.int32).cpu()
+
+
 def save_correctness(results: dict[str, tuple[torch.Tensor, torch.Tensor]], labels: torch.Tensor,
-                     path: str) -> None:
+                     path: str, predicted: dict[str, torch.Tensor] | None = None) -> None:
     """Write the per-sample test correctness of every evaluated method atomically, for `analyze` to reuse.
 
     ``results`` maps a method to (all its vectors [M, D] as read from disk, correctness [M_finite, n] of the
-    finite ones). The file stores, per method, the correctness as a bool tensor and a digest of the vectors,
-    plus a digest of the labels, so `load_correctness` can refuse results that belong to other inputs."""
+    finite ones); ``predicted`` maps a method to the predicted classes [M_finite, n] of the same rows. The file
+    stores, per method, the correctness as a bool tensor, the predicted classes (``predicted``, int16 or int32)
+    and a digest of the vectors, plus a digest of the labels, so `load_correctness` and `load_evaluation` can
+    refuse results that belong to other inputs."""
+    predicted = predicted or {}
     save_torch({"labels": digest(labels), "test_size": len(labels),
                 "methods": {m: {"correct": c.to(torch.bool).cpu(), "vectors": digest(v.float())}
+                            | ({"predicted": _compact(predicted[m])} if m in predicted else {})
                             for m, (v, c) in results.items()}}, path)
 
 
-def load_correctness(method: str, vectors: torch.Tensor, labels: torch.Tensor, path: str) -> torch.Tensor:
-    """The stored correctness [M_finite, n] of ``method``, checked against the vectors and labels it must
-    belong to; a clear error (rerun `evaluate`) when the file is missing, stale or from other data."""
+def _stored(method: str, vectors: torch.Tensor, labels: torch.Tensor, path: str, keys: tuple[str, ...]
+            ) -> tuple[torch.Tensor, ...]:
+    """The stored tensors ``keys`` (``correct``, ``predicted``) of ``method``, checked against the vectors and
+    labels they must belong to and for one row per finite vector by one column per label."""
     obj = load_torch(path, "evaluate", required=("labels", "test_size", "methods"))
     entry = obj["methods"].get(method) if isinstance(obj["methods"], dict) else None
     rerun = rerun_hint("evaluate", "to evaluate the current vectors")
@@ -254,8 +277,29 @@ def load_correctness(method: str, vectors: torch.Tensor, labels: torch.Tensor, p
         raise ArtifactError(f"{path} was computed on another test split ({obj['test_size']} examples). {rerun}")
     if entry["vectors"] != digest(vectors.float()):
         raise ArtifactError(f"{path}: the `{method}` results belong to other vectors than the current ones. {rerun}")
-    correct = entry["correct"]
-    if correct.dtype != torch.bool or tuple(correct.shape) != (int(finite_rows(vectors).sum()), len(labels)):
-        raise ArtifactError(f"{path}: the `{method}` results have shape {tuple(correct.shape)}, not one row per "
-                            f"finite vector by {len(labels)} test examples. {rerun}")
-    return correct
+    out = []
+    for key in keys:
+        if key not in entry:
+            raise ArtifactError(f"{path} holds no `{key}` results for `{method}` (written by an older `evaluate`). "
+                                f"{rerun}")
+        value = entry[key]
+        right_type = value.dtype == torch.bool if key == "correct" else not value.is_floating_point()
+        if not right_type or tuple(value.shape) != (int(finite_rows(vectors).sum()), len(labels)):
+            raise ArtifactError(f"{path}: the `{method}` results have shape {tuple(value.shape)}, not one row per "
+                                f"finite vector by {len(labels)} test examples. {rerun}")
+        out.append(value)
+    return tuple(out)
+
+
+def load_correctness(method: str, vectors: torch.Tensor, labels: torch.Tensor, path: str) -> torch.Tensor:
+    """The stored correctness [M_finite, n] of ``method``, checked against the vectors and labels it must
+    belong to; a clear error (rerun `evaluate`) when the file is missing, stale or from other data."""
+    return _stored(method, vectors, labels, path, ("correct",))[0]
+
+
+def load_evaluation(method: str, vectors: torch.Tensor, labels: torch.Tensor, path: str
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(correctness [M_finite, n], predicted classes [M_finite, n] as int64) of ``method``, read and checked once
+    as `load_correctness` checks."""
+    correct, predicted = _stored(method, vectors, labels, path, ("correct", "predicted"))
+    return correct, predicted.long()

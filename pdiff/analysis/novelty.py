@@ -14,6 +14,9 @@ Measures, for every model of every set, against the training snapshots:
 - ``nn_l2``: L2 distance in parameter space to the nearest snapshot.
 
 For the original snapshots themselves both are leave-one-out (the snapshot is not compared with itself).
+
+Beside the per-set rows, `run_analysis` measures what the generator learned, copies, the mean or something new
+(`pdiff.analysis.learned`): the top-level ``learned`` entry of metrics/novelty.json.
 """
 from __future__ import annotations
 
@@ -26,8 +29,10 @@ import torch
 from torch import nn
 
 from pdiff import PdiffError
+from pdiff.analysis.baselines import own_stream
 from pdiff.analysis.decoded import DecoderReference
-from pdiff.analysis.evaluation import EvalOptions, evaluate_sets, finite_rows, summarize
+from pdiff.analysis.evaluation import EvalOptions, finite_rows, predict_sets, summarize
+from pdiff.analysis.learned import learned_summary
 from pdiff.analysis.sets import BY_NAME, NAMES, SetInputs, make_sets
 from pdiff.core.artifacts import rerun_hint
 from pdiff.nets.selection import check_compatible
@@ -96,6 +101,7 @@ class Analysis:
     methods: dict[str, MethodResult]
     settings: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    learned: dict = field(default_factory=dict)  # `pdiff.analysis.learned.learned_summary` of the generated set
 
 
 def _mean(t: torch.Tensor) -> float | None:
@@ -129,6 +135,7 @@ def summary_table(analysis: Analysis) -> dict:
 def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple[torch.Tensor, torch.Tensor],
                  baselines, gen: torch.Generator, *, opts: EvalOptions | None = None,
                  evaluated: dict[str, torch.Tensor] | None = None,
+                 predicted: dict[str, torch.Tensor] | None = None,
                  decoder: DecoderReference | None = None,
                  sources: tuple[str, str] = ("the snapshots", "the generated vectors")) -> Analysis:
     """Make every set of the registry (`pdiff.analysis.sets.make_sets`: the baselines, as many models each as
@@ -139,8 +146,11 @@ def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple
 
     ``evaluated`` maps a method ("original", "generated") to its per-sample correctness [M_finite, n] on
     (x, y) when it is already known (from `evaluate`, see `load_correctness`); those methods are not
-    evaluated again. ``sources`` name the snapshots' and the generated vectors' files in error messages."""
-    evaluated = evaluated or {}
+    evaluated again; ``predicted`` maps such a method to its predicted classes [M_finite, n] (`load_evaluation`),
+    which the ``learned`` entry's disagreements need (a set evaluated here has them from its evaluation; without
+    them the disagreements are None). ``sources`` name the snapshots' and the generated vectors' files in error
+    messages."""
+    evaluated, predicted = evaluated or {}, dict(predicted or {})
     x, y = test
     opts = opts or EvalOptions()
     for name, obj in zip(sources, (snapshots, generated), strict=True):
@@ -162,8 +172,9 @@ def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple
     start = time.perf_counter()
     finite = {m: finite_rows(v) for m, v in raw.items() if v is not None}
     todo = {m: raw[m][ok] for m, ok in finite.items() if m not in evaluated}
-    fresh = evaluate_sets(model, names, todo, x, y, dataclasses.replace(opts, desc="+".join(todo)))
-    correct = {m: (raw[m][ok], int((~ok).sum()), evaluated[m] if m in evaluated else fresh[m])
+    fresh = predict_sets(model, names, todo, x, dataclasses.replace(opts, desc="+".join(todo)))
+    predicted |= fresh
+    correct = {m: (raw[m][ok], int((~ok).sum()), evaluated[m] if m in evaluated else fresh[m] == y.cpu())
                for m, ok in finite.items()}
     for m, (vecs, _, corr) in correct.items():
         if tuple(corr.shape) != (len(vecs), len(y)):
@@ -188,6 +199,8 @@ def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple
             vectors=vecs, accuracy=100.0 * corr.float().mean(1), failed=failed,
             max_similarity=max_similarity(~corr, train_errors, leave_one_out=loo),
             nn_l2=nearest_l2(vecs, snaps, leave_one_out=loo))
+    learned = learned_summary(results["original"].vectors, results["generated"].vectors, own_stream(gen, "learned"),
+                              predicted.get("original"), predicted.get("generated"))
     timings["measures_s"] = time.perf_counter() - start
     settings = {"num_snapshots": len(snaps), "num_models": n, "num_values": snaps.shape[1],
                 "test_size": len(y), "noise_sigma": baselines.noise_sigma,
@@ -195,7 +208,7 @@ def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple
     if decoder is not None:
         settings |= {"decoded_num": decoder.num, "decoded_form": decoder.form,
                      "latent_shape": list(decoder.latents.shape[1:])}
-    return Analysis(results, settings, timings)
+    return Analysis(results, settings, timings, learned)
 
 
 # --------------------------------------------------------------------------------------------------- embedding

@@ -176,6 +176,28 @@ def findings(summary: dict, test_size: int) -> list[str]:
     return out
 
 
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f}%"
+
+
+def learned_line(learned: dict) -> str:
+    """One line on what the generator learned, from the ``learned`` entry of metrics/novelty.json
+    (`pdiff.analysis.learned`): the verdict and the numbers it rests on, each beside the snapshots' own."""
+    if not learned:
+        return ""
+    def g(key: str) -> str:
+        return "n/a" if learned.get(key) is None else f"{learned[key]:.4g}"
+
+    diverse = {True: "diverse", False: "not diverse", None: "diversity unknown"}[learned.get("diverse")]
+    return (f"**What was learned: {learned.get('verdict')}** ({diverse}; rule: `pdiff.analysis.learned.verdict`). "
+            f"Generated models: mean L2 {g('nn_l2_mean')} to the nearest snapshot (snapshots to each other: "
+            f"{g('snapshot_nn_l2_mean')}), {g('mean_l2_mean')} to the snapshots' mean (snapshots: "
+            f"{g('snapshot_mean_l2_mean')}); {learned.get('distinct_nearest')} distinct nearest snapshots among "
+            f"{learned.get('num_generated')} models; two models predict different classes on "
+            f"{_pct(learned.get('disagreement_generated'))} of test inputs (two snapshots: "
+            f"{_pct(learned.get('disagreement_snapshots'))}).")
+
+
 def _sets_text(summary: dict, settings: dict) -> str:
     """The sentences describing the baselines and, when the analysis had a decoder, the decoder sets, each set
     in the words of its registry entry (`pdiff.analysis.sets`)."""
@@ -208,6 +230,8 @@ def report_markdown(analysis: Analysis, summary: dict, figures_dir: str = "plots
         " ".join(findings(summary, s.get("test_size", 1))),
         "",
     ]
+    if line := learned_line(analysis.learned):
+        lines += [line, ""]
     notes = [f"- `{m}`: {v['note']}" for m, v in summary.items() if v.get("note")]
     if notes:
         lines += ["Notes:", *notes, ""]
