@@ -179,6 +179,28 @@ def test_pipeline_with_the_tokens_generator_and_mmap_snapshots(tiny_copy):
     assert set(json.loads(status)) == {"generate"}
 
 
+def test_layers_sequence_runs_over_the_tensors_so_a_step_costs_the_same_at_any_d():
+    """sequence: layers: the GRU reads one row per tensor (L = 3 here), whatever the number of tokens T (448), and
+    the tokens in use get the prototypes the whole sequence gives them (only they run); tokens at the same index
+    of different tensors differ through their tensor's state, not only their position embedding."""
+    from pdiff.core.config import from_dict
+
+    assert from_dict({"tokens": {"train_ldm": {"sequence": "layers"}}}).tokens.train_ldm.sequence == "layers"
+    lay = tk.TokenLayout([4096, 64, 3000], 16)
+    torch.manual_seed(0)
+    model = tk.TokenGenerator(lay, width=32, depth=1, sequence="layers")
+    seen = []
+    model.sequence.seq.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape)))
+    full = model.prototypes()
+    some = torch.tensor([0, 5, 256, 300, 447])
+    torch.testing.assert_close(model.prototypes(some), full[some])
+    assert lay.num_tokens == 448 and seen == [(1, 3, 32), (1, 3, 32)]
+    state = model.sequence.seq(model.sequence.layer_inp(tk.tensor_embedding(lay.sizes, 32))[None])[0][0]
+    own = model.sequence.inp(tk.position_embedding(torch.from_numpy(lay.tensor), torch.from_numpy(lay.index), 32))
+    torch.testing.assert_close(full, own + state[torch.from_numpy(lay.tensor)])
+    assert state.abs().sum() > 0
+
+
 def _coherent_fraction(code: str) -> float:
     """Snapshots k < K/2 are +1 everywhere, the others -1. A generator fitted to them: the fraction of its
     samples whose 8 tokens all share one sign (a sample that mixes tokens of different snapshots does not)."""

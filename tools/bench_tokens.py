@@ -3,9 +3,10 @@
 For each D a [K, D] memory-mapped store (pdiff/core/snapstore.py) of random rows is written row by row, then
 one child process per sequence model (a fresh process, so its peak resident set is its own) maps it, fits the
 normalizer in one streaming pass and times AdamW steps of the token generator at a fixed token batch. Recorded
-per D: ``s_per_step`` (the default sequence model's, ``tokens.sequence`` = gru) and ``s_per_step_none`` (no
-sequence model), ``peak_rss_mb`` (the child's ``ru_maxrss``; pages of the mapped file it touched count in it),
-``rss_beyond_file_mb`` (peak RSS minus the mapped file) and ``mapped_file_mb``. The file is deleted after each D.
+per D: ``s_per_step`` (the default sequence model's, ``tokens.train_ldm.sequence`` = gru), ``s_per_step_none``
+(no sequence model) and ``s_per_step_layers`` (a GRU over the tensors), ``peak_rss_mb`` (the child's
+``ru_maxrss``; pages of the mapped file it touched count in it), ``rss_beyond_file_mb`` (peak RSS minus the mapped
+file) and ``mapped_file_mb``. The file is deleted after each D.
 
 Shapes: D = 11.2 M is every parameter of ResNet-18 with the CIFAR stem on 1-channel 28x28 input (62 tensors,
 10 classes); smaller D are four equal tensors, as the last-two-BN selection (4 x 512 at D = 2,048).
@@ -105,7 +106,7 @@ def child(args) -> dict:
 
 
 def measure(dim, k: int = 8, token_size: int = 1024, batch: int = 256, width: int = 256, depth: int = 3,
-            steps: int = 5, threads: int = 2, sequences=("gru", "none"), workdir: str | None = None,
+            steps: int = 5, threads: int = 2, sequences=("gru", "none", "layers"), workdir: str | None = None,
             device: str = "cpu") -> dict:
     """Write the store for ``dim``, run one child per sequence model on it (training on ``device``), delete it;
     the row for ``dim`` (on CUDA also ``peak_gpu_mib``, the allocator's peak)."""
@@ -140,14 +141,15 @@ def tokens_scaling(dims=TOKEN_DIMS, **kw) -> dict:
     """{"settings": ..., "dims": {D: row}, summary ratios} for each D of ``dims`` (see `measure`); `main` stores
     the rows as ``scaling.tokens[D]`` and the rest as ``scaling.tokens_settings``."""
     settings = {"k": 8, "token_size": 1024, "batch": 256, "width": 256, "depth": 3, "steps": 5, "threads": 2,
-                "sequences": ["gru", "none"], "normalize": "per_param"} | kw
+                "sequences": ["gru", "none", "layers"], "normalize": "per_param"} | kw
     out = {"settings": settings, "dims": {}}
     for dim in dims:
         row = measure(dim, **{k: v for k, v in settings.items() if k not in ("normalize",)}
                       | {"sequences": tuple(settings["sequences"])})
         out["dims"][str(row["dim"])] = row
         print(f"bench tokens: D={row['dim']}: {row['s_per_step']} s/step (gru), {row.get('s_per_step_none')} "
-              f"s/step (none), peak RSS {row['peak_rss_mb']} MB, file {row['mapped_file_mb']} MB", flush=True)
+              f"(none), {row.get('s_per_step_layers')} (layers), peak RSS {row['peak_rss_mb']} MB, file "
+              f"{row['mapped_file_mb']} MB", flush=True)
     return out | tokens_scaling_summary(list(out["dims"].values()))
 
 
@@ -155,23 +157,26 @@ def tokens_scaling_summary(rows: list[dict]) -> dict:
     """Largest over smallest s/step across D (per sequence model) and the largest RSS beyond the mapped file."""
     out = {}
     if len(rows) > 1:
-        for key in ("s_per_step", "s_per_step_none"):
+        for key in ("s_per_step", "s_per_step_none", "s_per_step_layers"):
             vals = [r[key] for r in rows if key in r]
-            out[f"{key}_max_over_min"] = round(max(vals) / min(vals), 2)
+            if vals:
+                out[f"{key}_max_over_min"] = round(max(vals) / min(vals), 2)
         out["max_rss_beyond_file_mb"] = max(r["rss_beyond_file_mb"] for r in rows)
     return out
 
 
 def tokens_figure(entry: dict, ae_rows: dict, path: Path) -> None:
-    """Log-log: seconds per training step (tokens: gru and none; the conv AE where it ran) and peak RSS vs D."""
+    """Log-log: seconds per training step (tokens: gru, none, layers; the conv AE where it ran) and peak RSS
+    vs D."""
     from pdiff.core.plots import plt, save_figure
 
     rows = sorted(entry["dims"].values(), key=lambda r: r["dim"])
     d = [r["dim"] for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"wspace": 0.3})
     left.plot(d, [r["s_per_step"] for r in rows], "o-", label="tokens, gru")
-    if all("s_per_step_none" in r for r in rows):
-        left.plot(d, [r["s_per_step_none"] for r in rows], "^-", label="tokens, none")
+    for seq, marker in (("none", "^-"), ("layers", "v-")):
+        if all(f"s_per_step_{seq}" in r for r in rows):
+            left.plot(d, [r[f"s_per_step_{seq}"] for r in rows], marker, label=f"tokens, {seq}")
     ae = sorted((int(k), v) for k, v in ae_rows.items() if "ae_s_per_step" in v)
     if ae:
         left.plot([a for a, _ in ae], [v["ae_s_per_step"] for _, v in ae], "s--", label="conv AE (batch 64)")
@@ -253,20 +258,22 @@ def docs_tables(bench: dict, sequence_val: dict | None = None) -> str:
     sc = bench["scaling"]
     rows = sorted(sc["tokens"].values(), key=lambda r: r["dim"])
     ae = sc.get("dims", {})
-    lines = ["| D | tensors | tokens | mapped file MB | s/step gru | s/step none | peak RSS MB (gru / none) | "
-             "RSS beyond file MB | conv AE s/step |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| D | tensors | tokens | mapped file MB | s/step gru | s/step none | s/step layers | "
+             "peak RSS MB (gru / none) | RSS beyond file MB | conv AE s/step |", "|---" * 10 + "|"]
     for r in rows:
         a = ae.get(str(r["dim"]), {})
         conv = _n(a["ae_s_per_step"]) if "ae_s_per_step" in a else ("does not fit" if "skipped" in a else "not run")
         lines.append(f"| {_n(r['dim'])} | {r['tensors']} | {_n(r['tokens'])} | {_n(r['mapped_file_mb'])} | "
                      f"{_n(r['s_per_step'])} | {_n(r.get('s_per_step_none', float('nan')))} | "
+                     f"{_n(r['s_per_step_layers']) if 's_per_step_layers' in r else 'not run'} | "
                      f"{_n(r['peak_rss_mb'])} / {_n(r.get('peak_rss_mb_none', float('nan')))} | "
                      f"{_n(r['rss_beyond_file_mb'])} | {conv} |")
     st = sc.get("tokens_settings", {})
     if "s_per_step_none_max_over_min" in st:
+        layers = st.get("s_per_step_layers_max_over_min")
         lines += ["", f"Largest over smallest s/step across D: gru x{st['s_per_step_max_over_min']}, none "
-                  f"x{st['s_per_step_none_max_over_min']}; largest RSS beyond the mapped file: "
-                  f"{_n(st['max_rss_beyond_file_mb'])} MB."]
+                  f"x{st['s_per_step_none_max_over_min']}" + (f", layers x{layers}" if layers else "")
+                  + f"; largest RSS beyond the mapped file: {_n(st['max_rss_beyond_file_mb'])} MB."]
     ev = bench.get("eval_large")
     if ev:
         lines += ["", "| generated | D | prefix cached | naive s/vector | cached s/vector |", "|---|---|---|---|---|"]

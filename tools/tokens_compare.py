@@ -5,7 +5,8 @@ the mean L2 distance of its samples to the nearest snapshot (beside the snapshot
 -> reports/tokens/sequence_val.json (or --out).
 
 Needs the pipeline's artifacts up to collect (data/prepared, models/base.pt, models/snapshots.pt:
-`dvc repro collect`).
+`dvc repro collect`). With `generator: conv_ae` and models/generated.pt there, the conv AE's generated models
+are scored on validation too (``conv_ae_val``), for reference.
 
     python -m tools.tokens_compare [--steps 400 --token-size 16 --width 64 --batch 128 --num 100 --clip 4]
     python -m tools.tokens_compare --variant steps=2000 --variant steps=8000,width=512 --out F.json
@@ -137,6 +138,12 @@ def main(argv=None) -> dict:
            "settings": vars(args) | {"seed": p.seed, "timesteps": p.tokens.train_ldm.timesteps},
            "val_original": summarize(100.0 * originals.float().mean(1)),
            "original_nn_l2_mean": round(float(spacing.mean()), 6), "runs": []}
+    if p.generator == "conv_ae" and Path("models/generated.pt").exists():  # the workspace's own run, for reference
+        from pdiff.core.snapstore import load_vectors
+
+        conv = load_vectors("models/generated.pt", "generate")["params"]
+        correct = evaluate_vectors(model, names, conv, data["val_x"], data["val_y"], EvalOptions(batch_size=1000))
+        out["conv_ae_val"] = summarize(100.0 * correct.float().mean(1))
     for name, settings in variants(args):
         res = run_one(name, rows, snapshots, numels(shapes), settings, p, model, names, data)
         out["runs"].append(res | {"settings": {k: getattr(settings, k) for k in SETTINGS}})

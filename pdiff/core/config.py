@@ -229,8 +229,10 @@ class TokenDenoiserConfig(Section):
                      "training memory, whatever D is", ge=1)
     sequence: str = opt("gru", "model over the token sequence that gives each token its condition "
                         "(prototype) from its (tensor, token index) position embedding: none (each token on its "
-                        "own), gru (recurrent, RPG-style), attention (one transformer layer; memory grows with "
-                        "the square of the token count)", choices=("none", "gru", "attention"))
+                        "own), gru (recurrent over all tokens, RPG-style: a step costs O(D / size)), attention "
+                        "(one transformer layer; memory grows with the square of the token count), layers (a GRU "
+                        "over the tensors, their number and size, its state added to each token's own: a step "
+                        "costs the same at any D)", choices=("none", "gru", "attention", "layers"))
     code: str = opt("step", "what all tokens of one sample share: none (tokens independent given their "
                     "position, so a sample mixes tokens of different snapshots), step (the snapshot's position "
                     "k / (K - 1) in the collect epoch, embedded into every token's condition; sampling draws one "
@@ -271,6 +273,10 @@ class GenerateConfig(Section):
 
 class EvaluateConfig(Section):
     batch_size: int = opt(1000, "test examples per forward pass", ge=1)
+    max_examples: int = opt(0, "evaluate and analyze score every model on the first this many examples of the "
+                            "validation and of the test split (a fixed subset: the splits are shuffled once, by "
+                            "prepare); 0 = all. For models whose evaluation cannot be cached, such as a whole "
+                            "generated network; the base model trains on the same data either way", ge=0)
 
 
 class BaselinesConfig(Section):

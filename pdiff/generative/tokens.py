@@ -113,32 +113,55 @@ def position_embedding(tensor: torch.Tensor, index: torch.Tensor, dim: int) -> t
     return torch.cat([timestep_embedding(tensor, dim // 2), timestep_embedding(index, dim - dim // 2)], dim=1)
 
 
+def tensor_embedding(sizes: list[int], dim: int) -> torch.Tensor:
+    """[L, dim]: what the `layers` sequence model reads of each of the L tensors: half a sinusoidal embedding of
+    its number, half of its size (log2 of its values, scaled to the timestep range)."""
+    number = torch.arange(len(sizes), dtype=torch.float32)
+    size = torch.log2(torch.tensor(sizes, dtype=torch.float32).clamp_min(1)) * 40.0  # 2^25 values -> 1,000
+    return torch.cat([timestep_embedding(number, dim // 2), timestep_embedding(size, dim - dim // 2)], dim=1)
+
+
+SEQUENCES = ("none", "gru", "attention", "layers")
+
+
 class SequenceModel(nn.Module):
-    """Position embeddings [T, width] of the whole sequence -> one prototype [T, width] per token."""
+    """Position embeddings [T, width] -> one prototype [T, width] per token.
+
+    ``none``: each token from its own position; ``gru`` / ``attention``: over the whole token sequence, so a step
+    costs O(T) = O(D / token size); ``layers``: a GRU over the L tensors (their number and size), whose state for
+    a token's tensor is added to the token's own: a step costs O(L), the same at any D for one architecture."""
 
     def __init__(self, kind: str, width: int):
         super().__init__()
         self.kind = kind
         self.inp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
-        if kind == "gru":
+        if kind in ("gru", "layers"):
             self.seq = nn.GRU(width, width, num_layers=1, batch_first=True)
         elif kind == "attention":
             self.seq = nn.TransformerEncoderLayer(width, nhead=4, dim_feedforward=2 * width, dropout=0.0,
                                                   batch_first=True, norm_first=True)
         elif kind != "none":
-            raise ValueError(f"unknown sequence model {kind!r}; use none, gru or attention")
+            raise ValueError(f"unknown sequence model {kind!r}; use {', '.join(SEQUENCES)}")
+        if kind == "layers":
+            self.layer_inp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
 
     @property
     def whole_sequence(self) -> bool:
-        """False when a token's prototype depends on its own position only (then only the tokens in use run)."""
-        return self.kind != "none"
+        """False when a token's prototype needs its own position only, or that and its tensor's state (then only
+        the tokens in use run)."""
+        return self.kind in ("gru", "attention")
 
-    def forward(self, pos: torch.Tensor) -> torch.Tensor:
+    def forward(self, pos: torch.Tensor, tensors: torch.Tensor | None = None,
+                tensor: torch.Tensor | None = None) -> torch.Tensor:
+        """``pos`` [n, width]; for ``layers`` also ``tensors`` [L, width] (`tensor_embedding`) and ``tensor`` [n],
+        each token's tensor number."""
         h = self.inp(pos)
         if self.kind == "gru":
             h = h + self.seq(h[None])[0][0]
         elif self.kind == "attention":
             h = self.seq(h[None])[0]
+        elif self.kind == "layers":
+            h = h + self.seq(self.layer_inp(tensors)[None])[0][0][tensor]
         return h
 
 
@@ -200,8 +223,11 @@ class TokenGenerator(nn.Module):
         """Prototypes [n, width] of token positions ``tokens`` (all T when None)."""
         device = self.denoiser.out.weight.device
         ids = torch.arange(self.layout.num_tokens) if tokens is None or self.sequence.whole_sequence else tokens
-        pos = position_embedding(torch.from_numpy(self.layout.tensor)[ids], torch.from_numpy(self.layout.index)[ids],
-                                 self.width).to(device)
+        tensor = torch.from_numpy(self.layout.tensor)[ids]
+        pos = position_embedding(tensor, torch.from_numpy(self.layout.index)[ids], self.width).to(device)
+        if self.sequence.kind == "layers":
+            tensors = tensor_embedding(self.layout.sizes, self.width).to(device)
+            return self.sequence(pos, tensors, tensor.to(device))
         proto = self.sequence(pos)
         return proto if tokens is None or not self.sequence.whole_sequence else proto[tokens.to(device)]
 
