@@ -41,7 +41,7 @@ def fake_run(repo, seed=3, gen_median=95.0, gen_max=96.0, decoder=False, learned
     tsv.parent.mkdir(parents=True)
     tsv.write_text("step\tval_acc\n1\t50.0\n2\t90.5\n")
     for stage, seconds in (("train", 120.5), ("evaluate", 60.0)):  # what run_stage writes
-        write_timing(stage, seconds, timing_folder(repo, exp=""))
+        write_timing(stage, seconds, timing_folder(repo, exp=""), peak_mb=seconds * 10)
 
 
 LOG = ["21:00:00 Running stage 'train':", "21:00:01 stage `train` done in 99.0 s",
@@ -58,6 +58,7 @@ def test_collect_reads_one_finished_run(tmp_path):
     assert e["original_test_errors"] == {"mean": 1.0, "min": 0, "max": 3}
     assert e["base"]["val_acc_per_epoch"] == [50.0, 90.5]
     assert e["stage_seconds"] == {"train": 120.5, "evaluate": 60.0}  # the timing files, not the log's text
+    assert e["stage_peak_rss_mb"] == {"train": 1205.0, "evaluate": 600.0} and "mapped_file_mb" not in e
     assert e["wall_seconds"] == 630.0
     assert e["claim"] == {"max": True, "median": True}
 
@@ -105,6 +106,7 @@ def test_report_has_a_row_per_seed_a_summary_row_and_a_figure(tmp_path, monkeypa
     assert "| mean ± std | 95.00 ± 0.00 |" in text and "| 1/2 | 2/2 |" in text
     assert "| seed | train | evaluate | sum of stages | dvc repro wall |" in text
     assert "| 3 | 120 | 60 | 180 | 630 |" in text
+    assert "| seed | train | evaluate | mapped snapshot file |" in text and "| 3 | 1,205 | 600 | — |" in text
     (bars,) = drawn
     assert bars["original median"] == [95.0, 95.0] and bars["generated median"] == [95.0, 96.5]
     assert bars["average median"] == [90.0, 90.0]  # the baselines' medians from novelty.json

@@ -225,6 +225,7 @@ def test_stage_timing_is_written_as_json_under_the_run_or_the_experiment(tmp_pat
     run_stage("train", lambda: time.sleep(0.05))
     entry = json.loads((tmp_path / TIMINGS_DIR / "train.json").read_text())
     assert entry["stage"] == "train" and 0.05 <= entry["seconds"] < 5
+    assert read_timings(timing_folder(tmp_path, exp=""), field="peak_rss_mb")["train"] > 10  # this process, MB
     workspace = tmp_path / "workspace"
     monkeypatch.setenv("DVC_ROOT", str(workspace))
     monkeypatch.setenv("DVC_EXP_NAME", "noise-off")

@@ -46,7 +46,7 @@ import yaml
 from pdiff import PdiffError
 from pdiff.analysis.sets import BY_NAME, of_kind
 from pdiff.core.artifacts import load_torch, save_json, save_text
-from pdiff.core.snapstore import load_vectors
+from pdiff.core.snapstore import is_vector_store, load_vectors
 from pdiff.core.stage import run_script
 from tools.doc_numbers import lookup, markdown_table, quote
 
@@ -107,6 +107,9 @@ def collect(repo: Path, lines: list[str], wall_seconds: float | None = None) -> 
                                  "max": int(errors.max())},
         "base": {"val_acc_per_epoch": _read_tsv(repo / "metrics/train/plots/metrics/val_acc.tsv")},
         "stage_seconds": read_timings(timing_folder(repo, exp="")),
+        "stage_peak_rss_mb": read_timings(timing_folder(repo, exp=""), field="peak_rss_mb"),
+        **({"mapped_file_mb": round((repo / "models/snapshots.pt").stat().st_size / 2 ** 20, 1)}
+           if is_vector_store(repo / "models/snapshots.pt") else {}),
         "kernels": read_kernels(timing_folder(repo, exp="")),
     }
     wall_seconds = wall_seconds if wall_seconds is not None else wall_from_log(lines)
@@ -267,6 +270,20 @@ def stage_table(results: dict) -> str:
     return _markdown(head, rows)
 
 
+def rss_table(results: dict) -> str:
+    """Peak resident set per stage (MB, ``ru_maxrss``: touched pages of a memory-mapped file count) and the mapped
+    snapshot file, per seed; empty when no seed recorded them (runs made before stages did)."""
+    seeds = [e for e in results["seeds"] if e.get("stage_peak_rss_mb")]
+    if not seeds:
+        return ""
+    found = {s for e in seeds for s in e["stage_peak_rss_mb"]}
+    stages = [s for s in STAGES if s in found] + sorted(found - set(STAGES))
+    rows = [[str(e["seed"]), *(f"{e['stage_peak_rss_mb'][s]:,.0f}" if s in e["stage_peak_rss_mb"] else "—"
+                               for s in stages), f"{e['mapped_file_mb']:,.0f}" if "mapped_file_mb" in e else "—"]
+            for e in seeds]
+    return _markdown(["seed", *stages, "mapped snapshot file"], rows)
+
+
 LEARNED_HEAD = ["D", "NN-L2: generated / snapshot spacing", "mean-L2: generated / snapshots", "distinct nearest",
                 "disagreement: generated / snapshots", "diverse", "verdict"]
 
@@ -354,7 +371,10 @@ def write_report(results: dict, out_dir: Path) -> Path:
             "What the generator learned (analyze's `learned` entry, docs/evaluation.md#what-was-learned; \"not "
             "rerun\" for runs made before analyze wrote it):", "", learned_table(results), "",
             "Seconds per stage (each stage's own timer; Python start-up excluded) and of the whole `dvc repro`:",
-            "", stage_table(results), "", "![results](results.png)", ""]
+            "", stage_table(results), "",
+            *(["Peak resident set per stage, MB (pages of the memory-mapped snapshot file it touched count in it):",
+               "", rss_table(results), ""] if rss_table(results) else []),
+            "![results](results.png)", ""]
     return save_text("\n".join(text), out_dir / "results.md")
 
 

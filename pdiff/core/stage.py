@@ -57,28 +57,41 @@ def timing_folder(root: str | Path | None = None, exp: str | None = None) -> Pat
     return root / TIMINGS_DIR / ("exp/" + exp if exp else "")
 
 
-def write_timing(name: str, seconds: float, folder: Path | None = None) -> None:
-    """{"stage", "seconds", "finished_at" (Unix time), "kernels" (the CPU kernel setting in effect), "cpu",
-    "isa", "arch"} -> ``folder``/<name>.json, atomically. A timing is a report, not a result: when it cannot be
-    written the stage still succeeds, with a warning."""
+def peak_rss_mb() -> float | None:
+    """This process's peak resident set so far, MB (``ru_maxrss``: pages of a memory-mapped file it touched count
+    in it); None where the platform has no `resource` module."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, KB on Linux
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale, 1)
+
+
+def write_timing(name: str, seconds: float, folder: Path | None = None, peak_mb: float | None = None) -> None:
+    """{"stage", "seconds", "finished_at" (Unix time), "peak_rss_mb" (when given), "kernels" (the CPU kernel
+    setting in effect), "cpu", "isa", "arch"} -> ``folder``/<name>.json, atomically. A timing is a report, not a
+    result: when it cannot be written the stage still succeeds, with a warning."""
     from pdiff.core.artifacts import save_json
     from pdiff.core.kernels import record
 
+    rss = {} if peak_mb is None else {"peak_rss_mb": peak_mb}
     try:
-        save_json({"stage": name, "seconds": round(seconds, 3), "finished_at": round(time.time(), 3), **record()},
-                  (folder or timing_folder()) / f"{name}.json")
+        save_json({"stage": name, "seconds": round(seconds, 3), "finished_at": round(time.time(), 3), **rss,
+                   **record()}, (folder or timing_folder()) / f"{name}.json")
     except OSError as exc:
         print(f"warning: stage `{name}`: its timing was not written ({exc})", file=sys.stderr)
 
 
-def read_timings(folder: str | Path, since: float | None = None) -> dict[str, float]:
-    """{stage: seconds} of the timings in ``folder`` (`timing_folder`), only those finished at or after
-    ``since`` (Unix time) when given: a folder keeps the timings of stages that an earlier run ran."""
+def read_timings(folder: str | Path, since: float | None = None, field: str = "seconds") -> dict[str, float]:
+    """{stage: seconds} (or another ``field`` of theirs, e.g. ``peak_rss_mb``, where recorded) of the timings in
+    ``folder`` (`timing_folder`), only those finished at or after ``since`` (Unix time) when given: a folder keeps
+    the timings of stages that an earlier run ran."""
     out = {}
     for path in sorted(Path(folder).glob("*.json")):
         entry = json.loads(path.read_text())
-        if since is None or entry["finished_at"] >= since:
-            out[entry["stage"]] = entry["seconds"]
+        if (since is None or entry["finished_at"] >= since) and field in entry:
+            out[entry["stage"]] = entry[field]
     return out
 
 
@@ -97,7 +110,8 @@ def read_kernels(folder: str | Path, since: float | None = None) -> dict:
 
 def run_stage(name: str, main: Callable[[], None]) -> None:
     """Run ``main``; a PdiffError (bad params, missing or corrupt file, NaN loss) exits 1 with its
-    message and no traceback. On success the stage's seconds are printed and written (`write_timing`)."""
+    message and no traceback. On success the stage's seconds and peak resident set are printed and written
+    (`write_timing`)."""
     start = time.perf_counter()
     try:
         main()
@@ -107,9 +121,10 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         print(f"stage `{name}` interrupted; no partial output was written.", file=sys.stderr)
         sys.exit(130)
-    seconds = time.perf_counter() - start
-    write_timing(name, seconds)
-    print(f"stage `{name}` done in {seconds:.1f} s", file=sys.stderr)
+    seconds, peak = time.perf_counter() - start, peak_rss_mb()
+    write_timing(name, seconds, peak_mb=peak)
+    rss = f", peak RSS {peak:,.0f} MB" if peak else ""
+    print(f"stage `{name}` done in {seconds:.1f} s{rss}", file=sys.stderr)
 
 
 def run_script(main: Callable[[], None]) -> None:
