@@ -22,7 +22,7 @@ from pdiff.core.config import load_params
 from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
 from pdiff.core.snapstore import load_vectors
 from pdiff.core.stage import run_stage, stage_paths
-from pdiff.data.prepare import load_prepared
+from pdiff.data.prepare import evaluation_subset, load_prepared
 from pdiff.generative.protocol import read_artifact
 from pdiff.generative.registry import resolve
 from pdiff.nets.models import load_base_model
@@ -36,7 +36,7 @@ def main() -> None:
     gen = seed_everything(p.seed, "analyze")
     device = resolve_device(p.device)
     generator = resolve(p.generator)
-    data = load_prepared(paths.data)
+    data = evaluation_subset(load_prepared(paths.data), p.evaluate.max_examples)
     model = load_base_model(paths.model).to(device)
     snapshots = load_vectors(paths.snapshots, "collect")
     generated = load_vectors(paths.generated, "generate")

@@ -11,7 +11,7 @@ from pdiff.core.plots import accuracy_histogram
 from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
 from pdiff.core.snapstore import load_vectors
 from pdiff.core.stage import run_stage, stage_paths
-from pdiff.data.prepare import load_prepared
+from pdiff.data.prepare import evaluation_subset, load_prepared
 from pdiff.nets.models import load_base_model
 from pdiff.nets.selection import check_compatible, check_same_selection
 
@@ -23,7 +23,7 @@ def main() -> None:
     setup_torch(p.threads, p.kernels)
     seed_everything(p.seed, "evaluate")
     device = resolve_device(p.device)
-    data = load_prepared(paths.data)
+    data = evaluation_subset(load_prepared(paths.data), p.evaluate.max_examples)
     model = load_base_model(paths.model).to(device)
     methods = {"original": load_vectors(paths.snapshots, "collect"),
                "generated": load_vectors(paths.generated, "generate")}

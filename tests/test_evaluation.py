@@ -109,3 +109,15 @@ def test_stored_predictions_are_the_classes_behind_the_correctness(tmp_path):
     with pytest.raises(PdiffError, match="no `predicted` results.*dvc repro evaluate"):
         load_evaluation("original", vectors, y, path)
 
+
+
+def test_evaluation_subset_cuts_validation_and_test_only():
+    """evaluate.max_examples: the first N examples of the validation and test splits (a fixed subset), the
+    training split untouched; 0 keeps everything."""
+    from pdiff.data.prepare import evaluation_subset
+
+    data = {f"{s}_{p}": torch.arange(10) for s in ("train", "val", "test") for p in ("x", "y")} | {"num_classes": 2}
+    cut = evaluation_subset(data, 4)
+    assert [len(cut[k]) for k in ("train_x", "val_x", "val_y", "test_x", "test_y")] == [10, 4, 4, 4, 4]
+    assert torch.equal(cut["test_x"], torch.arange(4)) and cut["num_classes"] == 2
+    assert evaluation_subset(data, 0) is data

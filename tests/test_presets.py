@@ -16,7 +16,7 @@ from pdiff.generative.registry import resolve
 from pdiff.nets.models import build_model
 from pdiff.nets.selection import select, shapes_of
 from tests.conftest import ROOT
-from tools.presets import PRESETS_DIR, _nest, apply, available, exp_args, resolved
+from tools.presets import PRESETS_DIR, apply, available, exp_args, lookup, resolved
 
 REQUIRED = {"cifar10-resnet18", "cifar100-resnet18", "mnist-resnet18", "cifar100-vit-tiny", "mnist5k-resnet18"}
 # official train split size, classes, channels, image size of each real dataset
@@ -43,9 +43,10 @@ def test_preset_is_a_runnable_paper_setting(tmp_path, name):
     with torch.device("meta"):
         model = build_model(p.model.arch, channels, classes, size, p.model.width)
     d = sum(numels(shapes_of(model, select(model, p.collect.params))))
-    # the paper's last two norm layers, or (block preset) all of ResNet-18's layer4.1, beyond the conv AE's reach
+    # the paper's last two norm layers, or all of ResNet-18's layer4.1 (block) or of ResNet-18 (whole), beyond the
+    # conv AE's reach
     expected = {"resnet18": 2048, "vit_tiny": 768, "mlp": 682, "small_cnn": 192}[p.model.arch]
-    assert d == {"mnist5k-resnet18-block": 4_720_640}.get(name, expected)
+    assert d == {"mnist5k-resnet18-block": 4_720_640, "mnist5k-resnet18-whole": 11_172_810}.get(name, expected)
     resolve(p.generator)  # a registered generator
     if p.collect.storage == "torch":
         assert d // 2 ** len(p.conv_ae.train_ae.channels) >= 1  # the conv AE can fold D that many times
@@ -90,16 +91,10 @@ def test_exp_args_queue_a_dvc_experiment_with_the_preset(tiny_copy):
             for v in x:
                 yield from all_params(v)
 
-    want = _nest(resolved(name))
     matches = [p for p in all_params(shown) if p["model"]["arch"] == "vit_tiny"]
     assert matches, "queued experiment not found"
-    got = matches[0]
-    for group, values in want.items():
-        if not isinstance(values, dict):  # a top-level key (generator)
-            assert got[group] == values, group
-            continue
-        for key, value in values.items():
-            assert got[group][key] == value, f"{group}.{key}"
+    for key, value in resolved(name).items():  # every dotted key of the preset, at any depth
+        assert lookup(matches[0], key) == value, key
     run(["dvc", "queue", "remove", "--all"], repo, check=False)
 
 

@@ -163,6 +163,15 @@ def standardize(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.T
 PREPARED_FILE = "dataset.pt"
 
 
+def evaluation_subset(data: dict, max_examples: int) -> dict:
+    """``data`` with its validation and test splits cut to their first ``max_examples`` examples (0: whole); the
+    training split is left as it is."""
+    if max_examples <= 0:
+        return data
+    return data | {f"{split}_{part}": data[f"{split}_{part}"][:max_examples]
+                   for split in ("val", "test") for part in ("x", "y")}
+
+
 def load_prepared(folder: str | Path) -> dict:
     data = load_torch(Path(folder) / PREPARED_FILE, "prepare",
                       required=("train_x", "train_y", "val_x", "val_y", "test_x", "test_y", "num_classes"))
