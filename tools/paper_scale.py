@@ -512,6 +512,8 @@ LEARNED_ROWS = (("default (`small_cnn`), conv AE", "metrics/novelty.json", "", 1
                 ("`mnist5k-resnet18`, conv AE (seed 0)", HEADLINE, "seeds[seed=0].", None),
                 ("`mnist5k-resnet18`, tokens (seed 0)", TOKENS, "seeds[seed=0].", None),
                 ("`mnist5k-resnet18-block`, tokens (seed 0)", BLOCK_RESULTS, "seeds[seed=0].", None),
+                ("`mnist5k-resnet18-whole`, tokens (seed 0)", "reports/mnist5k-resnet18-whole/results.json",
+                 "seeds[seed=0].", 11_172_810),
                 ("`digits-mlp-whole` (whole network), conv AE", "reports/digits-mlp-whole/results.json",
                  "seeds[seed=0].", 682))
 
