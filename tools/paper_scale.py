@@ -18,8 +18,9 @@ into params.yaml, ``dvc repro`` with its output time-stamped. A seed's entry (`c
   `pdiff.analysis.learned`; absent from entries of runs made before analyze had it: shown as not rerun);
 - ``original_test_errors``: how many test examples the originals get wrong (mean, min, max over the K);
 - ``base``: the base model's validation accuracy after each epoch (the convergence the epochs were chosen on);
-- ``dim``, ``test_size``, ``stage_seconds`` (each stage's own timer, from the timing files its stages wrote) and
-  ``wall_seconds`` (the whole `dvc repro`).
+- ``dim``, ``test_size``, ``stage_seconds`` (each stage's own timer, from the timing files its stages wrote),
+  ``stage_peak_rss_mb`` (each stage's peak resident set, from the same files), ``mapped_file_mb`` (the snapshot
+  file, when memory-mapped) and ``wall_seconds`` (the whole `dvc repro`).
 
     python -m tools.paper_scale run --seeds 0 1 2     # -> reports/mnist5k-resnet18/results.{json,md,png}
     python -m tools.paper_scale collect REPO LOG      # add a finished run (REPO, its repro output LOG)
