@@ -4,7 +4,7 @@ the per-sample test correctness and predicted classes of every vector -> models/
 reuses instead of evaluating the same vectors again."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
-from pdiff.analysis.evaluation import EvalOptions, finite_rows, predict_sets, save_correctness, summarize
+from pdiff.analysis.evaluation import EvalOptions, finite_rows, predict_sets, rows_where, save_correctness, summarize
 from pdiff.core.artifacts import save_json, save_text
 from pdiff.core.config import load_params
 from pdiff.core.plots import accuracy_histogram
@@ -36,7 +36,7 @@ def main() -> None:
     metrics, val, test_acc, test_correct, test_predicted = {}, {}, {}, {}, {}
     for split, out in (("test", metrics), ("val", val)):
         # both methods in one call: the layers in front of the generated ones run once per split
-        predicted = predict_sets(model, names, {m: obj["params"][finite[m]] for m, obj in methods.items()},
+        predicted = predict_sets(model, names, {m: rows_where(obj["params"], finite[m]) for m, obj in methods.items()},
                                  data[f"{split}_x"],
                                  EvalOptions(device, p.evaluate.batch_size, desc=f"original+generated/{split}"))
         for method, pred in predicted.items():

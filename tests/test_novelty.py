@@ -351,3 +351,31 @@ def test_embedding_from_the_gram_matrix_matches_the_direct_route():
         signs = np.sign((a * b).sum(0) if len(a) > 1 else a[0] * b[0])
         np.testing.assert_allclose(a, b * signs, rtol=1e-6, atol=1e-8)
         assert gram["tsne"][m].shape == (len(a), 2) and np.isfinite(gram["tsne"][m]).all()
+
+
+def test_nearest_l2_in_column_chunks_equals_the_whole_computation():
+    """Beyond chunk_values the squared distances are summed over column chunks (bounded memory at any D): the
+    same nearest distances as one cdist over all columns, to float64 rounding."""
+    g = torch.Generator().manual_seed(0)
+    snaps, vecs = torch.randn(6, 1000, generator=g), torch.randn(4, 1000, generator=g)
+    for loo, a in ((False, vecs), (True, snaps)):
+        whole = nearest_l2(a, snaps, leave_one_out=loo)
+        chunked = nearest_l2(a, snaps, leave_one_out=loo, chunk_values=10 * 37)  # 37 columns at a time
+        torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=1e-12)
+
+
+def test_large_sets_are_predicted_one_by_one_without_a_stacked_copy(monkeypatch):
+    """predict_sets stacks sets (the prefix runs once) up to STACK_VALUES values, and past that runs them one by
+    one: the same predictions either way; rows_where returns the vectors themselves when all rows are kept."""
+    from pdiff.analysis import evaluation
+    from pdiff.analysis.evaluation import predict_sets, rows_where
+
+    model, names, x = SmallCNN(width=4).eval(), ["bn4.weight", "bn4.bias"], torch.randn(12, 1, 28, 28)
+    sets = {"a": torch.randn(3, 32), "b": torch.randn(2, 32)}
+    stacked = predict_sets(model, names, sets, x)
+    monkeypatch.setattr(evaluation, "STACK_VALUES", 10)
+    one_by_one = predict_sets(model, names, sets, x)
+    assert all(torch.equal(stacked[k], one_by_one[k]) for k in sets)
+    v = sets["a"]
+    assert rows_where(v, torch.ones(3, dtype=torch.bool)) is v
+    assert torch.equal(rows_where(v, torch.tensor([True, False, True])), v[[0, 2]])

@@ -213,16 +213,28 @@ def finite_rows(vectors: torch.Tensor) -> torch.Tensor:
     return torch.isfinite(vectors).all(dim=1)
 
 
+def rows_where(vectors: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The rows of ``vectors`` where ``keep`` is True: ``vectors`` itself when that is all of them (no copy of a
+    whole network's [M, D]), else the selected copy."""
+    return vectors if bool(keep.all()) else vectors[keep]
+
+
 # --------------------------------------------------------------------------------------------------- evaluate once
+STACK_VALUES = 1 << 28  # predict_sets stacks the sets into one tensor up to this many values (1 GB of float32)
+
+
 def predict_sets(model: nn.Module, names: list[str], sets: dict[str, torch.Tensor], x: torch.Tensor,
                  opts: EvalOptions | None = None) -> dict[str, torch.Tensor]:
     """`predict_vectors` on several sets of vectors in one call: {name: predicted classes [M_name, n]}.
 
     The sets are stacked into one [sum M, D] tensor, so the prefix of the model (`split_at_selection`) runs
     once per test batch for all of them instead of once per set; each row is evaluated on its own, so the
-    result for every set is exactly what a separate call would give."""
+    result for every set is exactly what a separate call would give. Beyond `STACK_VALUES` values in all (a
+    whole network's vectors), the sets run one by one instead, without the stacked copy."""
     if not sets:
         return {}
+    if sum(v.numel() for v in sets.values()) > STACK_VALUES:  # a stacked copy would cost more than the prefix
+        return {name: predict_vectors(model, names, v.float(), x, opts) for name, v in sets.items()}
     stacked = torch.cat([v.float() for v in sets.values()]) if len(sets) > 1 else next(iter(sets.values()))
     predicted = predict_vectors(model, names, stacked, x, opts)
     return dict(zip(sets, torch.split(predicted, [len(v) for v in sets.values()]), strict=True))
@@ -238,7 +250,7 @@ def digest(t: torch.Tensor) -> str:
     """Short SHA-256 of a tensor's shape, dtype and values: ties a stored result to the exact inputs."""
     t = t.detach().cpu().contiguous()
     h = hashlib.sha256(f"{tuple(t.shape)}|{t.dtype}|".encode())
-    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    h.update(t.view(torch.uint8).numpy().reshape(-1) if t.numel() else b"")  # the buffer itself, not a copy
     return h.hexdigest()[:20]
 
 

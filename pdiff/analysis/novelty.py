@@ -31,7 +31,7 @@ from torch import nn
 from pdiff import PdiffError
 from pdiff.analysis.baselines import own_stream
 from pdiff.analysis.decoded import DecoderReference
-from pdiff.analysis.evaluation import EvalOptions, finite_rows, predict_sets, summarize
+from pdiff.analysis.evaluation import EvalOptions, finite_rows, predict_sets, rows_where, summarize
 from pdiff.analysis.learned import learned_summary
 from pdiff.analysis.sets import BY_NAME, NAMES, SetInputs, make_sets
 from pdiff.core.artifacts import rerun_hint
@@ -71,13 +71,28 @@ def max_similarity(errors: torch.Tensor, train_errors: torch.Tensor, leave_one_o
     return sim.max(dim=1).values
 
 
-def nearest_l2(vectors: torch.Tensor, snapshots: torch.Tensor, leave_one_out: bool = False) -> torch.Tensor:
+CHUNK_VALUES = 1 << 25  # float64 values of one column chunk of vectors and snapshots together (256 MB)
+
+
+def nearest_l2(vectors: torch.Tensor, snapshots: torch.Tensor, leave_one_out: bool = False,
+               chunk_values: int = CHUNK_VALUES) -> torch.Tensor:
     """[M] L2 distance of each vector to its nearest snapshot (exact pairwise distances in float64).
-    With ``leave_one_out``, ``vectors`` are the snapshots themselves; NaN where nothing is left."""
+    With ``leave_one_out``, ``vectors`` are the snapshots themselves; NaN where nothing is left. Where the float64
+    copies of both would exceed ``chunk_values`` values, the squared distances are summed over column chunks, so
+    memory stays bounded at any D (a whole network's vectors are not copied whole)."""
     if len(snapshots) == 0 or (leave_one_out and len(snapshots) == 1):
         return torch.full((len(vectors),), float("nan"), dtype=torch.float64)
-    dist = torch.cdist(vectors.to(torch.float64), snapshots.to(torch.float64),
-                       compute_mode="donot_use_mm_for_euclid_dist")
+    step = max(1, chunk_values // max(len(vectors) + len(snapshots), 1))
+    if vectors.shape[1] <= step:
+        dist = torch.cdist(vectors.to(torch.float64), snapshots.to(torch.float64),
+                           compute_mode="donot_use_mm_for_euclid_dist")
+    else:
+        sq = torch.zeros(len(vectors), len(snapshots), dtype=torch.float64)
+        for a in range(0, vectors.shape[1], step):
+            part = torch.cdist(vectors[:, a:a + step].to(torch.float64), snapshots[:, a:a + step].to(torch.float64),
+                               compute_mode="donot_use_mm_for_euclid_dist")
+            sq += part * part
+        dist = sq.sqrt()
     if leave_one_out:
         dist = _leave_one_out(dist, float("inf"))
     return dist.min(dim=1).values
@@ -171,10 +186,11 @@ def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple
 
     start = time.perf_counter()
     finite = {m: finite_rows(v) for m, v in raw.items() if v is not None}
-    todo = {m: raw[m][ok] for m, ok in finite.items() if m not in evaluated}
+    kept = {m: rows_where(raw[m], ok) for m, ok in finite.items()}  # no copy when every row is finite
+    todo = {m: kept[m] for m in finite if m not in evaluated}
     fresh = predict_sets(model, names, todo, x, dataclasses.replace(opts, desc="+".join(todo)))
     predicted |= fresh
-    correct = {m: (raw[m][ok], int((~ok).sum()), evaluated[m] if m in evaluated else fresh[m] == y.cpu())
+    correct = {m: (kept[m], int((~ok).sum()), evaluated[m] if m in evaluated else fresh[m] == y.cpu())
                for m, ok in finite.items()}
     for m, (vecs, _, corr) in correct.items():
         if tuple(corr.shape) != (len(vecs), len(y)):
