@@ -243,8 +243,7 @@ def embed_2d(analysis: Analysis, seed: int, direct_max: int = EMBED_DIRECT_MAX) 
     column chunks: PCA by the kernel trick, t-SNE on the distances (sklearn's euclidean route gives the same) with
     the same kind of PCA start. The two routes agree up to the sign of each PCA axis (tested)."""
     snaps = analysis.methods["original"].vectors
-    mean = snaps.double().mean(0)
-    std = snaps.double().std(0, unbiased=False) if len(snaps) > 1 else torch.zeros_like(mean)
+    mean, std = _column_moments(snaps, max(1, direct_max // max(len(snaps), 1)))
     std = torch.where(std > 0, std, torch.ones_like(std))
     names = [m for m, r in analysis.methods.items() if len(r.vectors)]
     sizes = [len(analysis.methods[m].vectors) for m in names]
@@ -283,6 +282,20 @@ def _embed_direct(everything: np.ndarray, fit_rows: slice, seed: int):
     if len(everything) >= 5:
         tsne = _tsne(everything, seed, "pca", precomputed=False)
     return pca, tsne
+
+
+def _column_moments(x: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-column mean and population std [D] (float64) of ``x`` [K, D], ``chunk`` columns at a time, so no
+    float64 copy of the whole [K, D] is made (each column's numbers are the same as in one pass)."""
+    if len(x) <= 1:
+        mean = x.double().mean(0) if len(x) else torch.zeros(x.shape[1], dtype=torch.float64)
+        return mean, torch.zeros_like(mean)
+    mean = torch.empty(x.shape[1], dtype=torch.float64)
+    std = torch.empty_like(mean)
+    for a in range(0, x.shape[1], chunk):
+        cols = x[:, a:a + chunk].double()
+        mean[a:a + chunk], std[a:a + chunk] = cols.mean(0), cols.std(0, unbiased=False)
+    return mean, std
 
 
 def _gram(analysis: Analysis, names: list[str], mean: torch.Tensor, std: torch.Tensor,
