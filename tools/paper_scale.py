@@ -519,6 +519,20 @@ LEARNED_ROWS = (("default (`small_cnn`), conv AE", "metrics/novelty.json", "", 1
                  "seeds[seed=0].", 682))
 
 
+WHOLE_RESULTS = "reports/mnist5k-resnet18-whole/results.json"
+
+
+def docs_whole_cost(load) -> str:
+    """docs/whole-network.md: seconds and peak resident set (MB) per stage of the whole-ResNet-18 run (seed 0),
+    and how far each stage's peak is beyond the mapped snapshot file."""
+    entry = lookup(load(WHOLE_RESULTS), "seeds[seed=0]", WHOLE_RESULTS)
+    rss, file_mb = entry["stage_peak_rss_mb"], entry["mapped_file_mb"]
+    stages = [s for s in STAGES if s in entry["stage_seconds"]]
+    rows = [[f"`{s}`", f"{entry['stage_seconds'][s]:.0f}", f"{rss[s]:,.0f}" if s in rss else "—",
+             f"{rss[s] - file_mb:,.0f}" if s in rss else "—"] for s in stages]
+    return markdown_table(["stage", "seconds", "peak RSS MB", "beyond the mapped file, MB"], rows)
+
+
 def docs_learned_table(load) -> str:
     """docs/evaluation.md: what the generator learned (`pdiff.analysis.learned`), one row per run of
     `LEARNED_ROWS`, at every size."""
