@@ -1,15 +1,15 @@
-"""Stage `tasks_ae@run` (dvc.yaml, with task_pipeline: [run]): one parameter autoencoder shared by all seen tasks
--> models/tasks/ae.pt (the `train_ae` format, so `load_autoencoder` reads it)."""
+"""Stage `tasks_ae@run` (dvc.yaml, with task_pipeline: [run]): the selected generator's representation
+(`Generator.fit_representation`, params `generator` and `<generator>.train_ae`), one for all seen tasks'
+snapshots -> models/tasks/ae.pt (the train_ae format of that generator: the conv AE's, untagged, or tagged with
+the generator's name). A generator that is not conditional is refused here, before anything is fitted."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 
-from pdiff.core.artifacts import save_torch
 from pdiff.core.config import load_params, validate_tasks
-from pdiff.core.plots import loss_curves
-from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
-from pdiff.core.snapstore import load_vectors
+from pdiff.core.runtime import seed_everything, setup_torch
 from pdiff.core.stage import run_stage, stage_paths
 from pdiff.core.tracking import Tracker
-from pdiff.generative.autoencoder import fit_param_ae
+from pdiff.generative.protocol import Context, fit_step, require_conditional
+from pdiff.generative.registry import resolve
 
 
 def main() -> None:
@@ -17,14 +17,9 @@ def main() -> None:
     paths = stage_paths("tasks_ae", "snapshots", "out", "plot")
     setup_torch(p.threads, p.kernels)
     gen = seed_everything(p.seed, "tasks_ae")
-    device = resolve_device(p.device)
-    snaps = load_vectors(paths.snapshots, "tasks_collect")
-    tracker = Tracker(None)
-    ae, ckpt = fit_param_ae(snaps, p.conv_ae.train_ae, device, gen, tracker)
-    print(f"task AE: {len(snaps['params'])} vectors, latent {ae.latent_shape}, reconstruction MSE "
-          f"{ckpt['recon_mse']:.4g} (normalized units)")
-    save_torch(ckpt, paths.out)
-    loss_curves(tracker.history, paths.plot, "task parameter autoencoder", log_y=True)
+    generator = require_conditional(resolve(p.generator), "tasks_ae@run")
+    ctx = Context(p, gen, snapshots=paths.snapshots, tracker=Tracker(None), snapshots_stage="tasks_collect@run")
+    fit_step(generator.fit_representation, generator, ctx, paths.out, paths.plot, title_prefix="tasks: ")
 
 
 if __name__ == "__main__":

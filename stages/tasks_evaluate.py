@@ -1,23 +1,26 @@
 """Stage `tasks_evaluate@run` (dvc.yaml, with task_pipeline: [run]): generate models for the validation and unseen
-task codes and score them, with the trained models and the no-training baselines, on each task's own labels ->
-metrics/tasks/results.json, plots/tasks/ (per-task CSV and figure)."""
+task codes with the selected generator's sampler (params `generator`, `<generator>.generate`; `Sampler.sample` with
+the codes as ``cond`` and the guidance scale) and score them, with the trained models and the no-training
+baselines, on each task's own labels -> metrics/tasks/results.json, plots/tasks/ (per-task CSV and figure)."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
-import torch
 
 from pdiff.core.artifacts import load_torch, save_json, save_text
 from pdiff.core.config import load_params, validate_tasks
-from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
+from pdiff.core.runtime import seed_everything, setup_torch
 from pdiff.core.stage import run_stage, stage_paths
 from pdiff.data.prepare import load_prepared
-from pdiff.generative.conditional import load_conditional_model
+from pdiff.generative.protocol import Context, read_artifact, require_conditional
+from pdiff.generative.registry import resolve
 from pdiff.nets.models import load_base_model
 from pdiff.tasks.codes import code_str
 from pdiff.tasks.evaluation import (
+    TaskGenerator,
     choose_code_regression,
     evaluate_codes,
     per_task_csv,
     per_task_figure,
     seen_fit_rows,
+    seen_latents,
     seen_sample,
     summarize_rows,
     summarize_seen,
@@ -30,15 +33,16 @@ def main() -> None:
     paths = stage_paths("tasks_evaluate", "data", "model", "snapshots", "ae", "ldm", "metrics", "per_task", "figure")
     setup_torch(p.threads, p.kernels)
     gen = seed_everything(p.seed, "tasks_evaluate")
-    device = resolve_device(p.device)
+    generator = require_conditional(resolve(p.generator), "tasks_evaluate@run")
     data = load_prepared(paths.data)
     model = load_base_model(paths.model)
     snaps = load_torch(paths.snapshots, "tasks_collect",
                        required=("seen", "val", "unseen", "seen_codes", "val_codes", "unseen_codes", "train_norm"))
     spec = head_spec(model, snaps["train_norm"])
-    m = load_conditional_model(paths.ae, paths.ldm)
-    with torch.no_grad():
-        z_seen = (m.ae.encode(m.normalizer(snaps["params"])) - m.latent_mean) / m.latent_std
+    representation = read_artifact(paths.ae, "tasks_ae@run", generator)
+    g = TaskGenerator(generator.load_sampler(representation, read_artifact(paths.ldm, "tasks_ldm@run", generator),
+                                             Context(p, gen)), generator.load_decoder(representation))
+    z_seen = seen_latents(g, snaps["params"])
     e = p.tasks_eval
     val_split = cached_features(model, data["val_x"]), data["val_y"]
     test_split = cached_features(model, data["test_x"]), data["test_y"]
@@ -46,26 +50,25 @@ def main() -> None:
                                                    snaps["val_codes"], *val_split, spec)
     print(f"code regression: ridge strength {regression.strength} (validation tasks: {ridge_val})")
     common = dict(seen_codes=snaps["seen_codes"], seen_snaps=snaps["seen"], z_seen=z_seen, regression=regression,
-                  num_models=e.num_models, sampler=e.sampler, steps=e.steps, gen=gen, device=device)
+                  num_models=e.num_models, gen=gen)
     val = {}
     for w in e.val_guidance:  # choices are made here, on validation tasks and the validation split
         feats, y = val_split
-        rows = evaluate_codes(m, spec, snaps["val_codes"], snaps["val"], feats=feats, y=y,
+        rows = evaluate_codes(g, spec, snaps["val_codes"], snaps["val"], feats=feats, y=y,
                               composed=composed_head_accuracy(model, data["val_x"], y, snaps["val_codes"]),
                               guidance=w, **common)
         val[str(w)] = summarize_rows(rows)[0]
         print(f"validation tasks, guidance {w}: generated {val[str(w)]['generated']}, trained "
               f"{val[str(w)]['trained']}")
     feats, y = test_split
-    rows = evaluate_codes(m, spec, snaps["unseen_codes"], snaps["unseen"], feats=feats, y=y,
+    rows = evaluate_codes(g, spec, snaps["unseen_codes"], snaps["unseen"], feats=feats, y=y,
                           composed=composed_head_accuracy(model, data["test_x"], y, snaps["unseen_codes"]),
                           guidance=e.guidance, **common)
     stats, pairs = summarize_rows(rows)
     # Seen-task fit last, so it draws nothing the unseen-task evaluation above would see.
     picked = seen_sample(len(snaps["seen_codes"]), e.seen_tasks, p.seed)
-    seen = seen_fit_rows(m, spec, snaps["seen_codes"][picked], snaps["seen"][picked], regression,
-                         {"val": val_split, "test": test_split}, e.num_models, e.guidance, e.sampler, e.steps,
-                         gen, device)
+    seen = seen_fit_rows(g, spec, snaps["seen_codes"][picked], snaps["seen"][picked], regression,
+                         {"val": val_split, "test": test_split}, e.num_models, e.guidance, gen)
     results = {"dataset": p.data.name, "arch": p.model.arch, "num_seen": len(snaps["seen_codes"]),
                "snapshots_per_task": snaps["seen"].shape[1], "generated_values": spec.dim,
                "generated_per_task": e.num_models, "guidance": e.guidance,

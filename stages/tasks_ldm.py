@@ -1,17 +1,16 @@
-"""Stage `tasks_ldm@run` (dvc.yaml, with task_pipeline: [run]): the latent DDPM conditioned on the task code ->
-models/tasks/ldm.pt."""
+"""Stage `tasks_ldm@run` (dvc.yaml, with task_pipeline: [run]): the selected generator's prior fitted with each
+snapshot's task code as its condition (`Generator.fit_prior` with ``ctx.condition``; params `generator`,
+`<generator>.train_ldm` and `tasks_ldm`: how the code enters and its dropout) -> models/tasks/ldm.pt. For
+conv_ae, the latent DDPM conditioned on the code (pdiff.generative.conditional)."""
 import _bootstrap  # noqa: F401  (repo root on sys.path)
-import torch
 
-from pdiff.core.artifacts import load_torch, save_torch
+from pdiff.core.artifacts import load_torch
 from pdiff.core.config import load_params, validate_tasks
-from pdiff.core.plots import loss_curves
-from pdiff.core.runtime import resolve_device, seed_everything, setup_torch
+from pdiff.core.runtime import seed_everything, setup_torch
 from pdiff.core.stage import run_stage, stage_paths
 from pdiff.core.tracking import Tracker
-from pdiff.generative.autoencoder import load_autoencoder
-from pdiff.generative.conditional import CodeConditionedUNet, train_conditional
-from pdiff.generative.diffusion import linear_schedule, schedule_settings
+from pdiff.generative.protocol import Condition, Context, fit_step, read_artifact, require_conditional
+from pdiff.generative.registry import resolve
 
 
 def main() -> None:
@@ -19,25 +18,12 @@ def main() -> None:
     paths = stage_paths("tasks_ldm", "snapshots", "ae", "out", "plot")
     setup_torch(p.threads, p.kernels)
     gen = seed_everything(p.seed, "tasks_ldm")
-    device = resolve_device(p.device)
-    ae, normalizer, _ = load_autoencoder(paths.ae)
-    snaps = load_torch(paths.snapshots, "tasks_collect", required=("params", "codes"))
-    with torch.no_grad():
-        z = ae.encode(normalizer(snaps["params"]))
-    latent_mean, latent_std = z.mean().item(), z.std().item()
-    ldm = p.conv_ae.train_ldm
-    schedule = schedule_settings(ldm)
-    config = dict(in_channels=z.shape[1], base=ldm.channels, mults=tuple(ldm.channel_mults),
-                  code_bits=snaps["codes"].shape[1], cond=p.tasks_ldm.cond)
-    denoiser = CodeConditionedUNet(**config)
-    tracker = Tracker(None)
-    loss = train_conditional(denoiser, linear_schedule(**schedule), (z - latent_mean) / latent_std,
-                             snaps["codes"], p.conv_ae.train_ldm, p.tasks_ldm.cond_dropout, device, gen, tracker)
-    print(f"task LDM: latents {tuple(z.shape)}, cond {p.tasks_ldm.cond}, dropout {p.tasks_ldm.cond_dropout}, "
-          f"final loss {loss:.4g}")
-    save_torch({"state_dict": {k: v.cpu() for k, v in denoiser.state_dict().items()}, "config": config,
-                "schedule": schedule, "latent_mean": latent_mean, "latent_std": latent_std}, paths.out)
-    loss_curves(tracker.history, paths.plot, "task-conditioned latent diffusion", log_y=True)
+    generator = require_conditional(resolve(p.generator), "tasks_ldm@run")
+    codes = load_torch(paths.snapshots, "tasks_collect@run", required=("params", "codes"))["codes"]
+    ctx = Context(p, gen, snapshots=paths.snapshots, representation=read_artifact(paths.ae, "tasks_ae@run", generator),
+                  tracker=Tracker(None), condition=Condition(codes, p.tasks_ldm.cond, p.tasks_ldm.cond_dropout),
+                  snapshots_stage="tasks_collect@run")
+    fit_step(generator.fit_prior, generator, ctx, paths.out, paths.plot, title_prefix="tasks: ")
 
 
 if __name__ == "__main__":

@@ -114,12 +114,16 @@ def test_the_parameters_page_holds_the_schema_tables_as_a_generated_block():
 
 
 def test_task_pipeline_checks_do_not_stop_the_default_pipeline():
-    """`tasks_eval.steps` above a short `conv_ae.train_ldm.timesteps` is an error for the task stages only: the default
-    pipeline never reads the `tasks*` groups (a tiny default run with 30 timesteps must still load)."""
+    """Guidance without condition dropout is an error for the task stages only: the default pipeline never reads
+    the `tasks*` groups. The task evaluation's sampling settings moved to the generator's own generate group, and
+    the old keys say where."""
     from pdiff.core.config import validate_tasks
 
-    short = {"conv_ae": {"train_ldm": {"timesteps": 30}}}
-    p = from_dict(short | {"tasks_eval": {"sampler": "ddim", "steps": 50}})
-    with pytest.raises(ConfigError, match=r"`tasks_eval.steps` = 50 is more than `conv_ae.train_ldm.timesteps` = 30"):
+    p = from_dict({"tasks_ldm": {"cond_dropout": 0.0}, "tasks_eval": {"guidance": 2.0}})
+    with pytest.raises(ConfigError, match=r"guidance scale 2.0 .* `tasks_ldm.cond_dropout` = 0 never trains"):
         validate_tasks(p)
-    assert validate_tasks(from_dict(short | {"tasks_eval": {"steps": 20}})).tasks_eval.steps == 20
+    assert validate_tasks(from_dict({"tasks_eval": {"guidance": 1.0, "val_guidance": [1.0]},
+                                     "tasks_ldm": {"cond_dropout": 0.0}})).tasks_eval.guidance == 1.0
+    for key in ("sampler", "steps"):
+        with pytest.raises(ConfigError, match=rf"`tasks_eval.{key}` has moved: .*`conv_ae.generate.{key}`"):
+            from_dict({"tasks_eval": {key: "ddim" if key == "sampler" else 50}})

@@ -407,7 +407,7 @@ def test_make_tasks_run_and_the_task_report(repo, tmp_path):
     params |= {"task_pipeline": ["run"],
                "tasks": params.get("tasks", {}) | {"num_seen": 30, "num_val": 2, "snapshots": 2, "steps": 10,
                                                    "batch_size": 64},
-               "tasks_eval": params.get("tasks_eval", {}) | {"num_models": 2, "steps": 5, "val_guidance": [2.0]}}
+               "tasks_eval": params.get("tasks_eval", {}) | {"num_models": 2, "val_guidance": [2.0]}}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = tmp_path / "tasks"
     make(repo, "tasks-run", TASKS_ARGS=f"--out {out}")

@@ -38,9 +38,10 @@ def test_the_registry_holds_the_schemas_names_and_your_own_by_import_path():
         assert set(Params.model_fields[name].annotation.model_fields) == set(GENERATOR_STAGES), name
     for name in BUILTIN_GENERATORS:
         generator = resolve(name)
-        assert isinstance(generator, Generator) and generator.name == name and not generator.conditional
+        assert isinstance(generator, Generator) and generator.name == name and generator.conditional  # both
     own = resolve(EXAMPLE)
     assert isinstance(own, Generator) and type(own).__name__ == "LowRank" and own.name == EXAMPLE
+    assert not own.conditional  # the task stages refuse it (tests/test_task_generators.py)
     group = {"train_ae": {"rank": 3}, "train_ldm": {}, "generate": {}}
     p = from_dict({"generator": EXAMPLE, "user": {"lowrank:LowRank": group}})
     assert p.generator == EXAMPLE and Context(p, torch.Generator()).settings == group

@@ -182,10 +182,19 @@ def test_code_regression_recovers_a_linear_map_and_its_strength_is_chosen_on_val
 def test_seen_fit_scores_every_seen_set_on_each_split():
     """`seen_fit_rows` scores the generated models, the tasks' own snapshots, the AE's reconstructions, the code
     regression and the majority label on every sampled seen task and split; `summarize_seen` gives results.json's
-    `seen_fit` (task counts, below-majority share). An untrained generator is far below the snapshots there."""
+    `seen_fit` (task counts, below-majority share). An untrained generator is far below the snapshots there; a
+    generator without a decoder has no reconstruction set (null)."""
     from pdiff.generative.autoencoder import Normalizer, ParamAE
-    from pdiff.generative.ldm import LatentModel
-    from pdiff.tasks.evaluation import SEEN_SETS, CodeRegression, seen_fit_rows, seen_sample, summarize_seen
+    from pdiff.generative.builtins import AEDecoder
+    from pdiff.generative.protocol import Sampler
+    from pdiff.tasks.evaluation import (
+        SEEN_SETS,
+        CodeRegression,
+        TaskGenerator,
+        seen_fit_rows,
+        seen_sample,
+        summarize_seen,
+    )
 
     torch.manual_seed(0)
     spec, feats, y, perfect = _one_hot_tasks()
@@ -195,10 +204,18 @@ def test_seen_fit_scores_every_seen_set_on_each_split():
     assert not torch.equal(picked, seen_sample(len(codes), 6, seed=1))
     snaps = perfect(codes[picked])[:, None].repeat(1, 2, 1)
     ae = ParamAE(5, [4], 2).eval()
-    m = LatentModel(ae, Normalizer(5), CodeConditionedUNet(2, 8, (1,), 4), linear_schedule(10, 1e-4, 0.05))
+    net, diffusion = CodeConditionedUNet(2, 8, (1,), 4), linear_schedule(10, 1e-4, 0.05)
+
+    class Untrained(Sampler):  # an untrained code-conditioned latent model, decoded by the AE
+        def sample(self, n, cond=None, *, rng, guidance=1.0):
+            z = sample_latents(net, diffusion, cond, ae.latent_shape, guidance, "ddim", 4, rng, "cpu")
+            return ae.decode(z).detach()
+
+    g = TaskGenerator(Untrained(["w"], [[5]]), AEDecoder(ae, Normalizer(5)))
     regression = CodeRegression.fit(codes[picked], snaps.mean(1), 1e-6)
-    rows = seen_fit_rows(m, spec, codes[picked], snaps, regression, {"val": (feats, y), "test": (feats[:8], y[:8])},
-                         num_models=3, guidance=2.0, sampler="ddim", steps=4, gen=torch.Generator().manual_seed(0))
+    splits = {"val": (feats, y), "test": (feats[:8], y[:8])}
+    rows = seen_fit_rows(g, spec, codes[picked], snaps, regression, splits, num_models=3, guidance=2.0,
+                         gen=torch.Generator().manual_seed(0))
     assert set(rows) == {"val", "test"} and all(len(r) == 6 for r in rows.values())
     for r in rows["val"]:
         assert list(r) == ["code", *(s.name for s in SEEN_SETS)]
@@ -210,6 +227,11 @@ def test_seen_fit_scores_every_seen_set_on_each_split():
     assert fit["generated"]["acc_mean"] < fit["trained"]["acc_mean"] == 100.0
     share = sum(r["generated"] < r["majority"] for r in rows["val"]) / 6
     assert fit["below_majority_share"] == round(share, 4)
+    no_decoder = seen_fit_rows(TaskGenerator(g.sampler), spec, codes[picked], snaps, regression, splits,
+                               num_models=3, guidance=2.0, gen=torch.Generator().manual_seed(0))
+    assert all(r["reconstruction"] is None for r in no_decoder["val"])
+    fit = summarize_seen(no_decoder["val"])
+    assert fit["reconstruction"] is None and fit["trained"]["acc_mean"] == 100.0
 
 
 def _task_stages() -> dict:
@@ -291,7 +313,7 @@ def test_dvc_draws_the_per_task_plot_of_a_committed_run(run, tmp_path):
     shutil.copytree(ROOT / ".dvc/plots", tmp_path / ".dvc/plots")
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["tasks_evaluate"]
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"tasks_evaluate": stage}}, sort_keys=False))
-    (tmp_path / "params.yaml").write_text("task_pipeline: [run]\n")
+    (tmp_path / "params.yaml").write_text("task_pipeline: [run]\ngenerator: conv_ae\n")
     rows = json.loads((ROOT / f"reports/{run}/results.json").read_text())["per_task"]
     (tmp_path / "plots/tasks").mkdir(parents=True)
     (tmp_path / "plots/tasks/per_task.csv").write_text(per_task_csv(rows))
@@ -607,7 +629,7 @@ def test_the_task_stages_run_lock_and_check_out_like_any_stage(tiny_copy, tmp_pa
     params = yaml.safe_load((tiny_copy / "params.yaml").read_text())
     params = merge(params, {"task_pipeline": ["run"],
                             "tasks": {"num_seen": 30, "num_val": 2, "snapshots": 2, "steps": 10, "batch_size": 64},
-                            "tasks_eval": {"num_models": 2, "steps": 5, "val_guidance": [2.0]}})
+                            "tasks_eval": {"num_models": 2, "val_guidance": [2.0]}})
     (tiny_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro", "tasks_evaluate@run"], tiny_copy).stdout
     assert re.findall(r"Running stage '([^']+)'", out) == TASK_STAGES

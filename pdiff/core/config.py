@@ -311,8 +311,9 @@ class TasksConfig(Section):
 
 
 class TasksLDMConfig(Section):
-    cond: str = opt("add", "how the task code enters the latent denoiser: add (an MLP embedding of the code added "
-                    "to the time embedding), concat (the code's bits as extra input channels of the UNet) or none "
+    cond: str = opt("add", "how the task code enters the generator's prior (its Condition.mode): add (an MLP "
+                    "embedding of the code added to the time embedding (conv_ae) or to every token's condition "
+                    "(tokens)), concat (conv_ae only: the code's bits as extra input channels of the UNet) or none "
                     "(ignored: the unconditional ablation)", choices=("add", "concat", "none"))
     cond_dropout: float = opt(0.1, "probability that a training code is replaced by a learned 'no code' embedding "
                               "(needed for classifier-free guidance: tasks_eval.guidance != 1)", ge=0, le=1)
@@ -324,9 +325,6 @@ class TasksEvalConfig(Section):
                           "eps_u); 1 = plain conditional sampling (needs tasks_ldm.cond_dropout > 0 otherwise)", ge=0)
     val_guidance: list[float] = opt([1.0, 2.0], "guidance scales compared on the validation tasks (reported; "
                                     "choose tasks_eval.guidance from them)", ge=0)
-    sampler: str = opt("ddim", "ddpm (all conv_ae.train_ldm.timesteps steps) or ddim (tasks_eval.steps steps)",
-                       choices=("ddpm", "ddim"))
-    steps: int = opt(50, "DDIM steps (sampler = ddim only; at most conv_ae.train_ldm.timesteps)", ge=1)
     seen_tasks: int = opt(50, "seen tasks (a seeded sample) on which results.json's seen_fit compares the generated "
                           "models with the tasks' own snapshots, the AE's reconstructions of them, the code "
                           "regression and the majority label", ge=1)
@@ -396,6 +394,12 @@ def _is_section(tp) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
 
 
+# Keys that moved, with where they are now (an unknown-key error names it).
+MOVED = {f"tasks_eval.{key}": f"the task evaluation samples with the selected generator's own settings, so set "
+         f"`<generator>.generate.{key}` (e.g. `conv_ae.generate.{key}`; the task presets set it)"
+         for key in ("sampler", "steps")}
+
+
 def _message(error: dict) -> str:
     """One pydantic error as our one-line message: dotted key, bad value, what is allowed."""
     section, tp, key = Params, None, ""
@@ -414,6 +418,8 @@ def _message(error: dict) -> str:
     value = error.get("input")
     if unknown is not None:
         full = f"{key}.{unknown}" if key else str(unknown)
+        if full in MOVED:
+            return f"params: `{full}` has moved: {MOVED[full]}."
         close = difflib.get_close_matches(str(unknown), list(section.model_fields), n=1)
         hint = f" Did you mean `{key + '.' if key else ''}{close[0]}`?" if close else ""
         return f"params: unknown key `{full}`.{hint} Known keys here: {', '.join(section.model_fields)}."
@@ -535,10 +541,6 @@ def validate(p: Params) -> Params:
 def validate_tasks(p: Params) -> Params:
     """Checks of the task-conditioned pipeline (the stages `task_pipeline: [run]` adds), run by its stages only:
     the default pipeline never reads the `tasks*` groups, so their settings must not stop it."""
-    if p.tasks_eval.sampler == "ddim" and p.tasks_eval.steps > p.conv_ae.train_ldm.timesteps:
-        raise ConfigError(f"params: `tasks_eval.steps` = {p.tasks_eval.steps} is more than "
-                          f"`conv_ae.train_ldm.timesteps` = {p.conv_ae.train_ldm.timesteps}; DDIM samples a subset "
-                          "of the training timesteps.")
     if not p.tasks_eval.ridge_strengths:
         raise ConfigError("params: `tasks_eval.ridge_strengths` = [] leaves the code_regression baseline without a "
                           "strength; list at least one (e.g. [1.0, 10.0, 100.0, 1000.0]).")

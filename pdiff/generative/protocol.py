@@ -19,6 +19,13 @@ reading a file written for another generator is refused with the stage to rerun 
 randomness comes from the stage's seeded ``ctx.gen`` and the ``rng`` handed to `Sampler.sample`, so the same
 params give the same bytes.
 
+Conditioning (the task pipeline, docs/tasks.md): a generator with ``conditional = True`` fits its prior with
+one condition per snapshot row (``ctx.condition``: a `Condition`, the task code's bits) and its sampler honours
+``cond`` (one condition per vector) and ``guidance`` (classifier-free guidance scale) in `Sampler.sample`. The task
+stages (tasks_ae@run, tasks_ldm@run, tasks_evaluate@run) call the same `fit_representation`, `fit_prior`,
+`load_sampler` and `load_decoder` as the default stages, and refuse a generator that is not conditional
+(`require_conditional`). Both built-ins are conditional; the default stages never pass a condition.
+
 The built-ins are in `pdiff.generative.builtins`, names are resolved by `pdiff.generative.registry`, and a
 worked example of your own is user/lowrank.py (docs/own-generator.md).
 """
@@ -42,18 +49,35 @@ UNTAGGED = "conv_ae"
 
 
 @dataclass
+class Condition:
+    """What a conditional `Generator.fit_prior` fits with (the task stages' ``ctx.condition``): ``codes`` [K, bits],
+    float 0/1, the condition of each row of the snapshot file (the task code of the task the snapshot was trained
+    for); ``mode``, how the condition enters (params ``tasks_ldm.cond``: ``add``, ``concat`` or ``none`` = ignored,
+    the unconditional ablation; a generator refuses a mode it does not have, naming the ones it has); ``dropout``,
+    the probability that a training condition is replaced by "no condition" (params ``tasks_ldm.cond_dropout``), so
+    the same prior also predicts unconditionally and sampling can use classifier-free guidance."""
+    codes: torch.Tensor
+    mode: str = "add"
+    dropout: float = 0.0
+
+
+@dataclass
 class Context:
     """What a stage hands its generator: the validated params.yaml (``params``; your generator's own group is
     ``settings``, whose subgroups ``train_ae`` / ``train_ldm`` / ``generate`` are what each stage declares as its
     params, so read a stage's settings from its own subgroup and nothing else), the stage's seeded ``gen``, and
     for the fit steps the snapshot file (``snapshots``), a `Tracker` for curves (``tracker.log(step,
     name=value)``) and, in `fit_prior`, the loaded representation (``representation``). ``device`` is resolved
-    from ``params.device`` on first use."""
+    from ``params.device`` on first use. ``condition``: None in the default stages; in the task stages'
+    `fit_prior`, the per-row `Condition` a conditional generator fits with. ``snapshots_stage``: the stage that
+    wrote ``snapshots`` (collect, or tasks_collect@run), for error messages."""
     params: object
     gen: torch.Generator
     snapshots: str | None = None
     representation: dict | None = None
     tracker: Tracker = field(default_factory=lambda: Tracker(None))
+    condition: Condition | None = None
+    snapshots_stage: str = "collect"
 
     @cached_property
     def device(self) -> torch.device:
@@ -73,7 +97,7 @@ class Context:
         """The snapshot file read whole: ``params`` [K, D], ``names`` and ``shapes`` of the D values' tensors."""
         from pdiff.core.snapstore import load_vectors
 
-        return load_vectors(self.snapshots, "collect")
+        return load_vectors(self.snapshots, self.snapshots_stage)
 
 
 @dataclass
@@ -107,19 +131,25 @@ class Sampler(ABC):
         self.names, self.shapes = list(names), [list(s) for s in shapes]
 
     @abstractmethod
-    def sample(self, n: int, cond=None, *, rng: torch.Generator) -> torch.Tensor:
-        """n new vectors [n, D] (float32, CPU) drawn with ``rng``; ``cond``: one condition per vector for a
-        conditional generator, None otherwise."""
+    def sample(self, n: int, cond=None, *, rng: torch.Generator, guidance: float = 1.0) -> torch.Tensor:
+        """n new vectors [n, D] (float32, CPU) drawn with ``rng``. ``cond``: None (unconditional, the default
+        stages), or for a conditional generator's prior fitted with a `Condition` one condition per vector,
+        [n, bits] float 0/1 like `Condition.codes`; ``guidance`` w: classifier-free guidance, eps = eps_uncond +
+        w (eps_cond - eps_uncond) (1: plain conditional sampling). An unconditional sampler never gets either."""
 
-    def rows(self, n: int, cond=None, *, rng: torch.Generator) -> Iterator[torch.Tensor]:
+    def rows(self, n: int, cond=None, *, rng: torch.Generator, guidance: float = 1.0) -> Iterator[torch.Tensor]:
         """The same n vectors [D], one at a time (by default from one `sample` call)."""
-        yield from self.sample(n, cond, rng=rng)
+        if cond is None and guidance == 1.0:
+            yield from self.sample(n, rng=rng)  # an unconditional sampler's `sample` need not take guidance
+        else:
+            yield from self.sample(n, cond, rng=rng, guidance=guidance)
 
 
 class Generator(ABC):
     """A parameter generator. ``name`` is its `generator` params value (an import-path generator's is its
-    path); ``conditional``: whether `Sampler.sample` takes a condition (none does yet); ``description``: a
-    phrase on what it is, for the report."""
+    path); ``conditional``: True when `fit_prior` fits with ``ctx.condition`` (a `Condition`, one per snapshot
+    row) whenever it is not None and its sampler's `Sampler.sample` honours ``cond`` and ``guidance`` (what the task
+    stages need; `require_conditional`); ``description``: a phrase on what it is, for the report."""
     name = ""
     conditional = False
     description = ""
@@ -130,14 +160,17 @@ class Generator(ABC):
 
     @abstractmethod
     def fit_prior(self, ctx: Context) -> Fitted:
-        """train_ldm: fit what `sample` draws from (``ctx.representation``: train_ae's dict)."""
+        """train_ldm: fit what `sample` draws from (``ctx.representation``: train_ae's dict). tasks_ldm@run, for a
+        conditional generator: the same, with ``ctx.condition`` set (the sampler of the result takes ``cond``)."""
 
     @abstractmethod
     def load_sampler(self, representation: dict, prior: dict, ctx: Context) -> Sampler:
         """generate: the `Sampler` of the two saved dicts (``ctx``: params, device)."""
 
     def load_decoder(self, representation: dict) -> Decoder | None:
-        """analyze: the decoder of the saved representation, or None (then no decoder sets)."""
+        """analyze (and tasks_evaluate@run): the decoder of the saved representation, or None (then no decoder
+        sets: decoded_noise and reconstruction; in the task evaluation no_task_info and the seen-fit
+        reconstruction are null)."""
         return None
 
     def report_note(self) -> str:
@@ -146,6 +179,23 @@ class Generator(ABC):
 
 
 # ------------------------------------------------------------------------------------- what the stages do
+def require_conditional(generator: Generator, stage: str) -> Generator:
+    """The generator, if it is conditional; otherwise the one-paragraph refusal of the task stage ``stage``."""
+    if not generator.conditional:
+        from pdiff.generative.registry import BUILTINS
+
+        conditional = [f"`{name}`" for name, cls in BUILTINS.items() if cls.conditional]
+        raise PdiffError(f"`{stage}` cannot use `generator: {generator.name}`: it is not conditional. The task "
+                         "stages (task_pipeline: [run]) fit the generator's prior with each snapshot's task code as "
+                         "its condition and sample models for given task codes, so a generator for them must set "
+                         "`conditional = True`, fit its prior with `ctx.condition` (a Condition: the codes, one "
+                         "per snapshot) and take `cond` (one code per vector) and `guidance` in `Sampler.sample` "
+                         "(docs/own-generator.md, \"Conditioning\"). The conditional built-ins are "
+                         f"{' and '.join(conditional)}: set `generator` to one of them for "
+                         "the task stages.")
+    return generator
+
+
 def save_artifact(fitted: Fitted, generator: Generator, path: str) -> None:
     """Write ``fitted.state`` with the generator's name as ``kind`` (first key; none for `UNTAGGED`), atomically."""
     if fitted.state.get("kind", generator.name) != generator.name:
@@ -164,10 +214,12 @@ def read_artifact(path: str, stage: str, generator: Generator) -> dict:
     return obj
 
 
-def fit_step(fit: Callable[[Context], Fitted], generator: Generator, ctx: Context, out: str, figure: str) -> None:
-    """train_ae (``fit`` = fit_representation) and train_ldm (fit_prior) for any generator: fit, close the curves
-    (a step that logged nothing logs the number of values it saved, so every stage has its curve files), save
-    the tagged artifact, draw the figure."""
+def fit_step(fit: Callable[[Context], Fitted], generator: Generator, ctx: Context, out: str, figure: str,
+             title_prefix: str = "") -> None:
+    """train_ae (``fit`` = fit_representation) and train_ldm (fit_prior) for any generator, and the task stages'
+    tasks_ae@run and tasks_ldm@run: fit, close the curves (a step that logged nothing logs the number of values it
+    saved, so every stage has its curve files), save the tagged artifact, draw the figure (its title after
+    ``title_prefix``)."""
     from pdiff.core.plots import loss_curves
 
     fitted = fit(ctx)
@@ -175,7 +227,7 @@ def fit_step(fit: Callable[[Context], Fitted], generator: Generator, ctx: Contex
         ctx.tracker.log(1, saved_values=sum(v.numel() for v in fitted.state.values() if torch.is_tensor(v)))
     ctx.tracker.close()
     save_artifact(fitted, generator, out)
-    loss_curves(ctx.tracker.history, figure, fitted.title, log_y=fitted.log_y)
+    loss_curves(ctx.tracker.history, figure, title_prefix + fitted.title, log_y=fitted.log_y)
 
 
 def write_samples(sampler: Sampler, n: int, path: str, rng: torch.Generator) -> None:

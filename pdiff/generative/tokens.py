@@ -13,7 +13,11 @@ training and sampling memory is set by the token batch, not by D (after RPG, Wan
 - Sample code (``code``): what all tokens of one sample share. ``none``: nothing, so tokens are independent
   given their position and a sample mixes tokens of different snapshots. ``step``: the snapshot's position
   s = k / (K - 1) in the collect epoch, embedded and added to every token's prototype in training; sampling
-  draws one s ~ U[0, 1] per sample, so all its tokens come from one point of the trajectory.
+  draws one s ~ U[0, 1] per sample, so all its tokens come from one point of the trajectory. ``task`` (set by
+  the task stages, not a params value): the sample's task code (C bits, as 2c - 1) through an MLP, added the
+  same way; with condition dropout p a training token's code is replaced by a learned "no code" embedding with
+  probability p, and sampling takes one code per sample and a classifier-free guidance scale w
+  (eps = eps_u + w (eps_c - eps_u)).
 - `TokenDenoiser`: one residual MLP shared by all tokens, predicting the DDPM noise of a token from the noisy
   token, the timestep and its prototype. Padded inputs are zeroed and padded outputs are left out of the
   loss, so padding never reaches the loss.
@@ -190,7 +194,8 @@ class TokenDenoiser(nn.Module):
         return self.out(F.silu(self.out_norm(h)))
 
 
-CODES = ("none", "step")
+CODES = ("none", "step")  # the params values (tokens.train_ldm.code); "task" is the task stages' (TASK_CODE)
+TASK_CODE = "task"
 CODE_SCALE = 1000.0  # s in [0, 1] is embedded as timestep s * CODE_SCALE (the diffusion timesteps' range)
 
 
@@ -199,24 +204,40 @@ class TokenGenerator(nn.Module):
     `TokenLayout`."""
 
     def __init__(self, layout: TokenLayout, width: int = 256, depth: int = 3, sequence: str = "gru",
-                 code: str = "none"):
+                 code: str = "none", code_bits: int = 0):
         super().__init__()
-        if code not in CODES:
+        if code not in (*CODES, TASK_CODE):
             raise ValueError(f"unknown sample code {code!r}; use none or step")
-        self.layout, self.width, self.code = layout, width, code
+        if (code == TASK_CODE) != (code_bits > 0):
+            raise ValueError("code task takes the number of code bits (code_bits > 0), and only it does")
+        self.layout, self.width, self.code, self.code_bits = layout, width, code, code_bits
         self.sequence = SequenceModel(sequence, width)
         self.denoiser = TokenDenoiser(layout.size, width, depth)
         if code == "step":
             self.code_mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        elif code == TASK_CODE:
+            self.code_mlp = nn.Sequential(nn.Linear(code_bits, width), nn.SiLU(), nn.Linear(width, width))
+            self.null = nn.Parameter(torch.zeros(width))
 
     def config(self) -> dict:
-        return {"width": self.width, "depth": len(self.denoiser.blocks), "sequence": self.sequence.kind,
-                "code": self.code}
+        config = {"width": self.width, "depth": len(self.denoiser.blocks), "sequence": self.sequence.kind,
+                  "code": self.code}
+        return config | ({"code_bits": self.code_bits} if self.code == TASK_CODE else {})
 
-    def condition(self, proto: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
-        """Prototypes [n, width] plus the embedding of each token's sample code s [n] (code ``step``)."""
+    def condition(self, proto: torch.Tensor, codes: torch.Tensor | None,
+                  keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Prototypes [n, width] plus the embedding of each token's sample code: s [n] (code ``step``), or task
+        code bits [n, C] (code ``task``; rows with ``keep`` False, or all rows when ``codes`` is None, get the
+        "no code" embedding)."""
         if self.code == "none":
             return proto
+        if self.code == TASK_CODE:
+            if codes is None:
+                return proto + self.null
+            emb = self.code_mlp(2.0 * codes.to(proto.device, proto.dtype) - 1.0)
+            if keep is not None:
+                emb = torch.where(keep.to(proto.device)[:, None], emb, self.null[None].expand_as(emb))
+            return proto + emb
         return proto + self.code_mlp(timestep_embedding(codes.to(proto.device) * CODE_SCALE, self.width))
 
     def prototypes(self, tokens: torch.Tensor | None = None) -> torch.Tensor:
@@ -232,41 +253,50 @@ class TokenGenerator(nn.Module):
         return proto if tokens is None or not self.sequence.whole_sequence else proto[tokens.to(device)]
 
     def loss(self, diffusion: GaussianDiffusion, x0: torch.Tensor, tokens: torch.Tensor,
-             gen: torch.Generator | None = None, codes: torch.Tensor | None = None) -> torch.Tensor:
+             gen: torch.Generator | None = None, codes: torch.Tensor | None = None,
+             keep: torch.Tensor | None = None) -> torch.Tensor:
         """DDPM noise-prediction MSE over the real (unpadded) values of tokens ``x0`` [n, size] at positions
-        ``tokens`` [n] (sample codes ``codes`` [n] with code ``step``): padded inputs are zeroed and padded
-        outputs weigh nothing."""
+        ``tokens`` [n] (sample codes ``codes`` [n] with code ``step``, [n, C] with code ``task``, where ``keep``
+        [n] False drops a code): padded inputs are zeroed and padded outputs weigh nothing."""
         device = x0.device
         mask = self.layout.mask[tokens].to(device, x0.dtype)
         t = torch.randint(diffusion.num_timesteps, (len(x0),), generator=gen).to(device)
         noise = torch.randn(x0.shape, generator=gen).to(device)
         xt = diffusion.q_sample(x0 * mask, t, noise) * mask
-        err = (self.denoiser(xt, t, self.condition(self.prototypes(tokens), codes)) - noise) ** 2
+        err = (self.denoiser(xt, t, self.condition(self.prototypes(tokens), codes, keep)) - noise) ** 2
         return (err * mask).sum() / mask.sum().clamp_min(1)
 
 
 @dataclass
 class TokenData:
-    """What `train_tokens` draws from: rows (a [K, D] tensor or memmap) and the normalizer tokenized [T, size]."""
+    """What `train_tokens` draws from: rows (a [K, D] tensor or memmap), the normalizer tokenized [T, size] and,
+    for code ``task``, each row's task code ``codes`` [K, C] and the condition dropout."""
     rows: object
     mean: torch.Tensor
     std: torch.Tensor
+    codes: torch.Tensor | None = None
+    dropout: float = 0.0
 
 
 def token_batch(layout: TokenLayout, data: TokenData, n: int,
                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``n`` random (snapshot, token) pairs: normalized tokens [n, size] (padding 0), their positions [n] and
-    their snapshots' codes s = k / (K - 1) [n] (0 when K = 1)."""
+    their snapshots' codes: s = k / (K - 1) [n] (0 when K = 1), or their task codes [n, C] when ``data.codes``
+    is set."""
     num = data.rows.shape[0]
     k = torch.randint(num, (n,), generator=gen)
     t = torch.randint(layout.num_tokens, (n,), generator=gen)
     x = layout.gather(data.rows, k.numpy(), t.numpy())
-    return (x - data.mean[t]) / data.std[t] * layout.mask[t], t, k.float() / max(num - 1, 1)
+    codes = k.float() / max(num - 1, 1) if data.codes is None else data.codes[k]
+    return (x - data.mean[t]) / data.std[t] * layout.mask[t], t, codes
 
 
-def token_data(layout: TokenLayout, rows, mean: torch.Tensor, std: torch.Tensor) -> TokenData:
-    """`TokenData` of ``rows`` with the normalizer's mean / std [D] tokenized (std padded with 1)."""
-    return TokenData(rows, layout.tokenize(mean[None])[0], layout.tokenize(std[None], pad=1.0)[0])
+def token_data(layout: TokenLayout, rows, mean: torch.Tensor, std: torch.Tensor, codes: torch.Tensor | None = None,
+               dropout: float = 0.0) -> TokenData:
+    """`TokenData` of ``rows`` with the normalizer's mean / std [D] tokenized (std padded with 1); ``codes``
+    [K, C]: the rows' task codes (code ``task``), each dropped with probability ``dropout`` in training."""
+    return TokenData(rows, layout.tokenize(mean[None])[0], layout.tokenize(std[None], pad=1.0)[0],
+                     None if codes is None else codes.float(), dropout)
 
 
 def train_tokens(model: TokenGenerator, diffusion: GaussianDiffusion, data: TokenData, cfg, device,
@@ -278,7 +308,10 @@ def train_tokens(model: TokenGenerator, diffusion: GaussianDiffusion, data: Toke
 
     def batch_loss() -> torch.Tensor:
         x0, t, codes = token_batch(model.layout, data, cfg.batch, gen)
-        return model.loss(diffusion, x0.to(device), t, gen, codes)
+        keep = None
+        if model.code == TASK_CODE:  # condition dropout, per token (the default codes draw nothing more)
+            keep = torch.rand(len(t), generator=gen) >= data.dropout
+        return model.loss(diffusion, x0.to(device), t, gen, codes, keep)
 
     return fit(model, batch_loss, cfg, tracker, "train_tokens", log_every)
 
@@ -302,14 +335,20 @@ class _BlockNoise:
 @torch.no_grad()
 def sample_tokens(model: TokenGenerator, diffusion: GaussianDiffusion, num_rows: int, chunk: int,
                   gen: torch.Generator, device="cpu", sampler: str = "ddpm", steps: int = 50,
-                  progress: bool = True, clip: float | None = None) -> Iterator[torch.Tensor]:
+                  progress: bool = True, clip: float | None = None, cond: torch.Tensor | None = None,
+                  guidance: float = 1.0) -> Iterator[torch.Tensor]:
     """Yield normalized tokens for token rows 0 .. ``num_rows`` - 1 in order, ``chunk`` rows at a time (row r is
     token r mod T of sample r // T). ``sampler`` ddpm (all timesteps, ancestral) or ddim (``steps``, eta 0).
     One seed is drawn from ``gen``; the result is the same for every chunk size (up to float rounding).
     With code ``step``, sample i's code s_i ~ U[0, 1] comes from a generator seeded by that seed, shared by all
     of its tokens.
     ``clip``: each step's x0 estimate is clamped to [-clip, clip] (normalized units), as DDPM implementations
-    clip denoised images: an under-trained denoiser otherwise lets x grow by up to prod 1/sqrt(alpha_t)."""
+    clip denoised images: an under-trained denoiser otherwise lets x grow by up to prod 1/sqrt(alpha_t).
+    With code ``task``, ``cond`` [num_rows / T, C] holds each sample's task code and ``guidance`` w mixes the
+    conditional and the "no code" predictions, eps = eps_u + w (eps_c - eps_u) (w = 1: the conditional one)."""
+    if (model.code == TASK_CODE) != (cond is not None):
+        raise ValueError("a tokens prior fitted with task codes samples with one code per sample (cond), and "
+                         "only such a prior takes cond")
     model.to(device).eval()
     layout, size = model.layout, model.layout.size
     chunk = max(NOISE_BLOCK, math.ceil(chunk / NOISE_BLOCK) * NOISE_BLOCK)
@@ -328,13 +367,22 @@ def sample_tokens(model: TokenGenerator, diffusion: GaussianDiffusion, num_rows:
         b = min(num_rows, a + chunk)
         tok = torch.arange(a, b) % layout.num_tokens
         mask, proto = mask_all[tok], protos[tok.to(device)]
+        uncond = None
         if codes is not None:
             proto = model.condition(proto, codes[torch.arange(a, b) // layout.num_tokens])
+        elif cond is not None:
+            base_proto = proto
+            proto = model.condition(base_proto, cond[torch.arange(a, b) // layout.num_tokens])
+            if guidance != 1.0:
+                uncond = model.condition(base_proto, None)
         noise = _BlockNoise(base, a, b, size)
         x = noise().to(device) * mask
         for j, i in enumerate(ts):
             t = torch.full((b - a,), i, dtype=torch.long, device=device)
             eps = model.denoiser(x, t, proto)
+            if uncond is not None:
+                eps_u = model.denoiser(x, t, uncond)
+                eps = eps_u + guidance * (eps - eps_u)
             x0 = diffusion.predict_x0(x, t, eps)
             if clip is not None:
                 x0 = x0.clamp(-clip, clip)
@@ -356,14 +404,14 @@ def sample_tokens(model: TokenGenerator, diffusion: GaussianDiffusion, num_rows:
 
 def sample_vectors_tokens(model: TokenGenerator, diffusion: GaussianDiffusion, data: TokenData, num: int,
                           chunk: int, gen: torch.Generator, device="cpu", sampler: str = "ddpm",
-                          steps: int = 50, progress: bool = True, clip: float | None = None
-                          ) -> Iterator[torch.Tensor]:
+                          steps: int = 50, progress: bool = True, clip: float | None = None,
+                          cond: torch.Tensor | None = None, guidance: float = 1.0) -> Iterator[torch.Tensor]:
     """Yield ``num`` de-normalized parameter vectors [D], one at a time, sampled ``chunk`` tokens at a time
-    (memory: one chunk and one vector, whatever ``num`` is)."""
+    (memory: one chunk and one vector, whatever ``num`` is); code ``task``: vector i for code ``cond[i]``."""
     layout = model.layout
     pending, have = [], 0
     for x in sample_tokens(model, diffusion, num * layout.num_tokens, chunk, gen, device, sampler, steps, progress,
-                           clip):
+                           clip, cond, guidance):
         pending.append(x)
         have += len(x)
         while have >= layout.num_tokens:

@@ -14,7 +14,7 @@ accuracy of its models for that task.
 - all_tasks_average: (c) the average of every seen task's snapshots, one vector for all tasks;
 - wrong_code: (d) models generated for the complement code, scored on the true task;
 - no_task_info: latents drawn from a per-value Gaussian fitted to all seen tasks' latents, decoded: what the
-  decoder gives with no task information;
+  decoder gives with no task information (None for a generator without a decoder);
 - majority: the accuracy of always answering the task's majority label (chance level of the task).
 
 `TASK_SETS` is the one list of these methods: results.json, per_task.csv, the per-task figure, the per-task plot
@@ -24,9 +24,12 @@ They are not the evaluated sets of the `analyze` stage (`pdiff.analysis.sets`): 
 task's own labels.
 
 Seen-task fit (`seen_fit`): on a seeded sample of seen tasks, the generated models against the task's own
-snapshots, the AE's reconstructions of those snapshots (decoder only, no noise), the code regression and the
-majority label. A generator that cannot reproduce the tasks it was fitted on cannot be expected to generalize,
-so the gap there is reported beside the unseen-task gap."""
+snapshots, the AE's reconstructions of those snapshots (decoder only, no noise; None without a decoder), the code
+regression and the majority label. A generator that cannot reproduce the tasks it was fitted on cannot be expected
+to generalize, so the gap there is reported beside the unseen-task gap.
+
+The generator is any conditional one of the registry (`TaskGenerator`: its sampler, given the codes, and its
+decoder where it has one; pdiff.generative.protocol)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,8 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pdiff.generative.conditional import sample_latents
-from pdiff.generative.ldm import LatentModel
+from pdiff.generative.protocol import Decoder, Sampler
 from pdiff.tasks.codes import code_str, hamming
 from pdiff.tasks.heads import TaskHeadSpec, accuracy
 
@@ -98,33 +100,61 @@ def choose_code_regression(seen_codes: torch.Tensor, seen_snaps: torch.Tensor, s
     return best, scores
 
 
-@torch.no_grad()
-def decode(m: LatentModel, z: torch.Tensor) -> torch.Tensor:
-    """Standardized latents -> parameter vectors [M, D]."""
-    return m.normalizer.inverse(m.ae.decode(z * m.latent_std + m.latent_mean)).float()
+@dataclass
+class TaskGenerator:
+    """A conditional generator as the task evaluation uses it: its ``sampler`` (fitted with the seen tasks'
+    codes; `Sampler.sample` with ``cond`` and ``guidance``) and its ``decoder`` (`Generator.load_decoder`), or None:
+    then no_task_info and the seen-fit reconstruction are None."""
+    sampler: Sampler
+    decoder: Decoder | None = None
+
+
+@dataclass
+class SeenLatents:
+    """The seen snapshots' latents, standardized by their global mean and std (``z`` = (latent - mean) / std,
+    as the conv AE's prior standardizes them), for the no_task_info baseline."""
+    z: torch.Tensor
+    mean: float
+    std: float
 
 
 @torch.no_grad()
-def generate_for_codes(m: LatentModel, codes: torch.Tensor, num_models: int, guidance: float, sampler: str,
-                       steps: int, gen: torch.Generator, device="cpu") -> torch.Tensor:
-    """[T, num_models, D]: ``num_models`` vectors generated for each of the T codes."""
+def seen_latents(g: TaskGenerator, params: torch.Tensor) -> SeenLatents | None:
+    """`SeenLatents` of the seen snapshots [K, D] (None without a decoder)."""
+    if g.decoder is None:
+        return None
+    z = g.decoder.encode(params)
+    mean, std = z.mean().item(), z.std().item()
+    return SeenLatents((z - mean) / std, mean, std)
+
+
+@torch.no_grad()
+def generate_for_codes(g: TaskGenerator, codes: torch.Tensor, num_models: int, guidance: float,
+                       gen: torch.Generator) -> torch.Tensor:
+    """[T, num_models, D]: ``num_models`` vectors generated for each of the T codes (guidance scale ``guidance``)."""
     rep = codes.repeat_interleave(num_models, dim=0)
-    z = sample_latents(m.denoiser, m.diffusion, rep, m.ae.latent_shape, guidance, sampler, steps, gen, device)
-    return decode(m, z).reshape(len(codes), num_models, -1)
+    return g.sampler.sample(len(rep), rep, rng=gen, guidance=guidance).reshape(len(codes), num_models, -1)
 
 
 @torch.no_grad()
-def reconstruct(m: LatentModel, vectors: torch.Tensor) -> torch.Tensor:
-    """The AE's reconstructions of parameter vectors [..., D] (encode, decode; no noise, no prior)."""
+def reconstruct(g: TaskGenerator, vectors: torch.Tensor) -> torch.Tensor | None:
+    """The decoder's reconstructions of parameter vectors [..., D] (encode, decode; no noise, no prior), or None."""
+    if g.decoder is None:
+        return None
     flat = vectors.reshape(-1, vectors.shape[-1])
-    return m.normalizer.inverse(m.ae.decode(m.ae.encode(m.normalizer(flat)))).float().reshape(vectors.shape)
+    return g.decoder.decode(g.decoder.encode(flat)).float().reshape(vectors.shape)
 
 
 @torch.no_grad()
-def gaussian_latent_vectors(m: LatentModel, z_seen: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
-    """``n`` vectors decoded from latents drawn from the per-value Gaussian of the seen latents (standardized)."""
-    mean, std = z_seen.mean(0), z_seen.std(0)
-    return decode(m, mean + std * torch.randn((n, *mean.shape), generator=gen))
+def gaussian_latent_vectors(g: TaskGenerator, z_seen: SeenLatents | None, n: int,
+                            gen: torch.Generator) -> torch.Tensor | None:
+    """``n`` vectors decoded from latents drawn from the per-value Gaussian of the seen latents (standardized), or
+    None without a decoder (nothing drawn)."""
+    if z_seen is None:
+        return None
+    mean, std = z_seen.z.mean(0), z_seen.z.std(0)
+    z = mean + std * torch.randn((n, *mean.shape), generator=gen)
+    return g.decoder.decode(z * z_seen.std + z_seen.mean).float()
 
 
 def per_task_accuracy(vectors: torch.Tensor, codes: torch.Tensor, feats: torch.Tensor, y: torch.Tensor,
@@ -152,16 +182,13 @@ def paired(gen: list[float], other: list[float | None]) -> dict | None:
             "mean_diff": round(float(d.mean()), 4)}
 
 
-def evaluate_codes(m: LatentModel, spec: TaskHeadSpec, codes: torch.Tensor, trained: torch.Tensor,
-                   seen_codes: torch.Tensor, seen_snaps: torch.Tensor, z_seen: torch.Tensor,
+def evaluate_codes(g: TaskGenerator, spec: TaskHeadSpec, codes: torch.Tensor, trained: torch.Tensor,
+                   seen_codes: torch.Tensor, seen_snaps: torch.Tensor, z_seen: SeenLatents | None,
                    feats: torch.Tensor, y: torch.Tensor, composed: torch.Tensor | None, regression: CodeRegression,
-                   num_models: int, guidance: float, sampler: str, steps: int, gen: torch.Generator,
-                   device="cpu") -> list[dict]:
+                   num_models: int, guidance: float, gen: torch.Generator) -> list[dict]:
     """One row per code with every method's accuracy (%) on that task's labels of (``feats``, ``y``)."""
-    generated = per_task_accuracy(generate_for_codes(m, codes, num_models, guidance, sampler, steps, gen, device),
-                                  codes, feats, y, spec)
-    wrong = per_task_accuracy(generate_for_codes(m, 1 - codes, num_models, guidance, sampler, steps, gen, device),
-                              codes, feats, y, spec)
+    generated = per_task_accuracy(generate_for_codes(g, codes, num_models, guidance, gen), codes, feats, y, spec)
+    wrong = per_task_accuracy(generate_for_codes(g, 1 - codes, num_models, guidance, gen), codes, feats, y, spec)
     train_acc = per_task_accuracy(trained, codes, feats, y, spec)
     nearest = hamming(codes, seen_codes).min(1)
     nearest_idx = hamming(codes, seen_codes).argmin(1)   # the first of the nearest, in the seeded order
@@ -169,8 +196,9 @@ def evaluate_codes(m: LatentModel, spec: TaskHeadSpec, codes: torch.Tensor, trai
     regression_acc = per_task_accuracy(regression(codes)[:, None], codes, feats, y, spec)
     average = seen_snaps.reshape(-1, seen_snaps.shape[-1]).mean(0)
     average_acc = per_task_accuracy(average.expand(len(codes), 1, -1), codes, feats, y, spec)
-    noinfo = gaussian_latent_vectors(m, z_seen, num_models, gen)
-    noinfo_acc = per_task_accuracy(noinfo.expand(len(codes), -1, -1), codes, feats, y, spec)
+    noinfo = gaussian_latent_vectors(g, z_seen, num_models, gen)
+    noinfo_acc = (None if noinfo is None else
+                  per_task_accuracy(noinfo.expand(len(codes), -1, -1), codes, feats, y, spec))
     majority = majority_accuracy(codes, y)
     rows = []
     for i, code in enumerate(codes):
@@ -184,7 +212,7 @@ def evaluate_codes(m: LatentModel, spec: TaskHeadSpec, codes: torch.Tensor, trai
             "composed_head": None if composed is None else round(composed[i].item(), 4),
             "all_tasks_average": round(average_acc[i, 0].item(), 4),
             "wrong_code": round(wrong[i].mean().item(), 4),
-            "no_task_info": round(noinfo_acc[i].mean().item(), 4),
+            "no_task_info": None if noinfo_acc is None else round(noinfo_acc[i].mean().item(), 4),
             "majority": round(majority[i].item(), 4),
         })
     return rows
@@ -202,19 +230,20 @@ def seen_sample(num_seen: int, count: int, seed: int) -> torch.Tensor:
     return torch.randperm(num_seen, generator=torch.Generator().manual_seed(seed))[:count].sort().values
 
 
-def seen_fit_rows(m: LatentModel, spec: TaskHeadSpec, codes: torch.Tensor, snaps: torch.Tensor,
-                  regression: CodeRegression, splits: dict, num_models: int, guidance: float, sampler: str,
-                  steps: int, gen: torch.Generator, device="cpu") -> dict[str, list[dict]]:
+def seen_fit_rows(g: TaskGenerator, spec: TaskHeadSpec, codes: torch.Tensor, snaps: torch.Tensor,
+                  regression: CodeRegression, splits: dict, num_models: int, guidance: float,
+                  gen: torch.Generator) -> dict[str, list[dict]]:
     """Seen tasks ``codes`` [T, bits] with their own snapshots ``snaps`` [T, S, D]: one row per task and per
-    split of ``splits`` ({name: (feats, y)}) with every set of `SEEN_SETS`. The models are generated once and
-    scored on each split."""
-    vectors = {"generated": generate_for_codes(m, codes, num_models, guidance, sampler, steps, gen, device),
-               "trained": snaps, "reconstruction": reconstruct(m, snaps), "code_regression": regression(codes)[:, None]}
+    split of ``splits`` ({name: (feats, y)}) with every set of `SEEN_SETS` (reconstruction None without a
+    decoder). The models are generated once and scored on each split."""
+    vectors = {"generated": generate_for_codes(g, codes, num_models, guidance, gen),
+               "trained": snaps, "reconstruction": reconstruct(g, snaps), "code_regression": regression(codes)[:, None]}
     out = {}
     for split, (feats, y) in splits.items():
-        acc = {k: per_task_accuracy(v, codes, feats, y, spec).mean(1) for k, v in vectors.items()}
+        acc = {k: per_task_accuracy(v, codes, feats, y, spec).mean(1) for k, v in vectors.items() if v is not None}
         acc[MAJORITY.name] = majority_accuracy(codes, y)
-        out[split] = [{"code": code_str(c)} | {s.name: round(acc[s.name][i].item(), 4) for s in SEEN_SETS}
+        out[split] = [{"code": code_str(c)} | {s.name: round(acc[s.name][i].item(), 4) if s.name in acc else None
+                                               for s in SEEN_SETS}
                       for i, c in enumerate(codes)]
     return out
 
@@ -223,8 +252,9 @@ def summarize_seen(rows: list[dict]) -> dict:
     """results.json's `seen_fit`: the number of tasks, the share where the generated models fall below the
     majority label, and per set of `SEEN_SETS` its mean / median / min accuracy (%) and task count."""
     below = sum(r["generated"] < r[MAJORITY.name] for r in rows) / len(rows)
+    sets = {s.name: summary([r[s.name] for r in rows]) for s in SEEN_SETS}
     return ({"tasks": len(rows), "below_majority_share": round(below, 4)}
-            | {s.name: summary([r[s.name] for r in rows]) | {"tasks": len(rows)} for s in SEEN_SETS})
+            | {name: None if s is None else s | {"tasks": len(rows)} for name, s in sets.items()})
 
 
 def summarize_rows(rows: list[dict]) -> tuple[dict, dict]:
