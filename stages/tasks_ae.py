@@ -8,8 +8,8 @@ from pdiff.core.config import load_params, validate_tasks
 from pdiff.core.runtime import seed_everything, setup_torch
 from pdiff.core.stage import run_stage, stage_paths
 from pdiff.core.tracking import Tracker
-from pdiff.generative.protocol import Context, fit_step, require_conditional
-from pdiff.generative.registry import resolve
+from pdiff.generative.protocol import Context, fit_step
+from pdiff.generative.registry import require_conditional, resolve
 
 
 def main() -> None:

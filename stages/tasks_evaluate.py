@@ -9,8 +9,8 @@ from pdiff.core.config import load_params, validate_tasks
 from pdiff.core.runtime import seed_everything, setup_torch
 from pdiff.core.stage import run_stage, stage_paths
 from pdiff.data.prepare import load_prepared
-from pdiff.generative.protocol import Context, read_artifact, require_conditional
-from pdiff.generative.registry import resolve
+from pdiff.generative.protocol import Context, read_artifact
+from pdiff.generative.registry import require_conditional, resolve
 from pdiff.nets.models import load_base_model
 from pdiff.tasks.codes import code_str
 from pdiff.tasks.evaluation import (

@@ -18,8 +18,8 @@ from pdiff.core.artifacts import save_torch
 from pdiff.core.config import from_dict
 from pdiff.core.tracking import Tracker
 from pdiff.generative.builtins import ConvAE, Tokens
-from pdiff.generative.protocol import Condition, Context, require_conditional
-from pdiff.generative.registry import BUILTINS, resolve
+from pdiff.generative.protocol import Condition, Context
+from pdiff.generative.registry import BUILTINS, require_conditional, resolve
 from tests.conftest import ROOT, make_tiny_repo, merge, run
 
 TINY_AE = {"channels": [4, 8], "steps": 20, "batch_size": 8}

@@ -24,7 +24,8 @@ one condition per snapshot row (``ctx.condition``: a `Condition`, the task code'
 ``cond`` (one condition per vector) and ``guidance`` (classifier-free guidance scale) in `Sampler.sample`. The task
 stages (tasks_ae@run, tasks_ldm@run, tasks_evaluate@run) call the same `fit_representation`, `fit_prior`,
 `load_sampler` and `load_decoder` as the default stages, and refuse a generator that is not conditional
-(`require_conditional`). Both built-ins are conditional; the default stages never pass a condition.
+(`pdiff.generative.registry.require_conditional`). Both built-ins are conditional; the default stages never
+pass a condition.
 
 The built-ins are in `pdiff.generative.builtins`, names are resolved by `pdiff.generative.registry`, and a
 worked example of your own is user/lowrank.py (docs/own-generator.md).
@@ -149,7 +150,8 @@ class Generator(ABC):
     """A parameter generator. ``name`` is its `generator` params value (an import-path generator's is its
     path); ``conditional``: True when `fit_prior` fits with ``ctx.condition`` (a `Condition`, one per snapshot
     row) whenever it is not None and its sampler's `Sampler.sample` honours ``cond`` and ``guidance`` (what the task
-    stages need; `require_conditional`); ``description``: a phrase on what it is, for the report."""
+    stages need; `pdiff.generative.registry.require_conditional`); ``description``: a phrase on what it is, for
+    the report."""
     name = ""
     conditional = False
     description = ""
@@ -179,23 +181,6 @@ class Generator(ABC):
 
 
 # ------------------------------------------------------------------------------------- what the stages do
-def require_conditional(generator: Generator, stage: str) -> Generator:
-    """The generator, if it is conditional; otherwise the one-paragraph refusal of the task stage ``stage``."""
-    if not generator.conditional:
-        from pdiff.generative.registry import BUILTINS
-
-        conditional = [f"`{name}`" for name, cls in BUILTINS.items() if cls.conditional]
-        raise PdiffError(f"`{stage}` cannot use `generator: {generator.name}`: it is not conditional. The task "
-                         "stages (task_pipeline: [run]) fit the generator's prior with each snapshot's task code as "
-                         "its condition and sample models for given task codes, so a generator for them must set "
-                         "`conditional = True`, fit its prior with `ctx.condition` (a Condition: the codes, one "
-                         "per snapshot) and take `cond` (one code per vector) and `guidance` in `Sampler.sample` "
-                         "(docs/own-generator.md, \"Conditioning\"). The conditional built-ins are "
-                         f"{' and '.join(conditional)}: set `generator` to one of them for "
-                         "the task stages.")
-    return generator
-
-
 def save_artifact(fitted: Fitted, generator: Generator, path: str) -> None:
     """Write ``fitted.state`` with the generator's name as ``kind`` (first key; none for `UNTAGGED`), atomically."""
     if fitted.state.get("kind", generator.name) != generator.name:

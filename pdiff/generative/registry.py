@@ -41,3 +41,18 @@ def resolve(name: str) -> Generator:
             from None
     generator.name = name
     return generator
+
+
+def require_conditional(generator: Generator, stage: str) -> Generator:
+    """The generator, if it is conditional; otherwise the one-paragraph refusal of the task stage ``stage``."""
+    if not generator.conditional:
+        conditional = [f"`{name}`" for name, cls in BUILTINS.items() if cls.conditional]
+        raise PdiffError(f"`{stage}` cannot use `generator: {generator.name}`: it is not conditional. The task "
+                         "stages (task_pipeline: [run]) fit the generator's prior with each snapshot's task code as "
+                         "its condition and sample models for given task codes, so a generator for them must set "
+                         "`conditional = True`, fit its prior with `ctx.condition` (a Condition: the codes, one "
+                         "per snapshot) and take `cond` (one code per vector) and `guidance` in `Sampler.sample` "
+                         "(docs/own-generator.md, \"Conditioning\"). The conditional built-ins are "
+                         f"{' and '.join(conditional)}: set `generator` to one of them for "
+                         "the task stages.")
+    return generator
