@@ -70,7 +70,6 @@ def test_yaml_exponent_strings_become_floats():
     ({"conv_ae": {"train_ae": {"lr": 0}}}, "`conv_ae.train_ae.lr` = 0 is out of range; it must be > 0."),
     ({"device": "tpu"}, "`device` = 'tpu' is not allowed; choose one of: auto, cpu, cuda."),
     ({"conv_ae": {"train_ae": 5}}, "`conv_ae.train_ae` must be a mapping of keys, got 5."),
-    ({"ae": {"steps": 5}}, "unknown key `ae`."),
     ({"sed": 1}, "unknown key `sed`. Did you mean `seed`?"),
 ])
 def test_errors_are_one_line_with_key_value_and_what_is_allowed(raw, message):
@@ -127,3 +126,14 @@ def test_task_pipeline_checks_do_not_stop_the_default_pipeline():
     for key in ("sampler", "steps"):
         with pytest.raises(ConfigError, match=rf"`tasks_eval.{key}` has moved: .*`conv_ae.generate.{key}`"):
             from_dict({"tasks_eval": {key: "ddim" if key == "sampler" else 50}})
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    ({"ae": {"steps": 5}}, "`ae` has moved: the conv AE's keys are `conv_ae.train_ae.*`"),
+    ({"generate": {"sampler": "ddim"}}, "`generate.sampler` has moved"),
+    ({"tokens": {"clip": 2.0}}, "`tokens.clip` has moved: `tokens.generate.clip`"),
+])
+def test_keys_from_before_the_per_generator_groups_say_where_they_are_now(raw, fragment):
+    with pytest.raises(ConfigError) as exc:
+        from_dict(raw)
+    assert fragment in str(exc.value) and "\n" not in str(exc.value)

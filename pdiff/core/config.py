@@ -398,6 +398,16 @@ def _is_section(tp) -> bool:
 MOVED = {f"tasks_eval.{key}": f"the task evaluation samples with the selected generator's own settings, so set "
          f"`<generator>.generate.{key}` (e.g. `conv_ae.generate.{key}`; the task presets set it)"
          for key in ("sampler", "steps")}
+# each generator's settings are its own group, one subgroup per stage (docs/parameters.md)
+MOVED |= {"ae": "the conv AE's keys are `conv_ae.train_ae.*`",
+          "ldm": "the latent DDPM's keys are `conv_ae.train_ldm.*` (the tokens generator has its own schedule in "
+                 "`tokens.train_ldm`)"}
+MOVED |= {f"generate.{key}": f"sampling keys are each generator's own: `conv_ae.generate.{key}` or "
+                             f"`tokens.generate.{key}`" for key in ("batch_size", "sampler", "steps")}
+MOVED |= {f"tokens.{key}": f"`tokens.{stage}.{key}`" for stage, keys in (
+    ("train_ae", ("size", "normalize")),
+    ("train_ldm", ("batch", "sequence", "code", "width", "depth", "lr", "weight_decay", "steps")),
+    ("generate", ("clip", "sample_chunk"))) for key in keys}
 
 
 def _message(error: dict) -> str:
