@@ -109,3 +109,31 @@ def test_interpolation_is_fixed_by_its_generator_and_needs_two_snapshots():
     assert not torch.equal(interpolation_baseline(snaps, 8, _gen(3)), interpolation_baseline(snaps, 8, _gen(4)))
     assert interpolation_baseline(snaps[:1], 8, _gen()) is None  # K = 1: nothing to interpolate towards
     assert interpolation_baseline(snaps, 0, _gen()).shape == (0, 10)
+
+
+def test_baselines_built_in_place_equal_their_whole_tensor_expressions_bit_for_bit():
+    """The makers write in place (no [n, D] temporaries at a whole network's size); each value is still the one
+    the plain expression gives, so the committed numbers do not move."""
+    torch.manual_seed(3)
+    shapes = [[4, 3], [5], [1], [6]]
+    snaps = torch.randn(7, 24) * torch.linspace(0.01, 3.0, 24)
+    snaps[:, 17] = 0.25  # a constant one-value tensor: scale from its rms
+    before = snaps.clone()
+
+    g = _gen(5)
+    idx = torch.randint(7, (9,), generator=g)
+    base = snaps[idx]
+    expected = base + 0.3 * tensor_scales(base, shapes) * torch.randn(base.shape, generator=g)
+    assert torch.equal(noise_baseline(snaps, shapes, 9, 0.3, _gen(5)), expected)
+
+    g = _gen(6)
+    expected = snaps.mean(0) + snaps.std(0, unbiased=True) * torch.randn((9, 24), generator=g)
+    assert torch.equal(gaussian_baseline(snaps, 9, _gen(6)), expected)
+
+    a, b, t = interpolation_pairs(7, 9, _gen(7))
+    assert torch.equal(interpolation_baseline(snaps, 9, _gen(7)), torch.lerp(snaps[a], snaps[b], t.float()[:, None]))
+
+    g = _gen(8)
+    expected = torch.stack([snaps[torch.randperm(7, generator=g)[:3]].mean(0) for _ in range(9)])
+    assert torch.equal(average_baseline(snaps, 9, 3, _gen(8)), expected)
+    assert torch.equal(snaps, before)  # the in-place writes never reach the snapshots themselves

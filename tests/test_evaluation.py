@@ -121,3 +121,13 @@ def test_evaluation_subset_cuts_validation_and_test_only():
     assert [len(cut[k]) for k in ("train_x", "val_x", "val_y", "test_x", "test_y")] == [10, 4, 4, 4, 4]
     assert torch.equal(cut["test_x"], torch.arange(4)) and cut["num_classes"] == 2
     assert evaluation_subset(data, 0) is data
+
+
+def test_finite_rows_checked_in_column_chunks_finds_every_bad_value():
+    torch.manual_seed(1)
+    vectors = torch.randn(5, 37)
+    vectors[1, 36], vectors[3, 0], vectors[4, 18] = float("nan"), float("inf"), float("-inf")
+    expected = torch.tensor([True, False, True, False, False])
+    for chunk in (1, 5, 37, 1 << 24):  # one column per chunk, a ragged last chunk, exactly one chunk, one pass
+        assert torch.equal(finite_rows(vectors, chunk_values=chunk), expected)
+    assert finite_rows(torch.zeros(3, 0)).all() and finite_rows(torch.zeros(0, 4)).numel() == 0

@@ -2,6 +2,7 @@
 (pdiff/core/snapstore.py), at tiny size."""
 import json
 import struct
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -108,6 +109,20 @@ def test_vector_store_round_trip_and_transparent_loading(tmp_path):
         assert torch.equal(f.get_tensor("params"), x) and json.loads(f.metadata()["names"]) == NAMES
     rows, names, _ = tk.open_rows(str(path), "collect")
     assert isinstance(rows, np.memmap) and names == NAMES
+
+
+def test_a_vector_store_loads_mapped_and_copy_on_write(tmp_path):
+    """load_vectors maps the file (a whole network's snapshots are not copied into memory); writing to the
+    tensor changes this process's pages, never the file."""
+    x = torch.randn(3, sum(SIZES))
+    path = tmp_path / "snapshots.pt"
+    with VectorWriter(path, 3, NAMES, SHAPES) as w:
+        w.append(x)
+    before = path.read_bytes()
+    params = load_vectors(path, "collect")["params"]
+    assert torch.equal(params, x) and str(path.resolve()) in Path("/proc/self/maps").read_text()  # mapped
+    params[1].zero_()
+    assert path.read_bytes() == before and torch.equal(load_vectors(path, "collect")["params"], x)
 
 
 def test_vector_store_refuses_incomplete_truncated_and_corrupt_files(tmp_path):

@@ -28,6 +28,12 @@ def tensor_scales(vectors: torch.Tensor, shapes: list[list[int]]) -> torch.Tenso
 
     The scale of a tensor is the standard deviation of its values; a tensor with a single value or
     constant values (std 0) uses its root mean square instead, and an all-zero tensor uses 1."""
+    return torch.cat([scale.expand_as(chunk) for chunk, scale in _tensor_scale_columns(vectors, shapes)], dim=1)
+
+
+def _tensor_scale_columns(vectors: torch.Tensor, shapes: list[list[int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """[(the columns of one tensor [M, numel], its scale [M, 1])] for every tensor of ``shapes``, in order (the
+    scale as `tensor_scales` defines it); the columns are views of ``vectors``."""
     sizes = numels(shapes)
     if sum(sizes) != vectors.shape[1]:
         raise PdiffError(f"shapes covering {sum(sizes)} values do not match vectors of width {vectors.shape[1]}.")
@@ -35,9 +41,8 @@ def tensor_scales(vectors: torch.Tensor, shapes: list[list[int]]) -> torch.Tenso
     for chunk in torch.split(vectors, sizes, dim=1):
         std = chunk.std(dim=1, unbiased=False, keepdim=True)
         rms = chunk.pow(2).mean(dim=1, keepdim=True).sqrt()
-        scale = torch.where(std > 0, std, torch.where(rms > 0, rms, torch.ones_like(rms)))
-        out.append(scale.expand_as(chunk))
-    return torch.cat(out, dim=1)
+        out.append((chunk, torch.where(std > 0, std, torch.where(rms > 0, rms, torch.ones_like(rms)))))
+    return out
 
 
 def own_stream(gen: torch.Generator, name: str) -> torch.Generator:
@@ -52,8 +57,13 @@ def noise_baseline(snapshots: torch.Tensor, shapes: list[list[int]], n: int, sig
     """n vectors: a uniformly chosen snapshot + N(0, (sigma * scale of each tensor)^2) noise."""
     idx = torch.randint(len(snapshots), (n,), generator=gen)
     base = snapshots[idx]
-    noise = torch.randn(base.shape, generator=gen, dtype=base.dtype)
-    return base + sigma * tensor_scales(base, shapes) * noise
+    out = torch.randn(base.shape, generator=gen, dtype=base.dtype)
+    # base + (sigma * scale) * noise, one tensor's columns at a time and in place (the same values as the whole
+    # [n, D] expression, without its three temporaries of that size)
+    for columns, (_, scale) in zip(torch.split(out, numels(shapes), dim=1), _tensor_scale_columns(base, shapes),
+                                   strict=True):
+        columns.mul_(sigma * scale)
+    return out.add_(base)
 
 
 def average_baseline(snapshots: torch.Tensor, n: int, k: int, gen: torch.Generator) -> torch.Tensor:
@@ -61,8 +71,10 @@ def average_baseline(snapshots: torch.Tensor, n: int, k: int, gen: torch.Generat
     k = min(int(k), len(snapshots))
     if k < 1:
         raise PdiffError(f"the average baseline needs k >= 1 snapshots, got k = {k}.")
-    rows = [snapshots[torch.randperm(len(snapshots), generator=gen)[:k]].mean(dim=0) for _ in range(n)]
-    return torch.stack(rows) if rows else snapshots.new_zeros(0, snapshots.shape[1])
+    out = snapshots.new_empty(n, snapshots.shape[1])
+    for row in out:  # one mean at a time, written in place (no list of rows and stacked copy)
+        row.copy_(snapshots[torch.randperm(len(snapshots), generator=gen)[:k]].mean(dim=0))
+    return out
 
 
 def gaussian_baseline(snapshots: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor | None:
@@ -71,7 +83,8 @@ def gaussian_baseline(snapshots: torch.Tensor, n: int, gen: torch.Generator) -> 
     if len(snapshots) < 2:
         return None
     mean, std = snapshots.mean(dim=0), snapshots.std(dim=0, unbiased=True)
-    return mean + std * torch.randn((n, snapshots.shape[1]), generator=gen, dtype=snapshots.dtype)
+    # mean + std * noise, in place (the same values, no [n, D] temporaries)
+    return torch.randn((n, snapshots.shape[1]), generator=gen, dtype=snapshots.dtype).mul_(std).add_(mean)
 
 
 def interpolation_pairs(k: int, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -93,4 +106,4 @@ def interpolation_baseline(snapshots: torch.Tensor, n: int, gen: torch.Generator
     if len(snapshots) < 2:
         return None
     a, b, t = interpolation_pairs(len(snapshots), n, gen)
-    return torch.lerp(snapshots[a], snapshots[b], t.to(snapshots.dtype).unsqueeze(1))
+    return snapshots[a].lerp_(snapshots[b], t.to(snapshots.dtype).unsqueeze(1))  # in place: one [n, D] fewer

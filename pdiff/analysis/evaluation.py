@@ -209,8 +209,18 @@ def summarize(acc: torch.Tensor | np.ndarray, failed: int = 0) -> dict:
     }
 
 
-def finite_rows(vectors: torch.Tensor) -> torch.Tensor:
-    return torch.isfinite(vectors).all(dim=1)
+FINITE_CHUNK_VALUES = 1 << 24  # values `finite_rows` checks at once (64 MB of float32)
+
+
+def finite_rows(vectors: torch.Tensor, chunk_values: int = FINITE_CHUNK_VALUES) -> torch.Tensor:
+    """[M] True where every value of the row of ``vectors`` [M, D] is finite. Checked ``chunk_values`` values at a
+    time: `torch.isfinite` of a float tensor makes an ``abs()`` copy and three masks of it, 1.7 times the vectors'
+    own size at once, which at a whole network's [M, D] is gigabytes."""
+    step = max(1, chunk_values // max(len(vectors), 1))
+    ok = torch.ones(len(vectors), dtype=torch.bool, device=vectors.device)
+    for a in range(0, vectors.shape[1], step):
+        ok &= torch.isfinite(vectors[:, a:a + step]).all(dim=1)
+    return ok
 
 
 def rows_where(vectors: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

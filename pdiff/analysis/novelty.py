@@ -230,6 +230,7 @@ def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple
 # --------------------------------------------------------------------------------------------------- embedding
 # Above this many values (points x D) the embedding is computed from the points' Gram matrix (exact, memory n^2).
 EMBED_DIRECT_MAX = 1 << 27
+MOMENT_CHUNK_VALUES = 1 << 24  # snapshot values per column chunk of their mean and std (128 MB as float64)
 
 
 def embed_2d(analysis: Analysis, seed: int, direct_max: int = EMBED_DIRECT_MAX) -> dict[str, dict[str, np.ndarray]]:
@@ -243,7 +244,7 @@ def embed_2d(analysis: Analysis, seed: int, direct_max: int = EMBED_DIRECT_MAX) 
     column chunks: PCA by the kernel trick, t-SNE on the distances (sklearn's euclidean route gives the same) with
     the same kind of PCA start. The two routes agree up to the sign of each PCA axis (tested)."""
     snaps = analysis.methods["original"].vectors
-    mean, std = _column_moments(snaps, max(1, direct_max // max(len(snaps), 1)))
+    mean, std = _column_moments(snaps, max(1, MOMENT_CHUNK_VALUES // max(len(snaps), 1)))
     std = torch.where(std > 0, std, torch.ones_like(std))
     names = [m for m, r in analysis.methods.items() if len(r.vectors)]
     sizes = [len(analysis.methods[m].vectors) for m in names]

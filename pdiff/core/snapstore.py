@@ -85,7 +85,7 @@ class VectorWriter:
 
 class VectorStore:
     """A read-only map of a `VectorWriter` file: ``rows`` (numpy memmap [K, D] float32), ``names``,
-    ``shapes``, ``steps``; ``tensor()`` reads everything into one torch tensor."""
+    ``shapes``, ``steps``; ``tensor()`` is all of it as one torch tensor, mapped, not copied."""
 
     def __init__(self, path: Path, rows: np.ndarray, names: list[str], shapes: list[list[int]], steps: list[int]):
         self.path, self.rows, self.names, self.shapes, self.steps = path, rows, names, shapes, steps
@@ -98,7 +98,13 @@ class VectorStore:
         return self.rows.shape[0]
 
     def tensor(self) -> torch.Tensor:
-        return torch.from_numpy(np.array(self.rows))
+        """[K, D] float32 over a copy-on-write map of the file: pages are read when touched and shared with the page
+        cache (a whole network's snapshots are not copied into memory); writing to the tensor changes this
+        process's pages only, never the file."""
+        if self.rows.size == 0:
+            return torch.from_numpy(np.array(self.rows))
+        rows = np.memmap(self.path, dtype=np.float32, mode="c", offset=self.rows.offset, shape=self.rows.shape)
+        return torch.from_numpy(rows)
 
 
 def open_vectors(path: str | Path, produced_by: str) -> VectorStore:
