@@ -105,23 +105,24 @@ def tiny_copy(tiny_repo, tmp_path) -> Path:
     return copy_repo(tiny_repo, tmp_path / "tiny")
 
 
-def user_package(tmp_path: Path, monkeypatch, files: dict[str, str], elsewhere: str):
-    """A throwaway repository root at ``tmp_path`` whose user folder, a fresh package ``<pkg>`` (no clash with
-    user/ or another test), holds ``files`` (name -> text), with ``elsewhere`` as elsewhere.py outside it; the
-    import-path code (pdiff.core.plugins, used by model.arch and generator) looks there. Yields the package name
-    and forgets its modules afterwards."""
+def user_package(tmp_path: Path, monkeypatch, files: dict[str, str], elsewhere: str, subdir: str):
+    """A throwaway repository root at ``tmp_path`` whose user folder is a fresh package ``<pkg>`` (no clash with
+    user/ or another test); ``files`` (name -> text) go into its ``subdir`` (models, generators), with
+    ``elsewhere`` as elsewhere.py outside it; the import-path code (pdiff.core.plugins, used by model.arch and
+    generator) looks there. Yields the import path of that subfolder, ``<pkg>.<subdir>``, and forgets its
+    modules afterwards."""
     import uuid
 
     from pdiff.core import plugins
 
     pkg = f"user_{uuid.uuid4().hex[:8]}"
-    (tmp_path / pkg).mkdir()
+    (tmp_path / pkg / subdir).mkdir(parents=True)
     for name, text in files.items():
-        (tmp_path / pkg / name).write_text(text)
+        (tmp_path / pkg / subdir / name).write_text(text)
     (tmp_path / "elsewhere.py").write_text(elsewhere)
     monkeypatch.setattr(plugins, "REPO_ROOT", tmp_path)
     monkeypatch.setattr(plugins, "USER_DIR", pkg)
     monkeypatch.syspath_prepend(str(tmp_path))
-    yield pkg
+    yield f"{pkg}.{subdir}"
     for name in [m for m in sys.modules if m.startswith(pkg) or m == "elsewhere"]:
         del sys.modules[name]

@@ -94,22 +94,29 @@ def test_dvcignore_hides_bytecode():
 
 
 def test_stages_that_import_user_code_depend_on_it_and_train_on_the_weights():
-    """Your own architecture (pdiff.nets.custom) and generator (pdiff.generative.registry) live in user/: every
-    stage that builds a model (its code reaches pdiff/nets) or resolves the generator (it reaches the registry)
-    lists that folder, the others do not; `train` also lists weights/ (train.init) and `prepare` what it reads
-    at data.root."""
-    from pdiff.core.plugins import USER_DIR
+    """Your own architecture lives in user/models/ (imported by pdiff.nets.custom), your own generator in
+    user/generators/ (imported by pdiff.generative.registry): a stage lists a folder exactly when its code reaches
+    the module that imports from it, so editing your generator reruns the generator's stages and never `train`;
+    `train` also lists weights/ (train.init) and `prepare` what it reads at data.root."""
+    from pdiff.generative.registry import GENERATOR
+    from pdiff.nets.custom import ARCH
     from pdiff.nets.weights import INIT_DIR
 
-    registry = ROOT / "pdiff/generative/registry.py"
-    imports_user_code = set()
+    importers = {ARCH.folder: ROOT / "pdiff/nets/custom.py", GENERATOR.folder: ROOT / "pdiff/generative/registry.py"}
+    assert ARCH.folder != GENERATOR.folder and not any(p.is_relative_to(q) for p in map(Path, importers)
+                                                         for q in map(Path, importers) if p != q)
+    imports = {folder: set() for folder in importers}
     for name, stage in _stages().items():
         deps = {d if isinstance(d, str) else next(iter(d)) for d in stage["deps"]}
-        script = ROOT / stage["cmd"].split()[1]
-        if "pdiff/nets" in code_deps(script) or registry in code_files(script):
-            imports_user_code.add(name)
-        assert (USER_DIR in deps) == (name in imports_user_code), name
+        files = code_files(ROOT / stage["cmd"].split()[1])
+        for folder, importer in importers.items():
+            if importer in files:
+                imports[folder].add(name)
+            assert (folder in deps) == (name in imports[folder]), (name, folder)
+        assert "user" not in deps, name  # the whole folder would rerun train on a generator edit
         assert (INIT_DIR in deps) == (name == "train"), name
         assert ("${data.root}" in deps) == (name == "prepare"), name
-    assert {"train_ae", "train_ldm", "generate", "analyze"} <= imports_user_code  # the generator's stages
+    assert {"train", "collect", "evaluate", "analyze"} <= imports[ARCH.folder]  # the stages that build the model
+    assert {"train_ae", "train_ldm", "generate", "analyze"} <= imports[GENERATOR.folder]  # the generator's stages
+    assert "train" not in imports[GENERATOR.folder]
     assert {"seed", "data"} <= set(_stages()["prepare"]["params"])  # data.root is declared where interpolated

@@ -1,5 +1,5 @@
 """Generators as plug-ins (pdiff/generative/protocol.py, registry.py): the built-ins by name and your own by
-import path, fitted, sampled and judged the same way; the worked example user/lowrank.py through the protocol
+import path, fitted, sampled and judged the same way; the worked example user/generators/lowrank.py through the protocol
 and through the tiny pipeline (docs/own-generator.md)."""
 import json
 import re
@@ -29,7 +29,7 @@ from pdiff.generative.protocol import (
 from pdiff.generative.registry import BUILTINS, resolve
 from tests.conftest import ROOT, png_size, run, stage_env, user_package
 
-EXAMPLE = "user.lowrank:LowRank"
+EXAMPLE = "user.generators.lowrank:LowRank"
 
 
 def test_the_registry_holds_the_schemas_names_and_your_own_by_import_path():
@@ -43,19 +43,19 @@ def test_the_registry_holds_the_schemas_names_and_your_own_by_import_path():
     assert isinstance(own, Generator) and type(own).__name__ == "LowRank" and own.name == EXAMPLE
     assert not own.conditional  # the task stages refuse it (tests/test_task_generators.py)
     group = {"train_ae": {"rank": 3}, "train_ldm": {}, "generate": {}}
-    p = from_dict({"generator": EXAMPLE, "user": {"lowrank:LowRank": group}})
+    p = from_dict({"generator": EXAMPLE, "user": {"generators": {"lowrank:LowRank": group}}})
     assert p.generator == EXAMPLE and Context(p, torch.Generator()).settings == group
     assert EXAMPLE in own.report_note() and not resolve("conv_ae").report_note()
 
 
 def test_your_generator_without_its_settings_group_is_refused_naming_what_to_add():
     """dvc.yaml's stages declare `${generator}.train_ae` etc., so the group must exist (DVC itself needs it)."""
-    for user in ({}, {"lowrank:LowRank": {"train_ae": {}, "generate": {}}}):
+    for user in ({}, {"generators": {"lowrank:LowRank": {"train_ae": {}, "generate": {}}}}):
         with pytest.raises(ConfigError) as exc:
             from_dict({"generator": EXAMPLE, "user": user})
         msg = str(exc.value)
         assert "\n" not in msg and f"`generator` = {EXAMPLE!r}" in msg and "train_ldm" in msg, msg
-        assert 'user: {"lowrank:LowRank": {train_ae: {}, train_ldm: {}, generate: {}}}' in msg, msg
+        assert 'user: {generators: {"lowrank:LowRank": {train_ae: {}, train_ldm: {}, generate: {}}}}' in msg, msg
 
 
 def test_an_unknown_generator_is_refused_in_one_paragraph_naming_the_registered_ones_and_the_path_form():
@@ -63,8 +63,9 @@ def test_an_unknown_generator_is_refused_in_one_paragraph_naming_the_registered_
         from_dict({"generator": "gan"})
     msg = str(exc.value)
     assert "\n" not in msg and "`generator` = 'gan'" in msg and "conv_ae, tokens" in msg
-    assert "'user.<file>:<Class>'" in msg and "docs/own-generator.md" in msg
-    for bad in ("user/lowrank.py:LowRank", "user.lowrank:", ":LowRank", "user.lowrank:LowRank()"):
+    assert "'user.generators.<file>:<Class>'" in msg and "docs/own-generator.md" in msg
+    for bad in ("user/generators/lowrank.py:LowRank", "user.generators.lowrank:", ":LowRank",
+                "user.generators.lowrank:LowRank()"):
         with pytest.raises(ConfigError, match="`generator`"):
             from_dict({"generator": bad})
 
@@ -85,8 +86,8 @@ class NotAGenerator:
 
 @pytest.fixture
 def user_pkg(tmp_path, monkeypatch):
-    """A throwaway repository root whose user folder `<pkg>` holds USER_FILE as `<pkg>.gens`."""
-    yield from user_package(tmp_path, monkeypatch, {"gens.py": USER_FILE}, USER_FILE)
+    """A throwaway repository root whose user folder `<pkg>` holds USER_FILE as `<pkg>.generators.gens`."""
+    yield from user_package(tmp_path, monkeypatch, {"gens.py": USER_FILE}, USER_FILE, "generators")
 
 
 def _error(name: str) -> str:
@@ -98,7 +99,7 @@ def _error(name: str) -> str:
 
 
 def test_a_bad_import_path_is_one_paragraph_that_says_what_to_fix(user_pkg):
-    assert f"{user_pkg}/missing.py" in _error(f"{user_pkg}.missing:Gen")
+    assert f"{user_pkg.replace('.', '/')}/missing.py" in _error(f"{user_pkg}.missing:Gen")
     assert "no attribute `Gen`" in _error(f"{user_pkg}.gens:Gen") and "NoPrior" in _error(f"{user_pkg}.gens:Gen")
     assert "the class NotAGenerator, not a subclass" in _error(f"{user_pkg}.gens:NotAGenerator")
     assert "fit_prior" in _error(f"{user_pkg}.gens:NoPrior")  # abstract: cannot be made
@@ -133,7 +134,7 @@ def _snapshots(path, k=12, d=30, rank=3):
 
 
 def test_the_example_fits_samples_and_decodes_through_the_protocol(tmp_path):
-    """user/lowrank.py by the stages' own calls: the representation is the snapshots' mean and an orthonormal
+    """user/generators/lowrank.py by the stages' own calls: the representation is the snapshots' mean and an orthonormal
     basis, samples lie in the snapshots' affine span (here 3-dimensional, so the extra directions get zero
     spread), the same rng gives the same file, and the decoder reconstructs the snapshots."""
     snaps = tmp_path / "snapshots.pt"
@@ -217,8 +218,8 @@ def test_a_streaming_sampler_is_written_row_by_row_to_a_memory_mapped_store(tmp_
 
 @pytest.mark.slow
 def test_the_example_runs_through_the_tiny_pipeline_and_the_report_lists_it(tiny_copy):
-    """`dvc exp run -S generator=user.lowrank:LowRank` on the tiny repo: the generator's stages rerun (prepare,
-    train and collect stay cached), its two files carry its name, every generated vector is the mean plus its
+    """`dvc exp run -S generator=user.generators.lowrank:LowRank` on the tiny repo: the generator's stages rerun
+    (prepare, train and collect stay cached), its two files carry its name, every generated vector is the mean plus its
     basis (so it made them), analyze reports it beside every baseline and, since it has a decoder, the decoder
     sets; `dvc exp show` lists it beside the built-in run, and a conv AE run refuses its files."""
     repo = tiny_copy

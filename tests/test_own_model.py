@@ -57,10 +57,10 @@ USER_FILE = textwrap.dedent('''
 
 @pytest.fixture
 def user_pkg(tmp_path, monkeypatch):
-    """A throwaway repository root holding a user folder with USER_FILE as `<pkg>.nets`."""
+    """A throwaway repository root holding a user folder with USER_FILE as `<pkg>.models.nets`."""
     yield from user_package(tmp_path, monkeypatch, {"nets.py": USER_FILE,
                                                     "broken.py": "import package_that_is_not_installed_xyz\n"},
-                            USER_FILE)
+                            USER_FILE, "models")
 
 
 def _arch_error(arch: str) -> str:
@@ -76,14 +76,15 @@ def test_config_accepts_an_import_path_and_still_rejects_unknown_names():
     for name in ("small_cnn", "mlp"):  # the builders take the one signature; width reaches the small models
         narrow, wide = (sum(p.numel() for p in ARCHS[name](1, 3, 8, w).parameters()) for w in (4, 8))
         assert narrow < wide, name
-    assert from_dict({"model": {"arch": "user.tiny_cnn:build"}}).model.arch == "user.tiny_cnn:build"
-    for bad in ("resnet9000", "user.tiny_cnn:", "user/tiny_cnn.py:build", ":build", "user.tiny_cnn:build()"):
+    assert from_dict({"model": {"arch": "user.models.tiny_cnn:build"}}).model.arch == "user.models.tiny_cnn:build"
+    for bad in ("resnet9000", "user.models.tiny_cnn:", "user/models/tiny_cnn.py:build", ":build",
+                "user.models.tiny_cnn:build()"):
         with pytest.raises(ConfigError, match="model.arch"):
             from_dict({"model": {"arch": bad}})
 
 
 def test_the_example_user_model_builds_with_width_and_is_sequential():
-    model = build_model("user.tiny_cnn:build", in_channels=1, num_classes=10, image_size=8, width=4)
+    model = build_model("user.models.tiny_cnn:build", in_channels=1, num_classes=10, image_size=8, width=4)
     assert isinstance(model, nn.Sequential)
     assert model.conv1.out_channels == 4  # model.width reaches a function whose signature names `width`
     assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
@@ -99,7 +100,7 @@ def test_a_user_class_and_function_build(user_pkg):
 
 def test_module_not_found(user_pkg):
     msg = _arch_error(f"{user_pkg}.missing_file:build")
-    assert "was not found" in msg and f"{user_pkg}/missing_file.py" in msg
+    assert "was not found" in msg and f"{user_pkg.replace('.', '/')}/missing_file.py" in msg
 
 
 def test_a_missing_dependency_of_the_module_is_named(user_pkg):
@@ -126,8 +127,16 @@ def test_wrong_return_type(user_pkg):
 
 
 def test_code_in_the_repository_outside_the_user_folder_is_refused(user_pkg):
+    folder = user_pkg.replace(".", "/")
     msg = _arch_error("elsewhere:build")
-    assert "elsewhere.py is outside" in msg and f"{user_pkg}/" in msg
+    assert "elsewhere.py is outside" in msg and f"{folder}/" in msg
+    # the generators' folder is not the models' one: dvc.yaml lists it for other stages
+    pkg = user_pkg.split(".")[0]
+    gens = plugins.REPO_ROOT / pkg / "generators"
+    gens.mkdir()
+    (gens / "net_here.py").write_text(USER_FILE)
+    msg = _arch_error(f"{pkg}.generators.net_here:build")
+    assert f"{pkg}/generators/net_here.py is outside {folder}/" in msg and "would not rerun" in msg
 
 
 def test_code_outside_the_repository_builds_with_a_warning(tmp_path, monkeypatch):
@@ -180,7 +189,7 @@ def test_a_non_sequential_user_model_falls_back_to_full_passes_with_the_same_pre
 
 
 def test_a_sequential_user_model_gets_the_cached_prefix_with_the_same_predictions():
-    model = build_model("user.tiny_cnn:build", in_channels=1, num_classes=3, image_size=8, width=8).eval()
+    model = build_model("user.models.tiny_cnn:build", in_channels=1, num_classes=3, image_size=8, width=8).eval()
     names = select(model, "auto")
     prefix, _ = split_at_selection(model, names)
     assert [n for n, _ in prefix.named_children()][-2:] == ["pool2", "conv3"]

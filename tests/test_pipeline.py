@@ -94,7 +94,7 @@ def test_keys_of_a_generator_not_selected_rerun_nothing(tiny_repo):
         params = yaml.safe_load(text)
         params["tokens"] = {"train_ae": {"size": 8}, "train_ldm": {"steps": 3, "sequence": "none"},
                             "generate": {"clip": 1.0, "sample_chunk": 64}}
-        params["user"]["lowrank:LowRank"]["train_ae"]["rank"] = 2
+        params["user"]["generators"]["lowrank:LowRank"]["train_ae"]["rank"] = 2
         (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         assert _changed_stages(tiny_repo) == set()
         params["conv_ae"]["generate"]["batch_size"] = 3  # its own group: generate only

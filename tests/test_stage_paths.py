@@ -12,8 +12,9 @@ from tests.conftest import ROOT
 
 PATH_ROOTS = ("data/", "models/", "metrics/", "plots/", "reports/", "report.md")
 # Inputs named by a params value, not by a path: prepare reads data.root, every stage that builds the model may
-# import user code (model.arch: user.<file>:<Class>), train may start from weights/ (train.init).
-PARAM_NAMED = {"user", "weights", "${data.root}"}
+# import your model (model.arch: user.models.<file>:<function>), every stage that fits, samples or decodes may
+# import your generator (generator: user.generators.<file>:<Class>), train may start from weights/ (train.init).
+PARAM_NAMED = {"user/models", "user/generators", "weights", "${data.root}"}
 # Written by a stage but no DVC output, on purpose: analyze's t-SNE picture depends on the CPU
 # (pdiff.analysis.report), so it is neither cached nor compared.
 UNDECLARED = {"plots/embedding"}

@@ -41,23 +41,23 @@ def _codes(k: int, bits: int = 3) -> torch.Tensor:
 
 def test_both_builtins_are_conditional_and_a_plain_generator_is_refused_by_name():
     assert all(cls.conditional for cls in BUILTINS.values())
-    lowrank = resolve("user.lowrank:LowRank")
+    lowrank = resolve("user.generators.lowrank:LowRank")
     assert not lowrank.conditional
     with pytest.raises(PdiffError) as exc:
         require_conditional(lowrank, "tasks_ae@run")
     msg = str(exc.value)
-    assert "`generator: user.lowrank:LowRank`" in msg and "conditional = True" in msg and "`cond`" in msg
+    assert "`generator: user.generators.lowrank:LowRank`" in msg and "conditional = True" in msg and "`cond`" in msg
     assert "`conv_ae` and `tokens`" in msg and "\n" not in msg
 
 
 def test_a_task_stage_refuses_a_generator_that_is_not_conditional(tmp_path):
     """The refusal comes from the stage itself, before anything is read or fitted."""
-    repo = make_tiny_repo(tmp_path / "repo", {"generator": "user.lowrank:LowRank", "task_pipeline": ["run"]})
+    repo = make_tiny_repo(tmp_path / "repo", {"generator": "user.generators.lowrank:LowRank", "task_pipeline": ["run"]})
     res = subprocess.run([sys.executable, "stages/tasks_ae.py", "--snapshots", "models/tasks/snapshots.pt",
                           "--out", "models/tasks/ae.pt", "--plot", "plots/tasks/ae_loss.png"], cwd=repo,
                          capture_output=True, text=True)
     assert res.returncode != 0
-    assert "`tasks_ae@run` cannot use `generator: user.lowrank:LowRank`: it is not conditional" in res.stderr
+    assert "`tasks_ae@run` cannot use `generator: user.generators.lowrank:LowRank`: it is not conditional" in res.stderr
     assert "Traceback" not in res.stderr
 
 
@@ -222,4 +222,5 @@ def test_the_task_stages_declare_the_selected_generators_groups():
     assert {"generator", "${generator}.train_ldm", "tasks_ldm"} <= reads["tasks_ldm"]
     assert {"generator", "${generator}.generate", "tasks_eval"} <= reads["tasks_evaluate"]
     assert not [k for keys in reads.values() for k in keys if k.startswith("conv_ae")]
-    assert all("user" in stage["deps"] for name, stage in stages.items() if name != "tasks_collect")
+    assert all("user/generators" in stage["deps"] for name, stage in stages.items() if name != "tasks_collect")
+    assert "user/generators" not in stages["tasks_collect"]["deps"]  # it trains heads: no generator code

@@ -1,5 +1,6 @@
 """Your own data, model code and starting weights are DVC dependencies: replacing the tensors file reruns
-`prepare` (and everything after it), editing user/ or replacing the file in weights/ reruns `train`."""
+`prepare` (and everything after it), editing user/models/ or replacing the file in weights/ reruns `train`, and
+editing your generator in user/generators/ does not."""
 import json
 
 import numpy as np
@@ -12,7 +13,7 @@ from tests.conftest import make_tiny_repo, run
 
 OWN = {
     "data": {"name": "tensors", "root": "data/raw/mine.npz", "val_size": 20},
-    "model": {"arch": "user.tiny_cnn:build", "width": 4},
+    "model": {"arch": "user.models.tiny_cnn:build", "width": 4},
     "train": {"epochs": 0, "init": "weights/init.safetensors"},
 }
 
@@ -25,7 +26,7 @@ def _write_data(path, seed):
 
 def _write_weights(path, seed):
     torch.manual_seed(seed)
-    model = build_model("user.tiny_cnn:build", in_channels=1, num_classes=3, image_size=8, width=4)
+    model = build_model("user.models.tiny_cnn:build", in_channels=1, num_classes=3, image_size=8, width=4)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
 
 
@@ -38,7 +39,8 @@ def _changed(repo) -> dict:
 @pytest.mark.slow
 def test_replacing_user_data_model_code_or_weights_reruns_what_reads_them(tmp_path):
     repo = make_tiny_repo(tmp_path / "repo", OWN)
-    data, weights, code = repo / "data/raw/mine.npz", repo / "weights/init.safetensors", repo / "user/tiny_cnn.py"
+    data, weights = repo / "data/raw/mine.npz", repo / "weights/init.safetensors"
+    code = repo / "user/models/tiny_cnn.py"
     _write_data(data, 0)
     _write_weights(weights, 0)
     run("dvc add -q data/raw/mine.npz && git add data/raw/mine.npz.dvc weights", repo)
@@ -58,6 +60,9 @@ def test_replacing_user_data_model_code_or_weights_reruns_what_reads_them(tmp_pa
     code.write_text(original + "\n# an edit to the model code\n")
     assert set(_changed(repo)) == {"train"}
     code.write_text(original)
+    generator = repo / "user/generators/lowrank.py"
+    generator.write_text(generator.read_text() + "\n# an edit to generator code: the base model stays\n")
+    assert _changed(repo) == {}
 
     _write_weights(weights, 1)  # other starting weights
     changed = _changed(repo)

@@ -119,7 +119,7 @@ class ModelConfig(Section):
     arch: str = opt("small_cnn", "architecture of the base model: small_cnn, mlp, lenet (small, for "
                     "whole-network generation), resnet18, resnet50 (CIFAR stem for images up to 64 px), "
                     "convnext_tiny, vit_tiny (torchvision VisionTransformer, ViT-Tiny config); or your own as "
-                    "'module.path:function' (a module under user/, called with in_channels, num_classes, "
+                    "'module.path:function' (a module under user/models/, called with in_channels, num_classes, "
                     "image_size and returning an nn.Module; see docs/own-model.md)")
     width: int = opt(16, "small_cnn: channels of the first convolution (later layers use 2x, head 4x); mlp: "
                      "hidden units; ignored by the other architectures", ge=1)
@@ -352,13 +352,14 @@ class Params(Section):
     generator: str = opt("conv_ae", "which generator train_ae / train_ldm / generate fit and sample, and analyze "
                          "decodes with: conv_ae (the paper's parameter autoencoder + latent DDPM), tokens (a "
                          "tokenized DDPM over per-tensor tokens; docs/tokens.md), or your own as "
-                         "'user.<file>:<Class>' (docs/own-generator.md). Its settings are the params group of the "
-                         "same name, with one subgroup per stage: train_ae, train_ldm and generate each read "
-                         "`<generator>.<stage>` (dvc.yaml declares just those)")
+                         "'user.generators.<file>:<Class>' (docs/own-generator.md). Its settings are the params "
+                         "group of the same name, with one subgroup per stage: train_ae, train_ldm and generate "
+                         "each read `<generator>.<stage>` (dvc.yaml declares just those)")
     conv_ae: ConvAEConfig = Field(default_factory=ConvAEConfig)
     tokens: TokensConfig = Field(default_factory=TokensConfig)
     user: dict[str, typing.Any] = opt({}, "your own generators' settings, one group per import path below user. "
-                                      "(\"lowrank:LowRank\" for 'user.lowrank:LowRank'), each with the subgroups "
+                                      "(generators: {\"lowrank:LowRank\": ...} for "
+                                      "'user.generators.lowrank:LowRank'), each with the subgroups "
                                       "train_ae, train_ldm and generate (may be {}): the generator reads them as "
                                       "ctx.settings (docs/own-generator.md)")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
@@ -476,19 +477,20 @@ def _check_builtin_or_import_path(key: str, value: str, builtins: tuple[str, ...
 def check_arch(arch: str) -> None:
     """A built-in name, or 'module.path:function' (imported only when the model is built)."""
     _check_builtin_or_import_path(
-        "model.arch", arch, BUILTIN_ARCHS, "function", "user.tiny_cnn:build",
+        "model.arch", arch, BUILTIN_ARCHS, "function", "user.models.tiny_cnn:build",
         f"params: `model.arch` = {arch!r} is not allowed; choose one of: {', '.join(BUILTIN_ARCHS)}, or name your "
-        "own as 'module.path:function' (e.g. 'user.tiny_cnn:build').")
+        "own as 'module.path:function' (e.g. 'user.models.tiny_cnn:build', a file in user/models/).")
 
 
 def check_generator(name: str) -> None:
-    """A registered generator, or your own as 'user.<file>:<Class>' (imported only by the stages)."""
+    """A registered generator, or your own as 'user.generators.<file>:<Class>' (imported only by the stages)."""
     _check_builtin_or_import_path(
-        "generator", name, BUILTIN_GENERATORS, "Class", "user.lowrank:LowRank",
+        "generator", name, BUILTIN_GENERATORS, "Class", "user.generators.lowrank:LowRank",
         f"params: `generator` = {name!r} is not a registered generator. The registered ones are "
-        f"{', '.join(BUILTIN_GENERATORS)}; to use your own, name it by import path as 'user.<file>:<Class>', a "
-        "subclass of pdiff.generative.protocol.Generator in a file under user/ (e.g. 'user.lowrank:LowRank', "
-        "user/lowrank.py; see docs/own-generator.md).")
+        f"{', '.join(BUILTIN_GENERATORS)}; to use your own, name it by import path as "
+        "'user.generators.<file>:<Class>', a subclass of pdiff.generative.protocol.Generator in a file under "
+        "user/generators/ (e.g. 'user.generators.lowrank:LowRank', user/generators/lowrank.py; see "
+        "docs/own-generator.md).")
 
 
 GENERATOR_STAGES = ("train_ae", "train_ldm", "generate")  # the subgroups of every generator's params group
@@ -497,8 +499,9 @@ GENERATOR_STAGES = ("train_ae", "train_ldm", "generate")  # the subgroups of eve
 def generator_settings(p: Params, name: str):
     """The params group of generator ``name``, whose subgroups ``train_ae`` / ``train_ldm`` / ``generate`` are
     what those stages read (and what dvc.yaml declares for them as ``${generator}.<stage>``): a built-in's typed
-    section (``p.conv_ae``), or for your own 'user.<file>:<Class>' the plain dict at that dotted path under
-    ``user`` (``p.user["lowrank:LowRank"]``); refused in one paragraph when it is missing or incomplete."""
+    section (``p.conv_ae``), or for your own 'user.generators.<file>:<Class>' the plain dict at that dotted
+    path under ``user`` (``p.user["generators"]["lowrank:LowRank"]``); refused in one paragraph when it is missing
+    or incomplete."""
     if name in BUILTIN_GENERATORS:
         return getattr(p, name)
     parts = name.split(".")

@@ -28,7 +28,7 @@ stages (tasks_ae@run, tasks_ldm@run, tasks_evaluate@run) call the same `fit_repr
 pass a condition.
 
 The built-ins are in `pdiff.generative.builtins`, names are resolved by `pdiff.generative.registry`, and a
-worked example of your own is user/lowrank.py (docs/own-generator.md).
+worked example of your own is user/generators/lowrank.py (docs/own-generator.md).
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """The `generator` params value -> a `pdiff.generative.protocol.Generator`.
 
 The built-ins by name (`BUILTINS`, whose names are the schema's one list, `pdiff.core.config.BUILTIN_GENERATORS`),
-or your own by import path, ``"user.<file>:<Class>"``: a subclass of `Generator` in a file under user/, imported
-the way ``model.arch`` imports your own model (`pdiff.core.plugins`); its name is the path. The stages resolve
-the name and call the generator; none of them knows which one it is.
+or your own by import path, ``"user.generators.<file>:<Class>"``: a subclass of `Generator` in a file under
+user/generators/, imported the way ``model.arch`` imports your own model (`pdiff.core.plugins`); its name is the
+path. The stages resolve the name and call the generator; none of them knows which one it is.
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ if tuple(BUILTINS) != BUILTIN_GENERATORS:
                      f"BUILTIN_GENERATORS lists {list(BUILTIN_GENERATORS)}; keep the two the same.")
 
 GENERATOR = Plugin(key="generator", what="generator", example=("my_generator", "MyGenerator"),
-                   stages="the stages that fit, sample or decode with it", package="pdiff/generative")
+                   stages="the stages that fit, sample or decode with it", package="pdiff/generative",
+                   subdir="generators")
 
 
 def resolve(name: str) -> Generator:

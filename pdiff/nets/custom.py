@@ -1,8 +1,8 @@
 """Your own architecture: ``model.arch: "module.path:function"``.
 
-The module is imported from the repository root (``user/tiny_cnn.py`` is ``user.tiny_cnn``) and must live in
-``user/``, the folder that dvc.yaml lists as a dependency of every stage that builds the model (train,
-collect, evaluate, analyze): editing it reruns them. The function is called with keyword arguments
+The module is imported from the repository root (``user/models/tiny_cnn.py`` is ``user.models.tiny_cnn``) and
+must live in ``user/models/``, the folder that dvc.yaml lists as a dependency of every stage that builds the
+model (train, collect, evaluate, analyze, ...): editing it reruns them. The function is called with keyword arguments
 ``in_channels``, ``num_classes`` and ``image_size`` (the prepared dataset's), plus ``width`` (``model.width``)
 when its signature names a ``width`` parameter, and must return an ``nn.Module`` that maps images
 [B, C, H, W] to logits [B, num_classes].
@@ -24,7 +24,7 @@ __all__ = ["USER_DIR", "UntrackedCodeWarning", "build_custom", "is_custom"]
 
 # the import itself (where the file may live, one-paragraph errors) is pdiff.core.plugins, shared with generators
 ARCH = Plugin(key="model.arch", what="model", example=("my_net", "build"), stages="the stages that build the model",
-              package="pdiff/nets")
+              package="pdiff/nets", subdir="models")
 
 
 def is_custom(arch: str) -> bool:

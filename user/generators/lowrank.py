@@ -1,4 +1,4 @@
-"""An example generator of your own: `generator: "user.lowrank:LowRank"` (docs/own-generator.md).
+"""An example generator of your own: `generator: "user.generators.lowrank:LowRank"` (docs/own-generator.md).
 
 A low-rank Gaussian. Representation (train_ae): the snapshots' mean and their top principal directions (PCA).
 Prior (train_ldm): one Gaussian per principal component, fitted to the snapshots' coefficients. A sample is the
@@ -33,7 +33,7 @@ class LowRankSampler(Sampler):
 class LowRank(Generator):
     description = "the snapshots' mean plus Gaussian coefficients on their top principal directions"
 
-    def fit_representation(self, ctx):  # settings: params.yaml's user: {"lowrank:LowRank": {train_ae: {rank: 8}}}
+    def fit_representation(self, ctx):  # settings: params.yaml's user.generators."lowrank:LowRank"
         snaps = ctx.load_snapshots()
         x = snaps["params"].double()
         mean = x.mean(0)

@@ -1,6 +1,6 @@
-"""An example of your own architecture for p-diff: `model.arch: "user.tiny_cnn:build"`.
+"""An example of your own architecture for p-diff: `model.arch: "user.models.tiny_cnn:build"`.
 
-Any function (or nn.Module class) in a file under user/ works. pdiff calls it with the prepared dataset's
+Any function (or nn.Module class) in a file under user/models/ works. pdiff calls it with the prepared dataset's
 ``in_channels``, ``num_classes`` and ``image_size`` (and ``width`` = `model.width`, because this signature
 names it) and trains what it returns. Being an ``nn.Sequential`` of named blocks is optional; it lets
 evaluation run the layers before the first generated parameter once per test batch instead of once per
