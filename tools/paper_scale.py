@@ -525,7 +525,16 @@ WHOLE_RESULTS = "reports/mnist5k-resnet18-whole/results.json"
 def docs_whole_cost(load) -> str:
     """docs/whole-network.md: seconds and peak resident set (MB) per stage of the whole-ResNet-18 run (seed 0),
     and how far each stage's peak is beyond the mapped snapshot file."""
-    entry = lookup(load(WHOLE_RESULTS), "seeds[seed=0]", WHOLE_RESULTS)
+    return _cost_table(load, WHOLE_RESULTS)
+
+
+def docs_block_cost(load) -> str:
+    """docs/block.md: the same table for the `layer4.1` run (seed 0)."""
+    return _cost_table(load, BLOCK_RESULTS)
+
+
+def _cost_table(load, path: str) -> str:
+    entry = lookup(load(path), "seeds[seed=0]", path)
     rss, file_mb = entry["stage_peak_rss_mb"], entry["mapped_file_mb"]
     stages = [s for s in STAGES if s in entry["stage_seconds"]]
     before = ("prepare", "train")  # the snapshot file does not exist yet
