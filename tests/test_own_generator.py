@@ -245,3 +245,17 @@ def test_the_example_runs_through_the_tiny_pipeline_and_the_report_lists_it(tiny
     res = subprocess.run(stage_command("generate", repo / "dvc.yaml"), cwd=repo, capture_output=True, text=True,
                          env=stage_env())
     assert res.returncode == 1 and f"`generator: {EXAMPLE}`" in res.stderr and "dvc repro train_ae" in res.stderr
+
+
+def test_the_walk_through_counts_are_the_files_own():
+    """docs/own-generator.md's "files touched" numbers are the example's: its file (at most about 60 lines, as the
+    protocol promises) and its settings group in params.yaml (the `user:` block)."""
+    import re
+
+    text = (ROOT / "docs/own-generator.md").read_text()
+    file_lines, group_lines = (int(n) for n in re.search(
+        r"`user/generators/lowrank\.py`, (\d+) lines, and its settings group in\s+`params\.yaml` \((\d+) lines\)",
+        text).groups())
+    assert file_lines == len((ROOT / "user/generators/lowrank.py").read_text().splitlines()) <= 60
+    params = (ROOT / "params.yaml").read_text().split("\n\nuser:", 1)[1].split("\n\n", 1)[0]
+    assert group_lines == len(("user:" + params).splitlines())
