@@ -28,12 +28,14 @@ def tensor_scales(vectors: torch.Tensor, shapes: list[list[int]]) -> torch.Tenso
 
     The scale of a tensor is the standard deviation of its values; a tensor with a single value or
     constant values (std 0) uses its root mean square instead, and an all-zero tensor uses 1."""
-    return torch.cat([scale.expand_as(chunk) for chunk, scale in _tensor_scale_columns(vectors, shapes)], dim=1)
+    scales = _per_tensor_scale(vectors, shapes)
+    columns = torch.split(vectors, numels(shapes), dim=1)
+    return torch.cat([scale.expand_as(c) for c, scale in zip(columns, scales, strict=True)], dim=1)
 
 
-def _tensor_scale_columns(vectors: torch.Tensor, shapes: list[list[int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """[(the columns of one tensor [M, numel], its scale [M, 1])] for every tensor of ``shapes``, in order (the
-    scale as `tensor_scales` defines it); the columns are views of ``vectors``."""
+def _per_tensor_scale(vectors: torch.Tensor, shapes: list[list[int]]) -> list[torch.Tensor]:
+    """[M, 1] per tensor of ``shapes``, in order: each vector's scale of that tensor, as `tensor_scales`
+    defines it."""
     sizes = numels(shapes)
     if sum(sizes) != vectors.shape[1]:
         raise PdiffError(f"shapes covering {sum(sizes)} values do not match vectors of width {vectors.shape[1]}.")
@@ -41,7 +43,7 @@ def _tensor_scale_columns(vectors: torch.Tensor, shapes: list[list[int]]) -> lis
     for chunk in torch.split(vectors, sizes, dim=1):
         std = chunk.std(dim=1, unbiased=False, keepdim=True)
         rms = chunk.pow(2).mean(dim=1, keepdim=True).sqrt()
-        out.append((chunk, torch.where(std > 0, std, torch.where(rms > 0, rms, torch.ones_like(rms)))))
+        out.append(torch.where(std > 0, std, torch.where(rms > 0, rms, torch.ones_like(rms))))
     return out
 
 
@@ -60,8 +62,7 @@ def noise_baseline(snapshots: torch.Tensor, shapes: list[list[int]], n: int, sig
     out = torch.randn(base.shape, generator=gen, dtype=base.dtype)
     # base + (sigma * scale) * noise, one tensor's columns at a time and in place (the same values as the whole
     # [n, D] expression, without its three temporaries of that size)
-    for columns, (_, scale) in zip(torch.split(out, numels(shapes), dim=1), _tensor_scale_columns(base, shapes),
-                                   strict=True):
+    for columns, scale in zip(torch.split(out, numels(shapes), dim=1), _per_tensor_scale(base, shapes), strict=True):
         columns.mul_(sigma * scale)
     return out.add_(base)
 
