@@ -1,5 +1,6 @@
 """The numbers README.md and docs/*.md quote from command outputs are the ones in those outputs' JSON files."""
 import json
+import re
 
 import pytest
 
@@ -35,7 +36,7 @@ def test_the_committed_state_is_read_from_git_not_from_the_workspace(tmp_path):
 def test_the_time_and_test_counts_are_quoted_from_their_files():
     readme = (ROOT / "README.md").read_text()
     testing = (ROOT / "docs/testing.md").read_text()
-    assert "<!--@ reports/determinism/pipeline_cost_amd-epyc-avx512.json runs.portable.seconds" in readme
+    assert re.search(r"<!--@ reports/determinism/pipeline_cost_[\w-]+\.json runs\.portable\.seconds", readme)
     for key in ("passed", "skipped", "seconds"):
         assert f"<!--@ metrics/tests.json {key}" in readme and f"<!--@ metrics/tests.json {key}" in testing
 

@@ -491,6 +491,32 @@ def test_kernel_pins_records_every_setting_and_the_profile(head_repo, tmp_path):
 
 
 @pytest.mark.longrun
+@runs("tools.op_trace")
+def test_op_trace_hashes_every_operation_and_names_the_first_that_differs(head_repo, tmp_path):
+    """`python -m tools.op_trace` in the copy: four phases of hashed operations, the same on a second run, and
+    compared with a record from "another CPU" (this one with one convolution's hash altered) it names that
+    operation and finds the other phases the same."""
+    out = tmp_path / "op_trace_here.json"
+    tool(head_repo, "op_trace", "--out", out)
+    first = load(out)
+    assert list(first["phases"]) == ["base_train", "ae_train", "ldm_train", "ldm_sample"]
+    assert first["agrees_with"] == {} and first["cpu"] and first["threads"] == 1
+    ops = first["phases"]["ae_train"]
+    assert all(len(op.split()) == 2 for op in ops if not op.startswith(("empty", "new_empty", "resize")))
+    other = json.loads(out.read_text())
+    i = next(i for i, op in enumerate(ops) if op.startswith("convolution "))
+    other["phases"]["ae_train"][i] = "convolution 00000000"
+    (tmp_path / "op_trace_other.json").write_text(json.dumps(other))
+    printed = tool(head_repo, "op_trace", "--out", out)
+    second = load(out)
+    assert second["phases"] == first["phases"]
+    rows = second["agrees_with"]["op_trace_other.json"]
+    assert rows["ae_train"] == {"same": False, "index": i, "op": "convolution", "other_op": "convolution"}
+    assert all(rows[phase]["same"] for phase in ("base_train", "ldm_train", "ldm_sample"))
+    assert f"ae_train: differs from operation #{i} (convolution here, convolution there)" in printed
+
+
+@pytest.mark.longrun
 @runs("tools.tokens_compare")
 def test_tokens_compare_scores_each_sequence_model_on_validation(tools_repo, tmp_path):
     out = tmp_path / "tokens.json"

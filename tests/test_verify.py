@@ -16,7 +16,7 @@ def test_verify_reruns_the_commit_and_names_the_first_stage_that_differs(tiny_co
     real, out["md5"] = out["md5"], "0123456789abcdef" * 2
     lock_path.write_text(yaml.safe_dump(lock, sort_keys=False))
     run("git commit -qam 'a lock with another base model'", tiny_copy)
-    code, text = verify.verify(tiny_copy, keep=tmp_path / "kept")
+    code, text = verify.verify(tiny_copy, keep=tmp_path / "kept", out=tmp_path / "outcome.json")
     assert code == 1, text
     lines = text.splitlines()
     assert lines[0].split() == ["prepare", "same", "bytes"]
@@ -26,6 +26,9 @@ def test_verify_reruns_the_commit_and_names_the_first_stage_that_differs(tiny_co
     assert "the first stage that differs is `train`" in text
     assert f"models/base.pt: committed {'0123456789abcdef' * 2}, here {real}" in text
     assert (tmp_path / "kept/dvc.lock").exists()
+    outcome = yaml.safe_load((tmp_path / "outcome.json").read_text())
+    assert outcome["equal_to_committed"] == {stage: stage != "train" for stage in lock["stages"]}
+    assert outcome["outs"]["train"]["models/base.pt"] == real and outcome["cpu"] and outcome["repro_seconds"] >= 0
 
 
 def test_the_machine_note_says_what_differs_from_the_record():

@@ -8,6 +8,7 @@ record from the workspace's dvc.lock after a `dvc repro`). Exit 0: every output 
 committed bytes; 1: some differ (`dvc metrics diff` in the clone, kept with `--keep`, shows by how much).
 
     python -m tools.verify [--keep DIR]     # the check (make verify)
+    python -m tools.verify --out FILE       # the check, and its outcome as JSON (reports/determinism/verify_<cpu>.json)
     python -m tools.verify --record         # after `dvc repro`: record this machine's outputs as the committed ones
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ import yaml
 
 from pdiff.core.artifacts import save_json
 from pdiff.core.kernels import cpu, from_params_file
+from tools.doc_numbers import markdown_table
 from tools.workcopy import ROOT, clone_head, run
 
 RECORD = Path("reports/determinism/default.json")
@@ -96,8 +98,33 @@ def record(root: Path = ROOT, out: Path | None = None) -> dict:
     return entry
 
 
-def verify(root: Path = ROOT, keep: Path | None = None) -> tuple[int, str]:
-    """Rerun ``root``'s checked-out commit from scratch in a temporary clone -> (exit code, report)."""
+def outcome(commit: str, kernels: str, here: dict, rows: list[dict], recorded: dict | None, seconds: float) -> dict:
+    """The record of one check (`--out`): this machine, its output hashes, and per stage whether they equal the
+    committed ones, beside the CPU that wrote those."""
+    import torch
+
+    return {"what": "the committed default rerun from scratch on this CPU (python -m tools.verify --out): its "
+                    "output hashes, and per stage whether they equal the committed dvc.lock's",
+            "commit": commit, "kernels": kernels, **cpu(), "torch": torch.__version__, "repro_seconds": round(seconds),
+            "outs": here, "equal_to_committed": {r["stage"]: r["same"] for r in rows},
+            "committed_cpu": {k: (recorded or {}).get(k) for k in ("cpu", "isa")}}
+
+
+def docs_checks(load) -> str:
+    """Markdown for docs/pipeline.md (through tools.doc_numbers; ``load(path)``: a JSON file): one row per check
+    recorded with ``--out`` as reports/determinism/verify_<cpu>.json, and the first stage whose outputs differ."""
+    rows = []
+    for path in sorted((ROOT / RECORD.parent).glob("verify_*.json")):
+        r = load(path.relative_to(ROOT).as_posix())
+        first = next((stage for stage, same in r["equal_to_committed"].items() if not same), None)
+        rows.append([r["cpu"], " ".join(r["isa"]), r["kernels"], f"`{r['commit'][:7]}`", f"{r['repro_seconds']:,}",
+                     f"`{first}`, and every stage after it" if first else "none: every output has the committed bytes"])
+    return markdown_table(["CPU", "extensions", "kernels", "commit", "`dvc repro` s", "first stage that differs"], rows)
+
+
+def verify(root: Path = ROOT, keep: Path | None = None, out: Path | None = None) -> tuple[int, str]:
+    """Rerun ``root``'s checked-out commit from scratch in a temporary clone -> (exit code, report); with ``out``,
+    the outcome (`outcome`) is written there too."""
     committed_lock = yaml.safe_load(run(["git", "show", "HEAD:dvc.lock"], root).stdout)
     record_text = run(["git", "show", f"HEAD:{RECORD.as_posix()}"], root, check=False)
     recorded = json.loads(record_text.stdout) if record_text.returncode == 0 else None
@@ -107,7 +134,8 @@ def verify(root: Path = ROOT, keep: Path | None = None) -> tuple[int, str]:
         print(f"verify: commit {commit[:12]}, `dvc repro` from scratch in {repo}", flush=True)
         start = time.perf_counter()
         run(["dvc", "repro"], repo)
-        print(f"verify: dvc repro took {time.perf_counter() - start:.0f} s", flush=True)
+        seconds = time.perf_counter() - start
+        print(f"verify: dvc repro took {seconds:.0f} s", flush=True)
         here = stage_outputs(yaml.safe_load((repo / "dvc.lock").read_text()))
         kernels = from_params_file(str(repo / "params.yaml"))
         if keep is not None:
@@ -115,6 +143,8 @@ def verify(root: Path = ROOT, keep: Path | None = None) -> tuple[int, str]:
     rows = compare(stage_outputs(committed_lock), here)
     note = machine_note(recorded, kernels, cpu())
     same_machine = recorded is not None and not machine_differences(recorded, kernels, cpu())
+    if out is not None:
+        save_json(outcome(commit, kernels, here, rows, recorded, seconds), out)
     return (0 if all(r["same"] for r in rows) else 1), report(rows, note, same_machine)
 
 
@@ -122,6 +152,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repo", type=Path, default=ROOT, help="the repository to check (default: this one)")
     ap.add_argument("--keep", type=Path, help="copy the rerun clone here (then `dvc metrics diff` in it)")
+    ap.add_argument("--out", type=Path, help="also write the check's outcome here as JSON (`outcome`)")
     ap.add_argument("--record", action="store_true", help=f"write {RECORD} from the workspace and exit")
     args = ap.parse_args(argv)
     if args.record:
@@ -129,7 +160,7 @@ def main(argv=None) -> int:
         print(f"verify: recorded {sum(len(o) for o in entry['outs'].values())} outputs, kernels "
               f"{entry['kernels']}, {entry['cpu']} -> {RECORD}")
         return 0
-    code, text = verify(args.repo, args.keep)
+    code, text = verify(args.repo, args.keep, args.out)
     print(text)
     return code
 

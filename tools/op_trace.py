@@ -1,0 +1,196 @@
+"""Which operation gives other bytes on another CPU: a hash of every torch operation's output, in order, under
+``kernels: portable`` -> reports/determinism/op_trace_<cpu>.json, compared with every other CPU's trace there.
+
+`make verify` names the first *stage* whose outputs differ on a CPU; this names the first *operation*. A child
+process (the portable pins set before torch loads, whatever params.yaml's `kernels`; its `threads`) runs a few
+seeded steps of each model the default pipeline fits, on seeded random inputs, with a dispatch mode that records
+every ATen operation's name and the MD5 of its floating-point outputs' bytes (no hash where it only allocates):
+
+- ``base_train``: 2 SGD steps of the default base model (`model.arch`, `model.width`, `train.*`);
+- ``ae_train``: 2 AdamW steps of the parameter autoencoder (`conv_ae.train_ae.*`, D = 192) with its input and
+  latent noise;
+- ``ldm_train``: 2 AdamW steps of the latent UNet on the DDPM objective (`conv_ae.train_ldm.*`);
+- ``ldm_sample``: 3 denoiser calls from t = T - 1, each step its x_0 prediction plus a little seeded noise (no
+  gradient), then the AE's decoder.
+
+A kernel that rounds differently on two CPUs shows at its first call, so a few steps suffice; each phase starts
+from its own seed, so a difference in one phase does not carry into the next. Two traces agree on a phase when
+every hash is the same; otherwise the output names the first operation that differs (its index and name), the
+one whose kernel to pin or replace.
+
+    python -m tools.op_trace [--out FILE]   # trace this CPU, then compare with every op_trace_*.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pdiff.core.artifacts import save_json
+from pdiff.core.kernels import PORTABLE_ENV, cpu
+from pdiff.core.stage import run_script
+from tools.kernel_pins import slug
+from tools.workcopy import ROOT, run, subprocess_env
+
+FOLDER = ROOT / "reports/determinism"
+
+TRACE = """import hashlib, json
+from pdiff.core.kernels import apply_torch, set_environment
+assert set_environment("portable") == "portable", "the portable pins exist only on x86-64"  # before torch loads
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+from pdiff.core.config import load_params
+from pdiff.generative.autoencoder import ParamAE
+from pdiff.generative.denoiser import UNet1D
+from pdiff.generative.diffusion import linear_schedule, schedule_settings
+from pdiff.nets.models import build_model
+
+UNSET = ("empty", "new_empty", "resize")
+
+class Trace(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = str(func.overloadpacket.__name__)
+        if name.startswith(UNSET):  # memory not yet written: its bytes mean nothing
+            self.ops.append(name)
+            return out
+        h = hashlib.md5()
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor) and t.is_floating_point():
+                h.update(t.detach().contiguous().numpy().tobytes())
+        self.ops.append(f"{name} {h.hexdigest()[:8]}")
+        return out
+
+p = load_params("params.yaml")
+apply_torch("portable")
+torch.set_num_threads(p.threads)
+ae_cfg, ldm_cfg = p.conv_ae.train_ae, p.conv_ae.train_ldm
+phases = {}
+
+def traced(name, seed, body):
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    with Trace() as tr:
+        body(gen)
+    phases[name] = tr.ops
+
+def base_train(gen):
+    model = build_model(p.model.arch, 1, 10, 28, p.model.width)
+    opt = torch.optim.SGD(model.parameters(), lr=p.train.lr, momentum=p.train.momentum)
+    for _ in range(2):
+        x = torch.randn((p.train.batch_size, 1, 28, 28), generator=gen)
+        y = torch.randint(0, 10, (p.train.batch_size,), generator=gen)
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+def make_ae():
+    return ParamAE(192, list(ae_cfg.channels), ae_cfg.latent_channels)
+
+def ae_train(gen):
+    ae = make_ae()
+    opt = torch.optim.AdamW(ae.parameters(), lr=ae_cfg.lr, weight_decay=ae_cfg.weight_decay)
+    for _ in range(2):
+        x = torch.randn((ae_cfg.batch_size, 192), generator=gen)
+        loss = F.mse_loss(ae(x, ae_cfg.input_noise, ae_cfg.latent_noise, gen), x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+def latent_shape():
+    return tuple(make_ae().latent_shape)
+
+def unet():
+    return UNet1D(latent_shape()[0], ldm_cfg.channels, tuple(ldm_cfg.channel_mults))
+
+def ldm_train(gen):
+    net = unet()
+    diffusion = linear_schedule(**schedule_settings(ldm_cfg))
+    opt = torch.optim.AdamW(net.parameters(), lr=ldm_cfg.lr, weight_decay=ldm_cfg.weight_decay)
+    for _ in range(2):
+        z = torch.randn((ldm_cfg.batch_size, *latent_shape()), generator=gen)
+        loss = diffusion.training_loss(net, z, gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+@torch.no_grad()
+def ldm_sample(gen):
+    net, ae = unet().eval(), make_ae().eval()
+    diffusion = linear_schedule(**schedule_settings(ldm_cfg))
+    x = torch.randn((16, *latent_shape()), generator=gen)
+    for i in range(diffusion.num_timesteps - 1, diffusion.num_timesteps - 4, -1):
+        t = torch.full((16,), i, dtype=torch.long)
+        x0 = diffusion.predict_x0(x, t, net(x, t))
+        x = x0 + 0.01 * torch.randn(x.shape, generator=gen)
+    ae.decode(x)
+
+for seed, (name, body) in enumerate([("base_train", base_train), ("ae_train", ae_train),
+                                     ("ldm_train", ldm_train), ("ldm_sample", ldm_sample)]):
+    traced(name, seed, body)
+print(json.dumps({"torch": torch.__version__, "threads": p.threads, "phases": phases}))
+"""
+
+
+def first_difference(mine: list, other: list) -> dict:
+    """Where two traces of one phase part: ``{"same": True}``, or the first differing operation's index and
+    name on each side (a missing operation counts as a difference)."""
+    for i in range(max(len(mine), len(other))):
+        a = mine[i] if i < len(mine) else None
+        b = other[i] if i < len(other) else None
+        if a != b:
+            return {"same": False, "index": i, "op": a.split()[0] if a else None,
+                    "other_op": b.split()[0] if b else None}
+    return {"same": True}
+
+
+def compare(record: dict, others: dict[str, dict]) -> dict:
+    """{other file name: {phase: `first_difference`}} for every other record with the same torch and threads."""
+    out = {}
+    for name, other in others.items():
+        if (other.get("torch"), other.get("threads")) != (record["torch"], record["threads"]):
+            out[name] = {"skipped": f"torch {other.get('torch')}, threads {other.get('threads')}"}
+            continue
+        out[name] = {phase: first_difference(ops, other.get("phases", {}).get(phase, []))
+                     for phase, ops in record["phases"].items()}
+    return out
+
+
+def describe(phase: str, row: dict) -> str:
+    if row.get("same"):
+        return f"{phase}: same bytes"
+    return f"{phase}: differs from operation #{row['index']} ({row['op']} here, {row['other_op']} there)"
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, help="default: reports/determinism/op_trace_<cpu>.json")
+    args = ap.parse_args(argv)
+    out_path = args.out or FOLDER / f"op_trace_{slug(cpu())}.json"
+    done = run([sys.executable, "-c", TRACE], ROOT, env=subprocess_env() | PORTABLE_ENV)
+    commit = run(["git", "rev-parse", "HEAD"], ROOT).stdout.strip()
+    record = {"what": "MD5 (first 8 hex digits) of every ATen operation's floating-point outputs, in order, for "
+                      "a few seeded steps of each default model under kernels: portable (python -m tools.op_trace)",
+              "commit": commit, **cpu(), **json.loads(done.stdout.strip().splitlines()[-1])}
+    others = {p.name: json.loads(p.read_text()) for p in sorted(out_path.parent.glob("op_trace_*.json"))
+              if p.resolve() != out_path.resolve()}
+    record["agrees_with"] = compare(record, others)
+    save_json(record, out_path)
+    print(f"op_trace: {sum(len(ops) for ops in record['phases'].values())} operations in "
+          f"{len(record['phases'])} phases -> {out_path}")
+    for name, rows in record["agrees_with"].items():
+        print(f"op_trace: against {name} ({others[name].get('cpu')}):")
+        for phase, row in rows.items():
+            print(f"  {describe(phase, row) if isinstance(row, dict) else f'{phase}: {row}'}")
+    return record
+
+
+if __name__ == "__main__":
+    run_script(main)
