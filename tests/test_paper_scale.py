@@ -4,12 +4,13 @@ import json
 
 import pytest
 import torch
+import yaml
 
 from pdiff import PdiffError
 from pdiff.analysis.sets import of_kind
 from pdiff.core.artifacts import save_json, save_torch
 from pdiff.core.stage import timing_folder, write_timing
-from tests.conftest import png_size
+from tests.conftest import ROOT, png_size
 from tools import paper_scale
 
 
@@ -172,7 +173,8 @@ def test_the_docs_learned_table_reads_each_run_by_its_seed_and_marks_missing_run
     assert len(rows) == len(paper_scale.LEARNED_ROWS)
     assert rows["default (`small_cnn`), conv AE"].startswith("| default (`small_cnn`), conv AE | 192 | 0.5 / 0.25 |")
     assert rows["default (`small_cnn`), conv AE"].endswith("| **new** |")
-    assert rows["default (`small_cnn`), tokens"].endswith("| 192 | — | — | — | — | — | not rerun |")  # no file yet
+    # no file yet:
+    assert rows["default (`small_cnn`), tokens (seed 0)"].endswith("| 192 | — | — | — | — | — | not rerun |")
     assert rows["`mnist5k-resnet18`, conv AE (seed 0)"].endswith("| 2,048 | — | — | — | — | — | not rerun |")
     assert rows["`mnist5k-resnet18-block`, tokens (seed 0)"].endswith("| **mean** |")
     assert "4,720,640" in rows["`mnist5k-resnet18-block`, tokens (seed 0)"]
@@ -262,3 +264,19 @@ def test_every_baseline_of_the_registry_is_collected_and_one_an_older_run_lacks_
     assert (rows["3"][column], rows["4"][column], rows["mean ± std"][column]) == ("90", "pending", "1/2 seeds")
     paper_scale.figure({"preset": "p", "seeds": [old]}, tmp_path / "f.png")
     assert drawn[-1] == ["original median", "generated median", *(f"{s.label} median" for s in baselines[:-1])]
+
+
+def test_write_params_applies_the_preset_but_leaves_the_default_as_committed(tmp_path):
+    """`--preset default` runs the committed params.yaml (with --set values and the seed on top); a named preset
+    is applied first; a wrong --set value is refused before any stage runs."""
+    committed = yaml.safe_load((ROOT / "params.yaml").read_text())
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    paper_scale.write_params(path, "default", 5, {"generator": "tokens"})
+    written = yaml.safe_load(path.read_text())
+    assert written == committed | {"seed": 5, "generator": "tokens"}
+    path.write_text((ROOT / "params.yaml").read_text())
+    paper_scale.write_params(path, "digits-mlp-whole", 0)
+    assert yaml.safe_load(path.read_text())["data"]["name"] == "digits"
+    with pytest.raises(PdiffError, match="generate.num_models"):
+        paper_scale.write_params(path, "default", 0, {"generate.num_models": "many"})

@@ -26,10 +26,10 @@ into params.yaml, ``dvc repro`` with its output time-stamped. A seed's entry (`c
     python -m tools.paper_scale collect REPO LOG      # add a finished run (REPO, its repro output LOG)
     python -m tools.paper_scale report                # re-render results.md / results.png
 
-Options: --preset (default mnist5k-resnet18), --out (default reports/<preset>), --work (clone folder; default a
-temporary one), --set KEY=VALUE (repeatable: a params value on top of the preset, for instance
-`--set generator=tokens --set collect.storage=mmap --out reports/mnist5k-resnet18/tokens`; one results file holds
-one setting).
+Options: --preset (default mnist5k-resnet18; ``default``: the committed params.yaml as it is), --out (default
+reports/<preset>), --work (clone folder; default a temporary one), --set KEY=VALUE (repeatable: a params value on
+top of the preset, for instance `--set generator=tokens --set collect.storage=mmap --out
+reports/mnist5k-resnet18/tokens`; one results file holds one setting).
 """
 from __future__ import annotations
 
@@ -126,18 +126,28 @@ def claim(entry: dict) -> dict:
     return {"max": g["acc_max"] >= o["acc_max"], "median": g["acc_median"] >= o["acc_median"]}
 
 
+DEFAULT = "default"  # --preset default: no preset applied, the committed params.yaml (with any --set on top)
+
+
+def write_params(path: Path, preset: str, seed: int, overrides: dict | None = None) -> None:
+    """``path`` (a params.yaml) with ``preset`` applied (none for ``default``), then ``overrides`` and ``seed``
+    set; checked against the schema, so a wrong override stops here, naming the key, not in a stage."""
+    from pdiff.core.config import from_dict
+    from tools.presets import apply, set_values
+
+    if preset != DEFAULT:
+        apply(preset, path)
+    save_text(set_values(path.read_text(), {**(overrides or {}), "seed": seed}), path)
+    from_dict(yaml.safe_load(path.read_text()))
+
+
 def run_seed(preset: str, seed: int, work: Path, log=print, overrides: dict | None = None) -> dict:
     """Clone HEAD into ``work``, apply ``preset``, set ``overrides`` ({dotted key: value}, on top of the
     preset) and ``seed``, `dvc repro`; the seed's entry."""
-    from pdiff.core.config import from_dict
-    from tools.presets import apply, set_values
     from tools.workcopy import clone_head, timed_run
 
     commit = clone_head(work)
-    apply(preset, work / "params.yaml")
-    path = work / "params.yaml"
-    save_text(set_values(path.read_text(), {**(overrides or {}), "seed": seed}), path)
-    from_dict(yaml.safe_load(path.read_text()))  # a wrong override stops here, naming the key, not in a stage
+    write_params(work / "params.yaml", preset, seed, overrides)
     log(f"seed {seed}: dvc repro of {preset} in {work} (commit {commit[:7]})")
     start = time.monotonic()
     res = timed_run(["dvc", "repro"], work)
@@ -507,9 +517,9 @@ def docs_generators_table(load) -> str:
 # docs/evaluation.md, "What was learned": one row per run, (label, its file, the key of its entry in that file ("":
 # the top level), D where the file does not exist yet). A run made before analyze wrote `learned`, or a preset not run
 # yet, reads "not rerun".
-DEFAULT_TOKENS = "reports/tokens/default_learned.json"
+DEFAULT_TOKENS = "reports/tokens/default/results.json"  # paper_scale run --preset default --set generator=tokens
 LEARNED_ROWS = (("default (`small_cnn`), conv AE", "metrics/novelty.json", "", 192),
-                ("default (`small_cnn`), tokens", DEFAULT_TOKENS, "", 192),
+                ("default (`small_cnn`), tokens (seed 0)", DEFAULT_TOKENS, "seeds[seed=0].", 192),
                 ("`mnist5k-resnet18`, conv AE (seed 0)", HEADLINE, "seeds[seed=0].", None),
                 ("`mnist5k-resnet18`, tokens (seed 0)", TOKENS, "seeds[seed=0].", None),
                 ("`mnist5k-resnet18-block`, tokens (seed 0)", BLOCK_RESULTS, "seeds[seed=0].", None),
