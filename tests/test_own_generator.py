@@ -217,6 +217,7 @@ def test_a_streaming_sampler_is_written_row_by_row_to_a_memory_mapped_store(tmp_
 
 
 @pytest.mark.slow
+@pytest.mark.longrun
 def test_the_example_runs_through_the_tiny_pipeline_and_the_report_lists_it(tiny_copy):
     """`dvc exp run -S generator=user.generators.lowrank:LowRank` on the tiny repo: the generator's stages rerun
     (prepare, train and collect stay cached), its two files carry its name, every generated vector is the mean plus its

@@ -69,6 +69,7 @@ def test_dvc_remote_push_then_pull_in_second_clone_is_up_to_date(tiny_committed,
 
 
 @pytest.mark.slow
+@pytest.mark.longrun
 def test_two_point_grid_through_queue_with_two_workers(tiny_committed):
     # A param only `analyze` reads, so each experiment reruns one stage and reuses seven: the queue, the two
     # workers, the report and `dvc plots diff` are what is tested here, not the cost of the stages.

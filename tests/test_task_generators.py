@@ -180,6 +180,7 @@ TOKENS_TINY = {"train_ae": {"size": 16},
 
 
 @pytest.mark.slow
+@pytest.mark.longrun
 def test_task_stages_run_with_the_tokens_generator(tmp_path):
     """`generator: tokens` with task_pipeline: [run] at tiny size: the four task stages run through the registry,
     results.json lists the generated models' accuracy on every unseen task (the decoder-only sets null: tokens

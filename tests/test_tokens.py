@@ -160,6 +160,7 @@ def test_generator_param_is_validated():
 
 
 @pytest.mark.slow
+@pytest.mark.longrun
 def test_pipeline_with_the_tokens_generator_and_mmap_snapshots(tiny_copy):
     """generator: tokens + collect.storage: mmap through the real stages (the tiny repo's prepare and train
     reused): both vector files are memory-mapped stores, evaluate and analyze read them, and analyze leaves out
