@@ -82,16 +82,21 @@ def report(rows: list[dict], note: str, same_machine: bool) -> str:
     return "\n".join(lines)
 
 
-def record(root: Path = ROOT, out: Path | None = None) -> dict:
-    """Write the record of the workspace's outputs (dvc.lock), kernel setting and CPU."""
+def this_machine() -> dict:
+    """The CPU (`pdiff.core.kernels.cpu`) and torch version a record of output hashes names."""
     import torch
 
+    return {**cpu(), "torch": torch.__version__}
+
+
+def record(root: Path = ROOT, out: Path | None = None) -> dict:
+    """Write the record of the workspace's outputs (dvc.lock), kernel setting and CPU."""
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     params = yaml.safe_load((root / "params.yaml").read_text())
     entry = {"what": "the committed default's output hashes and the machine that wrote them (python -m "
                      "tools.verify --record)",
              "commit": run(["git", "rev-parse", "HEAD"], root).stdout.strip(),
-             "kernels": params.get("kernels", "portable"), **cpu(), "torch": torch.__version__,
+             "kernels": params.get("kernels", "portable"), **this_machine(),
              "threads": params.get("threads"),
              "outs": stage_outputs(lock)}
     save_json(entry, out or root / RECORD)
@@ -101,11 +106,9 @@ def record(root: Path = ROOT, out: Path | None = None) -> dict:
 def outcome(commit: str, kernels: str, here: dict, rows: list[dict], recorded: dict | None, seconds: float) -> dict:
     """The record of one check (`--out`): this machine, its output hashes, and per stage whether they equal the
     committed ones, beside the CPU that wrote those."""
-    import torch
-
     return {"what": "the committed default rerun from scratch on this CPU (python -m tools.verify --out): its "
                     "output hashes, and per stage whether they equal the committed dvc.lock's",
-            "commit": commit, "kernels": kernels, **cpu(), "torch": torch.__version__, "repro_seconds": round(seconds),
+            "commit": commit, "kernels": kernels, **this_machine(), "repro_seconds": round(seconds),
             "outs": here, "equal_to_committed": {r["stage"]: r["same"] for r in rows},
             "committed_cpu": {k: (recorded or {}).get(k) for k in ("cpu", "isa")}}
 
@@ -116,10 +119,12 @@ def docs_checks(load) -> str:
     rows = []
     for path in sorted((ROOT / RECORD.parent).glob("verify_*.json")):
         r = load(path.relative_to(ROOT).as_posix())
-        first = next((stage for stage, same in r["equal_to_committed"].items() if not same), None)
+        same = [stage for stage, equal in r["equal_to_committed"].items() if equal]
+        differ = [stage for stage, equal in r["equal_to_committed"].items() if not equal]
         rows.append([r["cpu"], " ".join(r["isa"]), r["kernels"], f"`{r['commit'][:7]}`", f"{r['repro_seconds']:,}",
-                     f"`{first}`, and every stage after it" if first else "none: every output has the committed bytes"])
-    return markdown_table(["CPU", "extensions", "kernels", "commit", "`dvc repro` s", "first stage that differs"], rows)
+                     ", ".join(same) or "none", ", ".join(differ) or "none"])
+    return markdown_table(["CPU", "extensions", "kernels", "commit", "`dvc repro` s", "stages with the committed bytes",
+                           "stages with other bytes"], rows)
 
 
 def verify(root: Path = ROOT, keep: Path | None = None, out: Path | None = None) -> tuple[int, str]:
