@@ -104,18 +104,17 @@ def ae_train(gen):
         loss.backward()
         opt.step()
 
-def latent_shape():
-    return tuple(make_ae().latent_shape)
+LATENT = tuple(make_ae().latent_shape)  # once, outside the traced phases
 
 def unet():
-    return UNet1D(latent_shape()[0], ldm_cfg.channels, tuple(ldm_cfg.channel_mults))
+    return UNet1D(LATENT[0], ldm_cfg.channels, tuple(ldm_cfg.channel_mults))
 
 def ldm_train(gen):
     net = unet()
     diffusion = linear_schedule(**schedule_settings(ldm_cfg))
     opt = torch.optim.AdamW(net.parameters(), lr=ldm_cfg.lr, weight_decay=ldm_cfg.weight_decay)
     for _ in range(2):
-        z = torch.randn((ldm_cfg.batch_size, *latent_shape()), generator=gen)
+        z = torch.randn((ldm_cfg.batch_size, *LATENT), generator=gen)
         loss = diffusion.training_loss(net, z, gen)
         opt.zero_grad()
         loss.backward()
@@ -125,7 +124,7 @@ def ldm_train(gen):
 def ldm_sample(gen):
     net, ae = unet().eval(), make_ae().eval()
     diffusion = linear_schedule(**schedule_settings(ldm_cfg))
-    x = torch.randn((16, *latent_shape()), generator=gen)
+    x = torch.randn((16, *LATENT), generator=gen)
     for i in range(diffusion.num_timesteps - 1, diffusion.num_timesteps - 4, -1):
         t = torch.full((16,), i, dtype=torch.long)
         x0 = diffusion.predict_x0(x, t, net(x, t))
