@@ -21,3 +21,26 @@ def test_compare_checks_each_phase_and_skips_another_torch():
     out = compare(record, others)
     assert out["same.json"] == {"a": {"same": True}, "b": {"same": False, "index": 0, "op": "mul", "other_op": "mul"}}
     assert out["old.json"] == {"skipped": "torch 2.9.1, threads 2"}
+
+
+def test_docs_traces_compares_every_committed_trace_afresh(tmp_path, monkeypatch):
+    """The docs table compares the traces with one another when it is built, not from each file's `agrees_with`
+    (which knows only the traces that existed when it was written)."""
+    import json
+
+    from tools import op_trace
+
+    base = {"torch": "2.14.1", "threads": 2, "cpu": "CPU", "isa": ["avx2"], "commit": "a" * 40, "agrees_with": {},
+            "phases": {"base_train": ["convolution 1"], "ae_train": ["convolution 2", "leaky_relu 3"]}}
+    traces = {"one": base, "two": base | {"cpu": "Other"},
+              "three": base | {"phases": {"base_train": ["convolution 1"], "ae_train": ["convolution 9"]}}}
+    for name, record in traces.items():
+        (tmp_path / f"op_trace_{name}.json").write_text(json.dumps(record))
+    monkeypatch.setattr(op_trace, "FOLDER", tmp_path)
+    monkeypatch.setattr(op_trace, "ROOT", tmp_path)
+    text = op_trace.docs_traces(lambda rel: json.loads((tmp_path / rel).read_text()))
+    rows = {line.split(" | ")[0].strip("| `"): line for line in text.splitlines() if line.startswith("| `")}
+    assert set(rows) == {"one", "two", "three"}
+    assert rows["one"].endswith("| 3 | `two` | three: ae_train #0 (convolution) |")
+    assert rows["three"].endswith("| 2 | none | one: ae_train #0 (convolution); two: ae_train #0 (convolution) |")
+    assert text.rstrip().endswith("`leaky_relu`.")  # the op names only ae_train runs, from the first trace

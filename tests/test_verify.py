@@ -54,3 +54,21 @@ def test_record_writes_every_output_with_the_machine(tiny_copy):
     assert written == entry and entry["kernels"] == "native"
     assert entry["outs"]["train"]["models/base.pt"] and entry["cpu"] and "isa" in entry
     assert list(entry["outs"]) == list(yaml.safe_load((tiny_copy / "dvc.lock").read_text())["stages"])
+
+
+def test_docs_checks_names_the_records_that_give_the_same_bytes(tmp_path, monkeypatch):
+    import json
+
+    base = {"cpu": "AMD EPYC", "isa": ["avx2"], "kernels": "portable", "commit": "b" * 40, "repro_seconds": 300,
+            "equal_to_committed": {"train": True, "train_ae": False},
+            "outs": {"train": {"models/base.pt": "1"}, "train_ae": {"models/ae.pt": "2"}}}
+    records = {"a": base, "b": base | {"isa": ["avx2", "avx512f"]},
+               "c": base | {"outs": {"train": {"models/base.pt": "1"}, "train_ae": {"models/ae.pt": "3"}}}}
+    (tmp_path / verify.RECORD.parent).mkdir(parents=True)
+    for name, record in records.items():
+        (tmp_path / verify.RECORD.parent / f"verify_{name}.json").write_text(json.dumps(record))
+    monkeypatch.setattr(verify, "ROOT", tmp_path)
+    text = verify.docs_checks(lambda rel: json.loads((tmp_path / rel).read_text()))
+    rows = {line.split(" | ")[0].strip("| `"): line for line in text.splitlines() if line.startswith("| `")}
+    assert rows["a"].endswith("| train | train_ae | `b` |") and rows["b"].endswith("| `a` |")
+    assert rows["c"].endswith("| train | train_ae | none |")  # one output differs: not the same bytes

@@ -25,11 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 from pdiff.core.artifacts import save_json
 from pdiff.core.kernels import PORTABLE_ENV, cpu
 from pdiff.core.stage import run_script
+from tools.doc_numbers import markdown_table
 from tools.kernel_pins import slug
 from tools.workcopy import ROOT, run, subprocess_env
 
@@ -166,6 +168,34 @@ def describe(phase: str, row: dict) -> str:
     if row.get("same"):
         return f"{phase}: same bytes"
     return f"{phase}: differs from operation #{row['index']} ({row['op']} here, {row['other_op']} there)"
+
+
+def docs_traces(load) -> str:
+    """Markdown for docs/pipeline.md (through tools.doc_numbers; ``load(path)``: a JSON file): one row per committed
+    trace and how it compares with each other one, compared afresh (a trace's own `agrees_with` only knows the
+    traces that existed when it was recorded)."""
+    records = {p.stem.removeprefix("op_trace_"): load(p.relative_to(ROOT).as_posix())
+               for p in sorted(FOLDER.glob("op_trace_*.json"))}
+    rows = []
+    for name, record in records.items():
+        others = compare(record, {n: r for n, r in records.items() if n != name})
+        same, parted = [], []
+        for other, phases in others.items():
+            if "skipped" in phases:
+                continue
+            firsts = [f"{phase} #{row['index']} ({row['op']})" for phase, row in phases.items() if not row["same"]]
+            (parted.append(f"{other}: {', '.join(firsts)}") if firsts else same.append(f"`{other}`"))
+        rows.append([f"`{name}`", record["cpu"], " ".join(record["isa"]), f"`{record['commit'][:7]}`",
+                     f"{sum(len(ops) for ops in record['phases'].values()):,}", ", ".join(same) or "none",
+                     "; ".join(parted) or "none"])
+    first = next(iter(records.values()))
+    only = sorted({op.split()[0] for op in first["phases"]["ae_train"]}
+                  - {op.split()[0] for op in first["phases"]["base_train"]})
+    table = markdown_table(["trace", "CPU", "extensions", "commit", "operations", "same bytes in every phase as",
+                            "first operation that differs"], rows)
+    only_ae = textwrap.fill("Operations `ae_train` runs and `base_train` does not: "
+                            + ", ".join(f"`{op}`" for op in only) + ".", 116)
+    return f"{table.rstrip()}\n\n{only_ae}\n"
 
 
 def main(argv=None) -> dict:

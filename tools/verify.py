@@ -115,16 +115,21 @@ def outcome(commit: str, kernels: str, here: dict, rows: list[dict], recorded: d
 
 def docs_checks(load) -> str:
     """Markdown for docs/pipeline.md (through tools.doc_numbers; ``load(path)``: a JSON file): one row per check
-    recorded with ``--out`` as reports/determinism/verify_<cpu>.json, and the first stage whose outputs differ."""
+    recorded with ``--out`` as reports/determinism/verify_<cpu>.json: which stages have the committed bytes, and
+    which other records give the same bytes for every output."""
+    records = {p.stem.removeprefix("verify_"): load(p.relative_to(ROOT).as_posix())
+               for p in sorted((ROOT / RECORD.parent).glob("verify_*.json"))}
     rows = []
-    for path in sorted((ROOT / RECORD.parent).glob("verify_*.json")):
-        r = load(path.relative_to(ROOT).as_posix())
+    for name, r in records.items():
         same = [stage for stage, equal in r["equal_to_committed"].items() if equal]
         differ = [stage for stage, equal in r["equal_to_committed"].items() if not equal]
-        rows.append([r["cpu"], " ".join(r["isa"]), r["kernels"], f"`{r['commit'][:7]}`", f"{r['repro_seconds']:,}",
-                     ", ".join(same) or "none", ", ".join(differ) or "none"])
-    return markdown_table(["CPU", "extensions", "kernels", "commit", "`dvc repro` s", "stages with the committed bytes",
-                           "stages with other bytes"], rows)
+        twins = [f"`{n}`" for n, o in records.items() if n != name and o["outs"] == r["outs"]]
+        rows.append([f"`{name}`", r["cpu"], " ".join(r["isa"]), r["kernels"], f"`{r['commit'][:7]}`",
+                     f"{r['repro_seconds']:,}", ", ".join(same) or "none", ", ".join(differ) or "none",
+                     ", ".join(twins) or "none"])
+    return markdown_table(["record", "CPU", "extensions", "kernels", "commit", "`dvc repro` s",
+                           "stages with the committed bytes", "stages with other bytes", "every output the same as"],
+                          rows)
 
 
 def verify(root: Path = ROOT, keep: Path | None = None, out: Path | None = None) -> tuple[int, str]:
