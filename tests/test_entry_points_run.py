@@ -187,11 +187,15 @@ def test_bench_tokens_writes_the_scaling_tokens_rows(tmp_path):
     """`python -m tools.bench_tokens` at two tiny D, each sequence model in its own child process."""
     out = tmp_path / "bench.json"
     tool(ROOT, "bench_tokens", "--dims", "1024,2048", "--k", 2, "--steps", 1, "--width", 16, "--batch", 8,
-         "--threads", 1, "--out", out, "--figure", tmp_path / "tokens.png")
+         "--threads", 1, "--rounds", 2, "--out", out, "--figure", tmp_path / "tokens.png")
     sc = load(out)["scaling"]
     assert set(sc["tokens"]) == {"1024", "2048"}
     for d, row in sc["tokens"].items():
-        assert row["dim"] == int(d) and row["k"] == 2 and row["s_per_step"] > 0 and row["s_per_step_none"] > 0
+        assert row["dim"] == int(d) and row["k"] == 2 and row["s_per_step"] > 0
+        assert row["s_per_step_none"] > 0 and row["s_per_step_layers"] > 0 and row["s_per_step_tensors"] > 0
+        times = row["rounds_s_per_step"]  # two rounds over every (D, model); the row keeps the fastest
+        assert set(times) == {"gru", "none", "layers", "tensors"} and all(len(v) == 2 for v in times.values())
+        assert row["s_per_step"] == min(times["gru"]) and row["s_per_step_tensors"] == min(times["tensors"])
         assert row["peak_rss_mb"] > 0 and row["mapped_file_mb"] >= 0 and row["tensors"] == 4
     settings = sc["tokens_settings"]
     assert settings["settings"]["width"] == 16 and settings["s_per_step_max_over_min"] > 0

@@ -233,3 +233,22 @@ def test_stage_timing_is_written_as_json_under_the_run_or_the_experiment(tmp_pat
     assert set(read_timings(workspace / TIMINGS_DIR / "exp/noise-off")) == {"collect"}
     assert read_timings(timing_folder(tmp_path, exp=""), since=entry["finished_at"] + 1) == {}  # older runs' left out
     assert run(["git", "check-ignore", "-q", f"{TIMINGS_DIR}/train.json"], ROOT, check=False).returncode == 0
+
+
+def test_a_child_records_its_own_peak_memory_not_its_parents():
+    """Linux keeps ru_maxrss across fork and exec: a stage started by a larger process (dvc, a benchmark) would
+    report that process's peak as its own. `peak_rss_mb` reads the process's own high-water mark instead."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from pdiff.core.stage import peak_rss_mb
+
+    held = np.ones(64 * 2 ** 20)  # 512 MB written in this process
+    mine = peak_rss_mb()
+    code = "from pdiff.core.stage import peak_rss_mb; print(peak_rss_mb())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                 cwd=ROOT).stdout)
+    assert mine > 512 and held.sum() > 0
+    assert 0 < child < 256, (child, mine)  # a bare Python with pdiff.core.stage: tens of MB

@@ -217,6 +217,30 @@ def test_layers_sequence_runs_over_the_tensors_so_a_step_costs_the_same_at_any_d
     assert state.abs().sum() > 0
 
 
+def test_tensors_sequence_reads_every_tensor_at_once_and_keeps_only_the_tokens_in_use():
+    """sequence: tensors: one transformer layer over the L = 3 tensor rows (not the T = 448 tokens), all at once;
+    a token's prototype is its own plus its tensor's state, the tokens in use get what the whole sequence gives
+    them, and one tensor's state depends on the other tensors (attention, unlike a per-tensor MLP)."""
+    from pdiff.core.config import from_dict
+
+    assert from_dict({"tokens": {"train_ldm": {"sequence": "tensors"}}}).tokens.train_ldm.sequence == "tensors"
+    lay = tk.TokenLayout([4096, 64, 3000], 16)
+    torch.manual_seed(0)
+    model = tk.TokenGenerator(lay, width=32, depth=1, sequence="tensors")
+    seen = []
+    model.sequence.seq.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape)))
+    full = model.prototypes()
+    some = torch.tensor([0, 5, 256, 300, 447])
+    torch.testing.assert_close(model.prototypes(some), full[some])
+    assert seen == [(1, 3, 32), (1, 3, 32)]
+    rows = tk.tensor_embedding(lay.sizes, 32)
+    state = model.sequence.tensor_states(rows)
+    own = model.sequence.inp(tk.position_embedding(torch.from_numpy(lay.tensor), torch.from_numpy(lay.index), 32))
+    torch.testing.assert_close(full, own + state[torch.from_numpy(lay.tensor)])
+    alone = model.sequence.tensor_states(rows[:1])  # the first tensor without the other two
+    assert not torch.allclose(alone[0], state[0])
+
+
 def _coherent_fraction(code: str) -> float:
     """Snapshots k < K/2 are +1 everywhere, the others -1. A generator fitted to them: the fraction of its
     samples whose 8 tokens all share one sign (a sample that mixes tokens of different snapshots does not)."""

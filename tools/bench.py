@@ -5,8 +5,8 @@ Not tests: nothing here asserts a speed. It does assert that the fast evaluation
 per-sample predictions as the naive one, since a speed-up that changes results is no speed-up.
 
 The pipeline is run (`dvc repro -f`, then a no-op `dvc repro`) in a temporary copy of the repository,
-which yields ``repro_s``, ``noop_repro_s`` and ``peak_rss_mb`` (the largest resident set of any process
-that run started: every stage is one process, so this is the heaviest stage) and the artifacts that the
+which yields ``repro_s``, ``noop_repro_s`` and ``peak_rss_mb`` (the largest peak resident set that a stage
+recorded in its timing file: every stage is one process, so this is the heaviest stage) and the artifacts that the
 evaluation and sampling benchmarks load.
 
 ``scaling`` (`scaling`) times the parameter AE and the latent denoiser alone, sized as the
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import tempfile
 import time
@@ -29,6 +28,7 @@ import torch
 from torch import nn
 
 from pdiff.analysis.evaluation import EvalOptions, evaluate_vectors, split_at_selection
+from pdiff.core.stage import peak_rss_mb, read_timings, timing_folder
 from pdiff.nets.selection import flatten, last_norm_params
 from tools.measure import machine, timed
 from tools.workcopy import ROOT, clone_head, copy_pipeline
@@ -98,7 +98,7 @@ SCALING_LIMIT_GB = 24.0  # the issue's budget: a D whose AE would need more is r
 def _peak_mb(device) -> float:
     if torch.device(device).type == "cuda":
         return round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
+    return peak_rss_mb()
 
 
 def _step_time(module: nn.Module, loss_fn, device, steps: int) -> float:
@@ -254,14 +254,15 @@ def run_pipeline(repo: Path) -> dict:
     """Full `dvc repro -f`, then a no-op `dvc repro`, in ``repo``; peak RSS of the processes they started.
     A failing stage is recorded (``repro_error``) rather than raised, so that the benchmarks that need only
     the earlier stages' artifacts still run; the times then cover the stages up to the failure."""
-    start = time.perf_counter()
+    started, start = time.time(), time.perf_counter()
     full = _run(["dvc", "repro", "-f"], repo, check=False)
     repro_s = time.perf_counter() - start
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # kB on Linux; max over waited children
+    # each stage's own peak, from its timing file (ru_maxrss of a child would include this process's own peak)
+    peaks = read_timings(timing_folder(repo, exp=""), since=started, field="peak_rss_mb").values()
     start = time.perf_counter()
     noop = _run(["dvc", "repro"], repo, check=False)
     noop_s = time.perf_counter() - start
-    out = {"repro_s": round(repro_s, 2), "noop_repro_s": round(noop_s, 3), "peak_rss_mb": round(peak_kb / 1024, 1),
+    out = {"repro_s": round(repro_s, 2), "noop_repro_s": round(noop_s, 3), "peak_rss_mb": max(peaks, default=None),
            "stages_run": [ln.split("'")[1] for ln in full.stdout.splitlines() if ln.startswith("Running stage '")]}
     for name, res in (("repro_error", full), ("noop_repro_error", noop)):
         if res.returncode != 0:

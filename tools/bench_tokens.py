@@ -2,11 +2,12 @@
 
 For each D a [K, D] memory-mapped store (pdiff/core/snapstore.py) of random rows is written row by row, then
 one child process per sequence model (a fresh process, so its peak resident set is its own) maps it, fits the
-normalizer in one streaming pass and times AdamW steps of the token generator at a fixed token batch. Recorded
-per D: ``s_per_step`` (the default sequence model's, ``tokens.train_ldm.sequence`` = gru), ``s_per_step_none``
-(no sequence model) and ``s_per_step_layers`` (a GRU over the tensors), ``peak_rss_mb`` (the child's
-``ru_maxrss``; pages of the mapped file it touched count in it), ``rss_beyond_file_mb`` (peak RSS minus the mapped
-file) and ``mapped_file_mb``. The file is deleted after each D.
+normalizer in one streaming pass and times AdamW steps of the token generator at a fixed token batch (the median
+of STEPS steps after a warm-up step). Recorded per D: ``s_per_step`` (the default sequence model's,
+``tokens.train_ldm.sequence`` = gru), ``s_per_step_none`` (no sequence model), ``s_per_step_layers`` (a GRU over
+the tensors) and ``s_per_step_tensors`` (one transformer layer over the tensors), ``peak_rss_mb`` (the child's
+own peak, `pdiff.core.stage.peak_rss_mb`; pages of the mapped file it touched count in it), ``rss_beyond_file_mb``
+(peak RSS minus the mapped file) and ``mapped_file_mb``. The files are deleted at the end.
 
 Shapes: D = 11.2 M is every parameter of ResNet-18 with the CIFAR stem on 1-channel 28x28 input (62 tensors,
 10 classes); smaller D are four equal tensors, as the last-two-BN selection (4 x 512 at D = 2,048).
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -34,6 +34,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 WHOLE = "resnet18"
 TOKEN_DIMS = (2048, 16384, 131072, 1048576, WHOLE)
+SEQUENCES = ("gru", "none", "layers", "tensors")  # the sequence models timed; the first is the default's
+STEPS = 20  # timed steps per child (their median); with a mean over 5, noise alone gave `none` x1.4 across D
+ROUNDS = 3  # rounds over every (D, sequence model); each keeps its fastest
+
+
+def step_key(seq: str, sequences=SEQUENCES) -> str:
+    """A row's seconds-per-step key for sequence model ``seq``: ``s_per_step`` for the first, else with a suffix."""
+    return "s_per_step" if seq == sequences[0] else f"s_per_step_{seq}"
 
 
 def resnet18_1ch() -> torch.nn.Module:
@@ -68,10 +76,29 @@ def write_store(path: Path, shapes: list[list[int]], k: int, seed: int = 0) -> f
     return time.perf_counter() - t0
 
 
+class StepClock:
+    """A tracker for `train_tokens(..., log_every=1)` that keeps the time of every step's log call: `median` is
+    the median step, from one log call to the next (the first from the clock's creation), so a step slowed by
+    something else on the machine moves it less than a mean over all steps."""
+
+    def __init__(self, sync=lambda: None):
+        self.sync = sync
+        sync()
+        self.times = [time.perf_counter()]
+
+    def log(self, step: int, **values) -> None:
+        self.sync()
+        self.times.append(time.perf_counter())
+
+    def median(self) -> float:
+        return float(np.median(np.diff(self.times)))
+
+
 def child(args) -> dict:
     """One measurement in this (fresh) process: map, fit the normalizer, time training steps."""
     from types import SimpleNamespace
 
+    from pdiff.core.stage import peak_rss_mb
     from pdiff.core.tracking import Tracker
     from pdiff.generative import tokens as tk
     from pdiff.generative.diffusion import linear_schedule
@@ -90,83 +117,103 @@ def child(args) -> dict:
     cfg = SimpleNamespace(steps=1, batch=args.batch, lr=1e-4, weight_decay=0.0)
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    tk.train_tokens(model, diffusion, data, cfg, device, gen, Tracker(None))  # warm-up (and AdamW state)
+    tk.train_tokens(model, diffusion, data, cfg, device, gen, Tracker(None))  # warm-up
     cfg.steps = args.steps
-    sync()
-    t0 = time.perf_counter()
-    tk.train_tokens(model, diffusion, data, cfg, device, gen, Tracker(None))
-    sync()
-    step_s = (time.perf_counter() - t0) / args.steps
+    clock = StepClock(sync)
+    tk.train_tokens(model, diffusion, data, cfg, device, gen, clock, log_every=1)
+    step_s = clock.median()
     gpu = ({"peak_gpu_mib": round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)}
            if device.type == "cuda" else {})
     return {"s_per_step": round(step_s, 4), "normalizer_fit_s": round(fit_s, 2), "tokens": layout.num_tokens,
             "padding_share": round(1 - layout.dim / (layout.num_tokens * layout.size), 4),
             "generator_params": sum(p.numel() for p in model.parameters()),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)} | gpu
+            "peak_rss_mb": peak_rss_mb()} | gpu
 
 
-def measure(dim, k: int = 8, token_size: int = 1024, batch: int = 256, width: int = 256, depth: int = 3,
-            steps: int = 5, threads: int = 2, sequences=("gru", "none", "layers"), workdir: str | None = None,
-            device: str = "cpu") -> dict:
-    """Write the store for ``dim``, run one child per sequence model on it (training on ``device``), delete it;
-    the row for ``dim`` (on CUDA also ``peak_gpu_mib``, the allocator's peak)."""
-    shapes = shapes_for(dim)
+def run_child(store: Path, seq: str, token_size: int, batch: int, width: int, depth: int, steps: int, threads: int,
+              device: str) -> dict:
+    """One `child` measurement in a fresh process: sequence model ``seq`` on the store at ``store``."""
+    cmd = [sys.executable, "-m", "tools.bench_tokens", "--child", "--store", str(store), "--sequence", seq,
+           "--token-size", str(token_size), "--batch", str(batch), "--width", str(width), "--depth", str(depth),
+           "--steps", str(steps), "--threads", str(threads), "--device", device]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"bench_tokens child failed for {store.parent.name}, {seq}:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def measure_dims(dims, k: int = 8, token_size: int = 1024, batch: int = 256, width: int = 256, depth: int = 3,
+                 steps: int = STEPS, threads: int = 2, sequences=SEQUENCES, rounds: int = 1,
+                 workdir: str | None = None, device: str = "cpu") -> list[dict]:
+    """Write a store for every D of ``dims``, then run ``rounds`` rounds, each one child per (D, sequence model) in
+    turn (training on ``device``); delete the stores. One row per D: per sequence model the fastest round's
+    s/step (all of them in ``rounds_s_per_step``) and the largest peak RSS (on CUDA also ``peak_gpu_mib``, the
+    allocator's peak). A machine's speed drifts over minutes (a shared 2-core VM by up to x1.6): rounds that visit
+    every D spread the drift over all of them, where measuring D after D would read it as a cost of D."""
     tmp = Path(tempfile.mkdtemp(prefix="pdiff-tokens-bench-", dir=workdir))
     try:
-        store = tmp / "snapshots.safetensors"
-        write_s = write_store(store, shapes, k)
-        file_mb = round(store.stat().st_size / 2 ** 20, 1)
-        row = {"dim": int(sum(np.prod(s) for s in shapes)), "tensors": len(shapes), "k": k, "mapped_file_mb": file_mb,
-               "write_s": round(write_s, 2)}
-        for seq in sequences:
-            cmd = [sys.executable, "-m", "tools.bench_tokens", "--child", "--store", str(store), "--sequence", seq,
-                   "--token-size", str(token_size), "--batch", str(batch), "--width", str(width), "--depth",
-                   str(depth), "--steps", str(steps), "--threads", str(threads), "--device", device]
-            res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-            if res.returncode != 0:
-                raise RuntimeError(f"bench_tokens child failed for D={dim}, {seq}:\n{res.stderr[-2000:]}")
-            out = json.loads(res.stdout.strip().splitlines()[-1])
-            suffix = "" if seq == sequences[0] else f"_{seq}"
-            row |= {f"s_per_step{suffix}": out["s_per_step"], f"peak_rss_mb{suffix}": out["peak_rss_mb"],
-                    f"rss_beyond_file_mb{suffix}": round(out["peak_rss_mb"] - file_mb, 1)}
-            if "peak_gpu_mib" in out:
-                row[f"peak_gpu_mib{suffix}"] = out["peak_gpu_mib"]
-            row |= {k2: out[k2] for k2 in ("tokens", "padding_share", "generator_params", "normalizer_fit_s")}
-        return row
+        rows, stores = [], []
+        for dim in dims:
+            shapes = shapes_for(dim)
+            store = tmp / f"d{len(stores)}" / "snapshots.safetensors"
+            store.parent.mkdir()
+            write_s = write_store(store, shapes, k)
+            stores.append(store)
+            rows.append({"dim": int(sum(np.prod(s) for s in shapes)), "tensors": len(shapes), "k": k,
+                         "mapped_file_mb": round(store.stat().st_size / 2 ** 20, 1), "write_s": round(write_s, 2),
+                         "rounds_s_per_step": {seq: [] for seq in sequences}})
+        for r in range(rounds):
+            for row, store in zip(rows, stores, strict=True):
+                for seq in sequences:
+                    out = run_child(store, seq, token_size, batch, width, depth, steps, threads, device)
+                    row["rounds_s_per_step"][seq].append(out["s_per_step"])
+                    suffix = step_key(seq, sequences).removeprefix("s_per_step")
+                    peak = max(out["peak_rss_mb"], row.get(f"peak_rss_mb{suffix}", 0.0))
+                    row |= {f"s_per_step{suffix}": min(row["rounds_s_per_step"][seq]), f"peak_rss_mb{suffix}": peak,
+                            f"rss_beyond_file_mb{suffix}": round(peak - row["mapped_file_mb"], 1)}
+                    if "peak_gpu_mib" in out:
+                        row[f"peak_gpu_mib{suffix}"] = max(out["peak_gpu_mib"], row.get(f"peak_gpu_mib{suffix}", 0.0))
+                    row |= {k2: out[k2] for k2 in ("tokens", "padding_share", "generator_params", "normalizer_fit_s")}
+                done = ", ".join(f"{row['rounds_s_per_step'][seq][-1]} ({seq})" for seq in sequences)
+                print(f"bench tokens: round {r + 1}/{rounds}, D={row['dim']}: s/step {done}, peak RSS "
+                      f"{row['peak_rss_mb']} MB, file {row['mapped_file_mb']} MB", flush=True)
+        return rows
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def measure(dim, **kw) -> dict:
+    """The row for one D, one round (`measure_dims`)."""
+    return measure_dims([dim], **kw)[0]
+
+
 def tokens_scaling(dims=TOKEN_DIMS, **kw) -> dict:
-    """{"settings": ..., "dims": {D: row}, summary ratios} for each D of ``dims`` (see `measure`); `main` stores
-    the rows as ``scaling.tokens[D]`` and the rest as ``scaling.tokens_settings``."""
-    settings = {"k": 8, "token_size": 1024, "batch": 256, "width": 256, "depth": 3, "steps": 5, "threads": 2,
-                "sequences": ["gru", "none", "layers"], "normalize": "per_param"} | kw
-    out = {"settings": settings, "dims": {}}
-    for dim in dims:
-        row = measure(dim, **{k: v for k, v in settings.items() if k not in ("normalize",)}
-                      | {"sequences": tuple(settings["sequences"])})
-        out["dims"][str(row["dim"])] = row
-        print(f"bench tokens: D={row['dim']}: {row['s_per_step']} s/step (gru), {row.get('s_per_step_none')} "
-              f"(none), {row.get('s_per_step_layers')} (layers), peak RSS {row['peak_rss_mb']} MB, file "
-              f"{row['mapped_file_mb']} MB", flush=True)
-    return out | tokens_scaling_summary(list(out["dims"].values()))
+    """{"settings": ..., "dims": {D: row}, summary ratios} for the D of ``dims`` (see `measure_dims`); `main`
+    stores the rows as ``scaling.tokens[D]`` and the rest as ``scaling.tokens_settings``."""
+    settings = {"k": 8, "token_size": 1024, "batch": 256, "width": 256, "depth": 3, "steps": STEPS, "threads": 2,
+                "sequences": list(SEQUENCES), "rounds": ROUNDS, "normalize": "per_param"} | kw
+    rows = measure_dims(dims, **{k: v for k, v in settings.items() if k != "normalize"}
+                        | {"sequences": tuple(settings["sequences"])})
+    return {"settings": settings, "dims": {str(row["dim"]): row for row in rows}} | tokens_scaling_summary(rows)
 
 
 def tokens_scaling_summary(rows: list[dict]) -> dict:
     """Largest over smallest s/step across D (per sequence model) and the largest RSS beyond the mapped file."""
     out = {}
     if len(rows) > 1:
-        for key in ("s_per_step", "s_per_step_none", "s_per_step_layers"):
+        for key in ["s_per_step"] + [f"s_per_step_{seq}" for seq in SEQUENCES[1:]]:
             vals = [r[key] for r in rows if key in r]
             if vals:
                 out[f"{key}_max_over_min"] = round(max(vals) / min(vals), 2)
         out["max_rss_beyond_file_mb"] = max(r["rss_beyond_file_mb"] for r in rows)
+    spreads = [max(v) / min(v) for r in rows for v in r.get("rounds_s_per_step", {}).values() if len(v) > 1]
+    if spreads:  # how far one (D, model)'s rounds lie apart: the machine's drift the rounds guard against
+        out["rounds_max_over_min"] = round(max(spreads), 2)
     return out
 
 
 def tokens_figure(entry: dict, ae_rows: dict, path: Path) -> None:
-    """Log-log: seconds per training step (tokens: gru, none, layers; the conv AE where it ran) and peak RSS
+    """Log-log: seconds per training step (tokens: each of SEQUENCES; the conv AE where it ran) and peak RSS
     vs D."""
     from pdiff.core.plots import plt, save_figure
 
@@ -174,7 +221,7 @@ def tokens_figure(entry: dict, ae_rows: dict, path: Path) -> None:
     d = [r["dim"] for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"wspace": 0.3})
     left.plot(d, [r["s_per_step"] for r in rows], "o-", label="tokens, gru")
-    for seq, marker in (("none", "^-"), ("layers", "v-")):
+    for seq, marker in zip(SEQUENCES[1:], ("^-", "v-", "D-"), strict=True):
         if all(f"s_per_step_{seq}" in r for r in rows):
             left.plot(d, [r[f"s_per_step_{seq}"] for r in rows], marker, label=f"tokens, {seq}")
     ae = sorted((int(k), v) for k, v in ae_rows.items() if "ae_s_per_step" in v)
@@ -258,22 +305,24 @@ def docs_tables(bench: dict, sequence_val: dict | None = None) -> str:
     sc = bench["scaling"]
     rows = sorted(sc["tokens"].values(), key=lambda r: r["dim"])
     ae = sc.get("dims", {})
-    lines = ["| D | tensors | tokens | mapped file MB | s/step gru | s/step none | s/step layers | "
-             "peak RSS MB (gru / none) | RSS beyond file MB | conv AE s/step |", "|---" * 10 + "|"]
+    seqs = [seq for seq in SEQUENCES if any(step_key(seq) in r for r in rows)]
+    lines = ["| D | tensors | tokens | mapped file MB | " + " | ".join(f"s/step {seq}" for seq in seqs)
+             + " | peak RSS MB (gru / none) | RSS beyond file MB | conv AE s/step |", "|---" * (7 + len(seqs)) + "|"]
     for r in rows:
         a = ae.get(str(r["dim"]), {})
         conv = _n(a["ae_s_per_step"]) if "ae_s_per_step" in a else ("does not fit" if "skipped" in a else "not run")
-        lines.append(f"| {_n(r['dim'])} | {r['tensors']} | {_n(r['tokens'])} | {_n(r['mapped_file_mb'])} | "
-                     f"{_n(r['s_per_step'])} | {_n(r.get('s_per_step_none', float('nan')))} | "
-                     f"{_n(r['s_per_step_layers']) if 's_per_step_layers' in r else 'not run'} | "
+        steps = " | ".join(_n(r[step_key(seq)]) if step_key(seq) in r else "not run" for seq in seqs)
+        lines.append(f"| {_n(r['dim'])} | {r['tensors']} | {_n(r['tokens'])} | {_n(r['mapped_file_mb'])} | {steps} | "
                      f"{_n(r['peak_rss_mb'])} / {_n(r.get('peak_rss_mb_none', float('nan')))} | "
                      f"{_n(r['rss_beyond_file_mb'])} | {conv} |")
     st = sc.get("tokens_settings", {})
     if "s_per_step_none_max_over_min" in st:
-        layers = st.get("s_per_step_layers_max_over_min")
-        lines += ["", f"Largest over smallest s/step across D: gru x{st['s_per_step_max_over_min']}, none "
-                  f"x{st['s_per_step_none_max_over_min']}" + (f", layers x{layers}" if layers else "")
-                  + f"; largest RSS beyond the mapped file: {_n(st['max_rss_beyond_file_mb'])} MB."]
+        ratios = ", ".join(f"{seq} x{st[step_key(seq) + '_max_over_min']}" for seq in seqs
+                           if step_key(seq) + "_max_over_min" in st)
+        lines += ["", f"Largest over smallest s/step across D: {ratios}; largest RSS beyond the mapped file: "
+                  f"{_n(st['max_rss_beyond_file_mb'])} MB.",
+                  f"Tokens measured on: {st.get('machine', {}).get('cpu', '?')}; the conv AE column comes from another "
+                  f"run of `make bench` (`scaling.dims`, {sc.get('machine', {}).get('cpu', '?')})."]
     ev = bench.get("eval_large")
     if ev:
         lines += ["", "| generated | D | prefix cached | naive s/vector | cached s/vector |", "|---|---|---|---|---|"]
@@ -322,8 +371,9 @@ def main(argv=None) -> dict | None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--depth", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=STEPS, help="timed AdamW steps per child, after one warm-up step")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=ROUNDS, help="rounds over every (D, sequence model): fastest counts")
     ap.add_argument("--device", default="cpu", help="where the child trains: cpu or cuda (`make gpu-check`)")
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--dims", default=",".join(map(str, TOKEN_DIMS)),
@@ -349,7 +399,7 @@ def main(argv=None) -> dict | None:
         return result
     dims = [d if d == WHOLE else int(d) for d in args.dims.split(",") if d.strip()]
     entry = tokens_scaling(dims, k=args.k, token_size=args.token_size, batch=args.batch, width=args.width,
-                           depth=args.depth, steps=args.steps, threads=args.threads)
+                           depth=args.depth, steps=args.steps, threads=args.threads, rounds=args.rounds)
     from tools.measure import machine
 
     result = json.loads(out.read_text()) if out.exists() else {}

@@ -1,5 +1,5 @@
 """Settings of the tokens generator compared on the VALIDATION split (no choice is made on test): trained on the
-workspace's snapshots with ``tokens.sequence`` = none, gru and attention (all else equal, one seed), or with
+workspace's snapshots with each sequence model (``tokens.train_ldm.sequence``; all else equal, one seed), or with
 each ``--variant`` (a comma-separated list of overrides of the settings below), each scored on validation and by
 the mean L2 distance of its samples to the nearest snapshot (beside the snapshots' own spacing)
 -> reports/tokens/sequence_val.json (or --out).
@@ -120,7 +120,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--sequence", default="gru", help="sequence model of every --variant that does not set one")
     ap.add_argument("--code", default="none", choices=tk.CODES)
-    ap.add_argument("--sequences", default="none,gru,attention", help="runs when no --variant is given")
+    ap.add_argument("--sequences", default=",".join(tk.SEQUENCES), help="runs when no --variant is given")
     ap.add_argument("--variant", action="append", default=[], help="KEY=VALUE[,KEY=VALUE...]: one run each")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the params' `threads`)")
     ap.add_argument("--out", default="reports/tokens/sequence_val.json")

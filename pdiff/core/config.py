@@ -224,6 +224,11 @@ class TokenizerConfig(Section):
                          choices=("per_param", "per_tensor", "global", "none"))
 
 
+# The tokens generator's sequence models and sample codes (pdiff/generative/tokens.py builds them).
+TOKEN_SEQUENCES = ("none", "gru", "attention", "layers", "tensors")
+TOKEN_CODES = ("none", "step")
+
+
 class TokenDenoiserConfig(Section):
     batch: int = opt(256, "tokens per training step, drawn at random over (snapshot, token): sets the "
                      "training memory, whatever D is", ge=1)
@@ -232,11 +237,13 @@ class TokenDenoiserConfig(Section):
                         "own), gru (recurrent over all tokens, RPG-style: a step costs O(D / size)), attention "
                         "(one transformer layer; memory grows with the square of the token count), layers (a GRU "
                         "over the tensors, their number and size, its state added to each token's own: a step "
-                        "costs the same at any D)", choices=("none", "gru", "attention", "layers"))
+                        "costs O(L) for L tensors, the same at any D for one architecture), tensors (one transformer "
+                        "layer over the tensors instead, all L at once: a step costs about the same at any D and L)",
+                        choices=TOKEN_SEQUENCES)
     code: str = opt("step", "what all tokens of one sample share: none (tokens independent given their "
                     "position, so a sample mixes tokens of different snapshots), step (the snapshot's position "
                     "k / (K - 1) in the collect epoch, embedded into every token's condition; sampling draws one "
-                    "position per sample, uniformly in [0, 1])", choices=("none", "step"))
+                    "position per sample, uniformly in [0, 1])", choices=TOKEN_CODES)
     width: int = opt(512, "hidden width of the per-token denoiser and of the sequence model", ge=8)
     depth: int = opt(3, "residual blocks of the per-token denoiser", ge=1)
     timesteps: int = opt(1000, "DDPM steps T", ge=1)

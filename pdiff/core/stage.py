@@ -58,8 +58,17 @@ def timing_folder(root: str | Path | None = None, exp: str | None = None) -> Pat
 
 
 def peak_rss_mb() -> float | None:
-    """This process's peak resident set so far, MB (``ru_maxrss``: pages of a memory-mapped file it touched count
-    in it); None where the platform has no `resource` module."""
+    """This process's peak resident set so far, MB (pages of a memory-mapped file it touched count in it); None
+    where the platform reports none. On Linux it is ``VmHWM`` of /proc/self/status, this process's own: Linux keeps
+    ``ru_maxrss`` across fork and exec, so a process started by a larger one (a stage by `dvc repro`, a benchmark
+    child by its parent) would report its parent's peak as its own. Elsewhere ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)  # kB
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:

@@ -40,6 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from pdiff.core.config import TOKEN_CODES as CODES
+from pdiff.core.config import TOKEN_SEQUENCES as SEQUENCES
 from pdiff.generative.denoiser import timestep_embedding
 from pdiff.generative.diffusion import GaussianDiffusion, _gather
 
@@ -125,15 +127,15 @@ def tensor_embedding(sizes: list[int], dim: int) -> torch.Tensor:
     return torch.cat([timestep_embedding(number, dim // 2), timestep_embedding(size, dim - dim // 2)], dim=1)
 
 
-SEQUENCES = ("none", "gru", "attention", "layers")
-
-
 class SequenceModel(nn.Module):
     """Position embeddings [T, width] -> one prototype [T, width] per token.
 
     ``none``: each token from its own position; ``gru`` / ``attention``: over the whole token sequence, so a step
-    costs O(T) = O(D / token size); ``layers``: a GRU over the L tensors (their number and size), whose state for
-    a token's tensor is added to the token's own: a step costs O(L), the same at any D for one architecture."""
+    costs O(T) = O(D / token size); ``layers`` / ``tensors``: a model over the L tensors (`tensor_embedding`: their
+    number and size) whose output for a token's tensor is added to the token's own. ``layers`` runs a GRU over them,
+    L steps one after another, so a step costs O(L): the same at any D for one architecture, more for a network
+    of more tensors. ``tensors`` runs one transformer layer over all L at once (memory L², a few thousand values):
+    a step costs about the same whatever D and L."""
 
     def __init__(self, kind: str, width: int):
         super().__init__()
@@ -141,12 +143,12 @@ class SequenceModel(nn.Module):
         self.inp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         if kind in ("gru", "layers"):
             self.seq = nn.GRU(width, width, num_layers=1, batch_first=True)
-        elif kind == "attention":
+        elif kind in ("attention", "tensors"):
             self.seq = nn.TransformerEncoderLayer(width, nhead=4, dim_feedforward=2 * width, dropout=0.0,
                                                   batch_first=True, norm_first=True)
         elif kind != "none":
             raise ValueError(f"unknown sequence model {kind!r}; use {', '.join(SEQUENCES)}")
-        if kind == "layers":
+        if self.over_tensors:
             self.layer_inp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
 
     @property
@@ -155,17 +157,27 @@ class SequenceModel(nn.Module):
         the tokens in use run)."""
         return self.kind in ("gru", "attention")
 
+    @property
+    def over_tensors(self) -> bool:
+        """True when the model reads one row per tensor (`tensor_embedding`) rather than the tokens."""
+        return self.kind in ("layers", "tensors")
+
+    def tensor_states(self, tensors: torch.Tensor) -> torch.Tensor:
+        """[L, width]: what ``layers`` / ``tensors`` add to the tokens of each tensor, from ``tensors`` [L, width]."""
+        out = self.seq(self.layer_inp(tensors)[None])
+        return (out[0] if self.kind == "layers" else out)[0]
+
     def forward(self, pos: torch.Tensor, tensors: torch.Tensor | None = None,
                 tensor: torch.Tensor | None = None) -> torch.Tensor:
-        """``pos`` [n, width]; for ``layers`` also ``tensors`` [L, width] (`tensor_embedding`) and ``tensor`` [n],
-        each token's tensor number."""
+        """``pos`` [n, width]; for ``layers`` and ``tensors`` also ``tensors`` [L, width] (`tensor_embedding`) and
+        ``tensor`` [n], each token's tensor number."""
         h = self.inp(pos)
         if self.kind == "gru":
             h = h + self.seq(h[None])[0][0]
         elif self.kind == "attention":
             h = self.seq(h[None])[0]
-        elif self.kind == "layers":
-            h = h + self.seq(self.layer_inp(tensors)[None])[0][0][tensor]
+        elif self.over_tensors:
+            h = h + self.tensor_states(tensors)[tensor]
         return h
 
 
@@ -194,8 +206,7 @@ class TokenDenoiser(nn.Module):
         return self.out(F.silu(self.out_norm(h)))
 
 
-CODES = ("none", "step")  # the params values (tokens.train_ldm.code); "task" is the task stages' (TASK_CODE)
-TASK_CODE = "task"
+TASK_CODE = "task"  # the task stages' sample code (CODES are the params values, tokens.train_ldm.code)
 CODE_SCALE = 1000.0  # s in [0, 1] is embedded as timestep s * CODE_SCALE (the diffusion timesteps' range)
 
 
@@ -246,7 +257,7 @@ class TokenGenerator(nn.Module):
         ids = torch.arange(self.layout.num_tokens) if tokens is None or self.sequence.whole_sequence else tokens
         tensor = torch.from_numpy(self.layout.tensor)[ids]
         pos = position_embedding(tensor, torch.from_numpy(self.layout.index)[ids], self.width).to(device)
-        if self.sequence.kind == "layers":
+        if self.sequence.over_tensors:
             tensors = tensor_embedding(self.layout.sizes, self.width).to(device)
             return self.sequence(pos, tensors, tensor.to(device))
         proto = self.sequence(pos)
