@@ -195,50 +195,34 @@ def test_pipeline_with_the_tokens_generator_and_mmap_snapshots(tiny_copy):
     assert set(json.loads(status)) == {"generate"}
 
 
-def test_layers_sequence_runs_over_the_tensors_so_a_step_costs_the_same_at_any_d():
-    """sequence: layers: the GRU reads one row per tensor (L = 3 here), whatever the number of tokens T (448), and
-    the tokens in use get the prototypes the whole sequence gives them (only they run); tokens at the same index
-    of different tensors differ through their tensor's state, not only their position embedding."""
+@pytest.mark.parametrize("kind", ["layers", "tensors"])
+def test_tensor_sequences_read_one_row_per_tensor_so_a_step_costs_the_same_at_any_d(kind):
+    """sequence: layers (a GRU) and tensors (one transformer layer) read one row per tensor (L = 3 here), whatever
+    the number of tokens T (448), and the tokens in use get the prototypes the whole sequence gives them (only they
+    run): a token's own plus its tensor's state, so tokens at the same index of different tensors differ through
+    their tensor's state, not only their position embedding. With tensors, a tensor's state depends on the other
+    tensors (attention over all L at once)."""
     from pdiff.core.config import from_dict
 
-    assert from_dict({"tokens": {"train_ldm": {"sequence": "layers"}}}).tokens.train_ldm.sequence == "layers"
+    assert from_dict({"tokens": {"train_ldm": {"sequence": kind}}}).tokens.train_ldm.sequence == kind
     lay = tk.TokenLayout([4096, 64, 3000], 16)
     torch.manual_seed(0)
-    model = tk.TokenGenerator(lay, width=32, depth=1, sequence="layers")
+    model = tk.TokenGenerator(lay, width=32, depth=1, sequence=kind)
     seen = []
     model.sequence.seq.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape)))
     full = model.prototypes()
     some = torch.tensor([0, 5, 256, 300, 447])
     torch.testing.assert_close(model.prototypes(some), full[some])
     assert lay.num_tokens == 448 and seen == [(1, 3, 32), (1, 3, 32)]
-    state = model.sequence.seq(model.sequence.layer_inp(tk.tensor_embedding(lay.sizes, 32))[None])[0][0]
-    own = model.sequence.inp(tk.position_embedding(torch.from_numpy(lay.tensor), torch.from_numpy(lay.index), 32))
-    torch.testing.assert_close(full, own + state[torch.from_numpy(lay.tensor)])
-    assert state.abs().sum() > 0
-
-
-def test_tensors_sequence_reads_every_tensor_at_once_and_keeps_only_the_tokens_in_use():
-    """sequence: tensors: one transformer layer over the L = 3 tensor rows (not the T = 448 tokens), all at once;
-    a token's prototype is its own plus its tensor's state, the tokens in use get what the whole sequence gives
-    them, and one tensor's state depends on the other tensors (attention, unlike a per-tensor MLP)."""
-    from pdiff.core.config import from_dict
-
-    assert from_dict({"tokens": {"train_ldm": {"sequence": "tensors"}}}).tokens.train_ldm.sequence == "tensors"
-    lay = tk.TokenLayout([4096, 64, 3000], 16)
-    torch.manual_seed(0)
-    model = tk.TokenGenerator(lay, width=32, depth=1, sequence="tensors")
-    seen = []
-    model.sequence.seq.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape)))
-    full = model.prototypes()
-    some = torch.tensor([0, 5, 256, 300, 447])
-    torch.testing.assert_close(model.prototypes(some), full[some])
-    assert seen == [(1, 3, 32), (1, 3, 32)]
     rows = tk.tensor_embedding(lay.sizes, 32)
     state = model.sequence.tensor_states(rows)
     own = model.sequence.inp(tk.position_embedding(torch.from_numpy(lay.tensor), torch.from_numpy(lay.index), 32))
     torch.testing.assert_close(full, own + state[torch.from_numpy(lay.tensor)])
-    alone = model.sequence.tensor_states(rows[:1])  # the first tensor without the other two
-    assert not torch.allclose(alone[0], state[0])
+    assert state.abs().sum() > 0
+    if kind == "layers":  # the GRU's output sequence, one step per tensor
+        torch.testing.assert_close(state, model.sequence.seq(model.sequence.layer_inp(rows)[None])[0][0])
+    else:  # the first tensor without the other two gets another state
+        assert not torch.allclose(model.sequence.tensor_states(rows[:1])[0], state[0])
 
 
 def _coherent_fraction(code: str) -> float:
