@@ -482,9 +482,13 @@ def test_kernel_pins_records_every_setting_and_the_profile(head_repo, tmp_path):
     assert res["params_portable_is_the_pins"] and res["agrees_with"] == {} and res["portable_over_native_s"] > 0
     profile = tmp_path / "profile.json"
     tool(head_repo, "kernel_pins", "--profile", "--profile-steps", 2, "--out", profile)
-    rows = load(profile)["settings"]
+    profiled = load(profile)
+    rows = profiled["settings"]
     assert [r["kernels"] for r in rows] == ["native", "portable"]
-    assert all(r["seconds_per_step"] > 0 and len(r["ops"]) == 8 for r in rows)
+    phases = ["base_train", "ae_train", "ldm_train", "ldm_sample"]  # every model the default fits, and sampling
+    assert all(list(r["phases"]) == phases for r in rows)
+    assert all(ph["seconds_per_step"] > 0 and len(ph["ops"]) == 8 for r in rows for ph in r["phases"].values())
+    assert set(profiled["portable_over_native"]) == set(phases)
     cost = tmp_path / "cost.json"
     tool(head_repo, "kernel_pins", "--pipeline", "--out", cost)
     res = load(cost)

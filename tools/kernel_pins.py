@@ -91,36 +91,37 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from pdiff.core.config import load_params
 from pdiff.core.kernels import apply_torch
-from pdiff.nets.models import build_model
+from tools import model_steps as ms
 p = load_params("params.yaml")
 apply_torch(p.kernels)
 torch.set_num_threads(p.threads)
-torch.manual_seed(0)
-model = build_model(p.model.arch, 1, 10, 28, p.model.width)
-opt = torch.optim.SGD(model.parameters(), lr=p.train.lr, momentum=p.train.momentum)
-x, y = torch.randn(p.train.batch_size, 1, 28, 28), torch.randint(0, 10, (p.train.batch_size,))
-def step():
-    loss = torch.nn.functional.cross_entropy(model(x), y)
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-for _ in range(5):
-    step()
-with profile(activities=[ProfilerActivity.CPU]) as prof:
-    t0 = time.perf_counter()
-    for _ in range({steps}):
+latent = ms.latent_shape(p)
+phases = {{}}
+for name in {phases!r}:
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    step = getattr(ms, name)(p, gen, *(() if name in ("base_train", "ae_train") else (latent,)))
+    for _ in range(5):
         step()
-    seconds = (time.perf_counter() - t0) / {steps}
-events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
-total = sum(e.self_cpu_time_total for e in events)
-print(json.dumps({{"seconds_per_step": round(seconds, 4), "ops": [
-    {{"name": e.key, "share": round(e.self_cpu_time_total / total, 3)}} for e in events[:8]]}}))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        for _ in range({steps}):
+            step()
+        seconds = (time.perf_counter() - t0) / {steps}
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in events)
+    phases[name] = {{"seconds_per_step": round(seconds, 5), "ops": [
+        {{"name": e.key, "share": round(e.self_cpu_time_total / total, 3)}} for e in events[:8]]}}
+print(json.dumps(phases))
 """
+PHASES = ("base_train", "ae_train", "ldm_train", "ldm_sample")  # tools.model_steps
 
 
 def profile_steps(out_path: Path, steps: int = 20) -> dict:
-    """Where a training step of the default model goes under native and portable kernels: the 8 ops with the
-    most self CPU time, as shares of the step (torch.profiler), and the seconds per step."""
+    """Where the time of each default model's step goes (`tools.model_steps`: a training step of the base model,
+    the AE and the latent UNet, and one denoiser call of sampling) under native and portable kernels: the seconds
+    per step, the portable / native ratio, and the 8 ops with the most self CPU time as shares of the step
+    (torch.profiler)."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="pdiff-profile-") as tmp:
         repo = Path(tmp) / "repo"
@@ -128,11 +129,15 @@ def profile_steps(out_path: Path, steps: int = 20) -> dict:
         params = (repo / "params.yaml").read_text()
         for kernels in ("native", "portable"):
             (repo / "params.yaml").write_text(with_setting(params, kernels))
-            done = run([sys.executable, "-c", PROFILE.format(steps=steps)], repo)
-            rows.append({"kernels": kernels, **json.loads(done.stdout.strip().splitlines()[-1])})
-            print(f"kernel_pins: profile, kernels {kernels}: {rows[-1]['seconds_per_step']} s per step", flush=True)
-    out = {"commit": commit, "machine": machine() | cpu(), "what": f"{steps} SGD steps of the default model, "
-           "batch train.batch_size, random inputs", "settings": rows}
+            done = run([sys.executable, "-c", PROFILE.format(steps=steps, phases=PHASES)], repo)
+            rows.append({"kernels": kernels, "phases": json.loads(done.stdout.strip().splitlines()[-1])})
+            took = ", ".join(f"{n} {r['seconds_per_step']}" for n, r in rows[-1]["phases"].items())
+            print(f"kernel_pins: profile, kernels {kernels}: s per step {took}", flush=True)
+    native, portable = (r["phases"] for r in rows)
+    ratio = {n: round(portable[n]["seconds_per_step"] / native[n]["seconds_per_step"], 2) for n in PHASES}
+    out = {"commit": commit, "machine": machine() | cpu(), "what": f"{steps} steps of each default model "
+           "(tools.model_steps: base, AE and latent UNet training steps, denoiser calls of sampling), random inputs",
+           "settings": rows, "portable_over_native": ratio}
     save_json(out, out_path)
     return out
 

@@ -3,15 +3,10 @@
 
 `make verify` names the first *stage* whose outputs differ on a CPU; this names the first *operation*. A child
 process (the portable pins set before torch loads, whatever params.yaml's `kernels`; its `threads`) runs a few
-seeded steps of each model the default pipeline fits, on seeded random inputs, with a dispatch mode that records
+seeded steps of each model the default pipeline fits (`tools.model_steps`), with a dispatch mode that records
 every ATen operation's name and the MD5 of its floating-point outputs' bytes (no hash where it only allocates):
-
-- ``base_train``: 2 SGD steps of the default base model (`model.arch`, `model.width`, `train.*`);
-- ``ae_train``: 2 AdamW steps of the parameter autoencoder (`conv_ae.train_ae.*`, D = 192) with its input and
-  latent noise;
-- ``ldm_train``: 2 AdamW steps of the latent UNet on the DDPM objective (`conv_ae.train_ldm.*`);
-- ``ldm_sample``: 3 denoiser calls from t = T - 1, each step its x_0 prediction plus a little seeded noise (no
-  gradient), then the AE's decoder.
+``base_train``, ``ae_train`` and ``ldm_train`` build their model and take 2 steps; ``ldm_sample`` makes 3
+denoiser calls from t = T - 1, then runs the AE's decoder.
 
 A kernel that rounds differently on two CPUs shows at its first call, so a few steps suffice; each phase starts
 from its own seed, so a difference in one phase does not carry into the next. Two traces agree on a phase when
@@ -41,14 +36,10 @@ TRACE = """import hashlib, json
 from pdiff.core.kernels import apply_torch, set_environment
 assert set_environment("portable") == "portable", "the portable pins exist only on x86-64"  # before torch loads
 import torch
-import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from pdiff.core.config import load_params
-from pdiff.generative.autoencoder import ParamAE
-from pdiff.generative.denoiser import UNet1D
-from pdiff.generative.diffusion import linear_schedule, schedule_settings
-from pdiff.nets.models import build_model
+from tools import model_steps as ms
 
 UNSET = ("empty", "new_empty", "resize")
 
@@ -72,70 +63,28 @@ class Trace(TorchDispatchMode):
 p = load_params("params.yaml")
 apply_torch("portable")
 torch.set_num_threads(p.threads)
-ae_cfg, ldm_cfg = p.conv_ae.train_ae, p.conv_ae.train_ldm
-phases = {}
+LATENT = ms.latent_shape(p)  # once, outside the traced phases
 
-def traced(name, seed, body):
+def sample(gen):
+    step = ms.ldm_sample(p, gen, LATENT)
+    for _ in range(3):
+        step()
+    step.decode()
+
+BODIES = [("base_train", lambda gen: ms.base_train(p, gen)), ("ae_train", lambda gen: ms.ae_train(p, gen)),
+          ("ldm_train", lambda gen: ms.ldm_train(p, gen, LATENT)), ("ldm_sample", None)]
+phases = {}
+for seed, (name, make) in enumerate(BODIES):
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     with Trace() as tr:
-        body(gen)
+        if make is None:
+            sample(gen)
+        else:
+            step = make(gen)
+            step()
+            step()
     phases[name] = tr.ops
-
-def base_train(gen):
-    model = build_model(p.model.arch, 1, 10, 28, p.model.width)
-    opt = torch.optim.SGD(model.parameters(), lr=p.train.lr, momentum=p.train.momentum)
-    for _ in range(2):
-        x = torch.randn((p.train.batch_size, 1, 28, 28), generator=gen)
-        y = torch.randint(0, 10, (p.train.batch_size,), generator=gen)
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-def make_ae():
-    return ParamAE(192, list(ae_cfg.channels), ae_cfg.latent_channels)
-
-def ae_train(gen):
-    ae = make_ae()
-    opt = torch.optim.AdamW(ae.parameters(), lr=ae_cfg.lr, weight_decay=ae_cfg.weight_decay)
-    for _ in range(2):
-        x = torch.randn((ae_cfg.batch_size, 192), generator=gen)
-        loss = F.mse_loss(ae(x, ae_cfg.input_noise, ae_cfg.latent_noise, gen), x)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-LATENT = tuple(make_ae().latent_shape)  # once, outside the traced phases
-
-def unet():
-    return UNet1D(LATENT[0], ldm_cfg.channels, tuple(ldm_cfg.channel_mults))
-
-def ldm_train(gen):
-    net = unet()
-    diffusion = linear_schedule(**schedule_settings(ldm_cfg))
-    opt = torch.optim.AdamW(net.parameters(), lr=ldm_cfg.lr, weight_decay=ldm_cfg.weight_decay)
-    for _ in range(2):
-        z = torch.randn((ldm_cfg.batch_size, *LATENT), generator=gen)
-        loss = diffusion.training_loss(net, z, gen)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-@torch.no_grad()
-def ldm_sample(gen):
-    net, ae = unet().eval(), make_ae().eval()
-    diffusion = linear_schedule(**schedule_settings(ldm_cfg))
-    x = torch.randn((16, *LATENT), generator=gen)
-    for i in range(diffusion.num_timesteps - 1, diffusion.num_timesteps - 4, -1):
-        t = torch.full((16,), i, dtype=torch.long)
-        x0 = diffusion.predict_x0(x, t, net(x, t))
-        x = x0 + 0.01 * torch.randn(x.shape, generator=gen)
-    ae.decode(x)
-
-for seed, (name, body) in enumerate([("base_train", base_train), ("ae_train", ae_train),
-                                     ("ldm_train", ldm_train), ("ldm_sample", ldm_sample)]):
-    traced(name, seed, body)
 print(json.dumps({"torch": torch.__version__, "threads": p.threads, "phases": phases}))
 """
 
