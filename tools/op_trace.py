@@ -65,25 +65,21 @@ apply_torch("portable")
 torch.set_num_threads(p.threads)
 LATENT = ms.latent_shape(p)  # once, outside the traced phases
 
-def sample(gen):
-    step = ms.ldm_sample(p, gen, LATENT)
-    for _ in range(3):
+def steps(step, n):
+    for _ in range(n):
         step()
-    step.decode()
+    return step
 
-BODIES = [("base_train", lambda gen: ms.base_train(p, gen)), ("ae_train", lambda gen: ms.ae_train(p, gen)),
-          ("ldm_train", lambda gen: ms.ldm_train(p, gen, LATENT)), ("ldm_sample", None)]
+BODIES = [("base_train", lambda gen: steps(ms.base_train(p, gen), 2)),
+          ("ae_train", lambda gen: steps(ms.ae_train(p, gen), 2)),
+          ("ldm_train", lambda gen: steps(ms.ldm_train(p, gen, LATENT), 2)),
+          ("ldm_sample", lambda gen: steps(ms.ldm_sample(p, gen, LATENT), 3).decode())]
 phases = {}
-for seed, (name, make) in enumerate(BODIES):
+for seed, (name, body) in enumerate(BODIES):
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     with Trace() as tr:
-        if make is None:
-            sample(gen)
-        else:
-            step = make(gen)
-            step()
-            step()
+        body(gen)
     phases[name] = tr.ops
 print(json.dumps({"torch": torch.__version__, "threads": p.threads, "phases": phases}))
 """
