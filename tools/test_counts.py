@@ -10,6 +10,7 @@ Counts are read from pytest's JUnit XML report, not from its printed summary.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from pdiff.core.artifacts import save_json
+from pdiff.core.kernels import cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     record = counts | {"seconds": round(seconds, 1), "collected": collected(),
                        "fast": collected("-m", "not slow and not longrun"),
                        "command": "python -m pytest -q tests", "python": platform.python_version(),
+                       "machine": cpu() | {"logical_cpus": os.cpu_count()},
                        "exit_status": proc.returncode, "slowest": slowest}
     save_json(record, ROOT / args.out)
     print(f"{args.out}: {record}")
