@@ -97,10 +97,10 @@ apply_torch(p.kernels)
 torch.set_num_threads(p.threads)
 latent = ms.latent_shape(p)
 phases = {{}}
-for name in {phases!r}:
+for name in ms.PHASES:
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    step = getattr(ms, name)(p, gen, *(() if name in ("base_train", "ae_train") else (latent,)))
+    step = ms.make(name, p, gen, latent)
     for _ in range(5):
         step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -114,7 +114,6 @@ for name in {phases!r}:
         {{"name": e.key, "share": round(e.self_cpu_time_total / total, 3)}} for e in events[:8]]}}
 print(json.dumps(phases))
 """
-PHASES = ("base_train", "ae_train", "ldm_train", "ldm_sample")  # tools.model_steps
 
 
 def profile_steps(out_path: Path, steps: int = 20) -> dict:
@@ -129,12 +128,12 @@ def profile_steps(out_path: Path, steps: int = 20) -> dict:
         params = (repo / "params.yaml").read_text()
         for kernels in ("native", "portable"):
             (repo / "params.yaml").write_text(with_setting(params, kernels))
-            done = run([sys.executable, "-c", PROFILE.format(steps=steps, phases=PHASES)], repo)
+            done = run([sys.executable, "-c", PROFILE.format(steps=steps)], repo)
             rows.append({"kernels": kernels, "phases": json.loads(done.stdout.strip().splitlines()[-1])})
             took = ", ".join(f"{n} {r['seconds_per_step']}" for n, r in rows[-1]["phases"].items())
             print(f"kernel_pins: profile, kernels {kernels}: s per step {took}", flush=True)
     native, portable = (r["phases"] for r in rows)
-    ratio = {n: round(portable[n]["seconds_per_step"] / native[n]["seconds_per_step"], 2) for n in PHASES}
+    ratio = {n: round(portable[n]["seconds_per_step"] / native[n]["seconds_per_step"], 2) for n in native}
     out = {"commit": commit, "machine": machine() | cpu(), "what": f"{steps} steps of each default model "
            "(tools.model_steps: base, AE and latent UNet training steps, denoiser calls of sampling), random inputs",
            "settings": rows, "portable_over_native": ratio}

@@ -98,3 +98,13 @@ def ldm_sample(p, gen, latent):
 
     step.decode = torch.no_grad()(lambda: ae.decode(state["x"]))
     return step
+
+
+PHASES = ("base_train", "ae_train", "ldm_train", "ldm_sample")
+
+
+def make(name: str, p, gen, latent) -> object:
+    """``step`` of phase ``name`` (one of PHASES); ``latent`` (`latent_shape`) is what the LDM phases need."""
+    makers = {"base_train": lambda: base_train(p, gen), "ae_train": lambda: ae_train(p, gen),
+              "ldm_train": lambda: ldm_train(p, gen, latent), "ldm_sample": lambda: ldm_sample(p, gen, latent)}
+    return makers[name]()

@@ -70,16 +70,14 @@ def steps(step, n):
         step()
     return step
 
-BODIES = [("base_train", lambda gen: steps(ms.base_train(p, gen), 2)),
-          ("ae_train", lambda gen: steps(ms.ae_train(p, gen), 2)),
-          ("ldm_train", lambda gen: steps(ms.ldm_train(p, gen, LATENT), 2)),
-          ("ldm_sample", lambda gen: steps(ms.ldm_sample(p, gen, LATENT), 3).decode())]
 phases = {}
-for seed, (name, body) in enumerate(BODIES):
+for seed, name in enumerate(ms.PHASES):
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     with Trace() as tr:
-        body(gen)
+        step = steps(ms.make(name, p, gen, LATENT), 3 if name == "ldm_sample" else 2)
+        if name == "ldm_sample":
+            step.decode()
     phases[name] = tr.ops
 print(json.dumps({"torch": torch.__version__, "threads": p.threads, "phases": phases}))
 """
