@@ -525,6 +525,23 @@ def test_op_trace_hashes_every_operation_and_names_the_first_that_differs(head_r
 
 
 @pytest.mark.longrun
+@runs("tools.conv_rewrites")
+def test_conv_rewrites_compares_each_convolution_pass_byte_for_byte(head_repo, tmp_path):
+    """`python -m tools.conv_rewrites` in the copy: one row per convolution of the tiny model, each rewrite with a
+    verdict per pass and its time beside the portable path's, the CPU and load recorded."""
+    out = tmp_path / "conv_rewrites_here.json"
+    printed = tool(head_repo, "conv_rewrites", "--out", out)
+    rec = load(out)
+    assert rec["cpu"] and rec["threads"] == 1 and rec["load_avg_1m_at_start"] >= 0
+    assert [r["layer"] for r in rec["layers"]] == ["conv1", "conv2", "conv3"]
+    for r in rec["layers"]:
+        assert set(r["same_bytes"]) == {"unfold_gemm", "channels_last"}
+        assert all(set(v) == {"forward", "grad_input", "grad_weight"} for v in r["same_bytes"].values())
+        assert set(r["seconds"]) == {"portable", "unfold_gemm", "channels_last"} and min(r["seconds"].values()) > 0
+        assert f"conv_rewrites: {r['layer']} {r['input']}: unfold_gemm " in printed
+
+
+@pytest.mark.longrun
 @runs("tools.tokens_compare")
 def test_tokens_compare_scores_each_sequence_model_on_validation(tools_repo, tmp_path):
     out = tmp_path / "tokens.json"
