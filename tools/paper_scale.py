@@ -525,6 +525,8 @@ LEARNED_ROWS = (("default (`small_cnn`), conv AE", "metrics/novelty.json", "", 1
                 ("`mnist5k-resnet18-block`, tokens (seed 0)", BLOCK_RESULTS, "seeds[seed=0].", None),
                 ("`mnist5k-resnet18-whole`, tokens (seed 0)", "reports/mnist5k-resnet18-whole/results.json",
                  "seeds[seed=0].", 11_172_810),
+                ("`mnist5k-resnet18-whole`, low-rank Gaussian example (seed 0)",
+                 "reports/mnist5k-resnet18-whole/lowrank/results.json", "seeds[seed=0].", 11_172_810),
                 ("`digits-mlp-whole` (whole network), conv AE", "reports/digits-mlp-whole/results.json",
                  "seeds[seed=0].", 682))
 
