@@ -20,21 +20,17 @@ keeping its fastest round.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
 from pdiff.core.artifacts import save_json
-from pdiff.core.kernels import PORTABLE_ENV, cpu
 from pdiff.core.stage import run_script
 from tools.doc_numbers import markdown_table
-from tools.kernel_pins import slug
-from tools.workcopy import ROOT, run, subprocess_env
+from tools.kernel_pins import FOLDER, portable_child, record_path
+from tools.workcopy import ROOT
 
-FOLDER = ROOT / "reports/determinism"
 PASSES = ("forward", "grad_input", "grad_weight")
 REWRITES = ("unfold_gemm", "channels_last")
 ROUNDS, REPEATS = 3, 5
@@ -153,13 +149,11 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, help="default: reports/determinism/conv_rewrites_<cpu>.json")
     args = ap.parse_args(argv)
-    out_path = args.out or FOLDER / f"conv_rewrites_{slug(cpu())}.json"
-    done = run([sys.executable, "-c", CHILD], ROOT, env=subprocess_env() | PORTABLE_ENV)
+    out_path = record_path(args.out, "conv_rewrites")
+    load = round(os.getloadavg()[0], 2)
     record = {"what": "the default base model's convolutions under kernels: portable against two rewrites: same "
                       "bytes per pass, and seconds for one forward + backward (python -m tools.conv_rewrites)",
-              "commit": run(["git", "rev-parse", "HEAD"], ROOT).stdout.strip(), **cpu(),
-              "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
-              **json.loads(done.stdout.strip().splitlines()[-1])}
+              "load_avg_1m_at_start": load, **portable_child(CHILD)}
     save_json(record, out_path)
     for r in record["layers"]:
         print(f"conv_rewrites: {r['layer']} {r['input']}: " + "; ".join(

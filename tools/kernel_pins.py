@@ -71,6 +71,19 @@ def slug(info: dict) -> str:
     return "-".join(words + [isa] + (["amx"] if "amx_tile" in info["isa"] else []))
 
 
+def record_path(out: Path | None, prefix: str) -> Path:
+    """``out``, or this CPU's record of kind ``prefix`` under reports/determinism/ (``<prefix>_<cpu slug>.json``)."""
+    return out or FOLDER / f"{prefix}_{slug(cpu())}.json"
+
+
+def portable_child(code: str) -> dict:
+    """Run ``code`` in a child Python (in ROOT) with the portable pins in its environment before torch loads;
+    -> the commit, this CPU and the JSON object the child printed on its last line."""
+    done = run([sys.executable, "-c", code], ROOT, env=subprocess_env() | PORTABLE_ENV)
+    return {"commit": run(["git", "rev-parse", "HEAD"], ROOT).stdout.strip(), **cpu(),
+            **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
 def md5s(record: dict) -> dict[str, str]:
     """{setting name: base.pt MD5 (or its prefix)} of a record: this tool's format or the reference's."""
     if "settings" in record:
@@ -181,9 +194,9 @@ def main(argv=None) -> dict:
                     "(default 20, after 5 warm-up steps)")
     args = ap.parse_args(argv)
     if args.profile:
-        return profile_steps(args.out or FOLDER / f"profile_{slug(cpu())}.json", args.profile_steps)
+        return profile_steps(record_path(args.out, "profile"), args.profile_steps)
     if args.pipeline:
-        return pipeline_cost(args.out or FOLDER / f"pipeline_cost_{slug(cpu())}.json")
+        return pipeline_cost(record_path(args.out, "pipeline_cost"))
     out_path = args.out or FOLDER / f"kernel_pins_{slug(cpu())}.json"
     with tempfile.TemporaryDirectory(prefix="pdiff-pins-") as tmp:
         repo = Path(tmp) / "repo"

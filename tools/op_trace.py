@@ -19,18 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import textwrap
 from pathlib import Path
 
 from pdiff.core.artifacts import save_json
-from pdiff.core.kernels import PORTABLE_ENV, cpu
 from pdiff.core.stage import run_script
 from tools.doc_numbers import markdown_table
-from tools.kernel_pins import slug
-from tools.workcopy import ROOT, run, subprocess_env
-
-FOLDER = ROOT / "reports/determinism"
+from tools.kernel_pins import FOLDER, portable_child, record_path
+from tools.workcopy import ROOT
 
 TRACE = """import hashlib, json
 from pdiff.core.kernels import apply_torch, set_environment
@@ -145,12 +141,10 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, help="default: reports/determinism/op_trace_<cpu>.json")
     args = ap.parse_args(argv)
-    out_path = args.out or FOLDER / f"op_trace_{slug(cpu())}.json"
-    done = run([sys.executable, "-c", TRACE], ROOT, env=subprocess_env() | PORTABLE_ENV)
-    commit = run(["git", "rev-parse", "HEAD"], ROOT).stdout.strip()
+    out_path = record_path(args.out, "op_trace")
     record = {"what": "MD5 (first 8 hex digits) of every ATen operation's floating-point outputs, in order, for "
                       "a few seeded steps of each default model under kernels: portable (python -m tools.op_trace)",
-              "commit": commit, **cpu(), **json.loads(done.stdout.strip().splitlines()[-1])}
+              **portable_child(TRACE)}
     others = {p.name: json.loads(p.read_text()) for p in sorted(out_path.parent.glob("op_trace_*.json"))
               if p.resolve() != out_path.resolve()}
     record["agrees_with"] = compare(record, others)
