@@ -12,8 +12,8 @@ The rewrites (issue of portable kernels, point 3: a speed-up counts only if the 
 A child process runs with the portable pins set before torch loads (whatever params.yaml's `kernels`; its
 `threads`). Each layer gets seeded inputs of the shape it sees in a training step (`train.batch_size`); for each
 path, the forward output, the input gradient and the weight gradient are compared with the portable path's, and
-one forward + backward is timed, the paths interleaved over ``ROUNDS`` rounds of ``REPEATS`` calls, each path
-keeping its fastest round.
+one forward + backward is timed (`tools.measure.timed`), the paths interleaved over ``ROUNDS`` rounds of
+``REPEATS`` calls, each path keeping its fastest call.
 
     python -m tools.conv_rewrites [--out FILE]
 """
@@ -22,13 +22,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import time
+from functools import partial
 from pathlib import Path
 
 from pdiff.core.artifacts import save_json
 from pdiff.core.stage import run_script
 from tools.doc_numbers import markdown_table
 from tools.kernel_pins import FOLDER, portable_child, record_path
+from tools.measure import timed
 from tools.workcopy import ROOT
 
 PASSES = ("forward", "grad_input", "grad_weight")
@@ -104,7 +105,7 @@ def conv_inputs(p) -> list[dict]:
 
 def measure(p) -> list[dict]:
     """For each layer of `conv_inputs`: per rewrite, whether each pass has the portable path's bytes, and each
-    path's seconds for one forward + backward (fastest of ``ROUNDS`` interleaved rounds)."""
+    path's seconds for one forward + backward (its fastest call over ``ROUNDS`` interleaved rounds)."""
     import torch
 
     rows = []
@@ -121,10 +122,8 @@ def measure(p) -> list[dict]:
         best = dict.fromkeys(PATHS, float("inf"))
         for _ in range(ROUNDS):
             for name, fn in PATHS.items():
-                start = time.perf_counter()
-                for _ in range(REPEATS):
-                    fn(x, w, grad, layer["padding"])
-                best[name] = min(best[name], (time.perf_counter() - start) / REPEATS)
+                seconds, _ = timed(partial(fn, x, w, grad, layer["padding"]), repeats=REPEATS)
+                best[name] = min(best[name], seconds)
         rows.append(layer | {"same_bytes": same, "seconds": {k: round(v, 5) for k, v in best.items()},
                              "over_portable": {k: round(best[k] / best["portable"], 3) for k in REWRITES}})
     return rows
