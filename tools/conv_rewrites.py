@@ -3,7 +3,7 @@ portable path (oneDNN and NNPACK off: per-sample im2col + MKL GEMM, and per-samp
 for the weight gradient) and by two rewrites, compared byte for byte and timed side by side
 -> reports/determinism/conv_rewrites_<cpu>.json.
 
-The rewrites (issue of portable kernels, point 3: a speed-up counts only if the bytes stay the same):
+The rewrites (a portable speed-up counts only if the bytes stay the same: docs/pipeline.md, Determinism):
 
 - ``unfold_gemm``: `F.unfold` of the whole batch, then one GEMM per pass: the forward ``W @ cols``, the input
   gradient ``fold(W^T @ grad)``, the weight gradient ``grad @ cols^T`` summed over every sample in one product;
@@ -36,15 +36,7 @@ PASSES = ("forward", "grad_input", "grad_weight")
 REWRITES = ("unfold_gemm", "channels_last")
 ROUNDS, REPEATS = 3, 5
 
-CHILD = """import json
-from pdiff.core.kernels import apply_torch, set_environment
-assert set_environment("portable") == "portable", "the portable pins exist only on x86-64"  # before torch loads
-import torch
-from pdiff.core.config import load_params
-from tools.conv_rewrites import measure
-p = load_params("params.yaml")
-apply_torch("portable")
-torch.set_num_threads(p.threads)
+CHILD = """from tools.conv_rewrites import measure
 print(json.dumps({"torch": torch.__version__, "threads": p.threads, "layers": measure(p)}))
 """
 

@@ -76,10 +76,22 @@ def record_path(out: Path | None, prefix: str) -> Path:
     return out or FOLDER / f"{prefix}_{slug(cpu())}.json"
 
 
+PORTABLE_PREAMBLE = """import json
+from pdiff.core.kernels import apply_torch, set_environment
+assert set_environment("portable") == "portable", "the portable pins exist only on x86-64"  # before torch loads
+import torch
+from pdiff.core.config import load_params
+p = load_params("params.yaml")
+apply_torch("portable")
+torch.set_num_threads(p.threads)
+"""
+
+
 def portable_child(code: str) -> dict:
-    """Run ``code`` in a child Python (in ROOT) with the portable pins in its environment before torch loads;
-    -> the commit, this CPU and the JSON object the child printed on its last line."""
-    done = run([sys.executable, "-c", code], ROOT, env=subprocess_env() | PORTABLE_ENV)
+    """Run ``code`` in a child Python (in ROOT) after `PORTABLE_PREAMBLE` (the portable pins set before torch
+    loads; ``json``, ``torch`` and params.yaml as ``p``, with its `threads`); -> the commit, this CPU and the JSON
+    object the child printed on its last line."""
+    done = run([sys.executable, "-c", PORTABLE_PREAMBLE + code], ROOT, env=subprocess_env() | PORTABLE_ENV)
     return {"commit": run(["git", "rev-parse", "HEAD"], ROOT).stdout.strip(), **cpu(),
             **json.loads(done.stdout.strip().splitlines()[-1])}
 

@@ -28,13 +28,9 @@ from tools.doc_numbers import markdown_table
 from tools.kernel_pins import FOLDER, portable_child, record_path
 from tools.workcopy import ROOT
 
-TRACE = """import hashlib, json
-from pdiff.core.kernels import apply_torch, set_environment
-assert set_environment("portable") == "portable", "the portable pins exist only on x86-64"  # before torch loads
-import torch
+TRACE = """import hashlib
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
-from pdiff.core.config import load_params
 from tools import model_steps as ms
 
 UNSET = ("empty", "new_empty", "resize")
@@ -56,9 +52,6 @@ class Trace(TorchDispatchMode):
         self.ops.append(f"{name} {h.hexdigest()[:8]}")
         return out
 
-p = load_params("params.yaml")
-apply_torch("portable")
-torch.set_num_threads(p.threads)
 LATENT = ms.latent_shape(p)  # once, outside the traced phases
 
 def steps(step, n):
