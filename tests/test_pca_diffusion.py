@@ -1,0 +1,66 @@
+"""user/generators/pca_diffusion.py: the streamed PCA equals an SVD's, and the DDPM prior on the coefficients learns
+what a Gaussian on them cannot (two clusters), through the stages' own protocol calls (docs/whole-network.md)."""
+import torch
+import yaml
+
+from pdiff.core.artifacts import save_torch
+from pdiff.core.config import from_dict
+from pdiff.core.snapstore import load_vectors
+from pdiff.core.tracking import Tracker
+from pdiff.generative.protocol import Context, fit_step, read_artifact, write_samples
+from pdiff.generative.registry import resolve
+from tests.conftest import ROOT
+from user.generators import pca_diffusion
+
+NAME = "user.generators.pca_diffusion:PCADiffusion"
+
+
+def test_the_chunked_gram_pca_is_the_svds(monkeypatch):
+    """Directions (up to sign), coefficients and variance shares as torch.linalg.svd gives them, with the columns
+    read in chunks of 7 (the last one shorter), so no chunk sees the whole row."""
+    monkeypatch.setattr(pca_diffusion, "CHUNK_COLUMNS", 7)
+    g = torch.Generator().manual_seed(0)
+    x = 3.0 + torch.randn(10, 4, generator=g) * torch.tensor([4.0, 2.0, 1.0, 0.5]) @ torch.linalg.qr(
+        torch.randn(30, 4, generator=g))[0].T
+    mean, basis, coef, explained = pca_diffusion.principal_directions(x, 3)
+    _, s, vh = torch.linalg.svd((x - x.mean(0)).double(), full_matrices=False)
+    assert torch.allclose(mean, x.mean(0), atol=1e-5)
+    signs = (basis.double() * vh[:3]).sum(1).sign()
+    assert torch.allclose(basis.double() * signs[:, None], vh[:3], atol=1e-5)
+    assert torch.allclose(coef.double() * signs, (x - x.mean(0)).double() @ vh[:3].T, atol=1e-4)
+    assert torch.allclose(explained.double(), ((s ** 2).cumsum(0) / (s ** 2).sum())[:3], atol=1e-6)
+
+
+def test_the_prior_learns_two_clusters_that_a_gaussian_on_the_same_coefficients_fills_in(tmp_path):
+    """Snapshots at +-1 along one direction (plus a little spread along a second): the DDPM's samples keep the
+    gap at 0, which the decoder's Gaussian (analyze's decoded_noise, the low-rank example) fills; the same rng gives
+    the same file, every sample lies in the snapshots' span, and both artifacts carry the generator's name."""
+    g = torch.Generator().manual_seed(1)
+    d = torch.linalg.qr(torch.randn(40, 2, generator=g))[0].T  # two orthonormal directions in R^40
+    side = torch.tensor([1.0, -1.0]).repeat(16)[:, None]
+    x = 0.5 + side * d[0] + 0.1 * torch.randn(32, 1, generator=g) * d[1]
+    save_torch({"params": x, "names": ["w"], "shapes": [[40]]}, tmp_path / "snapshots.pt")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text()) | {"generator": NAME}
+    params["user"]["generators"]["pca_diffusion:PCADiffusion"]["train_ldm"].update(steps=1500, lr=0.01)
+    generator, p = resolve(NAME), from_dict(params)
+    ctx = Context(p, torch.Generator().manual_seed(0), snapshots=str(tmp_path / "snapshots.pt"), tracker=Tracker(None))
+    fit_step(generator.fit_representation, generator, ctx, tmp_path / "ae.pt", tmp_path / "ae.png")
+    rep = read_artifact(tmp_path / "ae.pt", "train_ae", generator)
+    ctx.representation = rep
+    fit_step(generator.fit_prior, generator, ctx, tmp_path / "ldm.pt", tmp_path / "ldm.png")
+    prior = read_artifact(tmp_path / "ldm.pt", "train_ldm", generator)
+    assert rep["kind"] == prior["kind"] == NAME and rep["basis"].shape == (2, 40)  # rank 8, but 2 directions spread
+    sampler = generator.load_sampler(rep, prior, Context(p, torch.Generator()))
+    for name in ("a.pt", "b.pt"):
+        write_samples(sampler, 200, tmp_path / name, torch.Generator().manual_seed(5))
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    samples = load_vectors(tmp_path / "a.pt", "generate")["params"]
+    along = (samples - x.mean(0)) @ d[0]
+    decoder = generator.load_decoder(rep)
+    z = decoder.encode(x)
+    gaussian = decoder.decode(z.mean(0) + z.std(0) * torch.randn(200, z.shape[1], generator=g))
+    gaussian_along = (gaussian - x.mean(0)) @ d[0]
+    assert (along.abs() < 0.5).float().mean() < 0.1 < 0.3 < (gaussian_along.abs() < 0.5).float().mean()
+    assert 0.3 < (along > 0).float().mean() < 0.7  # both clusters, not one
+    centred = samples - x.mean(0)
+    assert (centred - centred @ d.T @ d).abs().max() < 1e-3
