@@ -527,6 +527,10 @@ LEARNED_ROWS = (("default (`small_cnn`), conv AE", "metrics/novelty.json", "", 1
                  "seeds[seed=0].", 11_172_810),
                 ("`mnist5k-resnet18-whole`, low-rank Gaussian example (seed 0)",
                  "reports/mnist5k-resnet18-whole/lowrank/results.json", "seeds[seed=0].", 11_172_810),
+                ("`mnist5k-resnet18-whole`, PCA diffusion example (seed 0)",
+                 "reports/mnist5k-resnet18-whole/pca_diffusion/results.json", "seeds[seed=0].", 11_172_810),
+                ("`mnist5k-resnet18-whole`, PCA diffusion example, 300 prior steps (seed 0)",
+                 "reports/mnist5k-resnet18-whole/pca_diffusion-300-steps/results.json", "seeds[seed=0].", 11_172_810),
                 ("`digits-mlp-whole` (whole network), conv AE", "reports/digits-mlp-whole/results.json",
                  "seeds[seed=0].", 682))
 
