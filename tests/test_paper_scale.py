@@ -161,7 +161,8 @@ def test_the_learned_entry_is_carried_into_results_and_shown_and_older_runs_read
 
 def test_the_docs_learned_table_reads_each_run_by_its_seed_and_marks_missing_runs():
     files = {"metrics/novelty.json": {"generated": {}, "learned": dict(LEARNED, dim=192, verdict="new")},
-             paper_scale.HEADLINE: {"seeds": [{"seed": 1, "dim": 2048, "learned": LEARNED}, {"seed": 0, "dim": 2048}]},
+             paper_scale.HEADLINE_RERUN: {"seeds": [{"seed": 1, "dim": 2048, "learned": LEARNED},
+                                                    {"seed": 0, "dim": 2048}]},
              paper_scale.BLOCK_RESULTS: {"seeds": [{"seed": 0, "dim": 4720640, "learned": dict(LEARNED, dim=4720640)}]}}
 
     def load(path):
@@ -178,6 +179,21 @@ def test_the_docs_learned_table_reads_each_run_by_its_seed_and_marks_missing_run
     assert rows["`mnist5k-resnet18`, conv AE (seed 0)"].endswith("| 2,048 | — | — | — | — | — | not rerun |")
     assert rows["`mnist5k-resnet18-block`, tokens (seed 0)"].endswith("| **mean** |")
     assert "4,720,640" in rows["`mnist5k-resnet18-block`, tokens (seed 0)"]
+
+
+def test_the_headline_rerun_gives_the_headline_seeds_numbers():
+    """The seed-0 rerun that fills the learned table's mnist5k-resnet18 conv AE row (a later commit, another CPU)
+    scored every set as the committed headline's seed 0 did: its `learned` entry describes those models."""
+    def seed0(path):
+        return next(e for e in json.loads((ROOT / path).read_text())["seeds"] if e["seed"] == 0)
+
+    rerun, headline = seed0(paper_scale.HEADLINE_RERUN), seed0(paper_scale.HEADLINE)
+    for key in ("dim", "test_size", "original", "generated", "val", "novelty", "decoder", "original_test_errors",
+                "base"):
+        assert rerun[key] == headline[key], key
+    assert {k: rerun["baselines"][k] for k in headline["baselines"]} == headline["baselines"]  # + interpolation, newer
+    assert rerun["learned"]["num_generated"] == headline["generated"]["count"]
+    assert rerun["commit"] != headline["commit"]
 
 
 def test_overrides_are_parsed_set_on_top_of_the_preset_and_keep_one_setting_per_file(tmp_path, monkeypatch):

@@ -415,6 +415,9 @@ HEADLINE = "reports/mnist5k-resnet18/results.json"
 BLOCK_RESULTS = "reports/mnist5k-resnet18-block/results.json"
 TOKENS = "reports/mnist5k-resnet18/tokens/results.json"
 CONV_AE = "reports/mnist5k-resnet18/conv_ae/results.json"
+# seed 0 rerun at a later commit on another CPU (native kernels): the same numbers as HEADLINE's seed 0 (tested), plus
+# the `learned` entry that analyze did not write yet when HEADLINE was made
+HEADLINE_RERUN = "reports/mnist5k-resnet18/rerun-amd-epyc/results.json"
 
 
 def seed_keys(results: dict) -> list[str]:
@@ -520,7 +523,7 @@ def docs_generators_table(load) -> str:
 DEFAULT_TOKENS = "reports/tokens/default/results.json"  # paper_scale run --preset default --set generator=tokens
 LEARNED_ROWS = (("default (`small_cnn`), conv AE", "metrics/novelty.json", "", 192),
                 ("default (`small_cnn`), tokens (seed 0)", DEFAULT_TOKENS, "seeds[seed=0].", 192),
-                ("`mnist5k-resnet18`, conv AE (seed 0)", HEADLINE, "seeds[seed=0].", None),
+                ("`mnist5k-resnet18`, conv AE (seed 0)", HEADLINE_RERUN, "seeds[seed=0].", None),
                 ("`mnist5k-resnet18`, tokens (seed 0)", TOKENS, "seeds[seed=0].", None),
                 ("`mnist5k-resnet18-block`, tokens (seed 0)", BLOCK_RESULTS, "seeds[seed=0].", None),
                 ("`mnist5k-resnet18-whole`, tokens (seed 0)", "reports/mnist5k-resnet18-whole/results.json",
