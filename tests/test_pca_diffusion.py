@@ -41,7 +41,7 @@ def test_the_prior_learns_two_clusters_that_a_gaussian_on_the_same_coefficients_
     x = 0.5 + side * d[0] + 0.1 * torch.randn(32, 1, generator=g) * d[1]
     save_torch({"params": x, "names": ["w"], "shapes": [[40]]}, tmp_path / "snapshots.pt")
     params = yaml.safe_load((ROOT / "params.yaml").read_text()) | {"generator": NAME}
-    params["user"]["generators"]["pca_diffusion:PCADiffusion"]["train_ldm"].update(steps=1500, lr=0.01)
+    params["user"]["generators"]["pca_diffusion:PCADiffusion"]["train_ldm"].update(steps=1500, lr=0.01, noise=0.0)
     generator, p = resolve(NAME), from_dict(params)
     ctx = Context(p, torch.Generator().manual_seed(0), snapshots=str(tmp_path / "snapshots.pt"), tracker=Tracker(None))
     fit_step(generator.fit_representation, generator, ctx, tmp_path / "ae.pt", tmp_path / "ae.png")
@@ -64,3 +64,30 @@ def test_the_prior_learns_two_clusters_that_a_gaussian_on_the_same_coefficients_
     assert 0.3 < (along > 0).float().mean() < 0.7  # both clusters, not one
     centred = samples - x.mean(0)
     assert (centred - centred @ d.T @ d).abs().max() < 1e-3
+
+
+def test_noise_on_the_coefficients_widens_what_the_prior_learned_around_each_snapshot(tmp_path):
+    """`train_ldm.noise`: the prior fitted on coefficients with Gaussian noise added to each batch learns the
+    snapshots smoothed by that noise. Snapshots at +-1 along one direction: without noise the samples sit close to
+    +-1 (copies); with noise 0.5 (in units of the coefficients' std) they spread around both points, and both
+    clusters are still there."""
+    g = torch.Generator().manual_seed(1)
+    d = torch.linalg.qr(torch.randn(40, 1, generator=g))[0].T  # one unit direction in R^40
+    x = 0.5 + torch.tensor([1.0, -1.0]).repeat(16)[:, None] * d[0]
+    save_torch({"params": x, "names": ["w"], "shapes": [[40]]}, tmp_path / "snapshots.pt")
+    spread = {}
+    for noise in (0.0, 0.5):
+        params = yaml.safe_load((ROOT / "params.yaml").read_text()) | {"generator": NAME}
+        params["user"]["generators"]["pca_diffusion:PCADiffusion"]["train_ldm"].update(steps=1500, lr=0.01,
+                                                                                        noise=noise)
+        generator, p = resolve(NAME), from_dict(params)
+        ctx = Context(p, torch.Generator().manual_seed(0), snapshots=str(tmp_path / "snapshots.pt"),
+                      tracker=Tracker(None))
+        ctx.representation = generator.fit_representation(ctx).state
+        prior = generator.fit_prior(ctx).state
+        samples = generator.load_sampler(ctx.representation, prior, ctx).sample(400, rng=torch.Generator()
+                                                                                 .manual_seed(5))
+        along = (samples - x.mean(0)) @ d[0]
+        assert 0.3 < (along > 0).float().mean() < 0.7  # both clusters, not one
+        spread[noise] = float((along.abs() - 1).abs().median())
+    assert spread[0.0] < 0.15 and spread[0.5] > 2 * spread[0.0], spread
