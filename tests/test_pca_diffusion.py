@@ -1,5 +1,8 @@
-"""user/generators/pca_diffusion.py: the streamed PCA equals an SVD's, and the DDPM prior on the coefficients learns
-what a Gaussian on them cannot (two clusters), through the stages' own protocol calls (docs/whole-network.md)."""
+"""user/generators/pca_diffusion.py: the streamed PCA equals an SVD's, the DDPM prior on the coefficients learns
+what a Gaussian on them cannot (two clusters), through the stages' own protocol calls, its coefficient noise widens
+what it learned, and its committed settings are the whole-network validation choice (docs/whole-network.md)."""
+import json
+
 import torch
 import yaml
 
@@ -10,6 +13,7 @@ from pdiff.core.tracking import Tracker
 from pdiff.generative.protocol import Context, fit_step, read_artifact, write_samples
 from pdiff.generative.registry import resolve
 from tests.conftest import ROOT
+from tools.paper_scale import PCA_VAL, pca_val_choice
 from user.generators import pca_diffusion
 
 NAME = "user.generators.pca_diffusion:PCADiffusion"
@@ -91,3 +95,18 @@ def test_noise_on_the_coefficients_widens_what_the_prior_learned_around_each_sna
         assert 0.3 < (along > 0).float().mean() < 0.7  # both clusters, not one
         spread[noise] = float((along.abs() - 1).abs().median())
     assert spread[0.0] < 0.15 and spread[0.5] > 2 * spread[0.0], spread
+
+
+def test_the_committed_settings_are_the_whole_network_validation_choice():
+    """params.yaml's rank and noise for the example are what the rule of the committed validation sweep
+    (reports/mnist5k-resnet18-whole/pca_diffusion_val.json, tools.paper_scale.pca_val_choice) picks; the rule
+    turns down a candidate that is not diverse on validation, or whose validation median is over a point below the
+    originals'."""
+    record = json.loads((ROOT / PCA_VAL).read_text())
+    chosen = pca_val_choice(record)
+    group = yaml.safe_load((ROOT / "params.yaml").read_text())["user"]["generators"]["pca_diffusion:PCADiffusion"]
+    assert (chosen["rank"], chosen["noise"]) == (group["train_ae"]["rank"], group["train_ldm"]["noise"])
+    snaps = record["snapshots"]
+    worse = dict(chosen, val_acc_median=snaps["val_acc_median"] - 1.05)
+    alike = dict(chosen, val_disagreement=0.49 * snaps["val_disagreement"])
+    assert pca_val_choice(dict(record, candidates=[worse, alike])) is None
