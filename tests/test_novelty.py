@@ -291,6 +291,18 @@ def test_decoder_sets_come_from_the_decoder_are_counted_and_leave_the_other_base
     assert method_csv(analysis, "decoded_noise").count("\n") == 1 + 5
 
 
+def test_decoding_in_batches_fills_one_result_and_equals_one_batch():
+    from pdiff.analysis.decoded import decode_in_batches
+
+    decode = lambda z: torch.cat([z.flatten(1), -z.flatten(1)], 1)[:, :7].double()  # noqa: E731  (exact per row)
+    latents = torch.randn(5, 2, 3, generator=_gen(2))
+    whole = decode_in_batches(decode, latents)
+    assert whole.shape == (5, 7) and whole.dtype == torch.float32
+    assert torch.equal(decode_in_batches(decode, latents, batch_size=2), whole)  # batches of 2, 2 and 1
+    with pytest.raises(PdiffError, match="nothing to decode"):
+        decode_in_batches(decode, latents[:0])
+
+
 def test_latent_gaussian_forms_and_bad_input():
     latents = torch.randn(50, 2, 4, generator=_gen(1)) * torch.arange(1.0, 9.0).view(2, 4) + 3.0
     mean, std = latent_gaussian(latents, "per_position")
@@ -379,3 +391,40 @@ def test_large_sets_are_predicted_one_by_one_without_a_stacked_copy(monkeypatch)
     v = sets["a"]
     assert rows_where(v, torch.ones(3, dtype=torch.bool)) is v
     assert torch.equal(rows_where(v, torch.tensor([True, False, True])), v[[0, 2]])
+
+
+def test_past_spill_set_values_each_made_set_leaves_memory_for_a_file_with_the_same_numbers(monkeypatch):
+    """A whole network's baselines and decoder sets do not fit in memory together: past SPILL_SET_VALUES per set,
+    run_analysis makes, evaluates and measures one set at a time and keeps its vectors in a SetFile. Every number,
+    the predictions, the learned entry and the embedding (from the Gram matrix, read back in column chunks) are
+    those of the in-memory path, bit for bit, and the files go with the analysis."""
+    import os
+
+    from pdiff.analysis import novelty
+
+    model, snaps, generated, x, y = _tiny_setup(k=6, n=4)
+    decoder = DecoderReference(_tiny_decoder(flatten(model, snaps["names"])), torch.randn(6, 2, 3, generator=_gen(3)),
+                               num=5, form="per_position")
+    run = lambda: run_analysis(model, snaps, generated, (x, y), SMALL, _gen(), opts=EVAL25, decoder=decoder)  # noqa: E731
+    in_memory = run()
+    monkeypatch.setattr(novelty, "SPILL_SET_VALUES", 0)
+    spilled = run()
+    assert summary_table(spilled) == summary_table(in_memory) and spilled.learned == in_memory.learned
+    made = [m for m in NAMES if m not in ("original", "generated")]
+    for m in NAMES:
+        a, b = in_memory.methods[m], spilled.methods[m]
+        assert isinstance(b.vectors, novelty.SetFile) == (m in made and b.applicable)
+        for key in ("accuracy", "max_similarity", "nn_l2"):
+            assert torch.equal(getattr(a, key), getattr(b, key)), (m, key)
+        if isinstance(b.vectors, novelty.SetFile):
+            assert torch.equal(b.vectors.columns(0, a.vectors.shape[1]), a.vectors)
+            assert torch.equal(b.vectors.columns(3, 11), a.vectors[:, 3:11]) and len(b.vectors) == len(a.vectors)
+    for route in ({}, {"direct_max": 0}):  # the direct route reads the files whole, the Gram route in chunks
+        e_mem, e_spill = embed_2d(in_memory, seed=0, **route), embed_2d(spilled, seed=0, **route)
+        for kind in ("pca", "tsne"):
+            assert e_mem[kind].keys() == e_spill[kind].keys()
+            assert all(np.array_equal(e_mem[kind][m], e_spill[kind][m]) for m in e_mem[kind]), (route, kind)
+    path = spilled.methods["decoded_noise"].vectors.path
+    assert os.path.exists(path)
+    del spilled, b
+    assert not os.path.exists(path)

@@ -58,11 +58,19 @@ def latent_gaussian(latents: torch.Tensor, form: str) -> tuple[torch.Tensor, tor
 
 @torch.no_grad()
 def decode_in_batches(decode: Decoder, latents: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """``decode`` over ``latents`` [M, ...] in batches -> [M, D] float32 on the CPU."""
-    out = [decode(latents[i:i + batch_size]).float().cpu() for i in range(0, len(latents), batch_size)]
-    if not out:
+    """``decode`` over ``latents`` [M, ...] in batches -> [M, D] float32 on the CPU, each batch written into the
+    result as it comes (one batch: its output itself), so a whole network's set is never held twice."""
+    if len(latents) == 0:
         raise PdiffError("nothing to decode: no latents were given.")
-    return torch.cat(out)
+    out = None
+    for i in range(0, len(latents), batch_size):
+        part = decode(latents[i:i + batch_size]).float().cpu()
+        if len(part) == len(latents):
+            return part
+        if out is None:
+            out = torch.empty((len(latents), *part.shape[1:]), dtype=part.dtype)
+        out[i:i + len(part)] = part
+    return out
 
 
 def decoded_noise(decode: Decoder, latents: torch.Tensor, n: int, form: str, gen: torch.Generator) -> torch.Tensor:

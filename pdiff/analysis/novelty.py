@@ -21,8 +21,11 @@ Beside the per-set rows, `run_analysis` measures what the generator learned, cop
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 import torch
@@ -33,7 +36,7 @@ from pdiff.analysis.baselines import own_stream
 from pdiff.analysis.decoded import DecoderReference
 from pdiff.analysis.evaluation import EvalOptions, finite_rows, predict_sets, rows_where, summarize
 from pdiff.analysis.learned import learned_summary
-from pdiff.analysis.sets import BY_NAME, NAMES, SetInputs, make_sets
+from pdiff.analysis.sets import BY_NAME, NAMES, SetInputs, iter_sets
 from pdiff.core.artifacts import rerun_hint
 from pdiff.nets.selection import check_compatible
 
@@ -99,10 +102,59 @@ def nearest_l2(vectors: torch.Tensor, snapshots: torch.Tensor, leave_one_out: bo
 
 
 # --------------------------------------------------------------------------------------------------- analysis
+# Past this many values in one set of generated models (n x D: a whole block or network), `run_analysis` makes,
+# evaluates and measures one set at a time and keeps each set's vectors in a `SetFile`, not in memory.
+SPILL_SET_VALUES = 1 << 26
+
+
+class SetFile:
+    """A set's vectors [M, D] written to a file in ``folder`` (a temporary directory that lives as long as any of
+    its files): only column ranges are read back (`columns`), with plain reads, so the rows never sit in the
+    process's memory all at once. The embedding's Gram matrix reads them this way (`_columns`)."""
+
+    def __init__(self, vectors: torch.Tensor, folder: tempfile.TemporaryDirectory):
+        self._folder = folder
+        self.shape = tuple(vectors.shape)
+        with tempfile.NamedTemporaryFile(dir=folder.name, suffix=".f32", delete=False) as f:
+            self.path = f.name
+            for row in vectors:
+                f.write(row.float().contiguous().numpy())
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def columns(self, a: int, b: int) -> torch.Tensor:
+        """Columns a..b-1 of every row: [M, b - a] float32."""
+        m, d = self.shape
+        b = min(b, d)
+        out = np.empty((m, max(b - a, 0)), dtype=np.float32)
+        with open(self.path, "rb") as f:
+            for r in range(m):
+                f.seek((r * d + a) * 4)
+                out[r] = np.fromfile(f, dtype=np.float32, count=out.shape[1])
+        return torch.from_numpy(out)
+
+
+def _columns(vectors: torch.Tensor | SetFile, a: int, b: int) -> torch.Tensor:
+    return vectors.columns(a, b) if isinstance(vectors, SetFile) else vectors[:, a:b]
+
+
+def _timed(items: Iterator, timings: dict, key: str) -> Iterator:
+    """``items`` as they come, the seconds spent making each added to ``timings[key]``."""
+    while True:
+        start = time.perf_counter()
+        item = next(items, None)
+        timings[key] += time.perf_counter() - start
+        if item is None:
+            return
+        yield item
+
+
 @dataclass
 class MethodResult:
-    """Per-model numbers of one method; ``vectors`` are the finite vectors that were evaluated."""
-    vectors: torch.Tensor
+    """Per-model numbers of one method; ``vectors`` are the finite vectors that were evaluated (in a `SetFile`
+    for a made set past `SPILL_SET_VALUES`)."""
+    vectors: torch.Tensor | SetFile
     accuracy: torch.Tensor        # [M] percent
     max_similarity: torch.Tensor  # [M]
     nn_l2: torch.Tensor           # [M]
@@ -147,16 +199,61 @@ def summary_table(analysis: Analysis) -> dict:
     return {m: summarize_method(analysis.methods[m]) for m in NAMES if m in analysis.methods}
 
 
+def _measure_group(group: dict[str, torch.Tensor | None], model: nn.Module, names: list[str],
+                   test: tuple[torch.Tensor, torch.Tensor], opts: EvalOptions, evaluated: dict, predicted: dict,
+                   timings: dict, *, snaps: torch.Tensor, train_errors: torch.Tensor | None,
+                   folder: tempfile.TemporaryDirectory | None) -> tuple[dict[str, MethodResult], torch.Tensor]:
+    """Evaluate the sets of ``group`` (those not in ``evaluated``; their predictions are added to ``predicted``)
+    and measure them against ``snaps``: ({name: MethodResult}, the snapshots' error masks). ``train_errors`` are
+    those masks (None: ``group`` holds "original"); with a ``folder``, each set's vectors are kept in a `SetFile`
+    there."""
+    x, y = test
+    start = time.perf_counter()
+    finite = {m: finite_rows(v) for m, v in group.items() if v is not None}
+    kept = {m: rows_where(group[m], ok) for m, ok in finite.items()}  # no copy when every row is finite
+    todo = {m: kept[m] for m in finite if m not in evaluated}
+    fresh = predict_sets(model, names, todo, x, dataclasses.replace(opts, desc="+".join(todo)))
+    predicted |= fresh
+    correct = {m: (kept[m], int((~ok).sum()), evaluated[m] if m in evaluated else fresh[m] == y.cpu())
+               for m, ok in finite.items()}
+    for m, (vecs, _, corr) in correct.items():
+        if tuple(corr.shape) != (len(vecs), len(y)):
+            raise PdiffError(f"the given results for `{m}` have shape {tuple(corr.shape)}, not {len(vecs)} "
+                             f"finite vectors by {len(y)} test examples.")
+    timings["evaluate_s"] += time.perf_counter() - start
+
+    start = time.perf_counter()
+    if train_errors is None:
+        train_errors = ~correct["original"][2]
+    results = {}
+    for method in group:
+        if method not in correct:  # its make function returned None: the set does not apply here
+            empty = torch.zeros(0, dtype=torch.float64)
+            results[method] = MethodResult(snaps.new_zeros(0, snaps.shape[1]), empty, empty, empty,
+                                           applicable=False, note=BY_NAME[method].not_applicable)
+            continue
+        vecs, failed, corr = correct[method]
+        loo = method == "original"
+        results[method] = MethodResult(
+            vectors=vecs if folder is None else SetFile(vecs, folder), accuracy=100.0 * corr.float().mean(1),
+            failed=failed, max_similarity=max_similarity(~corr, train_errors, leave_one_out=loo),
+            nn_l2=nearest_l2(vecs, snaps, leave_one_out=loo))
+    timings["measures_s"] += time.perf_counter() - start
+    return results, train_errors
+
+
 def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple[torch.Tensor, torch.Tensor],
                  baselines, gen: torch.Generator, *, opts: EvalOptions | None = None,
                  evaluated: dict[str, torch.Tensor] | None = None,
                  predicted: dict[str, torch.Tensor] | None = None,
                  decoder: DecoderReference | None = None,
                  sources: tuple[str, str] = ("the snapshots", "the generated vectors")) -> Analysis:
-    """Make every set of the registry (`pdiff.analysis.sets.make_sets`: the baselines, as many models each as
+    """Make every set of the registry (`pdiff.analysis.sets.iter_sets`: the baselines, as many models each as
     there are generated vectors, and, with ``decoder`` (the trained decoder and the snapshots' latents), the
     decoder sets), evaluate every set on ``test`` = (x, y) with `evaluate_vectors` (``opts``: device and batch
-    size), and measure max_similarity and nn_l2 against the snapshots. ``baselines`` has the `baselines` params
+    size), and measure max_similarity and nn_l2 against the snapshots. Up to `SPILL_SET_VALUES` values per set the
+    sets are made and evaluated together; past it, one at a time, each kept in a `SetFile` once measured, so memory
+    holds one made set at a time (the same numbers either way: tested). ``baselines`` has the `baselines` params
     (``noise_sigma``, ``average_k``, ...); ``gen`` is the shared random stream (see `pdiff.analysis.sets`).
 
     ``evaluated`` maps a method ("original", "generated") to its per-sample correctness [M_finite, n] on
@@ -178,46 +275,26 @@ def run_analysis(model: nn.Module, snapshots: dict, generated: dict, test: tuple
     if not finite_rows(snaps).all():
         raise PdiffError(f"{sources[0]} holds non-finite values. {rerun_hint('collect')}")
     n = len(generated["params"])
-    timings = {}
+    timings = dict.fromkeys(("make_sets_s", "evaluate_s", "measures_s"), 0.0)
+    made = _timed(iter_sets(SetInputs(snaps, shapes, n, baselines, decoder), gen), timings, "make_sets_s")
+    reference = {"original": snaps, "generated": generated["params"].float()}
+    # One set at a time past SPILL_SET_VALUES (each set leaves memory for a file once measured); else all together,
+    # so the model's prefix runs once for every set (`predict_sets`).
+    folder = tempfile.TemporaryDirectory(prefix="pdiff-sets-") if n * snaps.shape[1] > SPILL_SET_VALUES else None
+    groups = (chain([reference], ({name: v} for name, v in made)) if folder is not None
+              else [reference | dict(made)])
+    results, train_errors = {}, None
+    for group in groups:
+        measured, train_errors = _measure_group(group, model, names, (x, y), opts, evaluated, predicted, timings,
+                                                snaps=snaps, train_errors=train_errors,
+                                                folder=None if group is reference else folder)
+        results |= measured
+        group.clear()  # a spilled set's tensor is gone before the next set is made
+    results = {m: results[m] for m in NAMES if m in results}
     start = time.perf_counter()
-    raw = {"original": snaps, "generated": generated["params"].float(),
-           **make_sets(SetInputs(snaps, shapes, n, baselines, decoder), gen)}
-    timings["make_sets_s"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    finite = {m: finite_rows(v) for m, v in raw.items() if v is not None}
-    kept = {m: rows_where(raw[m], ok) for m, ok in finite.items()}  # no copy when every row is finite
-    todo = {m: kept[m] for m in finite if m not in evaluated}
-    fresh = predict_sets(model, names, todo, x, dataclasses.replace(opts, desc="+".join(todo)))
-    predicted |= fresh
-    correct = {m: (kept[m], int((~ok).sum()), evaluated[m] if m in evaluated else fresh[m] == y.cpu())
-               for m, ok in finite.items()}
-    for m, (vecs, _, corr) in correct.items():
-        if tuple(corr.shape) != (len(vecs), len(y)):
-            raise PdiffError(f"the given results for `{m}` have shape {tuple(corr.shape)}, not {len(vecs)} "
-                             f"finite vectors by {len(y)} test examples.")
-    timings["evaluate_s"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    train_errors = ~correct["original"][2]
-    results = {}
-    for method in NAMES:
-        if method not in raw:
-            continue
-        if method not in correct:  # its make function returned None: the set does not apply here
-            empty = torch.zeros(0, dtype=torch.float64)
-            results[method] = MethodResult(snaps.new_zeros(0, snaps.shape[1]), empty, empty, empty,
-                                           applicable=False, note=BY_NAME[method].not_applicable)
-            continue
-        vecs, failed, corr = correct[method]
-        loo = method == "original"
-        results[method] = MethodResult(
-            vectors=vecs, accuracy=100.0 * corr.float().mean(1), failed=failed,
-            max_similarity=max_similarity(~corr, train_errors, leave_one_out=loo),
-            nn_l2=nearest_l2(vecs, snaps, leave_one_out=loo))
     learned = learned_summary(results["original"].vectors, results["generated"].vectors, own_stream(gen, "learned"),
                               predicted.get("original"), predicted.get("generated"))
-    timings["measures_s"] = time.perf_counter() - start
+    timings["measures_s"] += time.perf_counter() - start
     settings = {"num_snapshots": len(snaps), "num_models": n, "num_values": snaps.shape[1],
                 "test_size": len(y), "noise_sigma": baselines.noise_sigma,
                 "average_k": min(int(baselines.average_k), len(snaps))}
@@ -254,7 +331,8 @@ def embed_2d(analysis: Analysis, seed: int, direct_max: int = EMBED_DIRECT_MAX) 
     fit_rows = (slice(int(bounds[first]), int(bounds[first + 1])) if first is not None and sizes[first] >= 3
                 else slice(0, n))
     if n * dim <= direct_max:
-        everything = torch.cat([(analysis.methods[m].vectors.double() - mean) / std for m in names]).numpy()
+        everything = torch.cat([(_columns(analysis.methods[m].vectors, 0, dim).double() - mean) / std
+                                for m in names]).numpy()
         pca, tsne = _embed_direct(everything, fit_rows, seed)
     else:
         pca, tsne = _embed_gram(_gram(analysis, names, mean, std), fit_rows, seed)
@@ -307,7 +385,7 @@ def _gram(analysis: Analysis, names: list[str], mean: torch.Tensor, std: torch.T
     gram = torch.zeros(n, n, dtype=torch.float64)
     for a in range(0, mean.numel(), chunk):
         b = min(a + chunk, mean.numel())
-        cols = torch.cat([v[:, a:b].double() for v in vectors])
+        cols = torch.cat([_columns(v, a, b).double() for v in vectors])
         cols = (cols - mean[a:b]) / std[a:b]
         gram += cols @ cols.T
     return gram

@@ -23,7 +23,7 @@ draws, and the numbers, of every other set unchanged.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -141,11 +141,10 @@ def of_kind(kind: str) -> tuple[EvaluatedSet, ...]:
     return tuple(s for s in SETS if s.kind == kind)
 
 
-def make_sets(inputs: SetInputs, gen: torch.Generator) -> dict[str, torch.Tensor | None]:
-    """{name: vectors, or None where the set does not apply} for every set with a ``make`` function whose
-    needs ``inputs`` meet, in `SETS` order; shared-stream sets draw from ``gen``, the others from their own
-    stream (`own_stream`). The decoder sets' width is checked against the snapshots'."""
-    out = {}
+def iter_sets(inputs: SetInputs, gen: torch.Generator) -> Iterator[tuple[str, torch.Tensor | None]]:
+    """(name, vectors, or None where the set does not apply) for every set with a ``make`` function whose needs
+    ``inputs`` meet, in `SETS` order, one set made at a time; shared-stream sets draw from ``gen``, the others from
+    their own stream (`own_stream`). The decoder sets' width is checked against the snapshots'."""
     for s in SETS:
         if s.make is None or not all(inputs.has(need) for need in s.needs):
             continue
@@ -155,5 +154,9 @@ def make_sets(inputs: SetInputs, gen: torch.Generator) -> dict[str, torch.Tensor
                     if "decoder" in s.needs else "")
             raise PdiffError(f"the set `{s.name}` has vectors of width {vectors.shape[1]}, but the snapshots have "
                              f"{inputs.snapshots.shape[1]} values.{hint}")
-        out[s.name] = vectors
-    return out
+        yield s.name, vectors
+
+
+def make_sets(inputs: SetInputs, gen: torch.Generator) -> dict[str, torch.Tensor | None]:
+    """`iter_sets` as one dict {name: vectors or None}, every set in memory at once."""
+    return dict(iter_sets(inputs, gen))
