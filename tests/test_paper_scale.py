@@ -181,19 +181,32 @@ def test_the_docs_learned_table_reads_each_run_by_its_seed_and_marks_missing_run
     assert "4,720,640" in rows["`mnist5k-resnet18-block`, tokens (seed 0)"]
 
 
+def _seed0(path):
+    return next(e for e in json.loads((ROOT / path).read_text())["seeds"] if e["seed"] == 0)
+
+
 def test_the_headline_rerun_gives_the_headline_seeds_numbers():
     """The seed-0 rerun that fills the learned table's mnist5k-resnet18 conv AE row (a later commit, another CPU)
     scored every set as the committed headline's seed 0 did: its `learned` entry describes those models."""
-    def seed0(path):
-        return next(e for e in json.loads((ROOT / path).read_text())["seeds"] if e["seed"] == 0)
-
-    rerun, headline = seed0(paper_scale.HEADLINE_RERUN), seed0(paper_scale.HEADLINE)
+    rerun, headline = _seed0(paper_scale.HEADLINE_RERUN), _seed0(paper_scale.HEADLINE)
     for key in ("dim", "test_size", "original", "generated", "val", "novelty", "decoder", "original_test_errors",
                 "base"):
         assert rerun[key] == headline[key], key
     assert {k: rerun["baselines"][k] for k in headline["baselines"]} == headline["baselines"]  # + interpolation, newer
     assert rerun["learned"]["num_generated"] == headline["generated"]["count"]
     assert rerun["commit"] != headline["commit"]
+
+
+def test_the_tokens_row_comes_from_the_headline_rerun_s_base_model_and_snapshots():
+    """The learned table's mnist5k-resnet18 tokens row: the tokens generator on the same base model and snapshots
+    as the conv AE row (the originals score alike, convergence epoch by epoch too), so the two rows compare two
+    generators on one training set."""
+    tokens, conv = _seed0(paper_scale.TOKENS_RERUN), _seed0(paper_scale.HEADLINE_RERUN)
+    for key in ("dim", "test_size", "original", "original_test_errors", "base"):
+        assert tokens[key] == conv[key], key
+    assert tokens["novelty"]["original"] == conv["novelty"]["original"]
+    assert tokens["val"]["original"] == conv["val"]["original"]
+    assert tokens["generator"] != conv["generator"] and tokens["learned"]["num_generated"] == 100
 
 
 def test_overrides_are_parsed_set_on_top_of_the_preset_and_keep_one_setting_per_file(tmp_path, monkeypatch):
