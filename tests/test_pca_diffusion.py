@@ -110,3 +110,19 @@ def test_the_committed_settings_are_the_whole_network_validation_choice():
     worse = dict(chosen, val_acc_median=snaps["val_acc_median"] - 1.05)
     alike = dict(chosen, val_disagreement=0.49 * snaps["val_disagreement"])
     assert pca_val_choice(dict(record, candidates=[worse, alike])) is None
+
+
+def test_the_analyze_memory_record_is_the_committed_whole_network_run_and_within_the_target():
+    """reports/mnist5k-resnet18-whole/analyze_memory.json (docs/whole-network.md) compares one analyze before and
+    after it kept its sets in files: its after numbers are those of the committed PCA diffusion run, whose analyze
+    is within 4 GB beyond the mapped snapshot file, where the before one was not."""
+    rec = json.loads((ROOT / "reports/mnist5k-resnet18-whole/analyze_memory.json").read_text())
+    run = json.loads((ROOT / "reports/mnist5k-resnet18-whole/pca_diffusion_noise/results.json").read_text())
+    entry = next(e for e in run["seeds"] if e["seed"] == 0)
+    assert rec["after"]["peak_rss_mb"] == entry["stage_peak_rss_mb"]["analyze"]
+    assert rec["after"]["seconds"] == entry["stage_seconds"]["analyze"]
+    assert rec["mapped_file_mb"] == entry["mapped_file_mb"] and rec["cpu"] == entry["kernels"]["cpu"]
+    assert entry["commit"].startswith(rec["after"]["commit"])
+    assert rec["after"]["beyond_mapped_file_mb"] < 4096 < rec["before"]["beyond_mapped_file_mb"]
+    assert rec["peak_rss_after_over_before"] == round(rec["after"]["peak_rss_mb"] / rec["before"]["peak_rss_mb"], 3)
+    assert rec["same_outputs"] and set(rec["outputs_md5"]) == {"metrics/novelty.json", "plots/analyze", "report.md"}
