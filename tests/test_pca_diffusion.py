@@ -82,7 +82,7 @@ def test_noise_on_the_coefficients_widens_what_the_prior_learned_around_each_sna
     spread = {}
     for noise in (0.0, 0.5):
         params = yaml.safe_load((ROOT / "params.yaml").read_text()) | {"generator": NAME}
-        params["user"]["generators"]["pca_diffusion:PCADiffusion"]["train_ldm"].update(steps=1500, lr=0.01,
+        params["user"]["generators"]["pca_diffusion:PCADiffusion"]["train_ldm"].update(steps=800, lr=0.01,
                                                                                         noise=noise)
         generator, p = resolve(NAME), from_dict(params)
         ctx = Context(p, torch.Generator().manual_seed(0), snapshots=str(tmp_path / "snapshots.pt"),
