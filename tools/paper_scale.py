@@ -593,7 +593,8 @@ def docs_pca_val_table(load) -> str:
     snaps, chosen = record["snapshots"], pca_val_choice(record)
     rows = [[_bold(f"{c['rank']}", c is chosen), _bold(f"{c['noise']:.1f}", c is chosen),
              f"{c['val_acc_median']:.1f} ({c['val_acc_min']:.1f})", f"{100 * c['val_disagreement']:.2f} %",
-             f"{c['nn_l2_mean']:.2f}", f"{c['mean_l2_mean']:.2f}", f"{c['distinct_nearest']} of {record['num_generated']}",
+             f"{c['nn_l2_mean']:.2f}", f"{c['mean_l2_mean']:.2f}",
+             f"{c['distinct_nearest']} of {record['num_generated']}",
              _yes(pca_val_qualifies(c, snaps))] for c in record["candidates"]]
     rows.append(["snapshots", "", f"{snaps['val_acc_median']:.1f}", f"{100 * snaps['val_disagreement']:.2f} %",
                  f"{snaps['nn_l2_mean']:.2f}", f"{snaps['mean_l2_mean']:.2f}", "", ""])
